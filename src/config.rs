@@ -1,0 +1,576 @@
+//! Configuration: one YAML file, every field with a default, overridable by
+//! `KEYGATE_*` environment variables (`proxy.listen` ← `KEYGATE_PROXY_LISTEN`).
+//!
+//! Loading parses, then validates, and collects every error with its field
+//! path before refusing the file, so a user fixes them all in one pass. This
+//! module reads files and the environment; it opens no socket and no store.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The listener that API clients call.
+    pub proxy: ProxyConfig,
+    /// The listener for the admin API, dashboard, health and metrics.
+    pub admin: AdminConfig,
+    /// Where keys and accounts are kept.
+    pub store: StoreConfig,
+    /// The default upstream: every request no route matches goes here.
+    pub upstream: UpstreamConfig,
+    /// Optional routes by path prefix (and host), each with its own upstream.
+    /// The longest matching prefix wins.
+    pub routes: Vec<RouteConfig>,
+    /// Key format.
+    pub keys: KeysConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate (reloaded when the files change).
+    pub tls: Option<TlsConfig>,
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout_ms: u64,
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body for routes that set no limit; larger gets 413.
+    /// 0 means unlimited.
+    pub max_body_bytes: u64,
+    /// Headers the key is read from, in order. `authorization` means
+    /// `Authorization: Bearer <key>`; any other name holds the bare key.
+    pub key_headers: Vec<String>,
+    /// Also accept the key from this query parameter. Off by default: query
+    /// strings end up in access logs.
+    pub key_query_param: Option<String>,
+    /// Remove the credential header before forwarding.
+    pub strip_credentials: bool,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls: None,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            key_headers: vec!["authorization".into(), "x-api-key".into()],
+            key_query_param: None,
+            strip_credentials: true,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address and port of the admin listener; loopback by default.
+    pub listen: SocketAddr,
+    /// Serve the admin port over HTTPS with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Serve `/metrics` without an admin token.
+    pub public_metrics: bool,
+    /// Largest admin request body; larger gets 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            tls: None,
+            public_metrics: true,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    /// Connections in the store's pool.
+    pub max_connections: u32,
+    /// Give up connecting to the store after this long.
+    pub connect_timeout_ms: u64,
+    /// How often the revision counter is polled for changes made elsewhere.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://keygate.db".into(),
+            max_connections: 8,
+            connect_timeout_ms: 5_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `http://` or `https://` base URL of the default upstream.
+    pub url: String,
+    /// Connecting to an upstream fails after this long (502).
+    pub connect_timeout_ms: u64,
+    /// An upstream that has not answered (status and headers) after this
+    /// long gets the client a 504.
+    pub response_timeout_ms: u64,
+    /// Idle keep-alive connections to upstreams are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+    /// Idle keep-alive connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "http://127.0.0.1:3000".into(),
+            connect_timeout_ms: 2_000,
+            response_timeout_ms: 30_000,
+            pool_idle_timeout_ms: 90_000,
+            pool_max_idle_per_host: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Requests whose path starts with this prefix take this route.
+    pub path_prefix: String,
+    /// Only requests for this host (the `Host` header, port ignored).
+    pub host: Option<String>,
+    /// `http://` or `https://` base URL of this route's upstream.
+    pub upstream: String,
+    /// Largest request body on this route (0 = unlimited); defaults to
+    /// `proxy.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Prefix of keys for the `live` environment.
+    pub live_prefix: String,
+    /// Prefix of keys for the `test` environment.
+    pub test_prefix: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig { live_prefix: "kg_live".into(), test_prefix: "kg_test".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json` (one JSON object per line).
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `keygate=debug,info`, …
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// One thing wrong with the configuration, at one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} error{}):", self.errors.len(), if self.errors.len() == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            writeln!(f, "  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(path: &str, message: impl Into<String>) -> Self {
+        ConfigError { errors: vec![FieldError { path: path.into(), message: message.into() }] }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `KEYGATE_*` variables from the process
+    /// environment, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one("(file)", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_yaml(&text, std::env::vars())
+    }
+
+    /// Parses YAML text with the given environment overrides, then validates.
+    pub fn from_yaml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut value: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::one("(file)", format!("not valid YAML: {e}")))?;
+        if value.is_null() {
+            value = Value::Mapping(Mapping::new());
+        }
+        if !value.is_mapping() {
+            return Err(ConfigError::one("(file)", "the top level must be a mapping of sections"));
+        }
+        let mut errors = apply_env(&mut value, env);
+        let config = deserialize_collecting(value, &mut errors);
+        let reported: BTreeSet<String> = errors.iter().map(|e| e.path.clone()).collect();
+        for e in config.validate() {
+            if !reported.contains(&e.path) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { errors })
+        }
+    }
+
+    /// Checks what types alone cannot: URLs, prefixes, ranges, files.
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut err = |path: &str, message: String| errors.push(FieldError { path: path.into(), message });
+
+        check_upstream_url(&self.upstream.url).err().into_iter().for_each(|m| err("upstream.url", m));
+        for (i, route) in self.routes.iter().enumerate() {
+            if !route.path_prefix.starts_with('/') {
+                err(&format!("routes[{i}].path_prefix"), format!("must start with \"/\", got {:?}", route.path_prefix));
+            }
+            if let Err(m) = check_upstream_url(&route.upstream) {
+                err(&format!("routes[{i}].upstream"), m);
+            }
+            if route.host.as_deref().is_some_and(|h| h.is_empty()) {
+                err(&format!("routes[{i}].host"), "must not be empty".into());
+            }
+        }
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            err("store.url", format!("must start with sqlite:// or postgres://, got {url:?}"));
+        }
+        if self.store.max_connections == 0 {
+            err("store.max_connections", "must be at least 1".into());
+        }
+        if self.store.poll_interval_ms < 10 {
+            err("store.poll_interval_ms", "must be at least 10".into());
+        }
+        for (path, v) in [
+            ("proxy.header_read_timeout_ms", self.proxy.header_read_timeout_ms),
+            ("proxy.drain_timeout_ms", self.proxy.drain_timeout_ms),
+            ("store.connect_timeout_ms", self.store.connect_timeout_ms),
+            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
+            ("upstream.response_timeout_ms", self.upstream.response_timeout_ms),
+            ("upstream.pool_idle_timeout_ms", self.upstream.pool_idle_timeout_ms),
+        ] {
+            if v == 0 {
+                err(path, "must be greater than 0".into());
+            }
+        }
+        if !(1024..=1024 * 1024).contains(&self.proxy.max_header_bytes) {
+            err("proxy.max_header_bytes", format!("must be between 1024 and 1048576, got {}", self.proxy.max_header_bytes));
+        }
+        if self.proxy.key_headers.is_empty() && self.proxy.key_query_param.is_none() {
+            err("proxy.key_headers", "name at least one header (or set proxy.key_query_param)".into());
+        }
+        for (i, name) in self.proxy.key_headers.iter().enumerate() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.to_ascii_lowercase() != *name {
+                err(&format!("proxy.key_headers[{i}]"), format!("not a lowercase header name: {name:?}"));
+            }
+        }
+        if self.proxy.key_query_param.as_deref().is_some_and(str::is_empty) {
+            err("proxy.key_query_param", "must not be empty".into());
+        }
+        for (path, prefix) in [("keys.live_prefix", &self.keys.live_prefix), ("keys.test_prefix", &self.keys.test_prefix)] {
+            let ok = !prefix.is_empty()
+                && prefix.len() <= 32
+                && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !prefix.starts_with('_')
+                && !prefix.ends_with('_');
+            if !ok {
+                err(path, format!("must be 1-32 of a-z, 0-9 and inner \"_\", got {prefix:?}"));
+            }
+        }
+        if self.keys.live_prefix == self.keys.test_prefix {
+            err("keys.test_prefix", "must differ from keys.live_prefix".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            err("log.level", format!("not a log filter: {:?}", self.log.level));
+        }
+        for (section, tls) in [("proxy", &self.proxy.tls), ("admin", &self.admin.tls)] {
+            if let Some(tls) = tls {
+                for (field, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                    if let Err(e) = std::fs::metadata(file) {
+                        err(&format!("{section}.tls.{field}"), format!("cannot read {file:?}: {e}"));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// The default configuration with every optional section present: the
+    /// map of field paths that `KEYGATE_*` variables can set.
+    fn shape() -> Value {
+        let mut shape = Config::default();
+        shape.proxy.tls = Some(TlsConfig::default());
+        shape.admin.tls = Some(TlsConfig::default());
+        shape.proxy.key_query_param = Some(String::new());
+        serde_yaml_ng::to_value(shape).unwrap_or(Value::Null)
+    }
+}
+
+fn check_upstream_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("has no host: {url:?}"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("must not have a query string: {url:?}"));
+    }
+    Ok(())
+}
+
+/// Sets each leaf of the shape whose `KEYGATE_<PATH>` variable is present.
+/// Values are read as YAML scalars (or flow sequences) except where the field
+/// is a string, which takes the text as it is.
+fn apply_env(value: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Vec<FieldError> {
+    let mut leaves = Vec::new();
+    collect_leaves(&Config::shape(), &mut Vec::new(), &mut leaves);
+    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("KEYGATE_")).collect();
+    let mut errors = Vec::new();
+    for (path, is_string) in leaves {
+        let name = format!("KEYGATE_{}", path.join("_").to_ascii_uppercase());
+        let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) else { continue };
+        let parsed = if is_string {
+            Value::String(raw.clone())
+        } else {
+            match serde_yaml_ng::from_str::<Value>(raw) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(FieldError { path: path.join("."), message: format!("{name} is not valid: {e}") });
+                    continue;
+                }
+            }
+        };
+        set_path(value, &path, parsed);
+    }
+    errors
+}
+
+fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
+    match value {
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                if let Some(k) = k.as_str() {
+                    path.push(k.to_owned());
+                    collect_leaves(v, path, out);
+                    path.pop();
+                }
+            }
+        }
+        other => out.push((path.clone(), other.is_string())),
+    }
+}
+
+fn set_path(value: &mut Value, path: &[String], leaf: Value) {
+    let mut node = value;
+    for (i, key) in path.iter().enumerate() {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else { return };
+        let k = Value::String(key.clone());
+        if i + 1 == path.len() {
+            map.insert(k, leaf);
+            return;
+        }
+        node = map.entry(k).or_insert(Value::Null);
+    }
+}
+
+/// Deserializes, and on each error records it with its path, removes the
+/// offending field and tries again, so every type error is reported at once.
+fn deserialize_collecting(mut value: Value, errors: &mut Vec<FieldError>) -> Config {
+    for _ in 0..64 {
+        match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+            Ok(config) => return config,
+            Err(e) => {
+                let segments = path_segments(e.path());
+                let message = e.inner().to_string();
+                let unknown = message.starts_with("unknown field");
+                let mut path = segments.clone();
+                if unknown {
+                    if let Some(field) = message.split('`').nth(1) {
+                        if path.last().map(|s| s.as_str()) != Some(field) {
+                            path.push(field.to_owned());
+                        }
+                    }
+                }
+                let shown = display_path(&path);
+                errors.push(FieldError { path: if shown.is_empty() { "(file)".into() } else { shown }, message });
+                if path.is_empty() || !remove_path(&mut value, &path) {
+                    break;
+                }
+            }
+        }
+    }
+    Config::default()
+}
+
+fn path_segments(path: &serde_path_to_error::Path) -> Vec<String> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Seq { index } => Some(format!("[{index}]")),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for s in path {
+        if !s.starts_with('[') && !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(s);
+    }
+    out
+}
+
+fn remove_path(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut node = value;
+    for seg in parents {
+        node = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(i) => match (node, i.parse::<usize>()) {
+                (Value::Sequence(seq), Ok(i)) if i < seq.len() => &mut seq[i],
+                _ => return false,
+            },
+            None => match node {
+                Value::Mapping(map) => match map.get_mut(seg.as_str()) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                _ => return false,
+            },
+        };
+    }
+    match (node, last.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
+        (Value::Sequence(seq), Some(i)) => match i.parse::<usize>() {
+            Ok(i) if i < seq.len() => {
+                seq.remove(i);
+                true
+            }
+            _ => false,
+        },
+        (Value::Mapping(map), None) => map.remove(last.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_yaml("", no_env()), Ok(Config::default()));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let text = "proxy:\n  listen: nope\n  max_header_bytes: 12\nstore:\n  url: mysql://x\n  bogus: 1\nupstream:\n  url: ftp://x\nroutes:\n  - path_prefix: v2\n    upstream: http://a\n";
+        let err = Config::from_yaml(text, no_env()).expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        for expected in ["proxy.listen", "proxy.max_header_bytes", "store.url", "store.bogus", "upstream.url", "routes[0].path_prefix"] {
+            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        }
+        let text = err.to_string();
+        assert!(text.contains("store.bogus: unknown field"), "{text}");
+    }
+
+    #[test]
+    fn env_overrides_take_precedence() {
+        let env = vec![
+            ("KEYGATE_PROXY_LISTEN".to_string(), "127.0.0.1:1234".to_string()),
+            ("KEYGATE_STORE_URL".to_string(), "sqlite://other.db".to_string()),
+            ("KEYGATE_STORE_POLL_INTERVAL_MS".to_string(), "250".to_string()),
+            ("KEYGATE_PROXY_KEY_HEADERS".to_string(), "[x-key]".to_string()),
+            ("KEYGATE_ADMIN_TOKEN".to_string(), "not a field".to_string()),
+        ];
+        let c = Config::from_yaml("store:\n  url: sqlite://file.db\n", env).expect("valid");
+        assert_eq!(c.proxy.listen.port(), 1234);
+        assert_eq!(c.store.url, "sqlite://other.db");
+        assert_eq!(c.store.poll_interval_ms, 250);
+        assert_eq!(c.proxy.key_headers, vec!["x-key".to_string()]);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_field() {
+        let env = vec![("KEYGATE_UPSTREAM_CONNECT_TIMEOUT_MS".to_string(), "soon".to_string())];
+        let err = Config::from_yaml("", env).expect_err("invalid");
+        assert_eq!(err.errors[0].path, "upstream.connect_timeout_ms");
+    }
+}

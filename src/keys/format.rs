@@ -1,0 +1,260 @@
+//! The key format: `<prefix>_<32 base62 random><6 base62 CRC32>`.
+//!
+//! Owns generation (OS randomness), parsing with the checksum check, the
+//! blake3 hash kept at rest, the masked preview and the `Secret` type. It
+//! must never print a whole secret: `Secret`'s `Debug` and `Display` show the
+//! preview only.
+
+use std::fmt;
+
+use rand::rngs::OsRng;
+use rand::Rng;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Random base62 characters in a secret: 32 × log2(62) ≈ 190.5 bits.
+pub const RANDOM_LEN: usize = 32;
+/// Base62 characters of the CRC32 checksum (62^6 > 2^32).
+pub const CHECKSUM_LEN: usize = 6;
+const BODY_LEN: usize = RANDOM_LEN + CHECKSUM_LEN;
+/// Longest key accepted on the wire; anything longer is malformed.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// The blake3 hash of a whole key: what the store keeps and the snapshot is
+/// indexed by.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    pub fn of(key: &[u8]) -> Self {
+        KeyHash(*blake3::hash(key).as_bytes())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(KeyHash)
+    }
+
+    /// The byte that picks the snapshot shard.
+    pub fn shard(&self) -> usize {
+        self.0[0] as usize
+    }
+}
+
+impl std::hash::Hash for KeyHash {
+    /// The value is already a uniformly distributed hash: feed 8 of its bytes
+    /// to the map's hasher instead of hashing 32 bytes again.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[8..16]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// A whole API key or admin token. Printing it shows the preview only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a string received from a caller (e.g. a leak report or verify).
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The whole secret, for the one response that shows it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.0.as_bytes())
+    }
+
+    /// `kg_live_AbC1…9xYz`: the prefix, the first four and the last four
+    /// characters of the secret part.
+    pub fn preview(&self) -> String {
+        preview(&self.0)
+    }
+
+    /// The part before the last `_` (e.g. `kg_live`).
+    pub fn prefix(&self) -> &str {
+        self.0.rsplit_once('_').map(|(p, _)| p).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.preview())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.preview())
+    }
+}
+
+/// The masked preview of any string that looks like a key. Never longer than
+/// the prefix plus nine characters, whatever it is given.
+pub fn preview(key: &str) -> String {
+    let (prefix, body) = key.rsplit_once('_').unwrap_or(("", key));
+    let chars: Vec<char> = body.chars().collect();
+    if chars.len() < 12 {
+        return format!("{prefix}_…");
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{prefix}_{head}…{tail}")
+}
+
+/// Makes a new key `<prefix>_<random><checksum>` from OS randomness.
+pub fn generate(prefix: &str) -> Secret {
+    let mut key = String::with_capacity(prefix.len() + 1 + BODY_LEN);
+    key.push_str(prefix);
+    key.push('_');
+    let mut rng = OsRng;
+    for _ in 0..RANDOM_LEN {
+        key.push(BASE62[rng.gen_range(0..62)] as char);
+    }
+    let crc = crc32fast::hash(key.as_bytes());
+    key.push_str(&encode_checksum(crc));
+    Secret(key)
+}
+
+/// A random base62 id with a type prefix (`key_…`, `acc_…`): not a secret.
+pub fn new_id(kind: &str) -> String {
+    let mut id = String::with_capacity(kind.len() + 21);
+    id.push_str(kind);
+    id.push('_');
+    let mut rng = OsRng;
+    for _ in 0..20 {
+        id.push(BASE62[rng.gen_range(0..62)] as char);
+    }
+    id
+}
+
+fn encode_checksum(mut crc: u32) -> String {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(crc % 62) as usize];
+        crc /= 62;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+fn base62_value(b: u8) -> Option<u32> {
+    match b {
+        b'0'..=b'9' => Some((b - b'0') as u32),
+        b'A'..=b'Z' => Some((b - b'A') as u32 + 10),
+        b'a'..=b'z' => Some((b - b'a') as u32 + 36),
+        _ => None,
+    }
+}
+
+/// Why a credential is not even shaped like a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatError {
+    Length,
+    Prefix,
+    Character,
+    Checksum,
+}
+
+/// Checks shape and checksum without allocating; returns the prefix.
+///
+/// A mistyped or forged key is refused here, before any lookup.
+pub fn parse(key: &[u8]) -> Result<&str, FormatError> {
+    if key.len() < BODY_LEN + 2 || key.len() > MAX_KEY_LEN {
+        return Err(FormatError::Length);
+    }
+    let split = key.len() - BODY_LEN;
+    if key[split - 1] != b'_' {
+        return Err(FormatError::Prefix);
+    }
+    let prefix = &key[..split - 1];
+    if !prefix
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return Err(FormatError::Prefix);
+    }
+    let mut expected: u32 = 0;
+    for &b in &key[split..split + RANDOM_LEN] {
+        base62_value(b).ok_or(FormatError::Character)?;
+    }
+    for &b in &key[split + RANDOM_LEN..] {
+        let digit = base62_value(b).ok_or(FormatError::Character)?;
+        expected = expected.checked_mul(62).ok_or(FormatError::Checksum)?;
+        expected = expected.checked_add(digit).ok_or(FormatError::Checksum)?;
+    }
+    if crc32fast::hash(&key[..key.len() - CHECKSUM_LEN]) != expected {
+        return Err(FormatError::Checksum);
+    }
+    // The prefix bytes were checked to be ASCII above.
+    std::str::from_utf8(prefix).map_err(|_| FormatError::Prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_have_the_documented_shape() {
+        for _ in 0..200 {
+            let key = generate("kg_live");
+            let text = key.expose();
+            assert!(text.starts_with("kg_live_"));
+            assert_eq!(text.len(), "kg_live_".len() + 38);
+            assert_eq!(parse(text.as_bytes()), Ok("kg_live"));
+        }
+    }
+
+    #[test]
+    fn one_changed_character_fails_the_checksum() {
+        let key = generate("kg_test");
+        let mut bytes = key.expose().as_bytes().to_vec();
+        let i = 12;
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        assert_eq!(parse(&bytes), Err(FormatError::Checksum));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert_eq!(parse(b""), Err(FormatError::Length));
+        assert_eq!(parse(b"kg_live_short"), Err(FormatError::Length));
+        let key = generate("kg_live");
+        let mut bytes = key.expose().as_bytes().to_vec();
+        bytes[10] = b'-';
+        assert_eq!(parse(&bytes), Err(FormatError::Character));
+        let upper = key.expose().replace("kg_live", "KG_LIVE");
+        assert_eq!(parse(upper.as_bytes()), Err(FormatError::Prefix));
+        assert_eq!(parse(&[0xff; 60]), Err(FormatError::Prefix));
+    }
+
+    #[test]
+    fn secret_never_prints_itself() {
+        let key = generate("kg_live");
+        let whole = key.expose().to_owned();
+        let shown = format!("{key} {key:?} {}", key.preview());
+        assert!(!shown.contains(&whole));
+        assert!(!shown.contains(&whole[8..40]));
+        let p = key.preview();
+        assert!(p.starts_with("kg_live_") && p.contains('…'));
+        assert_eq!(p.chars().count(), "kg_live_".len() + 9);
+    }
+
+    #[test]
+    fn ids_have_their_kind() {
+        let id = new_id("key");
+        assert!(id.starts_with("key_") && id.len() == 24);
+        assert_ne!(new_id("acc"), new_id("acc"));
+    }
+}
