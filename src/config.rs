@@ -568,6 +568,12 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid_and_shows_the_defaults() {
+        let text = include_str!("../config/keygate.yaml");
+        assert_eq!(Config::from_yaml(text, no_env()), Ok(Config::default()));
+    }
+
+    #[test]
     fn bad_env_value_names_the_field() {
         let env = vec![("KEYGATE_UPSTREAM_CONNECT_TIMEOUT_MS".to_string(), "soon".to_string())];
         let err = Config::from_yaml("", env).expect_err("invalid");

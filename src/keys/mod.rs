@@ -1,3 +1,4 @@
+pub mod cidr;
 pub mod format;
 pub mod policy;
 pub mod snapshot;

@@ -1,0 +1,142 @@
+//! Keeps the KeySet snapshot in step with the store.
+//!
+//! Admin writes on this node call `reload` before they answer, so their
+//! change is in force at once; a poller compares the store's revision
+//! counter with the snapshot's every `store.poll_interval_ms` to pick up
+//! changes made by other processes. Each reload reads only what changed after
+//! the snapshot's revision, builds the next snapshot off the request path and
+//! publishes it with one `ArcSwap::store`. A failed reload keeps the old
+//! snapshot and marks the store down.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::now_ms;
+use crate::keys::KeySet;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// Changes bigger than this are applied on a blocking thread.
+const INLINE_APPLY_LIMIT: usize = 1_000;
+
+pub struct Reloader {
+    store: Store,
+    keyset: Arc<ArcSwap<KeySet>>,
+    lock: tokio::sync::Mutex<()>,
+    store_up: AtomicBool,
+    last_success_ms: AtomicI64,
+    failures: AtomicU64,
+}
+
+impl Reloader {
+    /// Loads the whole key set; fails if the store cannot be read.
+    pub async fn start(store: Store) -> Result<Arc<Reloader>, StoreError> {
+        let reloader = Arc::new(Reloader {
+            store,
+            keyset: Arc::new(ArcSwap::from_pointee(KeySet::empty())),
+            lock: tokio::sync::Mutex::new(()),
+            store_up: AtomicBool::new(false),
+            last_success_ms: AtomicI64::new(0),
+            failures: AtomicU64::new(0),
+        });
+        reloader.reload().await?;
+        Ok(reloader)
+    }
+
+    /// The published snapshot, for the proxy and the admin API to read.
+    pub fn keyset(&self) -> Arc<ArcSwap<KeySet>> {
+        Arc::clone(&self.keyset)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether the last contact with the store succeeded.
+    pub fn store_up(&self) -> bool {
+        self.store_up.load(Ordering::Relaxed)
+    }
+
+    /// Unix ms of the last successful reload (or check that found nothing new).
+    pub fn last_success_ms(&self) -> i64 {
+        self.last_success_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Brings the snapshot up to the store's current revision. Returns
+    /// whether anything changed.
+    pub async fn reload(&self) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let current = self.keyset.load_full();
+        let changes = match self.store.changes_since(current.revision()).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if self.store_up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "store unreachable: serving the last snapshot");
+                }
+                return Err(e);
+            }
+        };
+        if !self.store_up.swap(true, Ordering::Relaxed) && current.revision() > 0 {
+            tracing::info!("store reachable again");
+        }
+        self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+        if changes.revision <= current.revision() {
+            return Ok(false);
+        }
+        let (keys, revision) = (changes.keys.len(), changes.revision);
+        let next = if keys + changes.retired.len() > INLINE_APPLY_LIMIT {
+            tokio::task::spawn_blocking(move || current.apply(changes))
+                .await
+                .map_err(|e| StoreError::Other(format!("snapshot build failed: {e}")))?
+        } else {
+            current.apply(changes)
+        };
+        let secrets = next.len();
+        self.keyset.store(Arc::new(next));
+        tracing::debug!(revision, changed_keys = keys, secrets, "snapshot published");
+        Ok(true)
+    }
+
+    /// Polls the store's revision and reloads when it moved, until shutdown.
+    pub fn spawn_poller(self: &Arc<Self>, interval: Duration, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait() => return,
+                }
+                let behind = match this.store.revision().await {
+                    Ok(rev) => rev > this.keyset.load().revision(),
+                    Err(e) => {
+                        this.failures.fetch_add(1, Ordering::Relaxed);
+                        if this.store_up.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "store unreachable: serving the last snapshot");
+                        }
+                        continue;
+                    }
+                };
+                if behind {
+                    if let Err(e) = this.reload().await {
+                        tracing::warn!(error = %e, "reload failed: keeping the last snapshot");
+                    }
+                } else {
+                    if !this.store_up.swap(true, Ordering::Relaxed) {
+                        tracing::info!("store reachable again");
+                    }
+                    this.last_success_ms.store(now_ms(), Ordering::Relaxed);
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Accounts (tenants): create, read, list newest first, edit. Changing an
+//! account's `api_access` bumps its revision, so the snapshot rebuilds the
+//! account's keys.
+
+use super::{bump_revision, on_pool, Account, AccountPatch, Cursor, Page, Result, Store, StoreError};
+use crate::clock::now_ms;
+use crate::keys::format::new_id;
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    name: String,
+    api_access: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<AccountRow> for Account {
+    fn from(r: AccountRow) -> Self {
+        Account { id: r.id, name: r.name, api_access: r.api_access, created_at: r.created_at, updated_at: r.updated_at }
+    }
+}
+
+const COLUMNS: &str = "id, name, api_access, created_at, updated_at";
+
+impl Store {
+    pub async fn create_account(&self, name: &str, api_access: bool) -> Result<Account> {
+        let now = now_ms();
+        let account = Account { id: new_id("acc"), name: name.to_owned(), api_access, created_at: now, updated_at: now };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            sqlx::query("INSERT INTO accounts (id, name, api_access, created_at, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&account.id)
+                .bind(&account.name)
+                .bind(account.api_access)
+                .bind(now)
+                .bind(now)
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(account)
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Account> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
+        let row: Option<AccountRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(Account::from).ok_or(StoreError::NotFound)
+    }
+
+    /// Newest first. `only` confines the listing to one account id.
+    pub async fn list_accounts(&self, limit: u32, cursor: Option<&Cursor>, only: Option<&str>) -> Result<Page<Account>> {
+        let (at, id) = cursor.map(|c| (c.created_at, c.id.as_str())).unwrap_or((i64::MAX, ""));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM accounts \
+             WHERE (created_at < $1 OR (created_at = $1 AND id < $2) OR $2 = '') \
+             AND ($3 = '' OR id = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let rows: Vec<AccountRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(at)
+                .bind(id)
+                .bind(only.unwrap_or(""))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut items: Vec<Account> = rows.into_iter().map(Account::from).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|a| Cursor { created_at: a.created_at, id: a.id.clone() }.encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Applies the patch; returns the account before and after.
+    pub async fn update_account(&self, id: &str, patch: &AccountPatch) -> Result<(Account, Account)> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
+        let result = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            let row: Option<AccountRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            let before = Account::from(row.ok_or(StoreError::NotFound)?);
+            let mut after = before.clone();
+            if let Some(name) = &patch.name {
+                after.name = name.clone();
+            }
+            if let Some(access) = patch.api_access {
+                after.api_access = access;
+            }
+            after.updated_at = now_ms();
+            sqlx::query("UPDATE accounts SET name = $1, api_access = $2, updated_at = $3, revision = $4 WHERE id = $5")
+                .bind(&after.name)
+                .bind(after.api_access)
+                .bind(after.updated_at)
+                .bind(rev)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            (before, after)
+        });
+        Ok(result)
+    }
+}

@@ -1,0 +1,84 @@
+//! What the reloader reads: every key whose row (or whose account) changed
+//! after a revision, with all of those keys' retired secrets.
+//!
+//! Reads run in one transaction so the revision counter and the rows agree.
+
+use super::{on_pool, Result, Store, StoreError};
+use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, RetiredRow};
+
+#[derive(sqlx::FromRow)]
+struct PolicyDbRow {
+    id: String,
+    account_id: String,
+    permission: String,
+    enabled: bool,
+    revoked_at: Option<i64>,
+    api_access: bool,
+    expires_at: Option<i64>,
+    secret_hash: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RetiredDbRow {
+    secret_hash: Vec<u8>,
+    key_id: String,
+    valid_until: i64,
+}
+
+const POLICY_SQL: &str = "\
+    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash \
+    FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revision > $1 \
+    UNION ALL \
+    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash \
+    FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.revision > $1 AND k.revision <= $1";
+
+const RETIRED_SQL: &str = "\
+    SELECT r.secret_hash, r.key_id, r.valid_until \
+    FROM retired_secrets r JOIN api_keys k ON k.id = r.key_id JOIN accounts a ON a.id = k.account_id \
+    WHERE k.revision > $1 OR a.revision > $1";
+
+impl Store {
+    /// Everything that changed after `since` (0 reads everything).
+    pub async fn changes_since(&self, since: i64) -> Result<Changes> {
+        let (revision, rows, retired): (i64, Vec<PolicyDbRow>, Vec<RetiredDbRow>) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1").fetch_one(&mut *tx).await?;
+            if revision <= since {
+                tx.commit().await?;
+                (revision, Vec::new(), Vec::new())
+            } else {
+                let rows = sqlx::query_as(POLICY_SQL).bind(since).fetch_all(&mut *tx).await?;
+                let retired = sqlx::query_as(RETIRED_SQL).bind(since).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                (revision, rows, retired)
+            }
+        });
+        let mut changes = Changes { revision, keys: Vec::with_capacity(rows.len()), retired: Vec::with_capacity(retired.len()) };
+        for row in rows {
+            changes.keys.push(policy_row(row)?);
+        }
+        for row in retired {
+            let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.key_id, "retired hash"))?;
+            changes.retired.push(RetiredRow { hash, key_id: row.key_id, valid_until: row.valid_until });
+        }
+        Ok(changes)
+    }
+}
+
+fn corrupt(id: &str, what: &str) -> StoreError {
+    StoreError::Other(format!("key {id} has an invalid {what} in the store"))
+}
+
+fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
+    let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.id, "secret hash"))?;
+    let policy = KeyPolicy {
+        id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
+        account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,
+        permission: Permission::parse(&row.permission).ok_or_else(|| corrupt(&row.id, "permission"))?,
+        enabled: row.enabled,
+        revoked: row.revoked_at.is_some(),
+        api_access: row.api_access,
+        expires_at: row.expires_at,
+    };
+    Ok(PolicyRow { hash, policy })
+}

@@ -1,0 +1,324 @@
+//! API key records: create, read, list with filters and cursor, edit, rotate
+//! and revoke. Every write bumps the revision so the snapshot picks it up.
+
+use sqlx::QueryBuilder;
+
+use super::{bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store, StoreError};
+use crate::clock::now_ms;
+use crate::keys::format::new_id;
+use crate::keys::{Environment, KeyHash, Permission, Status};
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    account_id: String,
+    name: String,
+    description: Option<String>,
+    permission: String,
+    enabled: bool,
+    environment: String,
+    prefix: String,
+    preview: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    usage_count: i64,
+    rotated_at: Option<i64>,
+    revoked_at: Option<i64>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
+    allowed_ips: String,
+    allowed_routes: String,
+    metadata: String,
+}
+
+pub(super) const KEY_COLUMNS: &str = "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
+     created_at, updated_at, expires_at, last_used_at, usage_count, rotated_at, revoked_at, \
+     rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
+
+impl TryFrom<KeyRow> for KeyRecord {
+    type Error = StoreError;
+
+    fn try_from(r: KeyRow) -> Result<Self> {
+        let bad = |what: &str| StoreError::Other(format!("key {} has an invalid {what} in the store", r.id));
+        let rate_limit = match (r.rate_limit_requests, r.rate_limit_per_seconds) {
+            (Some(requests), Some(per)) => Some(super::RateLimit {
+                requests: u32::try_from(requests).map_err(|_| bad("rate limit"))?,
+                per_seconds: u32::try_from(per).map_err(|_| bad("rate limit"))?,
+            }),
+            _ => None,
+        };
+        Ok(KeyRecord {
+            permission: Permission::parse(&r.permission).ok_or_else(|| bad("permission"))?,
+            environment: Environment::parse(&r.environment).ok_or_else(|| bad("environment"))?,
+            allowed_ips: serde_json::from_str(&r.allowed_ips).map_err(|_| bad("allowed_ips"))?,
+            allowed_routes: serde_json::from_str(&r.allowed_routes).map_err(|_| bad("allowed_routes"))?,
+            metadata: serde_json::from_str(&r.metadata).map_err(|_| bad("metadata"))?,
+            rate_limit,
+            id: r.id,
+            account_id: r.account_id,
+            name: r.name,
+            description: r.description,
+            enabled: r.enabled,
+            prefix: r.prefix,
+            preview: r.preview,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            usage_count: r.usage_count,
+            rotated_at: r.rotated_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl Store {
+    /// Creates a key in an existing account (`NotFound` if the account is
+    /// not there).
+    pub async fn create_key(&self, new: &NewKey) -> Result<KeyRecord> {
+        let now = now_ms();
+        let id = new_id("key");
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+                .bind(&new.account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO api_keys (id, account_id, name, description, permission, enabled, environment, prefix, preview, \
+                 secret_hash, created_at, updated_at, expires_at, usage_count, rate_limit_requests, rate_limit_per_seconds, \
+                 allowed_ips, allowed_routes, metadata, revision) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, 0, $13, $14, $15, $16, $17, $18)",
+            )
+            .bind(&id)
+            .bind(&new.account_id)
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.permission.as_str())
+            .bind(new.enabled)
+            .bind(new.environment.as_str())
+            .bind(&new.prefix)
+            .bind(&new.preview)
+            .bind(new.hash.as_bytes().as_slice())
+            .bind(now)
+            .bind(new.expires_at)
+            .bind(new.rate_limit.map(|r| i64::from(r.requests)))
+            .bind(new.rate_limit.map(|r| i64::from(r.per_seconds)))
+            .bind(json(&new.allowed_ips))
+            .bind(json(&new.allowed_routes))
+            .bind(json(&new.metadata))
+            .bind(rev)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        self.get_key(&id).await
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<KeyRecord> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        let row: Option<KeyRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The key whose current secret has this hash, if any.
+    pub async fn key_id_by_hash(&self, hash: &KeyHash) -> Result<Option<String>> {
+        let id = on_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT id FROM api_keys WHERE secret_hash = $1 \
+                 UNION ALL SELECT key_id FROM retired_secrets WHERE secret_hash = $1",
+            )
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(id)
+    }
+
+    /// Newest first, filtered, one page at a time.
+    pub async fn list_keys(&self, filter: &KeyFilter) -> Result<Page<KeyRecord>> {
+        let now = now_ms();
+        let limit = filter.limit.max(1);
+        let rows: Vec<KeyRow> = on_pool!(self, pool => {
+            let mut qb = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE 1 = 1"));
+            if let Some(account) = &filter.account_id {
+                qb.push(" AND account_id = ").push_bind(account.clone());
+            }
+            if let Some(q) = &filter.q {
+                let pattern = like_pattern(q);
+                qb.push(" AND (LOWER(name) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                qb.push(" OR LOWER(COALESCE(description, '')) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                qb.push(" OR LOWER(preview) LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+            }
+            if let Some(permission) = filter.permission {
+                qb.push(" AND permission = ").push_bind(permission.as_str());
+            }
+            match filter.status {
+                None => {}
+                Some(Status::Revoked) => {
+                    qb.push(" AND revoked_at IS NOT NULL");
+                }
+                Some(Status::Expired) => {
+                    qb.push(" AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ").push_bind(now);
+                }
+                Some(status) => {
+                    qb.push(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ").push_bind(now);
+                    qb.push(") AND enabled = ").push_bind(status == Status::Active);
+                }
+            }
+            if let Some(c) = &filter.cursor {
+                qb.push(" AND (created_at < ").push_bind(c.created_at);
+                qb.push(" OR (created_at = ").push_bind(c.created_at);
+                qb.push(" AND id < ").push_bind(c.id.clone()).push("))");
+            }
+            qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+            qb.build_query_as().fetch_all(pool).await?
+        });
+        let mut items = rows.into_iter().map(KeyRecord::try_from).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|k| Cursor { created_at: k.created_at, id: k.id.clone() }.encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Edits a key; returns it before and after. A revoked key is final:
+    /// editing it is a `Conflict`.
+    pub async fn update_key(&self, id: &str, patch: &KeyPatch) -> Result<(KeyRecord, KeyRecord)> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        let result = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            let row: Option<KeyRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            let before = KeyRecord::try_from(row.ok_or(StoreError::NotFound)?)?;
+            if before.revoked_at.is_some() {
+                return Err(StoreError::Conflict("the key is revoked".into()));
+            }
+            let mut after = before.clone();
+            patch.apply(&mut after);
+            after.updated_at = now_ms();
+            sqlx::query(
+                "UPDATE api_keys SET name = $1, description = $2, permission = $3, enabled = $4, expires_at = $5, \
+                 rate_limit_requests = $6, rate_limit_per_seconds = $7, allowed_ips = $8, allowed_routes = $9, \
+                 metadata = $10, updated_at = $11, revision = $12 WHERE id = $13",
+            )
+            .bind(&after.name)
+            .bind(&after.description)
+            .bind(after.permission.as_str())
+            .bind(after.enabled)
+            .bind(after.expires_at)
+            .bind(after.rate_limit.map(|r| i64::from(r.requests)))
+            .bind(after.rate_limit.map(|r| i64::from(r.per_seconds)))
+            .bind(json(&after.allowed_ips))
+            .bind(json(&after.allowed_routes))
+            .bind(json(&after.metadata))
+            .bind(after.updated_at)
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (before, after)
+        });
+        Ok(result)
+    }
+
+    /// Gives a key a new secret. The old secret keeps working until
+    /// `old_valid_until` (unix ms; now or earlier means at once).
+    pub async fn rotate_key(&self, id: &str, hash: &KeyHash, preview: &str, old_valid_until: i64) -> Result<KeyRecord> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            let row: Option<(Vec<u8>, Option<i64>)> =
+                sqlx::query_as("SELECT secret_hash, revoked_at FROM api_keys WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (old_hash, revoked_at) = row.ok_or(StoreError::NotFound)?;
+            if revoked_at.is_some() {
+                return Err(StoreError::Conflict("the key is revoked".into()));
+            }
+            sqlx::query("INSERT INTO retired_secrets (secret_hash, key_id, valid_until, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&old_hash)
+                .bind(id)
+                .bind(old_valid_until)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE api_keys SET secret_hash = $1, preview = $2, rotated_at = $3, updated_at = $3, revision = $4 WHERE id = $5")
+                .bind(hash.as_bytes().as_slice())
+                .bind(preview)
+                .bind(now)
+                .bind(rev)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // Older retired secrets of this key die with this rotation too.
+            sqlx::query("UPDATE retired_secrets SET valid_until = $1 WHERE key_id = $2 AND valid_until > $1 AND secret_hash <> $3")
+                .bind(now)
+                .bind(id)
+                .bind(&old_hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        self.get_key(id).await
+    }
+
+    /// Revokes keys, all or none. Returns the ids revoked now and the ids
+    /// not found; keys already revoked count as revoked (idempotent).
+    pub async fn revoke_keys(&self, ids: &[String], only_account: Option<&str>) -> Result<(Vec<String>, Vec<String>)> {
+        let now = now_ms();
+        let mut revoked = Vec::new();
+        let mut not_found = Vec::new();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            for id in ids {
+                let account: Option<String> = sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match account {
+                    Some(a) if only_account.is_none_or(|only| only == a) => {
+                        sqlx::query(
+                            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1), updated_at = $1, revision = $2 WHERE id = $3",
+                        )
+                        .bind(now)
+                        .bind(rev)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        revoked.push(id.clone());
+                    }
+                    _ => not_found.push(id.clone()),
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok((revoked, not_found))
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord> {
+        let (revoked, _) = self.revoke_keys(&[id.to_owned()], None).await?;
+        if revoked.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        self.get_key(id).await
+    }
+}

@@ -1,0 +1,203 @@
+//! The store: accounts, keys and the revision counter, in SQLite (the
+//! embedded default) or PostgreSQL, through sqlx.
+//!
+//! Both backends run the same SQL (`$1` placeholders work in both); the
+//! `on_pool!` macro expands each query once per backend so each runs with its
+//! native driver. Every write runs in one transaction that first bumps the
+//! revision counter — that takes the write lock up front in SQLite and
+//! serialises writers on the counter row in PostgreSQL, so revisions commit
+//! in order and a reader never skips one. This module takes key hashes,
+//! never secrets.
+
+mod accounts;
+mod changes;
+mod keys;
+pub mod model;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use model::*;
+
+use crate::config::StoreConfig;
+
+/// Runs `$body` with `$pool` bound to the native pool of whichever backend
+/// the store uses. The body is compiled once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Bumps the revision counter inside a write transaction and returns the new
+/// revision. Must be the first statement of every write.
+macro_rules! bump_revision {
+    ($tx:expr) => {
+        sqlx::query_scalar::<_, i64>("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value")
+            .fetch_one(&mut *$tx)
+            .await?
+    };
+}
+pub(crate) use bump_revision;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store cannot be reached (connection refused, pool timed out, …).
+    #[error("store unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            // PostgreSQL: admin shutdown / cannot connect now / connection failure classes.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+impl Store {
+    /// Connects and runs the migrations. An unreachable store is an error
+    /// here, before anything listens.
+    pub async fn connect(config: &StoreConfig) -> anyhow::Result<Store> {
+        let timeout = Duration::from_millis(config.connect_timeout_ms);
+        let pool = if config.url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(&config.url)
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(timeout)
+                .connect_with(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", redact(&config.url)))?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(timeout)
+                .connect(&config.url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to the store at {}: {e}", redact(&config.url)))?;
+            // The migrator takes an advisory lock, so replicas starting at
+            // once run each migration exactly once.
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        };
+        Ok(Store { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The latest committed revision.
+    pub async fn revision(&self) -> Result<i64> {
+        let rev = on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT value FROM revision WHERE id = 1").fetch_one(pool).await?
+        });
+        Ok(rev)
+    }
+
+    /// Whether the store answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        self.revision().await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// The store URL without a password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://k.db"), "sqlite://k.db");
+    }
+
+    #[test]
+    fn like_pattern_escapes() {
+        assert_eq!(like_pattern("A_b%"), "%a\\_b\\%%");
+    }
+}

@@ -1,0 +1,171 @@
+//! The records the store reads and writes: accounts, keys, patches, filters
+//! and pages. Plain data: no SQL and no JSON shape of the admin API here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Environment, KeyHash, Permission, Status};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub api_access: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub name: Option<String>,
+    pub api_access: Option<bool>,
+}
+
+/// A per-key rate limit: `requests` per `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
+/// A route a key may call: a path prefix and, optionally, only some methods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub permission: Permission,
+    pub enabled: bool,
+    pub environment: Environment,
+    pub prefix: String,
+    pub preview: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub usage_count: i64,
+    pub rotated_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
+    pub allowed_ips: Vec<String>,
+    pub allowed_routes: Vec<RouteRule>,
+    pub metadata: Metadata,
+}
+
+impl KeyRecord {
+    pub fn status(&self, now_ms: i64) -> Status {
+        Status::of(self.revoked_at.is_some(), self.expires_at, self.enabled, now_ms)
+    }
+}
+
+/// A key to create. The secret itself never reaches the store: only its
+/// hash, prefix and preview.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub account_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub permission: Permission,
+    pub environment: Environment,
+    pub prefix: String,
+    pub preview: String,
+    pub hash: KeyHash,
+    pub expires_at: Option<i64>,
+    pub enabled: bool,
+    pub rate_limit: Option<RateLimit>,
+    pub allowed_ips: Vec<String>,
+    pub allowed_routes: Vec<RouteRule>,
+    pub metadata: Metadata,
+}
+
+/// An edit: `None` leaves a field alone; `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub permission: Option<Permission>,
+    pub enabled: Option<bool>,
+    pub expires_at: Option<Option<i64>>,
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub allowed_ips: Option<Vec<String>>,
+    pub allowed_routes: Option<Vec<RouteRule>>,
+    pub metadata: Option<Metadata>,
+}
+
+impl KeyPatch {
+    /// Applies the patch to a record; returns the names of the fields that
+    /// actually changed.
+    pub fn apply(&self, key: &mut KeyRecord) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = &self.$field {
+                    if key.$field != *v {
+                        key.$field = v.clone();
+                        changed.push(stringify!($field));
+                    }
+                }
+            };
+        }
+        set!(name);
+        set!(description);
+        set!(permission);
+        set!(enabled);
+        set!(expires_at);
+        set!(rate_limit);
+        set!(allowed_ips);
+        set!(allowed_routes);
+        set!(metadata);
+        changed
+    }
+}
+
+/// Where a newest-first listing resumes: after (created_at, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at, self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let (at, id) = text.split_once('.')?;
+        let created_at = at.parse().ok()?;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return None;
+        }
+        Some(Cursor { created_at, id: id.to_owned() })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub account_id: Option<String>,
+    /// Case-insensitive substring of name, description or preview.
+    pub q: Option<String>,
+    pub permission: Option<Permission>,
+    pub status: Option<Status>,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
