@@ -3,6 +3,10 @@
 //! `Gateway`, and a JSON client. No fixed ports.
 #![allow(dead_code)]
 
+pub mod client;
+pub mod process;
+pub mod upstream;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -78,5 +82,35 @@ impl Admin {
         let (s, v) = self.call(Method::POST, "/v1/keys", Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         (v["key"].clone(), v["secret"].as_str().expect("secret").to_owned())
+    }
+}
+
+/// The whole gateway in-process on a fresh store, in front of a real
+/// upstream.
+pub struct Gateway {
+    pub gateway: keygate::server::Gateway,
+    pub admin: client::AdminClient,
+    pub upstream: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Gateway {
+        let upstream = upstream::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config(&dir);
+        config.upstream.url = format!("http://{upstream}");
+        edit(&mut config);
+        let gateway = keygate::server::Gateway::start(&config, Some(TOKEN)).await.expect("gateway starts");
+        let admin = client::AdminClient { addr: gateway.admin_addr, token: TOKEN.into() };
+        Gateway { gateway, admin, upstream, dir }
+    }
+
+    pub fn proxy(&self) -> std::net::SocketAddr {
+        self.gateway.proxy_addr
     }
 }

@@ -1,0 +1,124 @@
+//! The real binary: graceful shutdown on SIGTERM with requests in flight,
+//! config errors before listening, an unreachable store, and secrets that
+//! never reach a log line.
+
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::client::{get_with_key, send, AdminClient};
+use harness::process;
+use http::{Method, StatusCode};
+use serde_json::json;
+
+fn yaml(dir: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"sqlite://{}\" }}\nupstream: {{ url: \"http://{upstream}\" }}\n{extra}",
+        dir.join("keygate.db").display()
+    )
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let upstream = harness::upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
+    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let acc = admin.account("A").await;
+    let (_, secret) = admin.key(&acc, "read").await;
+    let proxy = p.proxy;
+    let in_flight: Vec<_> = (0..5)
+        .map(|_| {
+            let secret = secret.clone();
+            tokio::spawn(async move { get_with_key(proxy, "/slow/700", &secret).await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.sigterm();
+    for request in in_flight {
+        assert_eq!(request.await.expect("join"), StatusCode::OK, "in-flight request finished");
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let status = p.wait(Duration::from_secs(10));
+        (status, p.log())
+    })
+    .await
+    .expect("join");
+    assert!(status.0.success(), "exit status {:?}; log:\n{}", status.0, status.1);
+    assert!(status.1.contains("stopped"));
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_log_line() {
+    let upstream = harness::upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = process::spawn(
+        dir.path(),
+        &yaml(dir.path(), upstream, "log: { level: debug }\n"),
+        &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)],
+    );
+    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let acc = admin.account("A").await;
+    let (id, first) = admin.key(&acc, "read").await;
+    let mut secrets = vec![first.clone()];
+    get_with_key(p.proxy, "/", &first).await;
+    send(Method::POST, &format!("http://{}/", p.proxy), &[("x-api-key", first.as_str())], "x").await;
+    let (_, v) = admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 5 }))).await;
+    let second = v["secret"].as_str().expect("secret").to_owned();
+    secrets.push(second.clone());
+    get_with_key(p.proxy, "/", &second).await;
+    get_with_key(p.proxy, "/", &first).await;
+    // A mistyped key and a wrong admin token must not be echoed either.
+    let typo = format!("{}x", &second[..second.len() - 1]);
+    get_with_key(p.proxy, "/", &typo).await;
+    secrets.push(typo);
+    AdminClient { addr: p.admin, token: "wrong-admin-token-123456".into() }.call(Method::GET, "/v1/keys", None).await;
+    admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
+    get_with_key(p.proxy, "/", &second).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = p.log();
+    assert!(log.lines().count() > 5, "debug logging is on: {log}");
+    for secret in &secrets {
+        let random_part = &secret[8..40];
+        assert!(!log.contains(random_part), "a secret reached the log:\n{log}");
+    }
+    assert!(!log.contains(harness::TOKEN) && !log.contains("wrong-admin-token"), "an admin token reached the log");
+}
+
+#[test]
+fn invalid_config_names_the_field_and_exits_before_listening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "proxy:\n  listen: 127.0.0.1:0\n  max_body_bytes: lots\nupstream:\n  url: ftp://nowhere\nstore:\n  urll: x\n").expect("write");
+    for sub in ["serve", "check-config"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keygate")).arg(sub).arg("--config").arg(&file).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {stderr}");
+        for field in ["proxy.max_body_bytes", "upstream.url", "store.urll"] {
+            assert!(stderr.contains(field), "{sub} does not name {field}: {stderr}");
+        }
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+    let ok = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/keygate.yaml")])
+        .output()
+        .expect("run");
+    assert!(ok.status.success(), "the example config is valid");
+}
+
+#[test]
+fn unreachable_store_is_a_clear_error_before_listening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("k.yaml");
+    std::fs::write(
+        &file,
+        "proxy: { listen: 127.0.0.1:0 }\nadmin: { listen: 127.0.0.1:0 }\nstore: { url: \"postgres://nobody@127.0.0.1:1/none\", connect_timeout_ms: 500 }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate")).arg("serve").arg("--config").arg(&file).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot connect to the store at postgres://nobody@127.0.0.1:1/none"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
