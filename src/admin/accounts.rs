@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::{validate, Actor, AdminState};
-use crate::store::AccountPatch;
+use crate::store::{AccountPatch, AuditContext};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +39,7 @@ pub struct ListAccounts {
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     JsonBody(body): JsonBody<CreateAccount>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     actor.require_write()?;
@@ -46,7 +47,7 @@ pub async fn create(
         return Err(ApiError::Forbidden("a token confined to an account cannot create accounts"));
     }
     let name = validate::name("name", &body.name)?;
-    let account = state.store.create_account(&name, body.api_access.unwrap_or(true)).await?;
+    let account = state.store.create_account(&name, body.api_access.unwrap_or(true), &audit).await?;
     state.publish().await;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
@@ -73,13 +74,14 @@ pub async fn show(
 pub async fn update(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateAccount>,
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
     actor.require_write()?;
     let patch = AccountPatch { name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?, api_access: body.api_access };
-    let (_, after) = state.store.update_account(&id, &patch).await?;
+    let (_, after) = state.store.update_account(&id, &patch, &audit).await?;
     state.publish().await;
     Ok(Json(after.into()))
 }

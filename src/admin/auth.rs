@@ -1,17 +1,21 @@
 //! Who is calling the admin API. Tokens are compared by their blake3 hash in
 //! constant time; the token itself is never logged or stored.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AdminState;
+use crate::keys::format::new_id;
 use crate::keys::KeyHash;
+use crate::store::AuditContext;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,7 +38,35 @@ pub struct Actor {
     pub account_id: Option<String>,
 }
 
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
 impl Actor {
+    /// Refuses everyone but owners.
+    pub fn require_owner(&self) -> Result<(), ApiError> {
+        if self.role == Role::Owner {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only owner tokens manage admin tokens"))
+        }
+    }
+
     pub fn can_write(&self) -> bool {
         matches!(self.role, Role::Owner | Role::Admin)
     }
@@ -58,6 +90,9 @@ impl Actor {
     }
 }
 
+/// Authenticates the admin token (the `KEYGATE_ADMIN_TOKEN` owner token, or
+/// a token from the store) and puts the `Actor` and the `AuditContext` of
+/// this request in its extensions.
 pub async fn require_token(State(state): State<Arc<AdminState>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let header = req.headers().get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
     let token = bearer(header.as_bytes()).ok_or(ApiError::InvalidToken)?;
@@ -69,10 +104,48 @@ pub async fn require_token(State(state): State<Arc<AdminState>>, mut req: Reques
             role: Role::Owner,
             account_id: None,
         },
-        _ => return Err(ApiError::InvalidToken),
+        // The store lookup is by hash: equal hashes are found by the index,
+        // so no byte of the token is compared in variable time.
+        _ => match state.store.admin_token_by_hash(&hash).await? {
+            Some(t) => Actor {
+                role: Role::parse(&t.role).ok_or_else(|| ApiError::Internal(format!("admin token {} has role {:?}", t.id, t.role)))?,
+                id: t.id,
+                name: t.name,
+                account_id: t.account_id,
+            },
+            None => return Err(ApiError::InvalidToken),
+        },
+    };
+    let audit = AuditContext {
+        actor_id: actor.id.clone(),
+        actor_name: actor.name.clone(),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        source_ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
     };
     req.extensions_mut().insert(actor);
+    req.extensions_mut().insert(audit);
     Ok(next.run(req).await)
+}
+
+/// The id of an admin request: the caller's `X-Request-Id` when it is a sane
+/// token, a new one otherwise. Echoed on the response and kept in the audit.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| new_id("req"));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive).

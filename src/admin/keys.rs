@@ -13,7 +13,7 @@ use super::json::{nullable, JsonBody, KeyView, ListView, SecretView};
 use super::{validate, Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{format, Environment, Permission, Status};
-use crate::store::{Cursor, KeyFilter, KeyPatch, KeyRecord, Metadata, NewKey, RateLimit, RouteRule, StoreError};
+use crate::store::{AuditContext, Cursor, KeyFilter, KeyPatch, KeyRecord, Metadata, NewKey, RateLimit, RouteRule, StoreError};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -109,6 +109,7 @@ async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> Result<KeyR
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
     actor.require_write()?;
@@ -146,7 +147,7 @@ pub async fn create(
         hash: secret.hash(),
         enabled: body.enabled.unwrap_or(true),
     };
-    let key = state.store.create_key(&new).await?;
+    let key = state.store.create_key(&new, &audit).await?;
     state.publish().await;
     tracing::info!(key_id = %key.id, account_id = %key.account_id, "key created");
     Ok((StatusCode::CREATED, Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() })))
@@ -190,6 +191,7 @@ pub async fn show(
 pub async fn update(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateKey>,
 ) -> Result<Json<KeyView>, ApiError> {
@@ -207,7 +209,7 @@ pub async fn update(
         allowed_routes: body.allowed_routes.map(validate::allowed_routes).transpose()?,
         metadata: body.metadata.map(validate::metadata).transpose()?,
     };
-    let (_, after) = state.store.update_key(&id, &patch).await?;
+    let (_, after) = state.store.update_key(&id, &patch, &audit).await?;
     state.publish().await;
     Ok(Json(KeyView::new(after, now_ms())))
 }
@@ -215,6 +217,7 @@ pub async fn update(
 pub async fn rotate(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RotateKey>,
 ) -> Result<Json<SecretView>, ApiError> {
@@ -234,7 +237,7 @@ pub async fn rotate(
     let secret = format::generate(prefix);
     let now = now_ms();
     let old_valid_until = now + (grace as i64) * 1000;
-    let key = state.store.rotate_key(&id, &secret.hash(), &secret.preview(), old_valid_until).await?;
+    let key = state.store.rotate_key(&id, &secret.hash(), &secret.preview(), old_valid_until, &audit).await?;
     state.publish().await;
     tracing::info!(key_id = %key.id, grace_seconds = grace, "key rotated");
     Ok(Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() }))
@@ -244,11 +247,12 @@ pub async fn rotate(
 pub async fn revoke(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
+    Extension(audit): Extension<AuditContext>,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
-    let key = state.store.revoke_key(&id).await?;
+    let key = state.store.revoke_key(&id, &audit).await?;
     state.publish().await;
     tracing::info!(key_id = %key.id, "key revoked");
     Ok(Json(KeyView::new(key, now_ms())))

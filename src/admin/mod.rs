@@ -11,12 +11,14 @@ pub mod error;
 mod health;
 pub mod json;
 mod keys;
+mod lifecycle;
+pub mod tokens;
 pub mod validate;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub use auth::{Actor, Role};
@@ -64,6 +66,12 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .route("/keys/{id}", get(keys::show).patch(keys::update).delete(keys::revoke))
         .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/bulk-revoke", post(lifecycle::bulk_revoke))
+        .route("/keys/report-leak", post(lifecycle::report_leak))
+        .route("/keys/verify", post(lifecycle::verify))
+        .route("/admin-tokens", post(tokens::create).get(tokens::list))
+        .route("/admin-tokens/{id}", delete(tokens::delete))
+        .route("/audit", get(tokens::audit))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
     Router::new()
         .nest("/v1", v1)
@@ -71,5 +79,6 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(health::not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(auth::request_id))
         .with_state(state)
 }

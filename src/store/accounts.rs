@@ -2,6 +2,9 @@
 //! account's `api_access` bumps its revision, so the snapshot rebuilds the
 //! account's keys.
 
+use serde_json::json;
+
+use super::audit::{record_audit, AuditContext};
 use super::{bump_revision, on_pool, Account, AccountPatch, Cursor, Page, Result, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
@@ -24,7 +27,7 @@ impl From<AccountRow> for Account {
 const COLUMNS: &str = "id, name, api_access, created_at, updated_at";
 
 impl Store {
-    pub async fn create_account(&self, name: &str, api_access: bool) -> Result<Account> {
+    pub async fn create_account(&self, name: &str, api_access: bool, audit: &AuditContext) -> Result<Account> {
         let now = now_ms();
         let account = Account { id: new_id("acc"), name: name.to_owned(), api_access, created_at: now, updated_at: now };
         on_pool!(self, pool => {
@@ -39,6 +42,8 @@ impl Store {
                 .bind(rev)
                 .execute(&mut *tx)
                 .await?;
+            let changes = json!({ "name": account.name, "api_access": account.api_access });
+            record_audit!(tx, audit, now, "account.create", Some(&account.id), Some(&account.id), changes);
             tx.commit().await?;
         });
         Ok(account)
@@ -81,7 +86,7 @@ impl Store {
     }
 
     /// Applies the patch; returns the account before and after.
-    pub async fn update_account(&self, id: &str, patch: &AccountPatch) -> Result<(Account, Account)> {
+    pub async fn update_account(&self, id: &str, patch: &AccountPatch, audit: &AuditContext) -> Result<(Account, Account)> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
         let result = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -104,6 +109,14 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            let mut changes = serde_json::Map::new();
+            if before.name != after.name {
+                changes.insert("name".into(), json!({ "from": before.name, "to": after.name }));
+            }
+            if before.api_access != after.api_access {
+                changes.insert("api_access".into(), json!({ "from": before.api_access, "to": after.api_access }));
+            }
+            record_audit!(tx, audit, after.updated_at, "account.update", Some(id), Some(id), changes);
             tx.commit().await?;
             (before, after)
         });

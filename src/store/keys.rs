@@ -1,8 +1,10 @@
 //! API key records: create, read, list with filters and cursor, edit, rotate
 //! and revoke. Every write bumps the revision so the snapshot picks it up.
 
+use serde_json::json;
 use sqlx::QueryBuilder;
 
+use super::audit::{key_changes, key_update_action, record_audit, AuditContext};
 use super::{bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
@@ -81,7 +83,7 @@ fn json(value: &impl serde::Serialize) -> String {
 impl Store {
     /// Creates a key in an existing account (`NotFound` if the account is
     /// not there).
-    pub async fn create_key(&self, new: &NewKey) -> Result<KeyRecord> {
+    pub async fn create_key(&self, new: &NewKey, audit: &AuditContext) -> Result<KeyRecord> {
         let now = now_ms();
         let id = new_id("key");
         on_pool!(self, pool => {
@@ -120,6 +122,11 @@ impl Store {
             .bind(rev)
             .execute(&mut *tx)
             .await?;
+            let changes = json!({
+                "name": new.name, "permission": new.permission, "environment": new.environment,
+                "expires_at": new.expires_at.map(crate::clock::rfc3339), "preview": new.preview,
+            });
+            record_audit!(tx, audit, now, "key.create", Some(&id), Some(&new.account_id), changes);
             tx.commit().await?;
         });
         self.get_key(&id).await
@@ -198,7 +205,7 @@ impl Store {
 
     /// Edits a key; returns it before and after. A revoked key is final:
     /// editing it is a `Conflict`.
-    pub async fn update_key(&self, id: &str, patch: &KeyPatch) -> Result<(KeyRecord, KeyRecord)> {
+    pub async fn update_key(&self, id: &str, patch: &KeyPatch, audit: &AuditContext) -> Result<(KeyRecord, KeyRecord)> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
         let result = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -231,6 +238,9 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            let changes = key_changes(&before, &after);
+            let action = key_update_action(&changes);
+            record_audit!(tx, audit, after.updated_at, action, Some(id), Some(&after.account_id), changes);
             tx.commit().await?;
             (before, after)
         });
@@ -239,17 +249,24 @@ impl Store {
 
     /// Gives a key a new secret. The old secret keeps working until
     /// `old_valid_until` (unix ms; now or earlier means at once).
-    pub async fn rotate_key(&self, id: &str, hash: &KeyHash, preview: &str, old_valid_until: i64) -> Result<KeyRecord> {
+    pub async fn rotate_key(
+        &self,
+        id: &str,
+        hash: &KeyHash,
+        preview: &str,
+        old_valid_until: i64,
+        audit: &AuditContext,
+    ) -> Result<KeyRecord> {
         let now = now_ms();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
-            let row: Option<(Vec<u8>, Option<i64>)> =
-                sqlx::query_as("SELECT secret_hash, revoked_at FROM api_keys WHERE id = $1")
+            let row: Option<(Vec<u8>, Option<i64>, String, String)> =
+                sqlx::query_as("SELECT secret_hash, revoked_at, account_id, preview FROM api_keys WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let (old_hash, revoked_at) = row.ok_or(StoreError::NotFound)?;
+            let (old_hash, revoked_at, account_id, old_preview) = row.ok_or(StoreError::NotFound)?;
             if revoked_at.is_some() {
                 return Err(StoreError::Conflict("the key is revoked".into()));
             }
@@ -275,6 +292,11 @@ impl Store {
                 .bind(&old_hash)
                 .execute(&mut *tx)
                 .await?;
+            let changes = json!({
+                "preview": { "from": old_preview, "to": preview },
+                "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)),
+            });
+            record_audit!(tx, audit, now, "key.rotate", Some(id), Some(&account_id), changes);
             tx.commit().await?;
         });
         self.get_key(id).await
@@ -282,7 +304,13 @@ impl Store {
 
     /// Revokes keys, all or none. Returns the ids revoked now and the ids
     /// not found; keys already revoked count as revoked (idempotent).
-    pub async fn revoke_keys(&self, ids: &[String], only_account: Option<&str>) -> Result<(Vec<String>, Vec<String>)> {
+    pub async fn revoke_keys(
+        &self,
+        ids: &[String],
+        only_account: Option<&str>,
+        action: &str,
+        audit: &AuditContext,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let now = now_ms();
         let mut revoked = Vec::new();
         let mut not_found = Vec::new();
@@ -290,12 +318,13 @@ impl Store {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
             for id in ids {
-                let account: Option<String> = sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let account: Option<(String, Option<i64>)> =
+                    sqlx::query_as("SELECT account_id, revoked_at FROM api_keys WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 match account {
-                    Some(a) if only_account.is_none_or(|only| only == a) => {
+                    Some((a, already)) if only_account.is_none_or(|only| only == a) => {
                         sqlx::query(
                             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1), updated_at = $1, revision = $2 WHERE id = $3",
                         )
@@ -304,6 +333,9 @@ impl Store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                        if already.is_none() {
+                            record_audit!(tx, audit, now, action, Some(id), Some(&a), json!({ "status": { "to": "revoked" } }));
+                        }
                         revoked.push(id.clone());
                     }
                     _ => not_found.push(id.clone()),
@@ -314,11 +346,76 @@ impl Store {
         Ok((revoked, not_found))
     }
 
-    pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord> {
-        let (revoked, _) = self.revoke_keys(&[id.to_owned()], None).await?;
+    pub async fn revoke_key(&self, id: &str, audit: &AuditContext) -> Result<KeyRecord> {
+        let (revoked, _) = self.revoke_keys(&[id.to_owned()], None, "key.revoke", audit).await?;
         if revoked.is_empty() {
             return Err(StoreError::NotFound);
         }
         self.get_key(id).await
+    }
+}
+
+/// What a leak report found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leak {
+    /// The key's current secret: the key was revoked.
+    Revoked(String),
+    /// An old secret still inside its rotation grace: its grace was ended.
+    GraceEnded(String),
+    /// Unknown, already dead, or outside the caller's account.
+    Nothing,
+}
+
+impl Store {
+    /// Kills a leaked secret at once: a current secret revokes its key; an
+    /// old secret inside its grace period stops working.
+    pub async fn report_leak(&self, hash: &KeyHash, only_account: Option<&str>, audit: &AuditContext) -> Result<Leak> {
+        let now = now_ms();
+        let leak = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            let current: Option<(String, String, Option<i64>)> =
+                sqlx::query_as("SELECT id, account_id, revoked_at FROM api_keys WHERE secret_hash = $1")
+                    .bind(hash.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let retired: Option<(String, String, i64)> = sqlx::query_as(
+                "SELECT r.key_id, k.account_id, r.valid_until FROM retired_secrets r JOIN api_keys k ON k.id = r.key_id \
+                 WHERE r.secret_hash = $1",
+            )
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let allowed = |account: &str| only_account.is_none_or(|only| only == account);
+            let leak = match (current, retired) {
+                (Some((id, account, None)), _) if allowed(&account) => {
+                    sqlx::query("UPDATE api_keys SET revoked_at = $1, updated_at = $1, revision = $2 WHERE id = $3")
+                        .bind(now)
+                        .bind(rev)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let changes = json!({ "secret": "current", "status": { "to": "revoked" } });
+                    record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    Leak::Revoked(id)
+                }
+                (None, Some((id, account, until))) if until > now && allowed(&account) => {
+                    sqlx::query("UPDATE retired_secrets SET valid_until = $1 WHERE secret_hash = $2")
+                        .bind(now)
+                        .bind(hash.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    // The key's revision moves so every snapshot re-reads its secrets.
+                    sqlx::query("UPDATE api_keys SET revision = $1 WHERE id = $2").bind(rev).bind(&id).execute(&mut *tx).await?;
+                    let changes = json!({ "secret": "previous", "grace": { "to": "ended" } });
+                    record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    Leak::GraceEnded(id)
+                }
+                _ => Leak::Nothing,
+            };
+            tx.commit().await?;
+            leak
+        });
+        Ok(leak)
     }
 }

@@ -10,9 +10,12 @@
 //! never secrets.
 
 mod accounts;
+pub mod audit;
 mod changes;
 mod keys;
+pub use keys::Leak;
 pub mod model;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +23,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use model::*;
+pub use tokens::AdminToken;
 
 use crate::config::StoreConfig;
 
