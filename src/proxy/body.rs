@@ -1,0 +1,168 @@
+//! Request body limits per route: a declared `Content-Length` over the limit
+//! is refused before the upstream is contacted; a body without one (chunked)
+//! is counted while it streams and cut with an error when it passes the
+//! limit, which the proxy then answers as 413.
+//!
+//! Bodies are never collected: `LimitedBody` passes frames through as they
+//! arrive and only counts their length.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_LENGTH};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// Why a request body stopped before its end.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body passed the route's limit of this many bytes.
+    TooLarge { limit: u64 },
+    /// Reading from the client failed (it left, or sent bad framing).
+    Client(hyper::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge { limit } => write!(f, "request body larger than {limit} bytes"),
+            BodyError::Client(e) => write!(f, "reading the request body failed: {e}"),
+        }
+    }
+}
+
+impl StdError for BodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BodyError::TooLarge { .. } => None,
+            BodyError::Client(e) => Some(e),
+        }
+    }
+}
+
+/// Refuses a declared body length over `limit`; returns the limit if so.
+pub fn check_content_length(headers: &HeaderMap, limit: Option<u64>) -> Result<(), u64> {
+    let Some(limit) = limit else { return Ok(()) };
+    // hyper has already refused malformed or conflicting lengths.
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => Err(limit),
+        _ => Ok(()),
+    }
+}
+
+/// The client's body on its way to the upstream, counted against a limit.
+#[derive(Debug)]
+pub struct LimitedBody {
+    inner: Incoming,
+    limit: Option<u64>,
+    seen: u64,
+    failed: bool,
+}
+
+impl LimitedBody {
+    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+        LimitedBody {
+            inner,
+            limit,
+            seen: 0,
+            failed: false,
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                self.failed = true;
+                return Poll::Ready(Some(Err(BodyError::Client(e))));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        if let (Some(limit), Some(data)) = (self.limit, frame.data_ref()) {
+            self.seen = self.seen.saturating_add(data.len() as u64);
+            if self.seen > limit {
+                self.failed = true;
+                return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body error somewhere in an error's source chain, if the failure of an
+/// upstream exchange was caused by the request body.
+pub fn body_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a BodyError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return Some(body);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn declared_length_over_the_limit_is_refused() {
+        let mut h = HeaderMap::new();
+        assert_eq!(check_content_length(&h, Some(10)), Ok(()));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert_eq!(check_content_length(&h, Some(10)), Ok(()));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("11"));
+        assert_eq!(check_content_length(&h, Some(10)), Err(10));
+        assert_eq!(check_content_length(&h, None), Ok(()));
+    }
+
+    #[test]
+    fn body_error_is_found_through_wrappers() {
+        #[derive(Debug)]
+        struct Outer(BodyError);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let outer = Outer(BodyError::TooLarge { limit: 5 });
+        assert!(matches!(
+            body_error(&outer),
+            Some(BodyError::TooLarge { limit: 5 })
+        ));
+        assert!(body_error(&std::io::Error::other("x")).is_none());
+    }
+}

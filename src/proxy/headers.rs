@@ -1,0 +1,276 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (RFC
+//! 9110 §7.6.1) in both directions, the identity headers the upstream trusts,
+//! `X-Forwarded-For`/`-Proto` and the request id.
+//!
+//! Identity headers are always deleted before they are set: whatever a
+//! client sends under those names is never passed on. Credential stripping
+//! belongs to `auth`, which knows where the key was found.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+
+use crate::keys::Identity;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_KEYGATE_KEY_ID: HeaderName = HeaderName::from_static("x-keygate-key-id");
+pub const X_KEYGATE_ACCOUNT_ID: HeaderName = HeaderName::from_static("x-keygate-account-id");
+pub const X_KEYGATE_PERMISSION: HeaderName = HeaderName::from_static("x-keygate-permission");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110
+/// §7.6.1, plus the non-standard `Proxy-Connection` and `Keep-Alive`).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+];
+
+/// Longest client-supplied request id that is kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id that ties a request's log lines, problem and upstream call
+/// together: the client's own if it is a sane token, else a fresh one.
+#[derive(Debug, Clone)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The client's `X-Request-Id` if it is 1–128 of `[A-Za-z0-9._-]`
+    /// (safe to log and to echo), else a new random one.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        match headers.get(X_REQUEST_ID) {
+            Some(value) if is_sane_request_id(value.as_bytes()) => RequestId(value.clone()),
+            _ => Self::generate(),
+        }
+    }
+
+    /// 128 random bits as 32 hex digits.
+    pub fn generate() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits = rand::random::<u128>();
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        // Hex digits are always a valid header value.
+        RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only sane ASCII tokens are ever stored (see `from_headers`).
+        self.0.to_str().unwrap_or("")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_sane_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    match headers.get_all(CONNECTION).iter().count() {
+        0 => {}
+        // The common case (`Connection: keep-alive`) needs no copy.
+        1 => {
+            if let Some(value) = headers.remove(CONNECTION) {
+                remove_named(headers, &value);
+            }
+        }
+        _ => {
+            let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+            for value in &values {
+                remove_named(headers, value);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes the headers a `Connection` value lists (comma-separated tokens).
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
+    for token in connection.as_bytes().split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if token.is_empty() {
+            continue;
+        }
+        // Lookup by `&str` lowercases on the stack, so `Connection: X-Foo`
+        // removes `x-foo` without allocating; tokens that are not header
+        // names name nothing.
+        if let Ok(name) = std::str::from_utf8(token) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Rewrites a client's request headers for the upstream (after `auth` has
+/// stripped the credential): hop-by-hop removed, identity, forwarding and
+/// request id headers set, `Host` set to the upstream's authority.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    identity: &Identity,
+    peer: IpAddr,
+    tls: bool,
+    request_id: &RequestId,
+    upstream_host: &HeaderValue,
+) {
+    remove_hop_by_hop(headers);
+    // `insert` replaces every client-supplied value of these names. Ids are
+    // base62 with `_`, so the fallback never happens.
+    for (name, id) in [
+        (X_KEYGATE_KEY_ID, identity.key_id.as_str()),
+        (X_KEYGATE_ACCOUNT_ID, identity.account_id.as_str()),
+    ] {
+        headers.insert(
+            name,
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")),
+        );
+    }
+    headers.insert(
+        X_KEYGATE_PERMISSION,
+        HeaderValue::from_static(identity.permission.as_str()),
+    );
+    set_forwarded_for(headers, peer);
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_REQUEST_ID, request_id.header_value());
+    headers.insert(HOST, upstream_host.clone());
+}
+
+/// Rewrites the upstream's response headers for the client.
+pub fn prepare_response(headers: &mut HeaderMap, request_id: &RequestId) {
+    remove_hop_by_hop(headers);
+    headers.insert(X_REQUEST_ID, request_id.header_value());
+}
+
+/// Appends the peer to the `X-Forwarded-For` chain, joining the client's
+/// lines (if any) into one. Values that are not text are dropped.
+fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+    let peer = peer.to_canonical();
+    let mut chain = String::new();
+    for value in headers.get_all(X_FORWARDED_FOR) {
+        if let Ok(text) = value.to_str() {
+            let text = text.trim();
+            if !text.is_empty() {
+                chain.push_str(text);
+                chain.push_str(", ");
+            }
+        }
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(chain, "{peer}");
+    // Hand the string's buffer over rather than copying it.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{InlineId, Permission};
+
+    fn identity() -> Identity {
+        Identity {
+            key_id: InlineId::new("key_1").expect("id"),
+            account_id: InlineId::new("acc_1").expect("id"),
+            permission: Permission::Read,
+        }
+    }
+
+    #[test]
+    fn connection_named_and_hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret , ,"),
+        );
+        h.append(CONNECTION, HeaderValue::from_static("x-other"));
+        for name in [
+            "x-secret",
+            "x-other",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+            "x-kept",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn spoofed_identity_is_replaced_and_forwarded_for_appended() {
+        let mut h = HeaderMap::new();
+        h.insert(X_KEYGATE_KEY_ID, HeaderValue::from_static("key_admin"));
+        h.append(X_KEYGATE_KEY_ID, HeaderValue::from_static("key_other"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let id = RequestId::generate();
+        let peer: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
+        prepare_request(
+            &mut h,
+            &identity(),
+            peer,
+            false,
+            &id,
+            &HeaderValue::from_static("up:80"),
+        );
+        assert_eq!(h.get_all(X_KEYGATE_KEY_ID).iter().count(), 1);
+        assert_eq!(h[X_KEYGATE_KEY_ID], "key_1");
+        assert_eq!(h[X_KEYGATE_PERMISSION], "read");
+        assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(h[HOST], "up:80");
+    }
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
+        assert_eq!(RequestId::from_headers(&h).as_str(), "abc-123_x.y");
+        for bad in ["has space", "semi;colon", ""] {
+            h.insert(X_REQUEST_ID, HeaderValue::from_static(bad));
+            assert_eq!(RequestId::from_headers(&h).as_str().len(), 32, "{bad:?}");
+        }
+        h.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(129)).expect("value"),
+        );
+        assert_eq!(RequestId::from_headers(&h).as_str().len(), 32);
+    }
+}

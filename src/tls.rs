@@ -1,0 +1,287 @@
+//! TLS for the proxy and admin listeners: a rustls `ServerConfig` built from
+//! a PEM certificate chain and key, and certificate reload without restart.
+//!
+//! The certificate lives behind an `ArcSwap` read by a custom
+//! `ResolvesServerCert`, so every new handshake sees the newest certificate
+//! and handshakes in progress keep the one they started with. A background
+//! task watches the files' modification times and swaps a new certificate in;
+//! a file that does not load keeps the old certificate and says so in a
+//! warning. This module only speaks rustls: it accepts no connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context};
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio::task::JoinHandle;
+
+use crate::config::TlsConfig;
+use crate::shutdown::Shutdown;
+
+/// How often `server_config` looks at the certificate files.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The listeners serve HTTP/1.1 only, so that is all ALPN offers.
+const ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// The one crypto provider of the process: ring, chosen explicitly so that a
+/// second provider appearing in the dependency tree cannot make rustls guess.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server configuration for `tls` whose certificate is reloaded every
+/// `reload_interval` when its files change, until `shutdown` fires.
+///
+/// Must be called inside a tokio runtime (it spawns the watcher). Errors
+/// name the file at fault.
+pub fn server_config(
+    tls: &TlsConfig,
+    reload_interval: Duration,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let resolver = CertResolver::load(tls)?;
+    let config = resolver.server_config()?;
+    resolver.spawn_reloader(reload_interval, shutdown.clone());
+    Ok(config)
+}
+
+/// Serves the current certificate to every handshake; see the module doc.
+#[derive(Debug)]
+pub struct CertResolver {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl CertResolver {
+    /// Reads and checks the certificate and key named by `tls`.
+    pub fn load(tls: &TlsConfig) -> anyhow::Result<Arc<Self>> {
+        let provider = provider();
+        let cert_file = PathBuf::from(&tls.cert_file);
+        let key_file = PathBuf::from(&tls.key_file);
+        let cert_pem = std::fs::read(&cert_file)
+            .with_context(|| format!("cannot read certificate file {}", cert_file.display()))?;
+        let key_pem = std::fs::read(&key_file)
+            .with_context(|| format!("cannot read key file {}", key_file.display()))?;
+        let key = certified_key(&cert_pem, &cert_file, &key_pem, &key_file, &provider)?;
+        Ok(Arc::new(CertResolver {
+            cert_file,
+            key_file,
+            provider,
+            current: ArcSwap::from_pointee(key),
+        }))
+    }
+
+    /// A rustls server configuration that asks this resolver for its
+    /// certificate on every handshake.
+    pub fn server_config(self: &Arc<Self>) -> anyhow::Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_safe_default_protocol_versions()
+            .context("the TLS provider supports no safe protocol version")?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    /// The certificate handshakes get now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Reads both files again and, if they hold a valid certificate and a
+    /// matching key, serves them from the next handshake on. On error the
+    /// current certificate stays.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let cert_pem = tokio::fs::read(&self.cert_file).await.with_context(|| {
+            format!("cannot read certificate file {}", self.cert_file.display())
+        })?;
+        let key_pem = tokio::fs::read(&self.key_file)
+            .await
+            .with_context(|| format!("cannot read key file {}", self.key_file.display()))?;
+        let key = certified_key(
+            &cert_pem,
+            &self.cert_file,
+            &key_pem,
+            &self.key_file,
+            &self.provider,
+        )?;
+        self.current.store(Arc::new(key));
+        Ok(())
+    }
+
+    /// Watches the files every `interval` and reloads when either changes.
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        interval: Duration,
+        shutdown: Shutdown,
+    ) -> JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            // The stamps the running certificate was loaded from (or the last
+            // failed attempt): a broken file is reported once, not on every
+            // tick, and any later write to either file triggers a new try.
+            let mut seen = this.stamps().await.ok();
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = ticker.tick() => {}
+                }
+                let stamps = match this.stamps().await {
+                    Ok(stamps) => stamps,
+                    Err(e) => {
+                        // Files are briefly missing while some tools replace them.
+                        if seen.take().is_some() {
+                            tracing::warn!(error = %format!("{e:#}"), "TLS certificate files unreadable; keeping the current certificate");
+                        }
+                        continue;
+                    }
+                };
+                if seen == Some(stamps) {
+                    continue;
+                }
+                seen = Some(stamps);
+                match this.reload().await {
+                    Ok(()) => {
+                        tracing::info!(cert_file = %this.cert_file.display(), "TLS certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "TLS certificate reload failed; keeping the current certificate")
+                    }
+                }
+            }
+        })
+    }
+
+    async fn stamps(&self) -> anyhow::Result<(Stamp, Stamp)> {
+        Ok((
+            Stamp::of(&self.cert_file).await?,
+            Stamp::of(&self.key_file).await?,
+        ))
+    }
+}
+
+/// What tells a file has changed: its modification time and length (the
+/// length catches a rewrite within the file system's time granularity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+}
+
+impl Stamp {
+    async fn of(path: &Path) -> anyhow::Result<Stamp> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let modified = meta
+            .modified()
+            .with_context(|| format!("no modification time for {}", path.display()))?;
+        Ok(Stamp {
+            modified,
+            len: meta.len(),
+        })
+    }
+}
+
+/// Parses a PEM chain and key and checks that they belong together.
+fn certified_key(
+    cert_pem: &[u8],
+    cert_file: &Path,
+    key_pem: &[u8],
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> anyhow::Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("invalid PEM in certificate file {}", cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(anyhow!("no certificate found in {}", cert_file.display()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .with_context(|| format!("invalid PEM in key file {}", key_file.display()))?
+        .ok_or_else(|| anyhow!("no private key found in {}", key_file.display()))?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        anyhow!(
+            "the key in {} does not fit the certificate in {}: {e}",
+            key_file.display(),
+            cert_file.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path) -> TlsConfig {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let cert_file = dir.join("cert.pem");
+        let key_file = dir.join("key.pem");
+        std::fs::write(&cert_file, pair.cert.pem()).expect("write cert");
+        std::fs::write(&key_file, pair.key_pair.serialize_pem()).expect("write key");
+        TlsConfig {
+            cert_file: cert_file.display().to_string(),
+            key_file: key_file.display().to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = write_pair(dir.path());
+        let missing = TlsConfig {
+            cert_file: "/nonexistent/cert.pem".into(),
+            key_file: tls.key_file.clone(),
+        };
+        let err = format!(
+            "{:#}",
+            CertResolver::load(&missing).expect_err("missing file")
+        );
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+        std::fs::write(&tls.key_file, "not a key").expect("write");
+        let err = format!("{:#}", CertResolver::load(&tls).expect_err("no key"));
+        assert!(err.contains(&tls.key_file), "{err}");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = write_pair(dir.path());
+        let other =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        std::fs::write(&tls.key_file, other.key_pair.serialize_pem()).expect("write");
+        let err = format!("{:#}", CertResolver::load(&tls).expect_err("mismatch"));
+        assert!(err.contains("does not fit"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn failed_reload_keeps_the_old_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = write_pair(dir.path());
+        let resolver = CertResolver::load(&tls).expect("load");
+        let before = resolver.current();
+        std::fs::write(&tls.cert_file, "garbage").expect("write");
+        assert!(resolver.reload().await.is_err());
+        assert!(Arc::ptr_eq(&before, &resolver.current()));
+        write_pair(dir.path());
+        resolver.reload().await.expect("reload");
+        assert_ne!(before.cert, resolver.current().cert);
+    }
+}

@@ -1,0 +1,400 @@
+//! End to end: the real `keygate` binary serving a SQLite store, driven by the
+//! real `keygate keys …` / `keygate accounts …` client subcommands.
+//!
+//! Covers the key lifecycle as an operator runs it from a shell (create, list,
+//! rotate, revoke, show) and the exit codes scripts rely on. Each test that
+//! needs a gateway starts its own on port 0 and reads the addresses from its log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+const TOKEN: &str = "test-admin-token-0123456789-abcdefghijklmnop";
+
+/// A running `keygate serve`, stopped with SIGTERM (SIGKILL as a last resort)
+/// when dropped, so a failing assertion does not leave it behind.
+struct Gateway {
+    child: Child,
+    admin_url: String,
+    logs: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("keygate.yaml");
+        let db = dir.path().join("k.db");
+        std::fs::write(
+            &config,
+            format!(
+                "proxy:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n\
+                 store:\n  url: \"sqlite://{}\"\nupstream:\n  url: http://127.0.0.1:1\n",
+                db.display()
+            ),
+        )
+        .expect("write config");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("KEYGATE_ADMIN_TOKEN", TOKEN)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keygate serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, logs) = mpsc::channel();
+        // Keep draining the log for the life of the process, or a full pipe would block it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut gateway = Gateway {
+            child,
+            admin_url: String::new(),
+            logs,
+            _dir: dir,
+        };
+        gateway.admin_url = format!("http://{}", gateway.wait_for_addresses());
+        gateway
+    }
+
+    /// Reads the log until both listeners have reported their address; returns the admin one.
+    fn wait_for_addresses(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut admin, mut proxy) = (None, None);
+        let mut seen = Vec::new();
+        while admin.is_none() || proxy.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) => {
+                    let line = strip_ansi(&line);
+                    if line.contains("admin listening") {
+                        admin = addr_field(&line);
+                    } else if line.contains("proxy listening") {
+                        proxy = addr_field(&line);
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "keygate serve did not report both listeners (exit: {status:?}); log:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
+        admin.unwrap_or_default()
+    }
+
+    /// Runs the CLI against this gateway with the right token.
+    fn cli(&self, args: &[&str]) -> Run {
+        run(args, Some(TOKEN), &self.admin_url)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outcome of one CLI run.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self, what: &str) -> Run {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what} failed:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn run(args: &[&str], token: Option<&str>, admin_url: &str) -> Run {
+    let mut cmd = Command::new(BIN);
+    // After the subcommand: `keys`/`accounts` carry the client options.
+    cmd.args(args)
+        .arg("--admin-url")
+        .arg(admin_url)
+        .env_remove("KEYGATE_ADMIN_URL")
+        .env_remove("KEYGATE_ADMIN_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        cmd.env("KEYGATE_ADMIN_TOKEN", token);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run keygate");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `addr=127.0.0.1:PORT` from a text log line.
+fn addr_field(line: &str) -> Option<String> {
+    let start = line.find("addr=")? + "addr=".len();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    Some(value.trim_matches('"').to_owned())
+}
+
+/// Removes terminal colour codes, in case the log format colours its fields.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn key_lifecycle_create_list_rotate_revoke_show() {
+    let gw = Gateway::start();
+
+    let account = gw
+        .cli(&["accounts", "create", "Acme", "--json"])
+        .ok("accounts create")
+        .json();
+    let account_id = account["id"].as_str().expect("account id").to_owned();
+    assert!(account_id.starts_with("acc_"), "{account}");
+    assert_eq!(account["api_access"], true);
+
+    let created = gw
+        .cli(&[
+            "keys",
+            "create",
+            "--account",
+            &account_id,
+            "--name",
+            "ci",
+            "--permission",
+            "read",
+            "--expires-in",
+            "30d",
+        ])
+        .ok("keys create");
+    let secret = created.stdout.trim().to_owned();
+    assert!(
+        secret.starts_with("kg_"),
+        "stdout should be the secret alone: {:?}",
+        created.stdout
+    );
+    assert!(
+        created.stderr.contains("cannot be shown again"),
+        "{}",
+        created.stderr
+    );
+
+    let listed = gw
+        .cli(&["keys", "list", "--account", &account_id, "--json"])
+        .ok("keys list --json")
+        .json();
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{listed}");
+    let key = &items[0];
+    let key_id = key["id"].as_str().expect("key id").to_owned();
+    assert_eq!(key["name"], "ci");
+    assert_eq!(key["status"], "active");
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a list must never carry the secret"
+    );
+
+    let table = gw
+        .cli(&["keys", "list", "--account", &account_id])
+        .ok("keys list");
+    let header = table.stdout.lines().next().unwrap_or_default();
+    for column in [
+        "ID",
+        "NAME",
+        "KEY",
+        "PERMISSION",
+        "STATUS",
+        "USAGE",
+        "LAST USED",
+        "EXPIRES",
+        "CREATED",
+    ] {
+        assert!(header.contains(column), "missing {column} in {header:?}");
+    }
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&key_id))
+        .expect("row of the key");
+    assert!(
+        row.contains(key["preview"].as_str().expect("preview")),
+        "{row}"
+    );
+    assert!(
+        row.contains("never"),
+        "an unused key's LAST USED reads never: {row}"
+    );
+
+    let rotated = gw
+        .cli(&["keys", "rotate", &key_id, "--grace-period-seconds", "60"])
+        .ok("keys rotate");
+    let new_secret = rotated.stdout.trim();
+    assert!(
+        new_secret.starts_with("kg_") && new_secret != secret,
+        "{:?}",
+        rotated.stdout
+    );
+    assert!(
+        rotated.stderr.contains("60s"),
+        "grace period is reported: {}",
+        rotated.stderr
+    );
+
+    let refused = gw.cli(&["keys", "revoke", &key_id]);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "revoke without --yes: {}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+
+    gw.cli(&["keys", "revoke", &key_id, "--yes"])
+        .ok("keys revoke --yes");
+    let shown = gw.cli(&["keys", "show", &key_id]).ok("keys show");
+    assert!(
+        shown.stdout.lines().any(|l| l == "status: revoked"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.lines().any(|l| l == format!("id: {key_id}")),
+        "{}",
+        shown.stdout
+    );
+
+    let as_json = gw
+        .cli(&[
+            "keys",
+            "create",
+            "--account",
+            &account_id,
+            "--name",
+            "deploy",
+            "--permission",
+            "write",
+            "--json",
+        ])
+        .ok("keys create --json")
+        .json();
+    assert!(
+        as_json["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("kg_")),
+        "{as_json}"
+    );
+    assert_eq!(as_json["key"]["permission"], "write");
+
+    let past = gw.cli(&[
+        "keys",
+        "create",
+        "--account",
+        &account_id,
+        "--name",
+        "old",
+        "--permission",
+        "read",
+        "--expires-at",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert_eq!(past.code, Some(1), "{}", past.stderr);
+    assert!(
+        past.stderr.starts_with("error: 422") && past.stderr.contains("expires_at"),
+        "{}",
+        past.stderr
+    );
+
+    let wrong = run(
+        &["keys", "list"],
+        Some("not-the-admin-token-but-just-as-long-1234"),
+        &gw.admin_url,
+    );
+    assert_eq!(wrong.code, Some(1), "wrong token: {}", wrong.stderr);
+    assert!(wrong.stderr.starts_with("error: 4"), "{}", wrong.stderr);
+
+    let missing = gw.cli(&["keys", "show", "key_doesnotexist"]);
+    assert_eq!(missing.code, Some(1), "{}", missing.stderr);
+    assert!(
+        missing.stderr.starts_with("error: 404"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn no_token_is_a_usage_error() {
+    let out = run(&["keys", "list"], None, "http://127.0.0.1:9");
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no admin token: pass --token or set KEYGATE_ADMIN_TOKEN"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn unreachable_admin_api_names_the_url() {
+    // Port 9 on loopback (discard) has nothing listening on a test machine.
+    let out = run(&["accounts", "list"], Some(TOKEN), "http://127.0.0.1:9");
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("http://127.0.0.1:9"), "{}", out.stderr);
+    assert!(!out.stderr.contains(TOKEN), "the token is never printed");
+}
