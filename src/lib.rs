@@ -1,5 +1,14 @@
 //! keygate: an API-key authentication gateway. See DESIGN.md for the parts.
 
+pub mod admin;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod keys;
+pub mod listener;
+pub mod proxy;
+pub mod reload;
+pub mod server;
 pub mod shutdown;
+pub mod store;
+pub mod tls;
