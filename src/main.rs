@@ -1,1 +1,199 @@
-fn main(){}
+//! The `keygate` command: `serve`, `check-config`, `admin-token create`
+//! (offline), and the admin API client (`keys`, `accounts`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keygate::cli::{self, AccountsCommand, ClientArgs, KeysCommand};
+use keygate::config::{Config, LogFormat};
+use keygate::admin::tokens::{TokenView, ADMIN_TOKEN_PREFIX};
+use keygate::server::Gateway;
+use keygate::store::{AuditContext, Store, StoreError};
+
+#[derive(Parser)]
+#[command(name = "keygate", version, about = "API-key authentication gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy and admin listeners.
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, default_value = "config/keygate.yaml")]
+        config: PathBuf,
+        /// Log format, overriding `log.format`.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+    },
+    /// Validate a configuration file and exit (0 when valid, 2 when not).
+    CheckConfig {
+        #[arg(long, default_value = "config/keygate.yaml")]
+        config: PathBuf,
+    },
+    /// Manage API keys through the admin API.
+    Keys {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage accounts through the admin API.
+    Accounts {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Admin tokens. `create` writes to the store directly, so a fresh
+    /// install can mint its first owner token with no server running.
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCommand {
+    /// Mint an admin token in the store named by the config file (offline).
+    Create {
+        #[arg(long, default_value = "config/keygate.yaml")]
+        config: PathBuf,
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// owner (everything), admin (accounts and keys) or viewer (read only).
+        #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "viewer"])]
+        role: String,
+        /// Confine the token to this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print `{token, secret}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, log_format } => serve(&config, log_format.as_deref()),
+        Command::Keys { client, command } => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_keys(&client, command))),
+        Command::Accounts { client, command } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_accounts(&client, command)))
+        }
+        Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(create_admin_token(&config, &name, &role, account.as_deref(), json)))
+        }
+    }
+}
+
+async fn create_admin_token(path: &std::path::Path, name: &str, role: &str, account: Option<&str>, json: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let store = match Store::connect(&config.store).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
+    let secret = keygate::keys::generate(ADMIN_TOKEN_PREFIX);
+    let audit = AuditContext { actor_id: "cli".into(), actor_name: "keygate admin-token create".into(), ..Default::default() };
+    let created = store.create_admin_token(name, role, account, &secret.hash(), &secret.preview(), &audit).await;
+    store.close().await;
+    match created {
+        Ok(token) => {
+            if json {
+                let out = serde_json::json!({ "token": TokenView::from(token), "secret": secret.expose() });
+                println!("{out}");
+            } else {
+                eprintln!("created {} admin token {} ({})", token.role, token.id, token.name);
+                eprintln!("warning: this token is shown only once and cannot be shown again; store it now");
+                println!("{}", secret.expose());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(StoreError::NotFound) => {
+            eprintln!("error: --account: no such account");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let format = match log_format {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => config.log.format,
+    };
+    init_logging(format, &config.log.level);
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    rt.block_on(async {
+        let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
+        let gateway = match Gateway::start(&config, token.as_deref()).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot start");
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if token.is_none() {
+            tracing::warn!("KEYGATE_ADMIN_TOKEN is not set: the admin API accepts no token");
+        }
+        gateway.shutdown().on_signal();
+        gateway.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
