@@ -36,6 +36,8 @@ fn rows(secrets: &[Secret]) -> Changes {
                 revoked: false,
                 api_access: true,
                 expires_at: Some(i64::MAX),
+                quota: None,
+                restrictions: None,
             },
         })
         .collect();

@@ -30,8 +30,67 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Key format.
     pub keys: KeysConfig,
+    /// Rate limits.
+    pub limits: LimitsConfig,
+    /// Usage counting.
+    pub usage: UsageConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `requests` per `per_seconds`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Rate limit of keys that have none of their own (`null`: unlimited).
+    pub default_per_key: Option<QuotaConfig>,
+    /// Failed authentications allowed per client address per minute before
+    /// that address gets 429 without any key lookup (0 disables the guard).
+    pub failed_auth_per_minute: u32,
+    /// Failures allowed at once before the per-minute rate applies.
+    pub failed_auth_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { default_per_key: None, failed_auth_per_minute: 1_000, failed_auth_burst: 200 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How often counted usage is written to the store.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig { flush_interval_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Most keys with their own `keygate_key_requests_total` series; the
+    /// rest are summed into `key_id="other"`.
+    pub per_key_limit: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_key_limit: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +115,9 @@ pub struct ProxyConfig {
     pub key_query_param: Option<String>,
     /// Remove the credential header before forwarding.
     pub strip_credentials: bool,
+    /// Peers (CIDR) whose `X-Forwarded-For` is believed when deciding the
+    /// client's address; from anyone else the direct peer address counts.
+    pub trusted_proxies: Vec<String>,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub drain_timeout_ms: u64,
 }
@@ -71,6 +133,7 @@ impl Default for ProxyConfig {
             key_headers: vec!["authorization".into(), "x-api-key".into()],
             key_query_param: None,
             strip_credentials: true,
+            trusted_proxies: Vec::new(),
             drain_timeout_ms: 30_000,
         }
     }
@@ -341,6 +404,28 @@ impl Config {
                 err(path, format!("must be 1-32 of a-z, 0-9 and inner \"_\", got {prefix:?}"));
             }
         }
+        for (i, cidr) in self.proxy.trusted_proxies.iter().enumerate() {
+            if let Err(m) = crate::keys::cidr::IpNet::parse(cidr) {
+                err(&format!("proxy.trusted_proxies[{i}]"), m);
+            }
+        }
+        if let Some(q) = self.limits.default_per_key {
+            if q.requests == 0 {
+                err("limits.default_per_key.requests", "must be at least 1".into());
+            }
+            if q.per_seconds == 0 || q.per_seconds > 86_400 {
+                err("limits.default_per_key.per_seconds", "must be between 1 and 86400".into());
+            }
+        }
+        if self.limits.failed_auth_per_minute > 0 && self.limits.failed_auth_burst == 0 {
+            err("limits.failed_auth_burst", "must be at least 1 when the guard is on".into());
+        }
+        if self.usage.flush_interval_ms < 10 {
+            err("usage.flush_interval_ms", "must be at least 10".into());
+        }
+        if self.metrics.per_key_limit == 0 {
+            err("metrics.per_key_limit", "must be at least 1".into());
+        }
         if self.keys.live_prefix == self.keys.test_prefix {
             err("keys.test_prefix", "must differ from keys.live_prefix".into());
         }
@@ -366,6 +451,7 @@ impl Config {
         shape.proxy.tls = Some(TlsConfig::default());
         shape.admin.tls = Some(TlsConfig::default());
         shape.proxy.key_query_param = Some(String::new());
+        shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
         serde_yaml_ng::to_value(shape).unwrap_or(Value::Null)
     }
 }

@@ -13,7 +13,16 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
 use crate::admin::{self, AdminState};
+use crate::metrics::Metrics;
+use crate::proxy::routing;
+use crate::usage::Flusher;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
 use crate::proxy::Proxy;
@@ -27,6 +36,7 @@ pub struct Gateway {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub reloader: Arc<Reloader>,
+    pub flusher: Arc<Flusher>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -50,12 +60,21 @@ impl Gateway {
         let proxy_addr = proxy_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let proxy = Proxy::new(config, reloader.keyset())?;
+        let metrics = Metrics::new(&routing::labels(config), reloader.keyset(), config.metrics.per_key_limit)?;
+        let flusher = Flusher::new(reloader.keyset(), reloader.store().clone());
+        tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
+
+        let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
         tasks.push(tokio::spawn(proxy.serve(proxy_listener, proxy_tls, shutdown.clone())));
         tracing::info!(addr = %proxy_addr, "proxy listening");
 
         let state = AdminState::new(config, Arc::clone(&reloader), admin_token);
-        let router = admin::router(state, config.admin.max_body_bytes);
+        let scrape = Arc::new(Scrape { metrics, reloader: Arc::clone(&reloader), flusher: Arc::clone(&flusher) });
+        let mut metrics_route = Router::new().route("/metrics", get(render_metrics)).with_state(scrape);
+        if !config.admin.public_metrics {
+            metrics_route = metrics_route.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), admin::require_token));
+        }
+        let router = admin::router(state, config.admin.max_body_bytes).merge(metrics_route);
         let opts = ListenerOptions {
             name: "admin",
             header_read_timeout: Duration::from_millis(config.proxy.header_read_timeout_ms),
@@ -68,7 +87,7 @@ impl Gateway {
         tasks.push(tokio::spawn(listener::serve(admin_listener, admin_tls, make_service, opts, shutdown.clone())));
         tracing::info!(addr = %admin_addr, "admin listening");
 
-        Ok(Gateway { proxy_addr, admin_addr, reloader, shutdown, tasks })
+        Ok(Gateway { proxy_addr, admin_addr, reloader, flusher, shutdown, tasks })
     }
 
     /// A handle that stops the gateway when triggered (signals use it).
@@ -77,13 +96,18 @@ impl Gateway {
     }
 
     /// Waits until the gateway has been told to stop and every listener has
-    /// drained, then closes the store.
+    /// drained, writes the usage counted since the last flush, then closes
+    /// the store.
     pub async fn wait(self) {
         self.shutdown.wait().await;
         for task in self.tasks {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "a gateway task failed while stopping");
             }
+        }
+        match self.flusher.flush().await {
+            Ok(keys) => tracing::info!(keys, "final usage flush"),
+            Err(e) => tracing::error!(error = %e, "final usage flush failed: usage counted since the last flush is lost"),
         }
         self.reloader.store().close().await;
         tracing::info!("stopped");
@@ -102,4 +126,16 @@ async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
 
 fn tls_config(tls: Option<&TlsConfig>, shutdown: &Shutdown) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     tls.map(|t| tls::server_config(t, tls::DEFAULT_RELOAD_INTERVAL, shutdown)).transpose()
+}
+
+/// What a `/metrics` scrape reads.
+struct Scrape {
+    metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
+    flusher: Arc<Flusher>,
+}
+
+async fn render_metrics(State(scrape): State<Arc<Scrape>>) -> impl IntoResponse {
+    let text = scrape.metrics.render(&scrape.reloader, &scrape.flusher);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use super::decision::{Limiter, Quota, Restrictions};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
+use crate::usage::KeyUsage;
 
 const SHARDS: usize = 256;
 
@@ -67,6 +69,20 @@ pub struct KeyPolicy {
     pub api_access: bool,
     /// Unix milliseconds; checked per request against the clock.
     pub expires_at: Option<i64>,
+    /// This key's rate limit, overriding the configured default.
+    pub quota: Option<Quota>,
+    /// Allowed client ranges and routes; `None` when the key has neither.
+    pub restrictions: Option<Arc<Restrictions>>,
+}
+
+/// A key as the snapshot holds it: its policy, and the state that outlives
+/// policy changes (usage counters) or belongs to this policy (its limiter).
+#[derive(Debug)]
+pub struct KeyState {
+    pub policy: KeyPolicy,
+    pub usage: Arc<KeyUsage>,
+    /// Built on the key's first request from its effective quota.
+    pub(super) limiter: OnceLock<Option<Limiter>>,
 }
 
 /// Who is calling, copied out of the snapshot for the rest of the request.
@@ -78,11 +94,11 @@ pub struct Identity {
 }
 
 #[derive(Clone)]
-struct Entry {
-    policy: Arc<KeyPolicy>,
+pub(super) struct Entry {
+    pub(super) state: Arc<KeyState>,
     /// Set for a secret replaced by rotation: it works until this time
     /// (unix ms) and is refused as revoked after it.
-    valid_until: Option<i64>,
+    pub(super) valid_until: Option<i64>,
 }
 
 /// Passes the 8 bytes `KeyHash` feeds it straight through: the key is
@@ -183,11 +199,17 @@ impl KeySet {
     }
 
     /// The next snapshot: this one with `changes` applied. Shards the change
-    /// does not touch are shared with this snapshot, not copied.
+    /// does not touch are shared with this snapshot, not copied. A changed
+    /// key keeps its usage counters: they are found through its current or
+    /// retired secrets in this snapshot.
     pub fn apply(&self, changes: Changes) -> KeySet {
         let mut shards: Vec<Arc<Shard>> = self.shards.iter().cloned().collect();
         let mut len = self.len;
-        let mut by_id: HashMap<InlineId, Arc<KeyPolicy>> = HashMap::with_capacity(changes.keys.len());
+        let mut retired_of: HashMap<&str, Vec<KeyHash>> = HashMap::new();
+        for r in &changes.retired {
+            retired_of.entry(r.key_id.as_str()).or_default().push(r.hash);
+        }
+        let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(changes.keys.len());
         if self.len == 0 && changes.keys.len() > SHARDS {
             let per_shard = changes.keys.len() / SHARDS + changes.keys.len() / (SHARDS * 8) + 1;
             for shard in shards.iter_mut() {
@@ -195,18 +217,29 @@ impl KeySet {
             }
         }
         for row in changes.keys {
-            let policy = Arc::new(row.policy);
-            by_id.insert(policy.id, Arc::clone(&policy));
+            let usage = if self.len == 0 {
+                None
+            } else {
+                let id = row.policy.id;
+                let old_hashes = retired_of.get(row.policy.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+                std::iter::once(&row.hash)
+                    .chain(old_hashes)
+                    .filter_map(|h| self.entry(h))
+                    .find(|e| e.state.policy.id == id)
+                    .map(|e| Arc::clone(&e.state.usage))
+            };
+            let state = Arc::new(KeyState { policy: row.policy, usage: usage.unwrap_or_default(), limiter: OnceLock::new() });
+            by_id.insert(state.policy.id, Arc::clone(&state));
             let shard = Arc::make_mut(&mut shards[row.hash.shard()]);
-            if shard.insert(row.hash, Entry { policy, valid_until: None }).is_none() {
+            if shard.insert(row.hash, Entry { state, valid_until: None }).is_none() {
                 len += 1;
             }
         }
         for row in changes.retired {
-            let Some(policy) = InlineId::new(&row.key_id).and_then(|id| by_id.get(&id)) else {
+            let Some(state) = InlineId::new(&row.key_id).and_then(|id| by_id.get(&id)) else {
                 continue;
             };
-            let entry = Entry { policy: Arc::clone(policy), valid_until: Some(row.valid_until) };
+            let entry = Entry { state: Arc::clone(state), valid_until: Some(row.valid_until) };
             if Arc::make_mut(&mut shards[row.hash.shard()]).insert(row.hash, entry).is_none() {
                 len += 1;
             }
@@ -214,16 +247,42 @@ impl KeySet {
         KeySet { shards: shards.into(), revision: changes.revision.max(self.revision), len }
     }
 
-    /// The authentication and authorization decision for one credential, in
-    /// the order of DESIGN.md §3: shape and checksum, lookup, revoked (or an
-    /// old secret past its grace), expired, disabled, account access,
-    /// permission.
+    pub(super) fn entry(&self, hash: &KeyHash) -> Option<&Entry> {
+        self.shards[hash.shard()].get(hash)
+    }
+
+    /// Every key once (its current secret's entry), for the usage flusher
+    /// and the metrics collector.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<KeyState>> {
+        self.shards.iter().flat_map(|s| s.values()).filter(|e| e.valid_until.is_none()).map(|e| &e.state)
+    }
+
+    /// The key decision without side effects, in the order of DESIGN.md §3:
+    /// shape and checksum, lookup, revoked (or an old secret past its grace),
+    /// expired, disabled, account access, permission. `decide` adds the
+    /// per-key restrictions, the rate limit and the usage count.
     pub fn check(&self, key: &[u8], method: &http::Method, now_ms: i64) -> Result<Identity, Refusal> {
+        let entry = self.find(key)?;
+        entry.status(method, now_ms)?;
+        Ok(entry.state.policy.identity())
+    }
+
+    pub(super) fn find(&self, key: &[u8]) -> Result<&Entry, Refusal> {
         format::parse(key).map_err(|_| Refusal::InvalidKey)?;
-        let hash = KeyHash::of(key);
-        let entry = self.shards[hash.shard()].get(&hash).ok_or(Refusal::InvalidKey)?;
-        let policy = &*entry.policy;
-        if policy.revoked || entry.valid_until.is_some_and(|until| until <= now_ms) {
+        self.entry(&KeyHash::of(key)).ok_or(Refusal::InvalidKey)
+    }
+
+    /// The policy a hash maps to and, for a retired secret, until when it
+    /// works. For the admin API's verify and leak report.
+    pub fn lookup(&self, hash: &KeyHash) -> Option<(&KeyPolicy, Option<i64>)> {
+        self.entry(hash).map(|e| (&e.state.policy, e.valid_until))
+    }
+}
+
+impl Entry {
+    pub(super) fn status(&self, method: &http::Method, now_ms: i64) -> Result<(), Refusal> {
+        let policy = &self.state.policy;
+        if policy.revoked || self.valid_until.is_some_and(|until| until <= now_ms) {
             return Err(Refusal::KeyRevoked);
         }
         if policy.expires_at.is_some_and(|at| at <= now_ms) {
@@ -238,13 +297,13 @@ impl KeySet {
         if !policy.permission.allows(method) {
             return Err(Refusal::InsufficientPermission);
         }
-        Ok(Identity { key_id: policy.id, account_id: policy.account_id, permission: policy.permission })
+        Ok(())
     }
+}
 
-    /// The policy a hash maps to and, for a retired secret, until when it
-    /// works. For the admin API's verify and leak report.
-    pub fn lookup(&self, hash: &KeyHash) -> Option<(&KeyPolicy, Option<i64>)> {
-        self.shards[hash.shard()].get(hash).map(|e| (&*e.policy, e.valid_until))
+impl KeyPolicy {
+    pub fn identity(&self) -> Identity {
+        Identity { key_id: self.id, account_id: self.account_id, permission: self.permission }
     }
 }
 
@@ -263,6 +322,8 @@ mod tests {
             revoked: false,
             api_access: true,
             expires_at: None,
+            quota: None,
+            restrictions: None,
         }
     }
 

@@ -195,6 +195,28 @@ fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
     }
 }
 
+/// `Retry-After` in whole seconds.
+pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
+    headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+}
+
+/// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
+/// `RateLimit-Policy: "key";q=100;w=60` and `RateLimit: "key";r=42;t=13`,
+/// plus `Retry-After` when the request was refused.
+pub fn rate_limit(headers: &mut HeaderMap, rate: &crate::keys::RateInfo) {
+    let policy = format!("\"key\";q={};w={}", rate.limit, rate.window_seconds);
+    let state = format!("\"key\";r={};t={}", rate.remaining, rate.reset_seconds);
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        headers.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&state) {
+        headers.insert("ratelimit", v);
+    }
+    if let Some(wait) = rate.retry_after_seconds {
+        retry_after(headers, wait);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

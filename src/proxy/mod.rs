@@ -10,7 +10,9 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_ip;
 pub mod forward;
+pub mod guard;
 pub mod headers;
 pub mod problem;
 pub mod routing;
@@ -18,7 +20,7 @@ pub mod routing;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -36,9 +38,13 @@ use self::forward::{ForwardError, Forwarder};
 use self::headers::RequestId;
 use self::problem::Problem;
 use self::routing::Routes;
+use self::guard::FailureGuard;
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::keys::{Identity, KeySet};
+use crate::keys::cidr::IpNet;
+use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
+use crate::metrics::{Metrics, UpstreamError};
 use crate::shutdown::Shutdown;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,13 +63,29 @@ pub struct Proxy {
     strip_credentials: bool,
     max_header_bytes: usize,
     listener: ListenerOptions,
+    default_quota: Option<Quota>,
+    trusted_proxies: Vec<IpNet>,
+    guard: Arc<FailureGuard>,
+    metrics: Arc<Metrics>,
+}
+
+/// A refusal, with what its response needs beyond the problem itself.
+struct Refused {
+    problem: Problem,
+    detail: Option<&'static str>,
+    rate: Option<RateInfo>,
 }
 
 impl Proxy {
     /// Builds the proxy from a validated config; `keyset` is the snapshot
     /// the reloader publishes into.
-    pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>) -> anyhow::Result<Arc<Proxy>> {
+    pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
         let proxy = &config.proxy;
+        let trusted_proxies = proxy
+            .trusted_proxies
+            .iter()
+            .map(|c| IpNet::parse(c).map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Arc::new(Proxy {
             keyset,
             credentials: CredentialSources::new(
@@ -80,6 +102,10 @@ impl Proxy {
                 max_header_bytes: proxy.max_header_bytes,
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
             },
+            default_quota: config.limits.default_per_key.map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
+            trusted_proxies,
+            guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
+            metrics,
         }))
     }
 
@@ -92,6 +118,7 @@ impl Proxy {
         shutdown: Shutdown,
     ) {
         let options = self.listener.clone();
+        self.guard.spawn_sweeper(Duration::from_secs(30), shutdown.clone());
         let make_service = move |peer: SocketAddr, tls: bool| {
             let proxy = Arc::clone(&self);
             hyper::service::service_fn(move |request| {
@@ -103,95 +130,112 @@ impl Proxy {
     }
 
     /// Decides on one request and answers it, from the upstream or with a
-    /// problem.
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Response<ProxyBody> {
+    /// problem, and records its duration.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let (route, response) = self.answer(request, peer, tls).await;
+        self.metrics.observe(route, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr, tls: bool) -> (usize, Response<ProxyBody>) {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
-        let (identity, found_in) = match self.authenticate(&parts) {
+        let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
+        if let Some(wait) = self.guard.blocked_for(client) {
+            self.metrics.auth_failure(Refusal::RateLimited);
+            let mut response = refuse(
+                Problem::Refused(Refusal::RateLimited),
+                Some("Too many failed authentications from this address."),
+                &request_id,
+                peer,
+            );
+            headers::retry_after(response.headers_mut(), wait);
+            return (0, response);
+        }
+        let (identity, found_in, rate) = match self.authenticate(&parts, client) {
             Ok(decision) => decision,
-            Err((problem, detail)) => return refuse(problem, detail, &request_id, peer),
+            Err(refused) => return (0, self.refused(refused, client, &request_id, peer)),
         };
         if head_size(&parts) > self.max_header_bytes {
-            let detail = format!(
-                "The request head may be at most {} bytes.",
-                self.max_header_bytes
-            );
-            return refuse(Problem::HeaderTooLarge, Some(&detail), &request_id, peer);
+            let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
+            return (0, refuse(Problem::HeaderTooLarge, Some(&detail), &request_id, peer));
         }
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host());
+        let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
         let target = self.routes.resolve(parts.uri.path(), host);
+        let route = target.index;
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
-            return refuse(Problem::BodyTooLarge, Some(&detail), &request_id, peer);
+            return (route, refuse(Problem::BodyTooLarge, Some(&detail), &request_id, peer));
         }
 
-        let strip_param = if self.strip_credentials {
-            self.credentials.query_param_to_strip(found_in)
-        } else {
-            None
+        let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
+        parts.uri = match forward::upstream_uri(target.upstream, parts.uri.path_and_query(), strip_param) {
+            Ok(uri) => uri,
+            Err(_) => return (route, refuse(Problem::BadRequest, None, &request_id, peer)),
         };
-        parts.uri =
-            match forward::upstream_uri(target.upstream, parts.uri.path_and_query(), strip_param) {
-                Ok(uri) => uri,
-                Err(_) => return refuse(Problem::BadRequest, None, &request_id, peer),
-            };
         if self.strip_credentials {
             self.credentials.strip(&mut parts.headers, found_in);
         }
-        headers::prepare_request(
-            &mut parts.headers,
-            &identity,
-            peer.ip(),
-            tls,
-            &request_id,
-            &target.upstream.host,
-        );
+        headers::prepare_request(&mut parts.headers, &identity, peer.ip(), tls, &request_id, &target.upstream.host);
         // The upstream connection is HTTP/1.1 whatever the client spoke.
         parts.version = Version::HTTP_11;
-        let upstream_request =
-            Request::from_parts(parts, LimitedBody::new(body, target.body_limit));
+        let upstream_request = Request::from_parts(parts, LimitedBody::new(body, target.body_limit));
 
-        match self.forwarder.send(upstream_request).await {
+        let response = match self.forwarder.send(upstream_request).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_response(&mut parts.headers, &request_id);
+                if let Some(rate) = rate {
+                    headers::rate_limit(&mut parts.headers, &rate);
+                }
+                // Answer as HTTP/1.1 even to an HTTP/1.0 upstream, so the
+                // client connection stays keep-alive.
+                parts.version = Version::HTTP_11;
                 Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
             }
             Err(error) => self.upstream_failed(error, &request_id, peer),
-        }
+        };
+        (route, response)
     }
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
-    fn authenticate(&self, parts: &Parts) -> Result<(Identity, FoundIn), (Problem, Option<&str>)> {
-        let credential = self
-            .credentials
-            .extract(&parts.headers, &parts.uri)
-            .map_err(|e| {
-                let detail = match e {
-                    auth::CredentialError::Missing => Some(self.credentials.missing_detail()),
-                    auth::CredentialError::Conflicting => {
-                        Some("The request carries two different API keys.")
-                    }
-                    auth::CredentialError::Empty => Some("The API key is empty."),
-                };
-                (Problem::Refused(e.refusal()), detail)
-            })?;
-        let identity = self
-            .keyset
-            .load()
-            .check(credential.key, &parts.method, now_ms())
-            .map_err(|refusal| (Problem::Refused(refusal), None))?;
-        Ok((identity, credential.found_in))
+    fn authenticate(&self, parts: &Parts, client: std::net::IpAddr) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
+        let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
+            let detail = match e {
+                auth::CredentialError::Missing => None,
+                auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
+                auth::CredentialError::Empty => Some("The API key is empty."),
+            };
+            Refused { problem: Problem::Refused(e.refusal()), detail, rate: None }
+        })?;
+        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client) };
+        let decision = self.keyset.load().decide(credential.key, &facts, now_ms(), self.default_quota);
+        match decision.result {
+            Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
+            Err(refusal) => Err(Refused { problem: Problem::Refused(refusal), detail: None, rate: decision.rate }),
+        }
+    }
+
+    /// Answers a refused request; failed authentications count against the
+    /// client's address.
+    fn refused(&self, refused: Refused, client: std::net::IpAddr, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
+        if let Problem::Refused(refusal) = refused.problem {
+            self.metrics.auth_failure(refusal);
+            if refusal.status() == http::StatusCode::UNAUTHORIZED && refusal != Refusal::MissingKey {
+                self.guard.failure(client);
+            }
+        }
+        let detail = match (refused.problem, refused.detail) {
+            (Problem::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
+            (_, detail) => detail,
+        };
+        let mut response = refuse(refused.problem, detail, request_id, peer);
+        if let Some(rate) = refused.rate {
+            headers::rate_limit(response.headers_mut(), &rate);
+        }
+        response
     }
 
     fn upstream_failed(
@@ -202,6 +246,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
+                self.metrics.upstream_error(UpstreamError::Connect);
                 tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream connect failed");
                 (
                     Problem::UpstreamUnavailable,
@@ -209,6 +254,7 @@ impl Proxy {
                 )
             }
             ForwardError::Timeout(after) => {
+                self.metrics.upstream_error(UpstreamError::Timeout);
                 tracing::warn!(request_id = %request_id, after_ms = after.as_millis() as u64, "upstream timed out");
                 (
                     Problem::UpstreamTimeout,
@@ -219,6 +265,7 @@ impl Proxy {
                 )
             }
             ForwardError::Upstream(e) => {
+                self.metrics.upstream_error(UpstreamError::Broken);
                 tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream exchange failed");
                 (
                     Problem::UpstreamUnavailable,
@@ -261,12 +308,6 @@ fn head_size(parts: &Parts) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     parts.method.as_str().len() + target + headers
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// An error and its causes on one line (hyper's top-level messages alone

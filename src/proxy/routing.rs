@@ -53,6 +53,8 @@ impl Upstream {
 /// Where a request goes and how much body it may bring.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
+    /// 0 for the default upstream, `i + 1` for `routes[i]` (metrics label).
+    pub index: usize,
     pub upstream: &'a Upstream,
     /// `None` is unlimited.
     pub body_limit: Option<u64>,
@@ -60,6 +62,7 @@ pub struct Target<'a> {
 
 #[derive(Debug)]
 struct Route {
+    index: usize,
     /// Without a trailing `/`, except the root prefix `/` itself.
     prefix: String,
     /// Lowercase, without port.
@@ -82,6 +85,14 @@ impl Route {
     }
 }
 
+/// The `route` label of each route for metrics: `default`, then each
+/// configured route as `[host]/prefix`, in config order.
+pub fn labels(config: &Config) -> Vec<String> {
+    std::iter::once("default".to_owned())
+        .chain(config.routes.iter().map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path_prefix)))
+        .collect()
+}
+
 /// The routing table.
 #[derive(Debug)]
 pub struct Routes {
@@ -94,6 +105,7 @@ impl Routes {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let default_limit = limit(config.proxy.max_body_bytes);
         let default = Route {
+            index: 0,
             prefix: "/".into(),
             host: None,
             upstream: Upstream::parse(&config.upstream.url).context("upstream.url")?,
@@ -105,6 +117,7 @@ impl Routes {
                 .with_context(|| format!("routes[{i}].upstream"))?;
             let trimmed = route.path_prefix.trim_end_matches('/');
             routes.push(Route {
+                index: i + 1,
                 prefix: if trimmed.is_empty() {
                     "/".into()
                 } else {
@@ -136,6 +149,7 @@ impl Routes {
             .find(|r| r.matches(path, host))
             .unwrap_or(&self.default);
         Target {
+            index: route.index,
             upstream: &route.upstream,
             body_limit: route.body_limit,
         }

@@ -3,8 +3,9 @@
 //!
 //! Reads run in one transaction so the revision counter and the rows agree.
 
-use super::{on_pool, Result, Store, StoreError};
-use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, RetiredRow};
+use super::{on_pool, Result, RouteRule, Store, StoreError};
+use crate::keys::decision::compile_restrictions;
+use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, Quota, RetiredRow};
 
 #[derive(sqlx::FromRow)]
 struct PolicyDbRow {
@@ -16,6 +17,10 @@ struct PolicyDbRow {
     api_access: bool,
     expires_at: Option<i64>,
     secret_hash: Vec<u8>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
+    allowed_ips: String,
+    allowed_routes: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -26,10 +31,12 @@ struct RetiredDbRow {
 }
 
 const POLICY_SQL: &str = "\
-    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash \
+    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes \
     FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revision > $1 \
     UNION ALL \
-    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash \
+    SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes \
     FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.revision > $1 AND k.revision <= $1";
 
 const RETIRED_SQL: &str = "\
@@ -71,6 +78,23 @@ fn corrupt(id: &str, what: &str) -> StoreError {
 
 fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
     let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.id, "secret hash"))?;
+    let quota = match (row.rate_limit_requests, row.rate_limit_per_seconds) {
+        (Some(requests), Some(per)) => Some(Quota {
+            requests: u32::try_from(requests).map_err(|_| corrupt(&row.id, "rate limit"))?,
+            per_seconds: u32::try_from(per).map_err(|_| corrupt(&row.id, "rate limit"))?,
+        }),
+        _ => None,
+    };
+    // Most keys have neither list: skip JSON parsing for them.
+    let ips: Vec<String> =
+        if row.allowed_ips == "[]" { Vec::new() } else { serde_json::from_str(&row.allowed_ips).map_err(|_| corrupt(&row.id, "allowed_ips"))? };
+    let routes: Vec<RouteRule> = if row.allowed_routes == "[]" {
+        Vec::new()
+    } else {
+        serde_json::from_str(&row.allowed_routes).map_err(|_| corrupt(&row.id, "allowed_routes"))?
+    };
+    let routes: Vec<(String, Vec<String>)> = routes.into_iter().map(|r| (r.path_prefix, r.methods)).collect();
+    let restrictions = compile_restrictions(&ips, &routes).map_err(|e| corrupt(&row.id, &format!("restriction ({e})")))?;
     let policy = KeyPolicy {
         id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
         account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,
@@ -79,6 +103,8 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         revoked: row.revoked_at.is_some(),
         api_access: row.api_access,
         expires_at: row.expires_at,
+        quota,
+        restrictions,
     };
     Ok(PolicyRow { hash, policy })
 }

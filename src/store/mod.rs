@@ -16,6 +16,7 @@ mod keys;
 pub use keys::Leak;
 pub mod model;
 mod tokens;
+mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use model::*;
 pub use tokens::AdminToken;
+pub use usage::UsageDelta;
 
 use crate::config::StoreConfig;
 

@@ -21,18 +21,25 @@ pub struct AccountPatch {
 }
 
 /// A per-key rate limit: `requests` per `per_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "requests": 100, "per_seconds": 60 }))]
 pub struct RateLimit {
+    #[schema(minimum = 1)]
     pub requests: u32,
+    #[schema(minimum = 1, maximum = 86400)]
     pub per_seconds: u32,
 }
 
 /// A route a key may call: a path prefix and, optionally, only some methods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "path_prefix": "/v1/reports", "methods": ["GET"] }))]
 pub struct RouteRule {
+    /// Starts with `/`.
     pub path_prefix: String,
+    /// HTTP methods (stored upper-case); empty means every method the
+    /// key's permission allows.
     #[serde(default)]
     pub methods: Vec<String>,
 }

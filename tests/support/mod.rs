@@ -56,6 +56,8 @@ impl Keys {
                 revoked: false,
                 api_access: true,
                 expires_at: None,
+                quota: None,
+                restrictions: None,
             };
             edit(&mut policy);
             PolicyRow {
@@ -107,7 +109,8 @@ impl Gateway {
     pub async fn start_tls(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Gateway {
         let keys = Keys::new();
         let keyset = Arc::new(ArcSwap::from_pointee(keys.key_set()));
-        let proxy = Proxy::new(&config, keyset).expect("proxy");
+        let metrics = keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 100).expect("metrics");
+        let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let shutdown = Shutdown::new();

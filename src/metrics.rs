@@ -1,0 +1,233 @@
+//! Prometheus metrics, served on the admin port at `/metrics`.
+//!
+//! Per-key series (`keygate_key_requests_total{key_id,account_id,outcome}`)
+//! come from a custom collector that reads the counters the request path
+//! already keeps on each key — no label lookup per request — capped at
+//! `metrics.per_key_limit` keys: the busiest are kept and the rest summed
+//! into one `key_id="other"` series per outcome. Histograms are resolved
+//! per route and status class at start-up, so recording one is a few atomic
+//! adds. Gauges about the snapshot, the store and the usage flush are set
+//! at scrape time.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::clock::now_ms;
+use crate::keys::{KeySet, Refusal};
+use crate::reload::Reloader;
+use crate::usage::{Flusher, OUTCOMES};
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// How an upstream exchange failed.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Broken,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// `[route][status class]`.
+    durations: Vec<[Histogram; 5]>,
+    auth_failures: Vec<IntCounter>,
+    upstream_errors: [IntCounter; 3],
+    snapshot_keys: IntGauge,
+    snapshot_revision: IntGauge,
+    snapshot_age: Gauge,
+    store_up: IntGauge,
+    reload_failures: IntGauge,
+    flush_lag: Gauge,
+    flush_failures: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// `routes` names each route for the `route` label; index 0 is the
+    /// default upstream.
+    pub fn new(routes: &[String], keyset: Arc<ArcSwap<KeySet>>, per_key_limit: usize) -> prometheus::Result<Arc<Metrics>> {
+        let registry = Registry::new();
+        let durations_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_request_duration_seconds",
+                "Time from request head to response head through keygate (its added latency plus the upstream's), by route and status class.",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["route", "status_class"],
+        )?;
+        let durations = routes
+            .iter()
+            .map(|route| STATUS_CLASSES.map(|class| durations_vec.with_label_values(&[route.as_str(), class])))
+            .collect();
+        let failures_vec = IntCounterVec::new(
+            Opts::new("keygate_auth_failures_total", "Requests refused before reaching an upstream, by code."),
+            &["code"],
+        )?;
+        let auth_failures = Refusal::ALL.iter().map(|r| failures_vec.with_label_values(&[r.code()])).collect();
+        let upstream_vec =
+            IntCounterVec::new(Opts::new("keygate_upstream_errors_total", "Failed upstream exchanges, by kind."), &["kind"])?;
+        let upstream_errors = ["connect", "timeout", "broken"].map(|k| upstream_vec.with_label_values(&[k]));
+        let snapshot_keys = IntGauge::new("keygate_snapshot_keys", "Secrets (current and retired) in the key snapshot.")?;
+        let snapshot_revision = IntGauge::new("keygate_snapshot_revision", "Store revision the key snapshot reflects.")?;
+        let snapshot_age =
+            Gauge::new("keygate_snapshot_age_seconds", "Seconds since the snapshot was last confirmed current with the store.")?;
+        let store_up = IntGauge::new("keygate_store_up", "1 when the store answered the last check, 0 when not.")?;
+        let reload_failures = IntGauge::new("keygate_reload_failures_total", "Failed reloads and revision checks.")?;
+        let flush_lag = Gauge::new("keygate_usage_flush_lag_seconds", "Seconds since usage was last written to the store.")?;
+        let flush_failures = IntGauge::new("keygate_usage_flush_failures_total", "Failed usage flushes (their counts are retried).")?;
+        registry.register(Box::new(durations_vec))?;
+        registry.register(Box::new(failures_vec))?;
+        registry.register(Box::new(upstream_vec))?;
+        for g in [&snapshot_keys, &snapshot_revision, &store_up, &reload_failures, &flush_failures] {
+            registry.register(Box::new(g.clone()))?;
+        }
+        registry.register(Box::new(snapshot_age.clone()))?;
+        registry.register(Box::new(flush_lag.clone()))?;
+        registry.register(Box::new(KeyCollector::new(keyset, per_key_limit)?))?;
+        Ok(Arc::new(Metrics {
+            registry,
+            durations,
+            auth_failures,
+            upstream_errors,
+            snapshot_keys,
+            snapshot_revision,
+            snapshot_age,
+            store_up,
+            reload_failures,
+            flush_lag,
+            flush_failures,
+        }))
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, route: usize, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        if let Some(h) = self.durations.get(route).or_else(|| self.durations.first()) {
+            h[class].observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn auth_failure(&self, refusal: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|r| *r == refusal) {
+            self.auth_failures[i].inc();
+        }
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors[kind as usize].inc();
+    }
+
+    /// The text exposition, with the scrape-time gauges brought up to date.
+    pub fn render(&self, reloader: &Reloader, flusher: &Flusher) -> String {
+        let snapshot = reloader.keyset().load_full();
+        self.snapshot_keys.set(snapshot.len() as i64);
+        self.snapshot_revision.set(snapshot.revision());
+        let last = reloader.last_success_ms();
+        self.snapshot_age.set(if last > 0 { (now_ms() - last).max(0) as f64 / 1000.0 } else { -1.0 });
+        self.store_up.set(i64::from(reloader.store_up()));
+        self.reload_failures.set(reloader.failures() as i64);
+        self.flush_lag.set(flusher.lag_seconds());
+        self.flush_failures.set(flusher.failures.load(Ordering::Relaxed) as i64);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `keygate_key_requests_total` from the per-key counters of the snapshot.
+struct KeyCollector {
+    keyset: Arc<ArcSwap<KeySet>>,
+    limit: usize,
+    desc: Desc,
+}
+
+const KEY_METRIC: &str = "keygate_key_requests_total";
+const KEY_HELP: &str = "Requests per API key by outcome (allowed or a refusal code); keys beyond metrics.per_key_limit are summed into key_id=\"other\".";
+
+impl KeyCollector {
+    fn new(keyset: Arc<ArcSwap<KeySet>>, limit: usize) -> prometheus::Result<Self> {
+        let desc = Desc::new(
+            KEY_METRIC.into(),
+            KEY_HELP.into(),
+            vec!["key_id".into(), "account_id".into(), "outcome".into()],
+            Default::default(),
+        )?;
+        Ok(KeyCollector { keyset, limit, desc })
+    }
+}
+
+fn series(key_id: &str, account_id: &str, outcome: &str, value: u64) -> Metric {
+    let label = |name: &str, value: &str| {
+        let mut l = LabelPair::default();
+        l.set_name(name.into());
+        l.set_value(value.into());
+        l
+    };
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut m = Metric::from_label(vec![label("key_id", key_id), label("account_id", account_id), label("outcome", outcome)]);
+    m.set_counter(counter);
+    m
+}
+
+impl Collector for KeyCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = self.keyset.load_full();
+        let mut used: Vec<(u64, &crate::keys::KeyState)> =
+            snapshot.keys().filter_map(|s| s.usage.counts().map(|c| (c.total(), &**s))).filter(|(t, _)| *t > 0).collect();
+        if used.len() > self.limit {
+            used.select_nth_unstable_by(self.limit, |a, b| b.0.cmp(&a.0));
+        }
+        let split = used.len().min(self.limit);
+        let (kept, rest) = used.split_at(split);
+        let mut metrics = Vec::new();
+        for (_, state) in kept {
+            let Some(counts) = state.usage.counts() else { continue };
+            for (i, outcome) in OUTCOMES.iter().enumerate() {
+                let v = counts.outcomes[i].load(Ordering::Relaxed);
+                if v > 0 {
+                    metrics.push(series(state.policy.id.as_str(), state.policy.account_id.as_str(), outcome, v));
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let mut sums = [0u64; 9];
+            for (_, state) in rest {
+                if let Some(counts) = state.usage.counts() {
+                    for (i, sum) in sums.iter_mut().enumerate() {
+                        *sum += counts.outcomes[i].load(Ordering::Relaxed);
+                    }
+                }
+            }
+            for (i, outcome) in OUTCOMES.iter().enumerate() {
+                if sums[i] > 0 {
+                    metrics.push(series("other", "other", outcome, sums[i]));
+                }
+            }
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(KEY_METRIC.into());
+        family.set_help(KEY_HELP.into());
+        family.set_field_type(MetricType::COUNTER);
+        family.set_metric(metrics);
+        vec![family]
+    }
+}

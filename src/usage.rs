@@ -1,0 +1,215 @@
+//! Per-key usage: request counts by outcome and the last-used time, counted
+//! in memory with atomics on the request path, and written to the store in
+//! batches (write-behind) by the flusher.
+//!
+//! A key's counters live in a `KeyUsage` shared by every snapshot version of
+//! that key, so edits, rotations and reloads never drop a count. The flusher
+//! writes increments (`usage_count + n`), never absolute values, so replicas
+//! sharing a store add up; a failed flush leaves the counts in memory and the
+//! next one retries them. The request path takes no lock here.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::now_ms;
+use crate::keys::{KeySet, Refusal};
+use crate::shutdown::Shutdown;
+use crate::store::{Store, UsageDelta};
+
+/// Outcomes counted per key: `allowed` and every refusal a known key can get.
+pub const OUTCOMES: [&str; 9] = [
+    "allowed",
+    "key_expired",
+    "key_disabled",
+    "key_revoked",
+    "api_access_disabled",
+    "insufficient_permission",
+    "ip_not_allowed",
+    "route_not_allowed",
+    "rate_limited",
+];
+
+/// Index into `OUTCOMES`; `None` for refusals that name no key.
+pub fn outcome_index(outcome: Result<(), Refusal>) -> Option<usize> {
+    match outcome {
+        Ok(()) => Some(0),
+        Err(Refusal::KeyExpired) => Some(1),
+        Err(Refusal::KeyDisabled) => Some(2),
+        Err(Refusal::KeyRevoked) => Some(3),
+        Err(Refusal::ApiAccessDisabled) => Some(4),
+        Err(Refusal::InsufficientPermission) => Some(5),
+        Err(Refusal::IpNotAllowed) => Some(6),
+        Err(Refusal::RouteNotAllowed) => Some(7),
+        Err(Refusal::RateLimited) => Some(8),
+        Err(Refusal::MissingKey | Refusal::InvalidKey) => None,
+    }
+}
+
+/// One key's counters. Allocated on the key's first request, so a million
+/// idle keys cost one pointer each.
+#[derive(Debug, Default)]
+pub struct KeyUsage {
+    counts: OnceLock<Box<Counts>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Monotonic totals per outcome, for metrics.
+    pub outcomes: [AtomicU64; 9],
+    /// Unix ms of the last allowed request.
+    pub last_used_ms: AtomicI64,
+    /// How many allowed requests the store already has (flusher only).
+    flushed: AtomicU64,
+}
+
+impl KeyUsage {
+    /// Counts one request; allowed requests also set the last-used time.
+    pub fn record(&self, outcome: usize, now_ms: i64) {
+        let counts = self.counts.get_or_init(Box::default);
+        counts.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
+        if outcome == 0 {
+            counts.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters, if the key has been used since the process started.
+    pub fn counts(&self) -> Option<&Counts> {
+        self.counts.get().map(|b| &**b)
+    }
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.outcomes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Allowed requests not yet in the store.
+    fn pending(&self) -> u64 {
+        self.outcomes[0].load(Ordering::Relaxed).saturating_sub(self.flushed.load(Ordering::Relaxed))
+    }
+}
+
+/// Writes pending usage to the store every interval and once more at
+/// shutdown.
+pub struct Flusher {
+    keyset: Arc<ArcSwap<KeySet>>,
+    store: Store,
+    busy: tokio::sync::Mutex<()>,
+    pub last_success_ms: AtomicI64,
+    pub failures: AtomicU64,
+    pub healthy: AtomicBool,
+}
+
+impl Flusher {
+    pub fn new(keyset: Arc<ArcSwap<KeySet>>, store: Store) -> Arc<Flusher> {
+        Arc::new(Flusher {
+            keyset,
+            store,
+            busy: tokio::sync::Mutex::new(()),
+            last_success_ms: AtomicI64::new(now_ms()),
+            failures: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    /// Writes every pending count in one transaction. On failure nothing is
+    /// marked flushed, so the next call retries the same counts.
+    pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
+        let _one_at_a_time = self.busy.lock().await;
+        let snapshot = self.keyset.load_full();
+        let mut batch = Vec::new();
+        let mut marks = Vec::new();
+        for state in snapshot.keys() {
+            let Some(counts) = state.usage.counts() else { continue };
+            let pending = counts.pending();
+            if pending == 0 {
+                continue;
+            }
+            batch.push(UsageDelta {
+                key_id: state.policy.id.to_string(),
+                requests: pending as i64,
+                last_used_ms: counts.last_used_ms.load(Ordering::Relaxed),
+            });
+            marks.push((Arc::clone(&state.usage), pending));
+        }
+        if batch.is_empty() {
+            self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+            return Ok(0);
+        }
+        match self.store.add_usage(&batch).await {
+            Ok(()) => {
+                for (usage, n) in marks {
+                    if let Some(counts) = usage.counts() {
+                        counts.flushed.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
+                self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("usage flush recovered");
+                }
+                Ok(batch.len())
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, keys = batch.len(), "usage flush failed; counts kept in memory for the next try");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Seconds since the last successful flush.
+    pub fn lag_seconds(&self) -> f64 {
+        (now_ms() - self.last_success_ms.load(Ordering::Relaxed)).max(0) as f64 / 1000.0
+    }
+
+    pub fn spawn(self: &Arc<Self>, interval: Duration, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait() => return,
+                }
+                let _ = this.flush().await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_allocated_on_first_use() {
+        let usage = KeyUsage::default();
+        assert!(usage.counts().is_none());
+        usage.record(0, 10);
+        usage.record(0, 5);
+        usage.record(8, 20);
+        let c = usage.counts().expect("allocated");
+        assert_eq!(c.outcomes[0].load(Ordering::Relaxed), 2);
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.pending(), 2);
+        assert_eq!(c.last_used_ms.load(Ordering::Relaxed), 10, "refusals don't count as use");
+    }
+
+    #[test]
+    fn every_key_refusal_has_an_outcome() {
+        for r in Refusal::ALL {
+            let idx = outcome_index(Err(r));
+            match r {
+                Refusal::MissingKey | Refusal::InvalidKey => assert_eq!(idx, None),
+                _ => assert_eq!(OUTCOMES[idx.expect("indexed")], r.code()),
+            }
+        }
+    }
+}
