@@ -1,11 +1,12 @@
 //! The `keygate` command: `serve`, `check-config`, `admin-token create`
-//! (offline), and the admin API client (`keys`, `accounts`).
+//! (offline), and the admin API client (`keys`, `accounts`, `audit`,
+//! `admin-token list|delete`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keygate::cli::{self, AccountsCommand, ClientArgs, KeysCommand};
+use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
 use keygate::config::{Config, LogFormat};
 use keygate::admin::tokens::{TokenView, ADMIN_TOKEN_PREFIX};
 use keygate::server::Gateway;
@@ -49,10 +50,18 @@ enum Command {
         command: AccountsCommand,
     },
     /// Admin tokens. `create` writes to the store directly, so a fresh
-    /// install can mint its first owner token with no server running.
+    /// install can mint its first owner token with no server running;
+    /// `list` and `delete` go through the admin API (owner token).
     AdminToken {
         #[command(subcommand)]
         command: AdminTokenCommand,
+    },
+    /// Read the audit trail through the admin API, newest first.
+    Audit {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        filters: AuditArgs,
     },
 }
 
@@ -74,6 +83,18 @@ enum AdminTokenCommand {
         /// Print `{token, secret}` as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List admin tokens through the admin API (owner token).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete an admin token through the admin API (owner token); it stops working at once.
+    Delete {
+        /// Admin token id (tok_…)
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -97,6 +118,15 @@ fn main() -> ExitCode {
         }
         Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(create_admin_token(&config, &name, &role, account.as_deref(), json)))
+        }
+        Command::AdminToken { command: AdminTokenCommand::List { client } } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_admin_token_list(&client)))
+        }
+        Command::AdminToken { command: AdminTokenCommand::Delete { id, client } } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_admin_token_delete(&client, &id)))
+        }
+        Command::Audit { client, filters } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_audit(&client, filters)))
         }
     }
 }
@@ -195,5 +225,29 @@ fn init_logging(format: LogFormat, level: &str) {
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn admin_token_list_and_delete_take_the_client_options() {
+        for line in [
+            "keygate admin-token list --admin-url http://h:1 --json",
+            "keygate admin-token delete tok_1 --token t",
+            "keygate admin-token create --name ci --role viewer --json",
+            "keygate audit --action key.revoke --json",
+        ] {
+            Cli::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        assert!(Cli::try_parse_from("keygate admin-token delete".split_whitespace()).is_err());
     }
 }

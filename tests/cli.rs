@@ -4,8 +4,16 @@
 //! Covers the key lifecycle as an operator runs it from a shell (create, list,
 //! rotate, revoke, show) and the exit codes scripts rely on. Each test that
 //! needs a gateway starts its own on port 0 and reads the addresses from its log.
+//! `cli/lifecycle.rs` holds bulk-revoke, verify and report-leak; `cli/tokens.rs`
+//! admin tokens (offline create, roles, list, delete) and the audit trail.
 
-use std::io::{BufRead, BufReader};
+#[path = "cli/lifecycle.rs"]
+mod lifecycle;
+#[path = "cli/tokens.rs"]
+mod tokens;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,6 +26,8 @@ const TOKEN: &str = "test-admin-token-0123456789-abcdefghijklmnop";
 struct Gateway {
     child: Child,
     admin_url: String,
+    /// The configuration file `serve` runs with, for offline `admin-token create`.
+    config: PathBuf,
     logs: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -61,6 +71,7 @@ impl Gateway {
         let mut gateway = Gateway {
             child,
             admin_url: String::new(),
+            config,
             logs,
             _dir: dir,
         };
@@ -100,6 +111,43 @@ impl Gateway {
     /// Runs the CLI against this gateway with the right token.
     fn cli(&self, args: &[&str]) -> Run {
         run(args, Some(TOKEN), &self.admin_url)
+    }
+
+    /// Like [`Gateway::cli`], with `input` on the CLI's stdin.
+    fn cli_input(&self, args: &[&str], input: &str) -> Run {
+        run_input(args, Some(TOKEN), &self.admin_url, Some(input))
+    }
+
+    /// Creates an account and a key in it; returns the account id, key id and secret.
+    fn account_and_key(&self, name: &str, permission: &str) -> (String, String, String) {
+        let account = self
+            .cli(&["accounts", "create", name, "--json"])
+            .ok("accounts create")
+            .json();
+        let account_id = account["id"].as_str().expect("account id").to_owned();
+        let (key_id, secret) = self.key(&account_id, name, permission);
+        (account_id, key_id, secret)
+    }
+
+    /// Creates a key; returns its id and secret.
+    fn key(&self, account_id: &str, name: &str, permission: &str) -> (String, String) {
+        let created = self
+            .cli(&[
+                "keys",
+                "create",
+                "--account",
+                account_id,
+                "--name",
+                name,
+                "--permission",
+                permission,
+                "--json",
+            ])
+            .ok("keys create --json")
+            .json();
+        let id = created["key"]["id"].as_str().expect("key id").to_owned();
+        let secret = created["secret"].as_str().expect("secret").to_owned();
+        (id, secret)
     }
 }
 
@@ -147,6 +195,11 @@ impl Run {
 }
 
 fn run(args: &[&str], token: Option<&str>, admin_url: &str) -> Run {
+    run_input(args, token, admin_url, None)
+}
+
+/// Runs the CLI with `input` on stdin (none: stdin is empty).
+fn run_input(args: &[&str], token: Option<&str>, admin_url: &str, input: Option<&str>) -> Run {
     let mut cmd = Command::new(BIN);
     // After the subcommand: `keys`/`accounts` carry the client options.
     cmd.args(args)
@@ -154,15 +207,28 @@ fn run(args: &[&str], token: Option<&str>, admin_url: &str) -> Run {
         .arg(admin_url)
         .env_remove("KEYGATE_ADMIN_URL")
         .env_remove("KEYGATE_ADMIN_TOKEN")
-        .stdin(Stdio::null());
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(token) = token {
         cmd.env("KEYGATE_ADMIN_TOKEN", token);
+    }
+    let mut child = cmd.spawn().expect("run keygate");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A CLI that exits before reading (a usage error) closes the pipe; its
+        // exit code is what the test looks at, so a failed write is no failure.
+        let _ = stdin.write_all(input.as_bytes());
+        // Dropping `stdin` closes it, so a read to the end finishes.
     }
     let Output {
         status,
         stdout,
         stderr,
-    } = cmd.output().expect("run keygate");
+    } = child.wait_with_output().expect("run keygate");
     Run {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -33,6 +33,10 @@ pub enum CliError {
     Unreachable { url: String, cause: String },
     /// The admin API refused the request (4xx).
     Refused(Problem),
+    /// The admin API answered, and the answer is no: `keys verify` of a
+    /// secret that would be refused. Same exit code as a refusal, so
+    /// `if keygate keys verify …` reads naturally in a script.
+    NotValid(String),
     /// The admin API failed (5xx) or answered something that is not JSON.
     Server(String),
 }
@@ -41,7 +45,7 @@ impl CliError {
     /// The process exit code documented in the module doc of `cli`.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Refused(_) => 1,
+            CliError::Refused(_) | CliError::NotValid(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } => 3,
             CliError::Server(_) => 4,
@@ -52,7 +56,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(msg) | CliError::Server(msg) => f.write_str(msg),
+            CliError::Usage(msg) | CliError::Server(msg) | CliError::NotValid(msg) => {
+                f.write_str(msg)
+            }
             CliError::Unreachable { url, cause } => {
                 write!(f, "cannot reach the admin API at {url}: {cause}")
             }
@@ -361,6 +367,7 @@ mod tests {
     fn exit_codes_follow_the_documented_table() {
         let refused = CliError::Refused(Problem::from_response(StatusCode::UNAUTHORIZED, b""));
         assert_eq!(refused.exit_code(), 1);
+        assert_eq!(CliError::NotValid("key_revoked".into()).exit_code(), 1);
         assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
         assert_eq!(
             CliError::Unreachable {

@@ -1,5 +1,6 @@
 //! `keygate keys …`: create, list, show, update, rotate, revoke, disable and
-//! enable API keys through the admin API (`/v1/keys`).
+//! enable API keys through the admin API (`/v1/keys`); `bulk-revoke`,
+//! `verify` and `report-leak` are dispatched to `lifecycle`.
 //!
 //! It owns the key subcommands' arguments, the request bodies built from
 //! them and how key records are printed. Secrets appear only in the answer to
@@ -9,6 +10,7 @@ use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
 use super::client::{encode_query_value, CliError};
+use super::lifecycle::{self, BulkRevokeArgs, SecretSource, VerifyArgs};
 use super::parse::{name, time_in, Changes, Environment, Limits, Permission, Status};
 use super::table::{self, Table};
 use super::{fetch_list, out, out_json, print_list, try_out, ClientArgs};
@@ -87,6 +89,12 @@ pub enum KeysCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Revoke many keys at once (irreversible); unknown ids are listed on stderr
+    BulkRevoke(BulkRevokeArgs),
+    /// Say whether a secret would be let through (exit 0) or refused (exit 1, with the code)
+    Verify(VerifyArgs),
+    /// Report a leaked secret: its key is revoked at once
+    ReportLeak(SecretSource),
     /// Switch a key off (it can be enabled again)
     Disable {
         /// Key id (key_…)
@@ -196,6 +204,9 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
             print_change(json, &key, &id);
             Ok(())
         }
+        KeysCommand::BulkRevoke(cmd) => lifecycle::bulk_revoke(args, cmd).await,
+        KeysCommand::Verify(cmd) => lifecycle::verify(args, cmd).await,
+        KeysCommand::ReportLeak(source) => lifecycle::report_leak(args, source).await,
         KeysCommand::Disable { id } => set_enabled(&client()?, json, &id, false).await,
         KeysCommand::Enable { id } => set_enabled(&client()?, json, &id, true).await,
     }

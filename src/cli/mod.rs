@@ -1,6 +1,6 @@
-//! The client subcommands of the `keygate` binary (`keys …`, `accounts …`):
-//! they talk to a running gateway's admin API over HTTP and print tables,
-//! `name: value` lines, or `--json`.
+//! The client subcommands of the `keygate` binary (`keys …`, `accounts …`,
+//! `admin-token list|delete`, `audit`): they talk to a running gateway's
+//! admin API over HTTP and print tables, `name: value` lines, or `--json`.
 //!
 //! This module owns the shared client options, the dispatch, and how results
 //! reach stdout and stderr. It must not touch the store or the key set
@@ -12,9 +12,9 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | success |
-//! | 1 | the admin API refused the request (HTTP 4xx: bad token, not found, validation); the problem's status, `code` and detail are printed |
-//! | 2 | usage error: bad arguments, no admin token, `keys revoke` without `--yes`, `update` with nothing to change |
+//! | 0 | success; also `keys bulk-revoke` when some ids were not found (they are listed on stderr) |
+//! | 1 | the admin API refused the request (HTTP 4xx: bad token, role too low, not found, validation); the problem's status, `code` and detail are printed. Also `keys verify` when the secret would be refused: its code (`key_revoked`, …) is printed |
+//! | 2 | usage error: bad arguments, no admin token, `keys revoke`/`bulk-revoke` without `--yes`, `update` with nothing to change, no secret on stdin |
 //! | 3 | the admin API could not be reached (connection refused, DNS, TLS, timeout); the message names the URL |
 //! | 4 | the admin API failed (HTTP 5xx) or answered something that is not JSON, or a new secret could not be written to stdout |
 //!
@@ -23,12 +23,17 @@
 //! stderr that it cannot be shown again; `--json` prints the whole
 //! `{key, secret}` answer instead. Lists print `next cursor: …` on stderr when
 //! more pages are left, so the table on stdout stays clean for `awk`.
+//! `keys verify` and `keys report-leak` read the secret from the first line
+//! of stdin unless `--secret` is given, so that it stays out of shell history.
 
 mod accounts;
+mod audit;
 pub mod client;
 mod keys;
+mod lifecycle;
 mod parse;
 mod table;
+mod tokens;
 
 use std::fmt;
 use std::io::Write;
@@ -37,6 +42,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 pub use accounts::AccountsCommand;
+pub use audit::AuditArgs;
 pub use client::{AdminClient, CliError, Problem};
 pub use keys::KeysCommand;
 
@@ -95,6 +101,21 @@ pub async fn run_keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
 /// Runs one `keygate accounts …` command and returns the process exit code.
 pub async fn run_accounts(args: &ClientArgs, cmd: AccountsCommand) -> ExitCode {
     finish(accounts::run(args, cmd).await)
+}
+
+/// Runs `keygate admin-token list` and returns the process exit code.
+pub async fn run_admin_token_list(args: &ClientArgs) -> ExitCode {
+    finish(tokens::list(args).await)
+}
+
+/// Runs `keygate admin-token delete ID` and returns the process exit code.
+pub async fn run_admin_token_delete(args: &ClientArgs, id: &str) -> ExitCode {
+    finish(tokens::delete(args, id).await)
+}
+
+/// Runs `keygate audit` and returns the process exit code.
+pub async fn run_audit(args: &ClientArgs, cmd: AuditArgs) -> ExitCode {
+    finish(audit::run(args, cmd).await)
 }
 
 fn finish(result: Result<(), CliError>) -> ExitCode {
@@ -194,6 +215,7 @@ mod tests {
         Keys(KeysCommand),
         #[command(subcommand)]
         Accounts(AccountsCommand),
+        Audit(AuditArgs),
     }
 
     fn parse(line: &str) -> Result<TestCli, clap::Error> {
@@ -237,6 +259,33 @@ mod tests {
                 assert_eq!(api_access, Some(false))
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_audit_commands_parse_and_refuse_bad_values() {
+        for good in [
+            "keys bulk-revoke key_1 key_2 --yes",
+            "keys bulk-revoke --from-file - --yes --json",
+            "keys verify",
+            "keys verify --method POST --path /v1/reports --secret-stdin",
+            "keys verify --secret kg_live_x",
+            "keys report-leak --secret kg_live_x",
+            "audit --account acc_1 --key key_1 --actor env --action key.revoke --limit 5 --all",
+            "audit --since 2024-05-01T00:00:00Z --until 2024-05-02T00:00:00+02:00 --json",
+        ] {
+            parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let cli = parse("keys verify --path /r").expect("parses");
+        assert!(matches!(cli.cmd, TestCommand::Keys(KeysCommand::Verify(_))));
+        for bad in [
+            "keys verify --secret kg_live_x --secret-stdin",
+            "keys verify --secret",
+            "audit --since yesterday",
+            "audit --limit many",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert_eq!(err.exit_code(), 2, "{bad}");
         }
     }
 

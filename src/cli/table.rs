@@ -91,20 +91,35 @@ pub fn or_never(value: Option<&Value>) -> String {
 /// An RFC 3339 time shortened to `2024-05-01 12:00Z` for tables, where the
 /// seconds only cost width. Anything unparsable is shown as it came.
 pub fn short_time(value: Option<&Value>) -> String {
+    utc_time(value, false)
+}
+
+/// Like [`short_time`], with the seconds (`2024-05-01 12:00:05Z`), for
+/// events where the order within a minute matters (the audit trail).
+pub fn second_time(value: Option<&Value>) -> String {
+    utc_time(value, true)
+}
+
+fn utc_time(value: Option<&Value>, seconds: bool) -> String {
     let Some(text) = value.and_then(Value::as_str) else {
         return or_never(value);
     };
     match OffsetDateTime::parse(text, &Rfc3339) {
         Ok(t) => {
             let t = t.to_offset(time::UtcOffset::UTC);
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}Z",
+            let minute = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
                 t.year(),
                 u8::from(t.month()),
                 t.day(),
                 t.hour(),
                 t.minute()
-            )
+            );
+            if seconds {
+                format!("{minute}:{:02}Z", t.second())
+            } else {
+                format!("{minute}Z")
+            }
         }
         Err(_) => text.to_owned(),
     }
@@ -258,6 +273,10 @@ key_22222  x                  0
             "2024-05-01 12:34Z"
         );
         assert_eq!(short_time(Some(&Value::Null)), "never");
+        assert_eq!(
+            second_time(Some(&json!("2024-05-01T14:34:56.789+02:00"))),
+            "2024-05-01 12:34:56Z"
+        );
         assert_eq!(short_time(Some(&json!("soon"))), "soon");
     }
 
