@@ -1,9 +1,12 @@
 //! Keeps the KeySet snapshot in step with the store.
 //!
 //! Admin writes on this node call `reload` before they answer, so their
-//! change is in force at once; a poller compares the store's revision
-//! counter with the snapshot's every `store.poll_interval_ms` to pick up
-//! changes made by other processes. Each reload reads only what changed after
+//! change is in force at once. Changes made elsewhere arrive two ways: on
+//! PostgreSQL, every commit NOTIFYs `keygate_changes` with the new revision
+//! and a listener reloads at once (after any reconnect it resyncs from the
+//! snapshot's watermark, since notifications sent while it was away are
+//! lost); on both stores, a poller compares the revision counter with the
+//! snapshot's every `store.poll_interval_ms` as the fallback. Each reload reads only what changed after
 //! the snapshot's revision, builds the next snapshot off the request path and
 //! publishes it with one `ArcSwap::store`. A failed reload keeps the old
 //! snapshot and marks the store down.
@@ -18,6 +21,12 @@ use crate::clock::now_ms;
 use crate::keys::KeySet;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
+
+/// The channel the store's revision trigger notifies.
+pub const CHANNEL: &str = "keygate_changes";
+
+/// Pause between attempts to re-establish the listener.
+const LISTEN_RETRY: Duration = Duration::from_millis(500);
 
 /// Changes bigger than this are applied on a blocking thread.
 const INLINE_APPLY_LIMIT: usize = 1_000;
@@ -138,5 +147,67 @@ impl Reloader {
                 }
             }
         })
+    }
+
+    /// On PostgreSQL, listens for change notifications until shutdown;
+    /// `None` on SQLite.
+    pub fn spawn_listener(self: &Arc<Self>, shutdown: Shutdown) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.store.postgres_pool()?.clone();
+        let this = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            tokio::select! {
+                _ = this.listen(pool) => {}
+                _ = shutdown.wait() => {}
+            }
+        }))
+    }
+
+    async fn listen(&self, pool: sqlx::PgPool) {
+        let mut connected_before = false;
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "change listener cannot connect; retrying");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    continue;
+                }
+            };
+            listener.eager_reconnect(false);
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::debug!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(LISTEN_RETRY).await;
+                continue;
+            }
+            if connected_before {
+                tracing::info!("change listener reconnected; resyncing");
+            }
+            connected_before = true;
+            // Whatever was committed before LISTEN took effect is read here;
+            // everything after it is notified.
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "resync after LISTEN failed; the poller will retry");
+            }
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(note)) => {
+                        let behind = note.payload().parse::<i64>().map_or(true, |rev| rev > self.keyset.load().revision());
+                        if behind {
+                            if let Err(e) = self.reload().await {
+                                tracing::warn!(error = %e, "reload on notification failed; the poller will retry");
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!("change listener lost its connection");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener failed");
+                        break;
+                    }
+                }
+            }
+        }
     }
 }

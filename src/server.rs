@@ -52,6 +52,7 @@ impl Gateway {
         let snapshot = reloader.keyset().load_full();
         tracing::info!(revision = snapshot.revision(), secrets = snapshot.len(), "key snapshot loaded");
         let mut tasks = vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
+        tasks.extend(reloader.spawn_listener(shutdown.clone()));
 
         let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;

@@ -149,6 +149,14 @@ impl Store {
         }
     }
 
+    /// The PostgreSQL pool, for LISTEN/NOTIFY; `None` on SQLite.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
     /// The latest committed revision.
     pub async fn revision(&self) -> Result<i64> {
         let rev = on_pool!(self, pool => {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod pg;
 pub mod process;
 pub mod upstream;
 
@@ -42,8 +43,13 @@ pub struct Admin {
 
 impl Admin {
     pub async fn new() -> Admin {
+        Self::new_with(|_| {}).await
+    }
+
+    pub async fn new_with(edit: impl FnOnce(&mut Config)) -> Admin {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(&dir);
+        let mut config = config(&dir);
+        edit(&mut config);
         let store = Store::connect(&config.store).await.expect("store");
         let reloader = Reloader::start(store).await.expect("reloader");
         let state = AdminState::new(&config, Arc::clone(&reloader), Some(TOKEN));
