@@ -6,23 +6,32 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
+use super::openapi::{
+    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
+    ValidationFailed,
+};
 use super::{validate, Actor, AdminState};
 use crate::store::{AccountPatch, AuditContext};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "name": "Acme Corp", "api_access": true }))]
 pub struct CreateAccount {
     name: String,
+    /// Default `true`.
     #[serde(default)]
     api_access: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// An edit: absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "api_access": false }))]
 pub struct UpdateAccount {
     #[serde(default)]
     name: Option<String>,
@@ -30,12 +39,37 @@ pub struct UpdateAccount {
     api_access: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListAccounts {
+    /// Page size, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Create an account
+///
+/// Admin or owner, not confined to an account.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "accounts",
+    operation_id = "create_account",
+    security(("admin_token" = [])),
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "Created", body = AccountView),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -52,6 +86,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
+/// List accounts
+///
+/// A token confined to an account sees only that account.
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    operation_id = "list_accounts",
+    params(ListAccounts),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = ListView<AccountView>),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -62,6 +114,22 @@ pub async fn list(
     Ok(Json(ListView::from_page(page, AccountView::from)))
 }
 
+/// Show an account
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    operation_id = "show_account",
+    params(("id" = String, Path, description = "`acc_…`", example = "acc_7Lk2PqW9xZr4Tn8VbM1s")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn show(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -71,6 +139,30 @@ pub async fn show(
     Ok(Json(state.store.get_account(&id).await?.into()))
 }
 
+/// Edit an account
+///
+/// Admin or owner. Turning `api_access` off refuses all the account's keys
+/// (`api_access_disabled`) until it is turned on again.
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    operation_id = "update_account",
+    params(("id" = String, Path, description = "`acc_…`", example = "acc_7Lk2PqW9xZr4Tn8VbM1s")),
+    security(("admin_token" = [])),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The account after the edit", body = AccountView),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,

@@ -17,7 +17,8 @@ use crate::keys::format::new_id;
 use crate::keys::KeyHash;
 use crate::store::AuditContext;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, admin tokens included.

@@ -74,25 +74,40 @@ impl From<StoreError> for ApiError {
 }
 
 /// RFC 9457 problem details, as on the proxy.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://keygate.dev/problems/validation_failed",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "code": "validation_failed",
+    "detail": "expires_at: must be in the future",
+    "field": "expires_at"
+}))]
 pub struct Problem<'a> {
+    /// `https://keygate.dev/problems/{code}`.
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     pub kind: String,
+    /// The reason phrase of `status`.
     pub title: &'a str,
+    /// The HTTP status, repeated.
     pub status: u16,
+    /// Stable, machine-readable: match on this, not on `detail`.
     pub code: &'a str,
+    /// For people; the wording may change.
     pub detail: &'a str,
+    /// Only on `validation_failed`: the body field or query parameter at
+    /// fault, e.g. `expires_at` or `.allowed_routes[0].path_prefix`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub field: Option<&'a str>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(cause = %cause, "admin request failed");
-        }
+impl ApiError {
+    /// The status and the problem body this error answers with.
+    fn problem(&self) -> (StatusCode, Vec<u8>) {
         let (status, code, detail) = self.parts();
-        let field = match &self {
+        let field = match self {
             ApiError::Invalid { field, .. } => Some(field.as_str()),
             _ => None,
         };
@@ -104,7 +119,22 @@ impl IntoResponse for ApiError {
             detail: &detail,
             field,
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (status, serde_json::to_vec(&problem).unwrap_or_default())
+    }
+
+    /// The body this error answers with, as JSON: the examples of the
+    /// OpenAPI document are made with it, so they cannot drift from the wire.
+    pub fn example(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.problem().1).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "admin request failed");
+        }
+        let (status, body) = self.problem();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

@@ -6,6 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::clock::rfc3339;
@@ -68,29 +70,77 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize)]
+/// A key record: every field is present, `null` when unset. Times are
+/// RFC 3339 UTC. The secret itself is never part of it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = key_example)]
 pub struct KeyView {
+    /// `key_…`.
     pub id: String,
+    /// `acc_…`.
     pub account_id: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub permission: Permission,
+    /// Derived, in this order: revoked, expired, disabled, else active.
     pub status: Status,
     pub enabled: bool,
     pub environment: Environment,
+    /// The secret's prefix, e.g. `kg_live`.
     pub prefix: String,
+    /// Enough of the secret to recognise it, e.g. `kg_live_Xb3f…TVzs`.
     pub preview: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime, required = true)]
     pub expires_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     pub last_used_at: Option<String>,
     pub usage_count: i64,
+    #[schema(format = DateTime, required = true)]
     pub rotated_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     pub revoked_at: Option<String>,
+    /// `null`: no per-key rate limit.
+    #[schema(required = true)]
     pub rate_limit: Option<RateLimit>,
+    /// CIDR ranges the key may be used from; empty: anywhere.
     pub allowed_ips: Vec<String>,
+    /// Routes the key may call; empty: every route.
     pub allowed_routes: Vec<RouteRule>,
+    /// Free-form JSON object, at most 4 KiB.
+    #[schema(value_type = Object)]
     pub metadata: Metadata,
+}
+
+/// The key record of the OpenAPI examples.
+pub fn key_example() -> Value {
+    json!({
+        "id": "key_4hQ2vX9TzLmN0pRsYb7c",
+        "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+        "name": "reporting service",
+        "description": "nightly export job",
+        "permission": "read",
+        "status": "active",
+        "enabled": true,
+        "environment": "live",
+        "prefix": "kg_live",
+        "preview": "kg_live_Xb3f…TVzs",
+        "created_at": "2025-03-01T09:30:00Z",
+        "updated_at": "2025-03-01T09:30:00Z",
+        "expires_at": "2026-03-01T00:00:00Z",
+        "last_used_at": null,
+        "usage_count": 0,
+        "rotated_at": null,
+        "revoked_at": null,
+        "rate_limit": { "requests": 100, "per_seconds": 60 },
+        "allowed_ips": ["10.0.0.0/8"],
+        "allowed_routes": [{ "path_prefix": "/v1/reports", "methods": ["GET"] }],
+        "metadata": { "team": "billing" }
+    })
 }
 
 impl KeyView {
@@ -121,12 +171,25 @@ impl KeyView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An account (tenant).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+    "name": "Acme Corp",
+    "api_access": true,
+    "created_at": "2025-03-01T09:00:00Z",
+    "updated_at": "2025-03-01T09:00:00Z"
+}))]
 pub struct AccountView {
+    /// `acc_…`.
     pub id: String,
     pub name: String,
+    /// When false, the account's keys are refused (`api_access_disabled`)
+    /// and no key can be created for it.
     pub api_access: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -142,10 +205,12 @@ impl From<Account> for AccountView {
     }
 }
 
-/// `{ "items": [...], "next_cursor": … }`.
-#[derive(Debug, Serialize)]
+/// `{ "items": [...], "next_cursor": … }`, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListView<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -157,8 +222,14 @@ impl<T> ListView<T> {
 
 /// `{ "key": {record}, "secret": "kg_…" }`: the one response that shows a
 /// secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = secret_example)]
 pub struct SecretView {
     pub key: KeyView,
+    /// The API key. Shown this once: only its hash is stored.
     pub secret: String,
+}
+
+fn secret_example() -> Value {
+    json!({ "key": key_example(), "secret": "kg_live_Xb3fT9qLm2RwZ8kV1nC4pJ7sD0hY6gEa2OTVzs" })
 }

@@ -7,9 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::json::{nullable, JsonBody, KeyView, ListView, SecretView};
+use super::openapi::{
+    Conflict, Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
+    ValidationFailed,
+};
 use super::{validate, Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{format, Environment, Permission, Status};
@@ -18,32 +23,56 @@ use crate::store::{AuditContext, Cursor, KeyFilter, KeyPatch, KeyRecord, Metadat
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
-#[derive(Deserialize)]
+/// A new key. Unset fields take the defaults shown.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+    "name": "reporting service",
+    "permission": "read",
+    "description": "nightly export job",
+    "expires_at": "2026-03-01T00:00:00Z",
+    "rate_limit": { "requests": 100, "per_seconds": 60 },
+    "allowed_ips": ["10.0.0.0/8"],
+    "allowed_routes": [{ "path_prefix": "/v1/reports", "methods": ["GET"] }],
+    "metadata": { "team": "billing" }
+}))]
 pub struct CreateKey {
+    /// `acc_…`: an account the token may see, with API access on.
     account_id: String,
     name: String,
     permission: Permission,
     #[serde(default)]
     description: Option<String>,
+    /// Default `live`.
     #[serde(default)]
     environment: Option<Environment>,
+    /// In the future; `null`: never expires.
     #[serde(default)]
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// Default `true`.
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
     rate_limit: Option<RateLimit>,
+    /// CIDR ranges; empty: anywhere.
     #[serde(default)]
     allowed_ips: Vec<String>,
+    /// Empty: every route.
     #[serde(default)]
     allowed_routes: Vec<RouteRule>,
+    /// Free-form JSON object, at most 4 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Metadata>,
 }
 
-#[derive(Deserialize, Default)]
+/// An edit: absent fields stay as they are; `null` clears `description`,
+/// `expires_at` and `rate_limit`. Lists and `metadata` are replaced whole.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "enabled": false, "expires_at": null, "metadata": { "team": "billing", "ticket": "OPS-42" } }))]
 pub struct UpdateKey {
     #[serde(default)]
     name: Option<String>,
@@ -54,6 +83,7 @@ pub struct UpdateKey {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(format = DateTime)]
     expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limit: Option<Option<RateLimit>>,
@@ -61,24 +91,39 @@ pub struct UpdateKey {
     allowed_ips: Option<Vec<String>>,
     #[serde(default)]
     allowed_routes: Option<Vec<RouteRule>>,
+    /// Free-form JSON object, at most 4 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Metadata>,
 }
 
-#[derive(Deserialize, Default)]
+/// The body may be empty: the old secret then stops working at once.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "grace_period_seconds": 3600 }))]
 pub struct RotateKey {
+    /// How long the old secret keeps working; at most 2592000 (30 days).
     #[serde(default)]
+    #[schema(maximum = 2592000)]
     grace_period_seconds: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListKeys {
+    /// Only this account's keys.
+    #[param(example = "acc_7Lk2PqW9xZr4Tn8VbM1s")]
     account_id: Option<String>,
+    /// Search in name, description and prefix.
     q: Option<String>,
+    #[param(value_type = Option<Permission>)]
     permission: Option<String>,
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// Page size, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -106,6 +151,28 @@ async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> Result<KeyR
     Ok(key)
 }
 
+/// Create a key
+///
+/// Admin or owner. The answer holds the secret, shown this once; a key is in
+/// force on this node when the answer arrives.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    security(("admin_token" = [])),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created; `secret` is shown this once", body = SecretView),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -153,6 +220,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() })))
 }
 
+/// List and search keys
+///
+/// Newest first. A token confined to an account sees only that account's
+/// keys.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    params(ListKeys),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of keys", body = ListView<KeyView>),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -180,6 +266,22 @@ pub async fn list(
     Ok(Json(ListView::from_page(page, |k| KeyView::new(k, now))))
 }
 
+/// Show a key
+#[utoipa::path(
+    get,
+    path = "/keys/{id}",
+    tag = "keys",
+    operation_id = "show_key",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
+    responses(
+        (status = 200, description = "The key", body = KeyView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn show(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -188,6 +290,30 @@ pub async fn show(
     Ok(Json(KeyView::new(visible_key(&state, &actor, &id).await?, now_ms())))
 }
 
+/// Edit a key
+///
+/// Admin or owner. A revoked key cannot be edited (409).
+#[utoipa::path(
+    patch,
+    path = "/keys/{id}",
+    tag = "keys",
+    operation_id = "update_key",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key after the edit", body = KeyView),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -214,6 +340,31 @@ pub async fn update(
     Ok(Json(KeyView::new(after, now_ms())))
 }
 
+/// Rotate a key's secret
+///
+/// Admin or owner. The new secret is in the answer, shown this once; the old
+/// one keeps working for `grace_period_seconds`.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/rotate",
+    tag = "keys",
+    operation_id = "rotate_key",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
+    request_body = RotateKey,
+    responses(
+        (status = 200, description = "The key with its new secret", body = SecretView),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn rotate(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -243,7 +394,26 @@ pub async fn rotate(
     Ok(Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() }))
 }
 
-/// `POST /v1/keys/{id}/revoke` and `DELETE /v1/keys/{id}`: final, idempotent.
+/// Revoke a key
+///
+/// Admin or owner. Final and idempotent: revoking a revoked key answers the
+/// record again. Same as `DELETE /v1/keys/{id}`.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/revoke",
+    tag = "keys",
+    operation_id = "revoke_key",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -256,4 +426,32 @@ pub async fn revoke(
     state.publish().await;
     tracing::info!(key_id = %key.id, "key revoked");
     Ok(Json(KeyView::new(key, now_ms())))
+}
+
+/// Revoke a key (DELETE)
+///
+/// The same as `POST /v1/keys/{id}/revoke`, answering the revoked record.
+#[utoipa::path(
+    delete,
+    path = "/keys/{id}",
+    tag = "keys",
+    operation_id = "delete_key",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
+pub async fn delete(
+    state: State<Arc<AdminState>>,
+    actor: Extension<Actor>,
+    audit: Extension<AuditContext>,
+    id: Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    revoke(state, actor, audit, id).await
 }

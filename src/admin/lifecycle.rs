@@ -7,10 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::openapi::{
+    Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
+};
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{KeyHash, Permission, Refusal};
@@ -19,47 +22,100 @@ use crate::store::{AuditContext, Leak};
 /// Most ids one bulk revocation takes.
 pub const MAX_BULK: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "ids": ["key_4hQ2vX9TzLmN0pRsYb7c", "key_9sVb2Lm4Qx7Tn0Rw8Kz1"] }))]
 pub struct BulkRevoke {
+    /// 1 to 1000 key ids.
     ids: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "revoked": ["key_4hQ2vX9TzLmN0pRsYb7c"], "not_found": ["key_9sVb2Lm4Qx7Tn0Rw8Kz1"] }))]
 pub struct BulkRevoked {
+    /// Revoked now or before (revocation is idempotent).
     revoked: Vec<String>,
+    /// Unknown, or outside a confined token's account.
     not_found: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "secret": "kg_live_Xb3fT9qLm2RwZ8kV1nC4pJ7sD0hY6gEa2OTVzs" }))]
 pub struct SecretBody {
+    /// The leaked API key, 1 to 1024 characters.
     secret: String,
 }
 
-#[derive(Deserialize)]
+/// The answer to a leak report, whatever was found.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({ "status": "accepted" }))]
+pub struct LeakAccepted {
+    /// Always `accepted`.
+    status: &'static str,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "secret": "kg_live_Xb3fT9qLm2RwZ8kV1nC4pJ7sD0hY6gEa2OTVzs", "method": "GET", "path": "/v1/reports/daily" }))]
 pub struct VerifyBody {
+    /// The API key to check.
     secret: String,
+    /// The method the caller would use; default `GET`.
     #[serde(default)]
     method: Option<String>,
+    /// The path the caller would call; must start with `/`. Not part of the
+    /// decision yet: `allowed_routes` and `allowed_ips` are not checked here.
     #[serde(default)]
     path: Option<String>,
 }
 
 /// The verify answer: the proxy's decision without the proxying.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "valid": true,
+    "code": "allowed",
+    "key_id": "key_4hQ2vX9TzLmN0pRsYb7c",
+    "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+    "permission": "read"
+}))]
 pub struct Verdict {
     pub valid: bool,
-    /// `allowed` or the refusal code the proxy would answer.
+    /// `allowed` or the refusal code the proxy would answer: `invalid_key`,
+    /// `key_revoked`, `key_expired`, `key_disabled`, `api_access_disabled`
+    /// or `insufficient_permission`.
     pub code: &'static str,
+    /// `null` when the key is unknown (or outside a confined token's account).
+    #[schema(required = true)]
     pub key_id: Option<String>,
+    #[schema(required = true)]
     pub account_id: Option<String>,
+    #[schema(required = true)]
     pub permission: Option<Permission>,
 }
 
-/// `POST /v1/keys/bulk-revoke`: one transaction; ids not found (or outside
-/// a confined token's account) are reported, the rest revoked together.
+/// Revoke many keys
+///
+/// Admin or owner. One transaction: ids not found (or outside a confined
+/// token's account) are reported, the rest revoked together.
+#[utoipa::path(
+    post,
+    path = "/keys/bulk-revoke",
+    tag = "keys",
+    operation_id = "bulk_revoke_keys",
+    security(("admin_token" = [])),
+    request_body = BulkRevoke,
+    responses(
+        (status = 200, description = "What was revoked and what was not found", body = BulkRevoked),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn bulk_revoke(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -79,14 +135,35 @@ pub async fn bulk_revoke(
     Ok(Json(BulkRevoked { revoked, not_found }))
 }
 
-/// `POST /v1/keys/report-leak`: 202 whatever was found, so the answer tells
-/// a caller nothing about which secrets exist.
+/// Report a leaked secret
+///
+/// Admin or owner; for secret scanners. A current secret revokes its key at
+/// once; an old secret inside its rotation grace stops working. 202 whatever
+/// was found, so the answer tells a caller nothing about which secrets exist.
+#[utoipa::path(
+    post,
+    path = "/keys/report-leak",
+    tag = "keys",
+    operation_id = "report_leak",
+    security(("admin_token" = [])),
+    request_body = SecretBody,
+    responses(
+        (status = 202, description = "Accepted, whatever was found", body = LeakAccepted),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn report_leak(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
     Extension(audit): Extension<AuditContext>,
     JsonBody(body): JsonBody<SecretBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<LeakAccepted>), ApiError> {
     actor.require_write()?;
     if body.secret.is_empty() || body.secret.len() > 1024 {
         return Err(ApiError::invalid("secret", "must be 1 to 1024 characters"));
@@ -97,10 +174,33 @@ pub async fn report_leak(
         state.publish().await;
         tracing::warn!(outcome = ?leak, "leaked secret reported and disabled");
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(LeakAccepted { status: "accepted" }),
+    ))
 }
 
-/// `POST /v1/keys/verify`: the same decision and codes as the proxy.
+/// Verify a secret
+///
+/// Any role. The same decision and codes as the proxy, without proxying (for
+/// non-HTTP callers). A refusal is a 200 with `valid: false`.
+#[utoipa::path(
+    post,
+    path = "/keys/verify",
+    tag = "keys",
+    operation_id = "verify_key",
+    security(("admin_token" = [])),
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "The decision", body = Verdict),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn verify(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,

@@ -1,4 +1,5 @@
-//! The admin listener: the REST API under `/v1`, `/healthz` and `/readyz`.
+//! The admin listener: the REST API under `/v1`, `/healthz`, `/readyz` and
+//! its OpenAPI document at `/openapi.json`.
 //!
 //! `router(state)` is a value, testable with `oneshot`; `serve` runs it on
 //! the shared listener. Every `/v1` route takes `Authorization: Bearer
@@ -12,16 +13,19 @@ mod health;
 pub mod json;
 mod keys;
 mod lifecycle;
+pub mod openapi;
 pub mod tokens;
 pub mod validate;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use auth::{Actor, Role};
+pub use auth::{require_token, Actor, Role};
 
 use crate::config::Config;
 use crate::keys::KeyHash;
@@ -58,26 +62,34 @@ impl AdminState {
     }
 }
 
+/// The admin API. Routes are declared here only, and only through
+/// `routes!`, which registers each handler's route and its OpenAPI
+/// operation together (one `routes!` per path): what is served is what is
+/// documented.
 pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
-    let v1 = Router::new()
-        .route("/accounts", post(accounts::create).get(accounts::list))
-        .route("/accounts/{id}", get(accounts::show).patch(accounts::update))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", get(keys::show).patch(keys::update).delete(keys::revoke))
-        .route("/keys/{id}/rotate", post(keys::rotate))
-        .route("/keys/{id}/revoke", post(keys::revoke))
-        .route("/keys/bulk-revoke", post(lifecycle::bulk_revoke))
-        .route("/keys/report-leak", post(lifecycle::report_leak))
-        .route("/keys/verify", post(lifecycle::verify))
-        .route("/admin-tokens", post(tokens::create).get(tokens::list))
-        .route("/admin-tokens/{id}", delete(tokens::delete))
-        .route("/audit", get(tokens::audit))
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::show, accounts::update))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::show, keys::update, keys::delete))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(lifecycle::bulk_revoke))
+        .routes(routes!(lifecycle::report_leak))
+        .routes(routes!(lifecycle::verify))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::delete))
+        .routes(routes!(tokens::audit))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
-    Router::new()
+    let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    router
         .fallback(health::not_found)
+        .layer(Extension(openapi::Document::new(&api)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(auth::request_id))
         .with_state(state)

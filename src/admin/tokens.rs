@@ -7,10 +7,15 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::json::{JsonBody, ListView};
 use super::keys::page_params;
+use super::openapi::{
+    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
+    ValidationFailed,
+};
 use super::{validate, Actor, AdminState, Role};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::keys::format;
@@ -20,22 +25,38 @@ use crate::store::{AdminToken, AuditContext, AuditEntry, AuditFilter, StoreError
 /// API keys.
 pub const ADMIN_TOKEN_PREFIX: &str = "kga";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "name": "ci deploys", "role": "admin", "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s" }))]
 pub struct CreateToken {
     name: String,
     role: Role,
+    /// Confines the token to this account; `null`: every account.
     #[serde(default)]
     account_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// An admin token; its secret is never shown again.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "tok_2Hx8Lq5Vn1Tz7Rk4Wm0P",
+    "name": "ci deploys",
+    "role": "admin",
+    "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+    "preview": "kga_Qm8Z…DaPM",
+    "created_at": "2025-03-01T09:00:00Z"
+}))]
 pub struct TokenView {
+    /// `tok_…`.
     pub id: String,
     pub name: String,
+    #[schema(value_type = Role)]
     pub role: String,
+    /// The account the token is confined to; `null`: every account.
+    #[schema(required = true)]
     pub account_id: Option<String>,
     pub preview: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -45,23 +66,58 @@ impl From<AdminToken> for TokenView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "token": {
+        "id": "tok_2Hx8Lq5Vn1Tz7Rk4Wm0P",
+        "name": "ci deploys",
+        "role": "admin",
+        "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+        "preview": "kga_Qm8Z…DaPM",
+        "created_at": "2025-03-01T09:00:00Z"
+    },
+    "secret": "kga_Qm8Zt2Lw5Rn0Vb7Xk3Pj9Hs4Dc1Fg6Ye3oDaPM"
+}))]
 pub struct CreatedToken {
     token: TokenView,
+    /// The admin token (`kga_…`). Shown this once: only its hash is stored.
     secret: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Who did what to which record, when.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "aud_5Kp9Wx2Lm7Qz4Tn1Vb8R",
+    "at": "2025-03-02T14:05:00Z",
+    "actor_id": "tok_2Hx8Lq5Vn1Tz7Rk4Wm0P",
+    "actor_name": "ci deploys",
+    "action": "key.update",
+    "target_id": "key_4hQ2vX9TzLmN0pRsYb7c",
+    "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
+    "request_id": "req_8Jd3Ks6Lq1Vw9Zx2Pn5T",
+    "source_ip": "10.1.2.3",
+    "changes": { "enabled": { "from": true, "to": false } }
+}))]
 pub struct AuditView {
+    /// `aud_…`.
     pub id: String,
+    #[schema(format = DateTime)]
     pub at: String,
+    /// The admin token's id (`env` for `KEYGATE_ADMIN_TOKEN`).
     pub actor_id: String,
     pub actor_name: String,
+    /// `key.create`, `key.update`, `key.rotate`, `key.revoke`, …
     pub action: String,
+    #[schema(required = true)]
     pub target_id: Option<String>,
+    #[schema(required = true)]
     pub account_id: Option<String>,
+    #[schema(required = true)]
     pub request_id: Option<String>,
+    #[schema(required = true)]
     pub source_ip: Option<String>,
+    /// What changed: `{ "field": { "from": …, "to": … } }`.
+    #[schema(value_type = Object)]
     pub changes: Value,
 }
 
@@ -82,18 +138,49 @@ impl From<AuditEntry> for AuditView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     account_id: Option<String>,
     key_id: Option<String>,
+    /// An admin token's id.
     actor_id: Option<String>,
+    /// E.g. `key.rotate`.
     action: Option<String>,
+    /// RFC 3339; entries at or after.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339; entries before.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Page size, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Create an admin token
+///
+/// Owner only. A confined owner mints tokens for its own account only.
+#[utoipa::path(
+    post,
+    path = "/admin-tokens",
+    tag = "admin-tokens",
+    operation_id = "create_admin_token",
+    security(("admin_token" = [])),
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created; `secret` is shown this once", body = CreatedToken),
+        (status = 400, response = InvalidJson),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -121,6 +208,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedToken { token: token.into(), secret: secret.expose().to_owned() })))
 }
 
+/// List admin tokens
+///
+/// Owner only. One page: `next_cursor` is always `null`.
+#[utoipa::path(
+    get,
+    path = "/admin-tokens",
+    tag = "admin-tokens",
+    operation_id = "list_admin_tokens",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The admin tokens", body = ListView<TokenView>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -130,6 +234,25 @@ pub async fn list(
     Ok(Json(ListView { items: tokens.into_iter().map(TokenView::from).collect(), next_cursor: None }))
 }
 
+/// Delete an admin token
+///
+/// Owner only. The token stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/admin-tokens/{id}",
+    tag = "admin-tokens",
+    operation_id = "delete_admin_token",
+    params(("id" = String, Path, description = "`tok_…`", example = "tok_2Hx8Lq5Vn1Tz7Rk4Wm0P")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
@@ -142,6 +265,25 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Read the audit trail
+///
+/// Any role; a token confined to an account sees that account's entries.
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    operation_id = "list_audit",
+    params(AuditQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of audit entries", body = ListView<AuditView>),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = Internal),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub async fn audit(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<Actor>,
