@@ -71,11 +71,13 @@ impl Default for LimitsConfig {
 pub struct UsageConfig {
     /// How often counted usage is written to the store.
     pub flush_interval_ms: u64,
+    /// Days of hourly usage (usage over time) kept in the store.
+    pub retention_days: u32,
 }
 
 impl Default for UsageConfig {
     fn default() -> Self {
-        UsageConfig { flush_interval_ms: 5_000 }
+        UsageConfig { flush_interval_ms: 5_000, retention_days: 90 }
     }
 }
 
@@ -422,6 +424,9 @@ impl Config {
         }
         if self.usage.flush_interval_ms < 10 {
             err("usage.flush_interval_ms", "must be at least 10".into());
+        }
+        if self.usage.retention_days == 0 {
+            err("usage.retention_days", "must be at least 1".into());
         }
         if self.metrics.per_key_limit == 0 {
             err("metrics.per_key_limit", "must be at least 1".into());

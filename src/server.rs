@@ -62,7 +62,7 @@ impl Gateway {
         let admin_addr = admin_listener.local_addr()?;
 
         let metrics = Metrics::new(&routing::labels(config), reloader.keyset(), config.metrics.per_key_limit)?;
-        let flusher = Flusher::new(reloader.keyset(), reloader.store().clone());
+        let flusher = Flusher::new(reloader.keyset(), reloader.store().clone(), config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
         let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
@@ -75,6 +75,9 @@ impl Gateway {
         if !config.admin.public_metrics {
             metrics_route = metrics_route.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), admin::require_token));
         }
+        // The dashboard's security headers on `/metrics` too: every admin
+        // response carries them.
+        let metrics_route = metrics_route.layer(axum::middleware::from_fn(admin::dashboard::security_headers));
         let router = admin::router(state, config.admin.max_body_bytes).merge(metrics_route);
         let opts = ListenerOptions {
             name: "admin",

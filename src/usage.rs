@@ -19,6 +19,8 @@ use crate::keys::{KeySet, Refusal};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, UsageDelta};
 
+const HOUR_MS: i64 = 3_600_000;
+
 /// Outcomes counted per key: `allowed` and every refusal a known key can get.
 pub const OUTCOMES: [&str; 9] = [
     "allowed",
@@ -61,8 +63,8 @@ pub struct Counts {
     pub outcomes: [AtomicU64; 9],
     /// Unix ms of the last allowed request.
     pub last_used_ms: AtomicI64,
-    /// How many allowed requests the store already has (flusher only).
-    flushed: AtomicU64,
+    /// How many requests of each outcome the store already has (flusher only).
+    flushed: [AtomicU64; 9],
 }
 
 impl KeyUsage {
@@ -86,9 +88,9 @@ impl Counts {
         self.outcomes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// Allowed requests not yet in the store.
-    fn pending(&self) -> u64 {
-        self.outcomes[0].load(Ordering::Relaxed).saturating_sub(self.flushed.load(Ordering::Relaxed))
+    /// Requests of each outcome not yet in the store.
+    fn pending(&self) -> [u64; 9] {
+        std::array::from_fn(|i| self.outcomes[i].load(Ordering::Relaxed).saturating_sub(self.flushed[i].load(Ordering::Relaxed)))
     }
 }
 
@@ -97,6 +99,8 @@ impl Counts {
 pub struct Flusher {
     keyset: Arc<ArcSwap<KeySet>>,
     store: Store,
+    retention_ms: i64,
+    last_prune_ms: AtomicI64,
     busy: tokio::sync::Mutex<()>,
     pub last_success_ms: AtomicI64,
     pub failures: AtomicU64,
@@ -104,10 +108,13 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn new(keyset: Arc<ArcSwap<KeySet>>, store: Store) -> Arc<Flusher> {
+    /// `retention_days` bounds the hourly usage kept in the store.
+    pub fn new(keyset: Arc<ArcSwap<KeySet>>, store: Store, retention_days: u32) -> Arc<Flusher> {
         Arc::new(Flusher {
             keyset,
             store,
+            retention_ms: i64::from(retention_days) * 24 * HOUR_MS,
+            last_prune_ms: AtomicI64::new(0),
             busy: tokio::sync::Mutex::new(()),
             last_success_ms: AtomicI64::new(now_ms()),
             failures: AtomicU64::new(0),
@@ -122,16 +129,19 @@ impl Flusher {
         let snapshot = self.keyset.load_full();
         let mut batch = Vec::new();
         let mut marks = Vec::new();
+        let hour = now_ms() / HOUR_MS * HOUR_MS;
         for state in snapshot.keys() {
             let Some(counts) = state.usage.counts() else { continue };
             let pending = counts.pending();
-            if pending == 0 {
+            if pending.iter().all(|n| *n == 0) {
                 continue;
             }
             batch.push(UsageDelta {
                 key_id: state.policy.id.to_string(),
-                requests: pending as i64,
+                requests: pending[0] as i64,
                 last_used_ms: counts.last_used_ms.load(Ordering::Relaxed),
+                hour,
+                outcomes: pending.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (OUTCOMES[i], *n as i64)).collect(),
             });
             marks.push((Arc::clone(&state.usage), pending));
         }
@@ -141,9 +151,11 @@ impl Flusher {
         }
         match self.store.add_usage(&batch).await {
             Ok(()) => {
-                for (usage, n) in marks {
+                for (usage, pending) in marks {
                     if let Some(counts) = usage.counts() {
-                        counts.flushed.fetch_add(n, Ordering::Relaxed);
+                        for (flushed, n) in counts.flushed.iter().zip(pending) {
+                            flushed.fetch_add(n, Ordering::Relaxed);
+                        }
                     }
                 }
                 self.last_success_ms.store(now_ms(), Ordering::Relaxed);
@@ -159,6 +171,21 @@ impl Flusher {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Drops hourly usage older than the retention, at most once an hour.
+    async fn prune(&self) {
+        let now = now_ms();
+        if now - self.last_prune_ms.load(Ordering::Relaxed) < HOUR_MS {
+            return;
+        }
+        match self.store.prune_usage(now - self.retention_ms).await {
+            Ok(rows) => {
+                self.last_prune_ms.store(now, Ordering::Relaxed);
+                tracing::debug!(rows, "old hourly usage pruned");
+            }
+            Err(e) => tracing::debug!(error = %e, "pruning hourly usage failed; will retry"),
         }
     }
 
@@ -179,6 +206,7 @@ impl Flusher {
                     _ = shutdown.wait() => return,
                 }
                 let _ = this.flush().await;
+                this.prune().await;
             }
         })
     }
@@ -198,7 +226,8 @@ mod tests {
         let c = usage.counts().expect("allocated");
         assert_eq!(c.outcomes[0].load(Ordering::Relaxed), 2);
         assert_eq!(c.total(), 3);
-        assert_eq!(c.pending(), 2);
+        assert_eq!(c.pending()[0], 2);
+        assert_eq!(c.pending()[8], 1);
         assert_eq!(c.last_used_ms.load(Ordering::Relaxed), 10, "refusals don't count as use");
     }
 

@@ -116,6 +116,17 @@ async fn confined_token_lists_only_its_account() {
 }
 
 #[tokio::test]
+async fn me_tells_a_token_its_role_and_account() {
+    let w = world().await;
+    let (s, me) = w.admin.call(Method::GET, "/v1/me", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me, json!({ "id": "env", "name": "KEYGATE_ADMIN_TOKEN", "role": "owner", "account_id": null }));
+    let (_, me) = w.admin.call_as(w.tokens[4].1.as_deref(), Method::GET, "/v1/me", None).await;
+    assert_eq!((me["role"].as_str(), me["account_id"].as_str()), (Some("viewer"), Some(w.acc_a.as_str())));
+    assert!(me["id"].as_str().expect("id").starts_with("tok_"));
+}
+
+#[tokio::test]
 async fn deleted_admin_token_stops_working() {
     let admin = Admin::new().await;
     let secret = token(&admin, "viewer", None).await;

@@ -15,8 +15,9 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// DESIGN.md §4, route by route.
-const V1_ROUTES: [(&str, &str); 18] = [
+/// DESIGN.md §4, route by route, plus the dashboard's two additions
+/// (`/v1/me`, `/v1/keys/{id}/usage`).
+const V1_ROUTES: [(&str, &str); 20] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -35,6 +36,8 @@ const V1_ROUTES: [(&str, &str); 18] = [
     ("POST", "/v1/admin-tokens"),
     ("GET", "/v1/admin-tokens"),
     ("DELETE", "/v1/admin-tokens/{id}"),
+    ("GET", "/v1/me"),
+    ("GET", "/v1/keys/{id}/usage"),
 ];
 
 /// Served without a token.

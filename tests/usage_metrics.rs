@@ -240,3 +240,29 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     let r = send(Method::GET, &format!("http://{}/", plain.proxy()), &xff, "").await;
     assert_eq!(r.code(), "ip_not_allowed", "a spoofed X-Forwarded-For from an untrusted peer is ignored");
 }
+
+#[tokio::test]
+async fn usage_over_time_is_bucketed_by_hour_day_and_outcome() {
+    let gw = Gateway::start_with(|c| c.usage.flush_interval_ms = 600_000).await;
+    let acc = gw.admin.account("A").await;
+    let (id, secret) = gw.admin.key(&acc, "read").await;
+    for _ in 0..5 {
+        get_with_key(gw.proxy(), "/", &secret).await;
+    }
+    send(Method::DELETE, &format!("http://{}/", gw.proxy()), &[("x-api-key", secret.as_str())], "").await;
+    gw.gateway.flusher.flush().await.expect("flush");
+    get_with_key(gw.proxy(), "/", &secret).await;
+    gw.gateway.flusher.flush().await.expect("flush");
+    let (s, usage) = gw.admin.call(Method::GET, &format!("/v1/keys/{id}/usage"), None).await;
+    assert_eq!(s, StatusCode::OK, "{usage}");
+    assert_eq!(usage["key_id"], id.as_str());
+    let hourly = usage["hourly"].as_array().expect("hourly");
+    assert_eq!(hourly.len(), 1, "{usage}");
+    assert_eq!((hourly[0]["requests"].as_i64(), hourly[0]["refused"].as_i64()), (Some(6), Some(1)));
+    assert!(hourly[0]["start"].as_str().expect("start").ends_with(":00:00Z"));
+    let daily = usage["daily"].as_array().expect("daily");
+    assert_eq!((daily[0]["requests"].as_i64(), daily[0]["refused"].as_i64()), (Some(6), Some(1)));
+    assert_eq!(usage["outcomes"], json!({ "allowed": 6, "insufficient_permission": 1 }));
+    let (s, _) = gw.admin.call(Method::GET, "/v1/keys/key_nope/usage", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

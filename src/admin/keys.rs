@@ -145,7 +145,7 @@ pub fn page_params(limit: Option<&str>, cursor: Option<&str>) -> Result<(u32, Op
 }
 
 /// Loads a key the actor may see; other accounts' keys are `NotFound`.
-async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> Result<KeyRecord, ApiError> {
+pub(super) async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> Result<KeyRecord, ApiError> {
     let key = state.store.get_key(id).await?;
     actor.require_account(&key.account_id)?;
     Ok(key)

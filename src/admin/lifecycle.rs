@@ -16,7 +16,7 @@ use super::openapi::{
 };
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
-use crate::keys::{KeyHash, Permission, Refusal};
+use crate::keys::{Facts, KeyHash, Permission, Refusal};
 use crate::store::{AuditContext, Leak};
 
 /// Most ids one bulk revocation takes.
@@ -64,10 +64,14 @@ pub struct VerifyBody {
     /// The method the caller would use; default `GET`.
     #[serde(default)]
     method: Option<String>,
-    /// The path the caller would call; must start with `/`. Not part of the
-    /// decision yet: `allowed_routes` and `allowed_ips` are not checked here.
+    /// The path the caller would call (checked against `allowed_routes`);
+    /// must start with `/`; default `/`.
     #[serde(default)]
     path: Option<String>,
+    /// The caller's address (checked against `allowed_ips`). A key with
+    /// `allowed_ips` is refused `ip_not_allowed` when it is absent.
+    #[serde(default)]
+    ip: Option<String>,
 }
 
 /// The verify answer: the proxy's decision without the proxying.
@@ -214,28 +218,28 @@ pub async fn verify(
     if body.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
         return Err(ApiError::invalid("path", "must start with \"/\""));
     }
+    let client_ip = match body.ip.as_deref() {
+        None | Some("") => None,
+        Some(ip) => Some(ip.parse::<std::net::IpAddr>().map_err(|_| ApiError::invalid("ip", "not an IP address"))?),
+    };
     let keyset = state.reloader.keyset().load_full();
     let secret = body.secret.as_bytes();
-    let decision = keyset.check(secret, &method, now_ms());
     let policy = keyset.lookup(&KeyHash::of(secret)).map(|(p, _)| p.clone());
-    // A token confined to an account learns nothing about other accounts' keys.
+    // A token confined to an account learns nothing about other accounts'
+    // keys, and its call leaves no trace on them.
     let visible = policy.filter(|p| actor.account_id.as_deref().is_none_or(|own| own == p.account_id.as_str()));
-    let verdict = match (decision, visible) {
-        (Ok(id), _) if actor.account_id.as_deref().is_none_or(|own| own == id.account_id.as_str()) => Verdict {
-            valid: true,
-            code: "allowed",
-            key_id: Some(id.key_id.to_string()),
-            account_id: Some(id.account_id.to_string()),
-            permission: Some(id.permission),
-        },
-        (Err(refusal), Some(p)) => Verdict {
-            valid: false,
-            code: refusal.code(),
-            key_id: Some(p.id.to_string()),
-            account_id: Some(p.account_id.to_string()),
-            permission: Some(p.permission),
-        },
-        _ => Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None },
+    let unknown = Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
+    let Some(p) = visible else { return Ok(Json(unknown)) };
+    // The proxy's own decision: it counts as a use of the key and takes
+    // from its rate limit, as a proxied request would.
+    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip };
+    let decision = keyset.decide(secret, &facts, now_ms(), state.default_quota);
+    let verdict = Verdict {
+        valid: decision.result.is_ok(),
+        code: decision.result.err().map_or("allowed", Refusal::code),
+        key_id: Some(p.id.to_string()),
+        account_id: Some(p.account_id.to_string()),
+        permission: Some(p.permission),
     };
     Ok(Json(verdict))
 }

@@ -1,5 +1,5 @@
-//! The admin listener: the REST API under `/v1`, `/healthz`, `/readyz` and
-//! its OpenAPI document at `/openapi.json`.
+//! The admin listener: the REST API under `/v1`, `/healthz`, `/readyz`,
+//! its OpenAPI document at `/openapi.json`, and the web dashboard at `/`.
 //!
 //! `router(state)` is a value, testable with `oneshot`; `serve` runs it on
 //! the shared listener. Every `/v1` route takes `Authorization: Bearer
@@ -8,6 +8,7 @@
 
 mod accounts;
 mod auth;
+pub mod dashboard;
 pub mod error;
 mod health;
 pub mod json;
@@ -15,6 +16,7 @@ mod keys;
 mod lifecycle;
 pub mod openapi;
 pub mod tokens;
+mod usage;
 pub mod validate;
 
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use utoipa_axum::routes;
 pub use auth::{require_token, Actor, Role};
 
 use crate::config::Config;
-use crate::keys::KeyHash;
+use crate::keys::{KeyHash, Quota};
 use crate::reload::Reloader;
 use crate::store::Store;
 
@@ -40,6 +42,8 @@ pub struct AdminState {
     pub test_prefix: String,
     /// Hash of `KEYGATE_ADMIN_TOKEN`, an owner token, when set.
     pub owner_token: Option<KeyHash>,
+    /// `limits.default_per_key`, for verify's decision.
+    pub default_quota: Option<Quota>,
 }
 
 impl AdminState {
@@ -50,6 +54,7 @@ impl AdminState {
             live_prefix: config.keys.live_prefix.clone(),
             test_prefix: config.keys.test_prefix.clone(),
             owner_token: owner_token.filter(|t| !t.is_empty()).map(|t| KeyHash::of(t.as_bytes())),
+            default_quota: config.limits.default_per_key.map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
         })
     }
 
@@ -80,6 +85,8 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::delete))
         .routes(routes!(tokens::audit))
+        .routes(routes!(usage::usage))
+        .routes(routes!(usage::me))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
     let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
@@ -88,9 +95,11 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(openapi::document))
         .split_for_parts();
     router
+        .merge(dashboard::router())
         .fallback(health::not_found)
         .layer(Extension(openapi::Document::new(&api)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(auth::request_id))
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
         .with_state(state)
 }

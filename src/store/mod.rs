@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use model::*;
 pub use tokens::AdminToken;
-pub use usage::UsageDelta;
+pub use usage::{UsageDelta, UsageRows};
 
 use crate::config::StoreConfig;
 
