@@ -81,17 +81,15 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
     if fresh {
         return (StatusCode::NOT_MODIFIED, [(ETAG, etag), (CACHE_CONTROL, cache)]).into_response();
     }
-    (
-        [(CONTENT_TYPE, HeaderValue::from_static(asset.content_type)), (ETAG, etag), (CACHE_CONTROL, cache)],
-        asset.body,
-    )
+    ([(CONTENT_TYPE, HeaderValue::from_static(asset.content_type)), (ETAG, etag), (CACHE_CONTROL, cache)], asset.body)
         .into_response()
 }
 
 /// The policy of every admin response. Scripts and styles only from this
 /// origin (no inline code, so an injected string can never run), no
 /// framing, no form posts, and API calls only back to this origin.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 static SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [

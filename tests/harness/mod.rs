@@ -60,7 +60,13 @@ impl Admin {
         self.call_as(Some(TOKEN), method, path, body.map(|b| b.to_string())).await
     }
 
-    pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<String>) -> (StatusCode, Value) {
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -74,6 +80,20 @@ impl Admin {
         let bytes = res.into_body().collect().await.expect("body").to_bytes();
         let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         (status, value)
+    }
+
+    /// The whole response to a request (status, headers, body bytes), for
+    /// tests about headers and non-JSON bodies.
+    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> http::Response<bytes::Bytes> {
+        let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Body::empty()).expect("request");
+        let res = self.router.clone().oneshot(req).await.expect("infallible");
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        http::Response::from_parts(parts, bytes)
     }
 
     /// Creates an account and returns its id.

@@ -21,7 +21,8 @@ const app = {
     else location.hash = hash;
   },
   async refreshAccounts() {
-    app.accounts = await all("/accounts");
+    const list = await all("/accounts");
+    app.accounts = list.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   },
   rememberAccount(id) {
     sessionStorage.setItem(ACCOUNT_KEY, id);

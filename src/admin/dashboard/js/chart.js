@@ -30,8 +30,8 @@ function niceMax(n) {
 }
 
 /** The chart of `series` (from `fill`); `hourly` picks the labels. */
-export function barChart(series, { hourly, title }) {
-  const W = 720;
+export function barChart(series, { hourly, title, width = 720 }) {
+  const W = width;
   const H = 200;
   const left = 40;
   const bottom = 24;
@@ -42,9 +42,9 @@ export function barChart(series, { hourly, title }) {
   const bw = plotW / series.length;
   const total = series.reduce((s, b) => s + b.requests + b.refused, 0);
   const refused = series.reduce((s, b) => s + b.refused, 0);
-  const label = `${title}: ${fmt.number(total)} requests, ${fmt.number(refused)} refused.`;
+  const label = `${title}: ${fmt.number(total)} requests, ${fmt.number(total - refused)} allowed and ${fmt.number(refused)} refused.`;
 
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label, preserveAspectRatio: "none" });
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label });
   for (const f of [0, 0.5, 1]) {
     const y = top + plotH - f * plotH;
     chart.append(
@@ -66,7 +66,8 @@ export function barChart(series, { hourly, title }) {
     if (hNo > 0) g.append(svg("rect", { x: x + gap / 2, y: top + plotH - hOk - hNo, width: Math.max(bw - gap, 0.5), height: hNo, class: "refused" }));
     chart.append(g);
     const d = new Date(b.start);
-    const tick = hourly ? d.getHours() === 0 : i % 15 === 0;
+    const every = W < 500 ? 2 : 1;
+    const tick = hourly ? d.getHours() === 0 && Math.floor(i / 24) % every === 0 : i % (15 * every) === 0;
     if (tick) {
       chart.append(svg("text", { x: x + bw / 2, y: H - 6, class: "axis", "text-anchor": "middle" }, fmt.date(d.toISOString()).replace(/,? \d{4}$/, "")));
     }

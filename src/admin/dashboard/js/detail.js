@@ -5,7 +5,7 @@ import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
 import { barChart, windows } from "./chart.js";
-import { h, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, problem, badge } from "./ui.js";
+import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, problem, badge } from "./ui.js";
 
 function row(label, ...value) {
   return [h("dt", {}, label), h("dd", {}, ...value)];
@@ -75,7 +75,8 @@ function usageSection(key) {
     }
     panel.setAttribute("aria-labelledby", `tab-${id}`);
     if (!usage) return;
-    clear(body).append(barChart(windows[id](usage), { hourly: id === "hourly", title: tabs.find((t) => t[0] === id)[1] }));
+    const width = Math.max(300, Math.round(body.clientWidth || 720));
+    clear(body).append(barChart(windows[id](usage), { hourly: id === "hourly", title: tabs.find((t) => t[0] === id)[1], width }));
   }
 
   api("GET", `/keys/${encodeURIComponent(key.id)}/usage`)
@@ -168,7 +169,8 @@ export async function detailPage(root, app, id) {
       h("button", { type: "button", class: "btn danger", id: "detail-revoke", onclick: async () => (await forms.revokeKey(key)) && refresh() }, "Revoke"),
     );
   }
-  root.append(
+  add(
+    root,
     h("a", { href: `#/accounts/${key.account_id}`, class: "back" }, icon("back"), h("span", {}, account ? `Keys of ${account.name}` : "Keys")),
     h(
       "div",

@@ -4,7 +4,7 @@
 import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
-import { h, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog } from "./ui.js";
+import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog } from "./ui.js";
 
 const PAGE = 25;
 
@@ -154,7 +154,8 @@ export function keysPage(root, app, account) {
   const more = h("button", { type: "button", class: "btn", id: "load-more", hidden: true, onclick: () => load(false) }, "Load more");
   const count = h("p", { class: "muted count", "aria-live": "polite" });
 
-  root.append(
+  add(
+    root,
     h("h1", { class: "page-title" }, "API keys"),
     accountBar,
     banner,

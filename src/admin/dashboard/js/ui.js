@@ -20,6 +20,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Appends children (nodes, or strings as text), skipping null and false:
+ * unlike `Element.append`, which would print "null". */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
@@ -44,7 +51,7 @@ export function svg(tag, attrs = {}, ...children) {
 /** A small inline icon from a fixed set (paths are ours, never data). */
 const ICONS = {
   copy: "M8 8h11v11H8zM5 16H4V4h12v1",
-  more: "M5 12h.01M12 12h.01M19 12h.01",
+  more: "M5 12h.5M12 12h.5M19 12h.5",
   plus: "M12 5v14M5 12h14",
   search: "M11 4a7 7 0 1 0 0 14 7 7 0 0 0 0-14zM21 21l-5-5",
   download: "M12 4v11M7 10l5 5 5-5M5 20h14",
