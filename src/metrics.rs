@@ -21,7 +21,7 @@ use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCoun
 use crate::clock::now_ms;
 use crate::keys::{KeySet, Refusal};
 use crate::reload::Reloader;
-use crate::usage::{Flusher, OUTCOMES};
+use crate::usage::{Counts, Flusher, OUTCOMES};
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -190,31 +190,27 @@ impl Collector for KeyCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let snapshot = self.keyset.load_full();
-        let mut used: Vec<(u64, &crate::keys::KeyState)> =
-            snapshot.keys().filter_map(|s| s.usage.counts().map(|c| (c.total(), &**s))).filter(|(t, _)| *t > 0).collect();
+        let mut used: Vec<(u64, Arc<Counts>)> =
+            self.keyset.load().usage().all().into_iter().map(|c| (c.total(), c)).filter(|(t, _)| *t > 0).collect();
         if used.len() > self.limit {
             used.select_nth_unstable_by(self.limit, |a, b| b.0.cmp(&a.0));
         }
         let split = used.len().min(self.limit);
         let (kept, rest) = used.split_at(split);
         let mut metrics = Vec::new();
-        for (_, state) in kept {
-            let Some(counts) = state.usage.counts() else { continue };
+        for (_, counts) in kept {
             for (i, outcome) in OUTCOMES.iter().enumerate() {
                 let v = counts.outcomes[i].load(Ordering::Relaxed);
                 if v > 0 {
-                    metrics.push(series(state.policy.id.as_str(), state.policy.account_id.as_str(), outcome, v));
+                    metrics.push(series(counts.key_id.as_str(), counts.account_id.as_str(), outcome, v));
                 }
             }
         }
         if !rest.is_empty() {
             let mut sums = [0u64; 9];
-            for (_, state) in rest {
-                if let Some(counts) = state.usage.counts() {
-                    for (i, sum) in sums.iter_mut().enumerate() {
-                        *sum += counts.outcomes[i].load(Ordering::Relaxed);
-                    }
+            for (_, counts) in rest {
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    *sum += counts.outcomes[i].load(Ordering::Relaxed);
                 }
             }
             for (i, outcome) in OUTCOMES.iter().enumerate() {

@@ -2,20 +2,21 @@
 //! in memory with atomics on the request path, and written to the store in
 //! batches (write-behind) by the flusher.
 //!
-//! A key's counters live in a `KeyUsage` shared by every snapshot version of
-//! that key, so edits, rotations and reloads never drop a count. The flusher
+//! A key's counters live in the `UsageTable`, shared by every snapshot
+//! version of that key, so edits, rotations and reloads never drop a count. The flusher
 //! writes increments (`usage_count + n`), never absolute values, so replicas
 //! sharing a store add up; a failed flush leaves the counts in memory and the
 //! next one retries them. The request path takes no lock here.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::clock::now_ms;
-use crate::keys::{KeySet, Refusal};
+use crate::keys::{InlineId, KeySet, Refusal};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, UsageDelta};
 
@@ -50,15 +51,12 @@ pub fn outcome_index(outcome: Result<(), Refusal>) -> Option<usize> {
     }
 }
 
-/// One key's counters. Allocated on the key's first request, so a million
-/// idle keys cost one pointer each.
-#[derive(Debug, Default)]
-pub struct KeyUsage {
-    counts: OnceLock<Box<Counts>>,
-}
-
-#[derive(Debug, Default)]
+/// One key's counters, created on the key's first request and shared by
+/// every snapshot version of the key through the `UsageTable`.
+#[derive(Debug)]
 pub struct Counts {
+    pub key_id: InlineId,
+    pub account_id: InlineId,
     /// Monotonic totals per outcome, for metrics.
     pub outcomes: [AtomicU64; 9],
     /// Unix ms of the last allowed request.
@@ -67,23 +65,25 @@ pub struct Counts {
     flushed: [AtomicU64; 9],
 }
 
-impl KeyUsage {
-    /// Counts one request; allowed requests also set the last-used time.
-    pub fn record(&self, outcome: usize, now_ms: i64) {
-        let counts = self.counts.get_or_init(Box::default);
-        counts.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
-        if outcome == 0 {
-            counts.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+impl Counts {
+    fn new(key_id: InlineId, account_id: InlineId) -> Self {
+        Counts {
+            key_id,
+            account_id,
+            outcomes: Default::default(),
+            last_used_ms: AtomicI64::new(0),
+            flushed: Default::default(),
         }
     }
 
-    /// The counters, if the key has been used since the process started.
-    pub fn counts(&self) -> Option<&Counts> {
-        self.counts.get().map(|b| &**b)
+    /// Counts one request; allowed requests also set the last-used time.
+    pub fn record(&self, outcome: usize, now_ms: i64) {
+        self.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
+        if outcome == 0 {
+            self.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+        }
     }
-}
 
-impl Counts {
     pub fn total(&self) -> u64 {
         self.outcomes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
@@ -91,6 +91,35 @@ impl Counts {
     /// Requests of each outcome not yet in the store.
     fn pending(&self) -> [u64; 9] {
         std::array::from_fn(|i| self.outcomes[i].load(Ordering::Relaxed).saturating_sub(self.flushed[i].load(Ordering::Relaxed)))
+    }
+}
+
+/// The counters of every key used since the process started, by key id.
+/// Looked up once per key and policy version (the snapshot's key keeps the
+/// `Arc`), so the request path does not come here; the flusher and the
+/// metrics collector walk it instead of the whole snapshot, so their work
+/// follows the keys in use, not the keys that exist.
+#[derive(Debug, Default)]
+pub struct UsageTable {
+    map: RwLock<HashMap<InlineId, Arc<Counts>>>,
+}
+
+impl UsageTable {
+    /// The key's counters, created on first use.
+    pub fn counts(&self, key_id: InlineId, account_id: InlineId) -> Arc<Counts> {
+        if let Some(c) = self.map.read().ok().and_then(|m| m.get(&key_id).cloned()) {
+            return c;
+        }
+        match self.map.write() {
+            Ok(mut m) => Arc::clone(m.entry(key_id).or_insert_with(|| Arc::new(Counts::new(key_id, account_id)))),
+            // A poisoned table still counts, just not for the flusher.
+            Err(_) => Arc::new(Counts::new(key_id, account_id)),
+        }
+    }
+
+    /// Every key's counters.
+    pub fn all(&self) -> Vec<Arc<Counts>> {
+        self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -126,24 +155,23 @@ impl Flusher {
     /// marked flushed, so the next call retries the same counts.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
         let _one_at_a_time = self.busy.lock().await;
-        let snapshot = self.keyset.load_full();
+        let used = self.keyset.load().usage().all();
         let mut batch = Vec::new();
         let mut marks = Vec::new();
         let hour = now_ms() / HOUR_MS * HOUR_MS;
-        for state in snapshot.keys() {
-            let Some(counts) = state.usage.counts() else { continue };
+        for counts in used {
             let pending = counts.pending();
             if pending.iter().all(|n| *n == 0) {
                 continue;
             }
             batch.push(UsageDelta {
-                key_id: state.policy.id.to_string(),
+                key_id: counts.key_id.to_string(),
                 requests: pending[0] as i64,
                 last_used_ms: counts.last_used_ms.load(Ordering::Relaxed),
                 hour,
                 outcomes: pending.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (OUTCOMES[i], *n as i64)).collect(),
             });
-            marks.push((Arc::clone(&state.usage), pending));
+            marks.push((counts, pending));
         }
         if batch.is_empty() {
             self.last_success_ms.store(now_ms(), Ordering::Relaxed);
@@ -151,11 +179,9 @@ impl Flusher {
         }
         match self.store.add_usage(&batch).await {
             Ok(()) => {
-                for (usage, pending) in marks {
-                    if let Some(counts) = usage.counts() {
-                        for (flushed, n) in counts.flushed.iter().zip(pending) {
-                            flushed.fetch_add(n, Ordering::Relaxed);
-                        }
+                for (counts, pending) in marks {
+                    for (flushed, n) in counts.flushed.iter().zip(pending) {
+                        flushed.fetch_add(n, Ordering::Relaxed);
                     }
                 }
                 self.last_success_ms.store(now_ms(), Ordering::Relaxed);
@@ -217,13 +243,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_allocated_on_first_use() {
-        let usage = KeyUsage::default();
-        assert!(usage.counts().is_none());
-        usage.record(0, 10);
-        usage.record(0, 5);
-        usage.record(8, 20);
-        let c = usage.counts().expect("allocated");
+    fn counts_are_shared_by_key_id() {
+        let table = UsageTable::default();
+        let id = InlineId::new("key_1").expect("id");
+        let acc = InlineId::new("acc_1").expect("id");
+        let c = table.counts(id, acc);
+        c.record(0, 10);
+        table.counts(id, acc).record(0, 5);
+        c.record(8, 20);
+        assert_eq!(table.all().len(), 1);
         assert_eq!(c.outcomes[0].load(Ordering::Relaxed), 2);
         assert_eq!(c.total(), 3);
         assert_eq!(c.pending()[0], 2);

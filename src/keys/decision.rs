@@ -84,14 +84,19 @@ impl KeySet {
     /// The proxy's decision for one request, counted on the key's usage.
     /// `default_quota` applies to keys without a rate limit of their own.
     pub fn decide(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64, default_quota: Option<Quota>) -> Decision {
-        let entry = match self.find(key) {
-            Ok(e) => e,
+        let found = match self.find(key) {
+            Ok(f) => f,
             Err(refusal) => return Decision { result: Err(refusal), rate: None },
         };
-        let state = &entry.state;
+        let state = found.state;
+        let quota = state.policy.quota.or(default_quota);
+        let runtime = state.runtime(self.usage(), quota, new_limiter);
         let mut rate = None;
-        let outcome = entry.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
-            let (allowed, info) = limit(state, default_quota);
+        let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
+            let (allowed, info) = match (quota, &runtime.limiter) {
+                (Some(quota), Some(limiter)) => limit(limiter, quota),
+                _ => (true, None),
+            };
             rate = info;
             if allowed {
                 Ok(())
@@ -100,7 +105,7 @@ impl KeySet {
             }
         });
         if let Some(i) = outcome_index(outcome) {
-            state.usage.record(i, now_ms);
+            runtime.usage.record(i, now_ms);
         }
         Decision { result: outcome.map(|()| state.policy.identity()), rate }
     }
@@ -118,9 +123,7 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
 }
 
 /// Takes one request from the key's limiter; `(allowed, state)`.
-fn limit(state: &KeyState, default_quota: Option<Quota>) -> (bool, Option<RateInfo>) {
-    let Some(quota) = state.policy.quota.or(default_quota) else { return (true, None) };
-    let Some(limiter) = state.limiter.get_or_init(|| new_limiter(quota)) else { return (true, None) };
+fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
     let per_request = period(quota);
     match limiter.check() {
         Ok(snapshot) => {
@@ -242,8 +245,7 @@ mod tests {
         assert_eq!(refused.result, Err(Refusal::RateLimited));
         let info = refused.rate.expect("rate");
         assert!(info.retry_after_seconds.is_some_and(|s| (1..=20).contains(&s)), "{info:?}");
-        let state = set.keys().next().expect("key");
-        let counts = state.usage.counts().expect("used");
+        let counts = &set.usage().all()[0];
         assert_eq!(counts.outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 3);
         assert_eq!(counts.outcomes[8].load(std::sync::atomic::Ordering::Relaxed), 1);
     }
@@ -267,7 +269,9 @@ mod tests {
         let mut changed = policy();
         changed.permission = Permission::Read;
         let v2 = v1.apply(Changes { revision: 2, keys: vec![PolicyRow { hash: key.hash(), policy: changed }], retired: vec![] });
-        let usage = &v2.keys().next().expect("key").usage;
-        assert_eq!(usage.counts().expect("kept").outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 1);
+        v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
+        let usage = v2.usage().all();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

@@ -2,46 +2,50 @@
 //! by the blake3 hash of its secret, and the authentication decision made
 //! against it.
 //!
-//! The request path does one parse, one hash and one map lookup, takes no
-//! lock and allocates nothing. Changes are applied copy-on-write: `apply`
-//! builds the next snapshot off the request path, cloning only the shards the
-//! change touches, and the reloader publishes it with one `ArcSwap::store`.
+//! The request path does one parse, one hash and one lookup, takes no lock
+//! and allocates nothing. The index is 256 shards (by the hash's first byte)
+//! of sorted hashes, searched by interpolation — the hashes are uniformly
+//! distributed, so the first probe lands within a few slots — which keeps a
+//! million keys in 40 bytes of index each, with no hash-table slack. Secrets
+//! replaced by rotation sit in a small side map. Changes are applied
+//! copy-on-write: `apply` builds the next snapshot off the request path,
+//! rebuilding only the shards the change touches, and the reloader publishes
+//! it with one `ArcSwap::store`.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use super::decision::{Limiter, Quota, Restrictions};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
-use crate::usage::KeyUsage;
+use crate::usage::{Counts, UsageTable};
 
 const SHARDS: usize = 256;
+const ID_LEN: usize = 24;
 
-/// An id (`key_…`, `acc_…`) kept inline, so a policy is one allocation and an
-/// `Identity` can be copied out of the snapshot without touching the heap.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InlineId {
-    len: u8,
-    bytes: [u8; 31],
-}
+/// An id (`key_…`, `acc_…`: 24 bytes) kept inline, so a policy is one
+/// allocation and an `Identity` can be copied out of the snapshot without
+/// touching the heap.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InlineId([u8; ID_LEN]);
 
 impl InlineId {
-    /// `None` when the id is longer than 31 bytes (ids made here are 24).
+    /// `None` when the id is longer than 24 bytes or holds a NUL.
     pub fn new(id: &str) -> Option<Self> {
-        let len = id.len();
-        if len > 31 {
+        if id.len() > ID_LEN || id.as_bytes().contains(&0) {
             return None;
         }
-        let mut bytes = [0u8; 31];
-        bytes[..len].copy_from_slice(id.as_bytes());
-        Some(InlineId { len: len as u8, bytes })
+        let mut bytes = [0u8; ID_LEN];
+        bytes[..id.len()].copy_from_slice(id.as_bytes());
+        Some(InlineId(bytes))
     }
 
     pub fn as_str(&self) -> &str {
-        // Built from a &str in `new`, so the bytes are valid UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        let len = self.0.iter().position(|b| *b == 0).unwrap_or(ID_LEN);
+        // Built from a &str in `new`, cut at a char boundary (the NUL).
+        std::str::from_utf8(&self.0[..len]).unwrap_or("")
     }
 }
 
@@ -75,14 +79,27 @@ pub struct KeyPolicy {
     pub restrictions: Option<Arc<Restrictions>>,
 }
 
-/// A key as the snapshot holds it: its policy, and the state that outlives
-/// policy changes (usage counters) or belongs to this policy (its limiter).
+/// A key as the snapshot holds it: its policy, and what its first request
+/// sets up (usage counters shared by every version of the key, and the
+/// limiter of this policy), so idle keys cost no more than their policy.
 #[derive(Debug)]
 pub struct KeyState {
     pub policy: KeyPolicy,
-    pub usage: Arc<KeyUsage>,
-    /// Built on the key's first request from its effective quota.
-    pub(super) limiter: OnceLock<Option<Limiter>>,
+    runtime: OnceLock<Box<Runtime>>,
+}
+
+#[derive(Debug)]
+pub(super) struct Runtime {
+    pub(super) usage: Arc<Counts>,
+    pub(super) limiter: Option<Limiter>,
+}
+
+impl KeyState {
+    pub(super) fn runtime(&self, table: &UsageTable, quota: Option<Quota>, make: fn(Quota) -> Option<Limiter>) -> &Runtime {
+        self.runtime.get_or_init(|| {
+            Box::new(Runtime { usage: table.counts(self.policy.id, self.policy.account_id), limiter: quota.and_then(make) })
+        })
+    }
 }
 
 /// Who is calling, copied out of the snapshot for the rest of the request.
@@ -93,36 +110,59 @@ pub struct Identity {
     pub permission: Permission,
 }
 
-#[derive(Clone)]
-pub(super) struct Entry {
-    pub(super) state: Arc<KeyState>,
+/// A secret found in the snapshot.
+#[derive(Clone, Copy)]
+pub(super) struct Found<'a> {
+    pub(super) state: &'a Arc<KeyState>,
     /// Set for a secret replaced by rotation: it works until this time
     /// (unix ms) and is refused as revoked after it.
     pub(super) valid_until: Option<i64>,
 }
 
-/// Passes the 8 bytes `KeyHash` feeds it straight through: the key is
-/// already a cryptographic hash.
-#[derive(Default)]
-pub struct PassThrough(u64);
+/// One shard of the index: hashes in ascending order, and each hash's key.
+#[derive(Default, Clone)]
+struct Shard {
+    hashes: Vec<KeyHash>,
+    states: Vec<Arc<KeyState>>,
+}
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+impl Shard {
+    fn get(&self, hash: &KeyHash) -> Option<&Arc<KeyState>> {
+        position(&self.hashes, hash).map(|i| &self.states[i])
     }
 }
 
-type Shard = HashMap<KeyHash, Entry, BuildHasherDefault<PassThrough>>;
+/// Interpolation search: the hashes are uniform, so the first guess is near;
+/// gallop from it to a bracket, then binary-search the bracket.
+fn position(hashes: &[KeyHash], target: &KeyHash) -> Option<usize> {
+    let n = hashes.len();
+    if n == 0 {
+        return None;
+    }
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&target.0[1..9]);
+    let guess = ((u128::from(u64::from_be_bytes(word)) * n as u128) >> 64) as usize;
+    let (lo, hi) = match hashes[guess].cmp(target) {
+        Ordering::Equal => return Some(guess),
+        // The target is after the guess: double the distance until a hash
+        // at or past it, then search between the last two probes.
+        Ordering::Less => {
+            let mut b = 1;
+            while guess + b < n && hashes[guess + b] < *target {
+                b *= 2;
+            }
+            (guess + b / 2 + 1, (guess + b + 1).min(n))
+        }
+        Ordering::Greater => {
+            let mut b = 1;
+            while b <= guess && hashes[guess - b] > *target {
+                b *= 2;
+            }
+            (guess.saturating_sub(b), guess - b / 2)
+        }
+    };
+    hashes[lo..hi].binary_search(target).ok().map(|i| lo + i)
+}
 
 /// A key row as the store hands it to the snapshot: its current secret's hash
 /// and its policy.
@@ -159,8 +199,9 @@ impl Changes {
 #[derive(Clone)]
 pub struct KeySet {
     shards: Arc<[Arc<Shard>]>,
+    retired: Arc<HashMap<KeyHash, (Arc<KeyState>, i64)>>,
+    usage: Arc<UsageTable>,
     revision: i64,
-    len: usize,
 }
 
 impl Default for KeySet {
@@ -171,17 +212,14 @@ impl Default for KeySet {
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySet")
-            .field("revision", &self.revision)
-            .field("secrets", &self.len)
-            .finish()
+        f.debug_struct("KeySet").field("revision", &self.revision).field("secrets", &self.len()).finish()
     }
 }
 
 impl KeySet {
     pub fn empty() -> Self {
         let shards: Vec<Arc<Shard>> = (0..SHARDS).map(|_| Arc::new(Shard::default())).collect();
-        KeySet { shards: shards.into(), revision: 0, len: 0 }
+        KeySet { shards: shards.into(), retired: Arc::default(), usage: Arc::default(), revision: 0 }
     }
 
     /// The store revision this snapshot reflects.
@@ -191,70 +229,73 @@ impl KeySet {
 
     /// Number of secrets (current and retired) in the snapshot.
     pub fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(|s| s.hashes.len()).sum::<usize>() + self.retired.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The usage counters of every key used since the process started,
+    /// shared by all snapshot versions.
+    pub fn usage(&self) -> &Arc<UsageTable> {
+        &self.usage
     }
 
     /// The next snapshot: this one with `changes` applied. Shards the change
-    /// does not touch are shared with this snapshot, not copied. A changed
-    /// key keeps its usage counters: they are found through its current or
-    /// retired secrets in this snapshot.
+    /// does not touch are shared with this snapshot, not copied.
     pub fn apply(&self, changes: Changes) -> KeySet {
-        let mut shards: Vec<Arc<Shard>> = self.shards.iter().cloned().collect();
-        let mut len = self.len;
-        let mut retired_of: HashMap<&str, Vec<KeyHash>> = HashMap::new();
-        for r in &changes.retired {
-            retired_of.entry(r.key_id.as_str()).or_default().push(r.hash);
-        }
-        let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(changes.keys.len());
-        if self.len == 0 && changes.keys.len() > SHARDS {
-            let per_shard = changes.keys.len() / SHARDS + changes.keys.len() / (SHARDS * 8) + 1;
-            for shard in shards.iter_mut() {
-                Arc::make_mut(shard).reserve(per_shard);
-            }
-        }
+        let wanted: HashSet<&str> = changes.retired.iter().map(|r| r.key_id.as_str()).collect();
+        let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(wanted.len());
+        let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
         for row in changes.keys {
-            let usage = if self.len == 0 {
-                None
-            } else {
-                let id = row.policy.id;
-                let old_hashes = retired_of.get(row.policy.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-                std::iter::once(&row.hash)
-                    .chain(old_hashes)
-                    .filter_map(|h| self.entry(h))
-                    .find(|e| e.state.policy.id == id)
-                    .map(|e| Arc::clone(&e.state.usage))
-            };
-            let state = Arc::new(KeyState { policy: row.policy, usage: usage.unwrap_or_default(), limiter: OnceLock::new() });
-            by_id.insert(state.policy.id, Arc::clone(&state));
-            let shard = Arc::make_mut(&mut shards[row.hash.shard()]);
-            if shard.insert(row.hash, Entry { state, valid_until: None }).is_none() {
-                len += 1;
+            let state = Arc::new(KeyState { policy: row.policy, runtime: OnceLock::new() });
+            if wanted.contains(state.policy.id.as_str()) {
+                by_id.insert(state.policy.id, Arc::clone(&state));
             }
+            added[row.hash.shard()].push((row.hash, state));
         }
+        // A rotated key's old secret leaves the index for the retired map.
+        let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
+        let mut retired = (*self.retired).clone();
         for row in changes.retired {
-            let Some(state) = InlineId::new(&row.key_id).and_then(|id| by_id.get(&id)) else {
-                continue;
-            };
-            let entry = Entry { state: Arc::clone(state), valid_until: Some(row.valid_until) };
-            if Arc::make_mut(&mut shards[row.hash.shard()]).insert(row.hash, entry).is_none() {
-                len += 1;
-            }
+            let Some(state) = InlineId::new(&row.key_id).and_then(|id| by_id.get(&id)) else { continue };
+            removed[row.hash.shard()].insert(row.hash);
+            retired.insert(row.hash, (Arc::clone(state), row.valid_until));
         }
-        KeySet { shards: shards.into(), revision: changes.revision.max(self.revision), len }
+        let shards: Vec<Arc<Shard>> = self
+            .shards
+            .iter()
+            .zip(added.into_iter().zip(removed))
+            .map(|(old, (added, removed))| {
+                if added.is_empty() && removed.is_empty() {
+                    Arc::clone(old)
+                } else {
+                    Arc::new(merge(old, added, &removed))
+                }
+            })
+            .collect();
+        KeySet {
+            shards: shards.into(),
+            retired: Arc::new(retired),
+            usage: Arc::clone(&self.usage),
+            revision: changes.revision.max(self.revision),
+        }
     }
 
-    pub(super) fn entry(&self, hash: &KeyHash) -> Option<&Entry> {
-        self.shards[hash.shard()].get(hash)
+    pub(super) fn find_hash(&self, hash: &KeyHash) -> Option<Found<'_>> {
+        if let Some(state) = self.shards[hash.shard()].get(hash) {
+            return Some(Found { state, valid_until: None });
+        }
+        if self.retired.is_empty() {
+            return None;
+        }
+        self.retired.get(hash).map(|(state, until)| Found { state, valid_until: Some(*until) })
     }
 
-    /// Every key once (its current secret's entry), for the usage flusher
-    /// and the metrics collector.
+    /// Every key once, for the metrics collector and tests.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<KeyState>> {
-        self.shards.iter().flat_map(|s| s.values()).filter(|e| e.valid_until.is_none()).map(|e| &e.state)
+        self.shards.iter().flat_map(|s| s.states.iter())
     }
 
     /// The key decision without side effects, in the order of DESIGN.md §3:
@@ -262,24 +303,59 @@ impl KeySet {
     /// expired, disabled, account access, permission. `decide` adds the
     /// per-key restrictions, the rate limit and the usage count.
     pub fn check(&self, key: &[u8], method: &http::Method, now_ms: i64) -> Result<Identity, Refusal> {
-        let entry = self.find(key)?;
-        entry.status(method, now_ms)?;
-        Ok(entry.state.policy.identity())
+        let found = self.find(key)?;
+        found.status(method, now_ms)?;
+        Ok(found.state.policy.identity())
     }
 
-    pub(super) fn find(&self, key: &[u8]) -> Result<&Entry, Refusal> {
+    pub(super) fn find(&self, key: &[u8]) -> Result<Found<'_>, Refusal> {
         format::parse(key).map_err(|_| Refusal::InvalidKey)?;
-        self.entry(&KeyHash::of(key)).ok_or(Refusal::InvalidKey)
+        self.find_hash(&KeyHash::of(key)).ok_or(Refusal::InvalidKey)
     }
 
     /// The policy a hash maps to and, for a retired secret, until when it
     /// works. For the admin API's verify and leak report.
     pub fn lookup(&self, hash: &KeyHash) -> Option<(&KeyPolicy, Option<i64>)> {
-        self.entry(hash).map(|e| (&e.state.policy, e.valid_until))
+        self.find_hash(hash).map(|f| (&f.state.policy, f.valid_until))
     }
 }
 
-impl Entry {
+/// `old` with `added` put in (replacing equal hashes) and `removed` taken
+/// out, still sorted.
+fn merge(old: &Shard, mut added: Vec<(KeyHash, Arc<KeyState>)>, removed: &HashSet<KeyHash>) -> Shard {
+    added.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    added.dedup_by(|later, earlier| later.0 == earlier.0);
+    let capacity = old.hashes.len() + added.len();
+    let mut out = Shard { hashes: Vec::with_capacity(capacity), states: Vec::with_capacity(capacity) };
+    let mut push = |hash: KeyHash, state: Arc<KeyState>| {
+        if !removed.contains(&hash) {
+            out.hashes.push(hash);
+            out.states.push(state);
+        }
+    };
+    let (mut i, mut new) = (0, added.into_iter().peekable());
+    while i < old.hashes.len() || new.peek().is_some() {
+        let take_new = match new.peek() {
+            None => false,
+            Some((h, _)) => i >= old.hashes.len() || *h <= old.hashes[i],
+        };
+        if take_new {
+            let Some((h, state)) = new.next() else { break };
+            if i < old.hashes.len() && old.hashes[i] == h {
+                i += 1;
+            }
+            push(h, state);
+        } else {
+            push(old.hashes[i], Arc::clone(&old.states[i]));
+            i += 1;
+        }
+    }
+    out.hashes.shrink_to_fit();
+    out.states.shrink_to_fit();
+    out
+}
+
+impl Found<'_> {
     pub(super) fn status(&self, method: &http::Method, now_ms: i64) -> Result<(), Refusal> {
         let policy = &self.state.policy;
         if policy.revoked || self.valid_until.is_some_and(|until| until <= now_ms) {
@@ -386,5 +462,41 @@ mod tests {
         // The older snapshot is untouched.
         assert!(v1.check(old.expose().as_bytes(), &Method::GET, 0).is_ok());
         assert_eq!(v3.revision(), 3);
+    }
+
+    #[test]
+    fn every_key_is_found_among_many_and_unknown_ones_are_not() {
+        let secrets: Vec<_> = (0..20_000).map(|_| generate("kg_live")).collect();
+        let rows = secrets.iter().enumerate().map(|(i, s)| PolicyRow { hash: s.hash(), policy: policy(&format!("key_{i}")) });
+        let set = KeySet::empty().apply(Changes { revision: 1, keys: rows.collect(), retired: vec![] });
+        assert_eq!(set.len(), 20_000);
+        for (i, s) in secrets.iter().enumerate() {
+            let id = set.check(s.expose().as_bytes(), &Method::GET, 0).expect("found").key_id;
+            assert_eq!(id.as_str(), format!("key_{i}"));
+        }
+        for _ in 0..2_000 {
+            assert!(set.check(generate("kg_live").expose().as_bytes(), &Method::GET, 0).is_err());
+        }
+        // An incremental change touches one shard and keeps everything else.
+        let mut revoked = policy("key_7");
+        revoked.revoked = true;
+        let fresh = generate("kg_live");
+        let next = set.apply(Changes {
+            revision: 2,
+            keys: vec![PolicyRow { hash: secrets[7].hash(), policy: revoked }, PolicyRow { hash: fresh.hash(), policy: policy("key_new") }],
+            retired: vec![],
+        });
+        assert_eq!(next.len(), 20_001);
+        assert_eq!(next.check(secrets[7].expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
+        assert!(next.check(fresh.expose().as_bytes(), &Method::GET, 0).is_ok());
+        assert!(next.check(secrets[8].expose().as_bytes(), &Method::GET, 0).is_ok());
+        assert!(set.check(secrets[7].expose().as_bytes(), &Method::GET, 0).is_ok(), "the old snapshot is unchanged");
+    }
+
+    #[test]
+    fn ids_are_kept_inline() {
+        assert_eq!(InlineId::new("key_12345678901234567890").expect("24 bytes").as_str(), "key_12345678901234567890");
+        assert!(InlineId::new("key_123456789012345678901").is_none());
+        assert!(std::mem::size_of::<KeyState>() <= 104, "{}", std::mem::size_of::<KeyState>());
     }
 }

@@ -1,7 +1,13 @@
 //! What the reloader reads: every key whose row (or whose account) changed
 //! after a revision, with all of those keys' retired secrets.
 //!
-//! Reads run in one transaction so the revision counter and the rows agree.
+//! The revision is read first, in the same transaction as the rows: every
+//! row at or below it is committed (writers serialise on the counter), so
+//! nothing is skipped. On PostgreSQL (READ COMMITTED) rows committed just
+//! after the counter was read may come along too; they are read again, to the
+//! same effect, by the next reload.
+
+use futures_util::TryStreamExt;
 
 use super::{on_pool, Result, RouteRule, Store, StoreError};
 use crate::keys::decision::compile_restrictions;
@@ -47,27 +53,27 @@ const RETIRED_SQL: &str = "\
 impl Store {
     /// Everything that changed after `since` (0 reads everything).
     pub async fn changes_since(&self, since: i64) -> Result<Changes> {
-        let (revision, rows, retired): (i64, Vec<PolicyDbRow>, Vec<RetiredDbRow>) = on_pool!(self, pool => {
+        // Rows are converted as they stream in, so a full load of a million
+        // keys never holds the database rows and the policies at once.
+        let changes = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1").fetch_one(&mut *tx).await?;
-            if revision <= since {
-                tx.commit().await?;
-                (revision, Vec::new(), Vec::new())
-            } else {
-                let rows = sqlx::query_as(POLICY_SQL).bind(since).fetch_all(&mut *tx).await?;
-                let retired = sqlx::query_as(RETIRED_SQL).bind(since).fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                (revision, rows, retired)
+            let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new() };
+            if revision > since {
+                let mut rows = sqlx::query_as::<_, PolicyDbRow>(POLICY_SQL).bind(since).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await? {
+                    changes.keys.push(policy_row(row)?);
+                }
+                drop(rows);
+                let retired: Vec<RetiredDbRow> = sqlx::query_as(RETIRED_SQL).bind(since).fetch_all(&mut *tx).await?;
+                for row in retired {
+                    let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.key_id, "retired hash"))?;
+                    changes.retired.push(RetiredRow { hash, key_id: row.key_id, valid_until: row.valid_until });
+                }
             }
+            tx.commit().await?;
+            changes
         });
-        let mut changes = Changes { revision, keys: Vec::with_capacity(rows.len()), retired: Vec::with_capacity(retired.len()) };
-        for row in rows {
-            changes.keys.push(policy_row(row)?);
-        }
-        for row in retired {
-            let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.key_id, "retired hash"))?;
-            changes.retired.push(RetiredRow { hash, key_id: row.key_id, valid_until: row.valid_until });
-        }
         Ok(changes)
     }
 }

@@ -21,7 +21,8 @@ mod usage;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
@@ -99,6 +100,10 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Statements slower than this are logged. The full load of a large key set
+/// at start-up legitimately takes a second or more: don't warn about it.
+const SLOW_STATEMENT: Duration = Duration::from_secs(10);
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone)]
@@ -114,6 +119,7 @@ impl Store {
         let pool = if config.url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(&config.url)
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+                .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -128,10 +134,13 @@ impl Store {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Pool::Sqlite(pool)
         } else {
+            let options = PgConnectOptions::from_str(&config.url)
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+                .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
             let pool = PgPoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(timeout)
-                .connect(&config.url)
+                .connect_with(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to the store at {}: {e}", redact(&config.url)))?;
             // The migrator takes an advisory lock, so replicas starting at
