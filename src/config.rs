@@ -13,6 +13,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
+use self::load::{apply_env, deserialize_collecting};
+
+mod load;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -474,147 +478,6 @@ fn check_upstream_url(url: &str) -> Result<(), String> {
         return Err(format!("must not have a query string: {url:?}"));
     }
     Ok(())
-}
-
-/// Sets each leaf of the shape whose `KEYGATE_<PATH>` variable is present.
-/// Values are read as YAML scalars (or flow sequences) except where the field
-/// is a string, which takes the text as it is.
-fn apply_env(value: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Vec<FieldError> {
-    let mut leaves = Vec::new();
-    collect_leaves(&Config::shape(), &mut Vec::new(), &mut leaves);
-    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("KEYGATE_")).collect();
-    let mut errors = Vec::new();
-    for (path, is_string) in leaves {
-        let name = format!("KEYGATE_{}", path.join("_").to_ascii_uppercase());
-        let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) else { continue };
-        let parsed = if is_string {
-            Value::String(raw.clone())
-        } else {
-            match serde_yaml_ng::from_str::<Value>(raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    errors.push(FieldError { path: path.join("."), message: format!("{name} is not valid: {e}") });
-                    continue;
-                }
-            }
-        };
-        set_path(value, &path, parsed);
-    }
-    errors
-}
-
-fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
-    match value {
-        Value::Mapping(map) => {
-            for (k, v) in map {
-                if let Some(k) = k.as_str() {
-                    path.push(k.to_owned());
-                    collect_leaves(v, path, out);
-                    path.pop();
-                }
-            }
-        }
-        other => out.push((path.clone(), other.is_string())),
-    }
-}
-
-fn set_path(value: &mut Value, path: &[String], leaf: Value) {
-    let mut node = value;
-    for (i, key) in path.iter().enumerate() {
-        if !node.is_mapping() {
-            *node = Value::Mapping(Mapping::new());
-        }
-        let Value::Mapping(map) = node else { return };
-        let k = Value::String(key.clone());
-        if i + 1 == path.len() {
-            map.insert(k, leaf);
-            return;
-        }
-        node = map.entry(k).or_insert(Value::Null);
-    }
-}
-
-/// Deserializes, and on each error records it with its path, removes the
-/// offending field and tries again, so every type error is reported at once.
-fn deserialize_collecting(mut value: Value, errors: &mut Vec<FieldError>) -> Config {
-    for _ in 0..64 {
-        match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
-            Ok(config) => return config,
-            Err(e) => {
-                let segments = path_segments(e.path());
-                let message = e.inner().to_string();
-                let unknown = message.starts_with("unknown field");
-                let mut path = segments.clone();
-                if unknown {
-                    if let Some(field) = message.split('`').nth(1) {
-                        if path.last().map(|s| s.as_str()) != Some(field) {
-                            path.push(field.to_owned());
-                        }
-                    }
-                }
-                let shown = display_path(&path);
-                errors.push(FieldError { path: if shown.is_empty() { "(file)".into() } else { shown }, message });
-                if path.is_empty() || !remove_path(&mut value, &path) {
-                    break;
-                }
-            }
-        }
-    }
-    Config::default()
-}
-
-fn path_segments(path: &serde_path_to_error::Path) -> Vec<String> {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|s| match s {
-            Segment::Map { key } => Some(key.clone()),
-            Segment::Seq { index } => Some(format!("[{index}]")),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .collect()
-}
-
-fn display_path(path: &[String]) -> String {
-    let mut out = String::new();
-    for s in path {
-        if !s.starts_with('[') && !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(s);
-    }
-    out
-}
-
-fn remove_path(value: &mut Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
-    let mut node = value;
-    for seg in parents {
-        node = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            Some(i) => match (node, i.parse::<usize>()) {
-                (Value::Sequence(seq), Ok(i)) if i < seq.len() => &mut seq[i],
-                _ => return false,
-            },
-            None => match node {
-                Value::Mapping(map) => match map.get_mut(seg.as_str()) {
-                    Some(v) => v,
-                    None => return false,
-                },
-                _ => return false,
-            },
-        };
-    }
-    match (node, last.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
-        (Value::Sequence(seq), Some(i)) => match i.parse::<usize>() {
-            Ok(i) if i < seq.len() => {
-                seq.remove(i);
-                true
-            }
-            _ => false,
-        },
-        (Value::Mapping(map), None) => map.remove(last.as_str()).is_some(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
