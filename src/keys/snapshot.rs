@@ -323,7 +323,7 @@ impl KeySet {
 /// `old` with `added` put in (replacing equal hashes) and `removed` taken
 /// out, still sorted.
 fn merge(old: &Shard, mut added: Vec<(KeyHash, Arc<KeyState>)>, removed: &HashSet<KeyHash>) -> Shard {
-    added.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    added.sort_unstable_by_key(|a| a.0);
     added.dedup_by(|later, earlier| later.0 == earlier.0);
     let capacity = old.hashes.len() + added.len();
     let mut out = Shard { hashes: Vec::with_capacity(capacity), states: Vec::with_capacity(capacity) };
