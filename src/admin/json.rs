@@ -56,6 +56,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             (".", None) => "(body)".to_owned(),
             (p, _) => p.to_owned(),
         };
+        // A field with an empty name (`{"": 1}`) has no path to show.
+        let field = if field.is_empty() || field.ends_with('.') { "(body)".to_owned() } else { field };
         ApiError::Invalid { field, message }
     })
 }

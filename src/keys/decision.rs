@@ -51,6 +51,26 @@ impl RouteRestriction {
     }
 }
 
+/// Whether a path means what it says to any upstream: no `.` or `..`
+/// segment (also with `;parameters`), no percent-encoded dot, slash or
+/// backslash, no backslash. A route restriction matches the raw path, and an
+/// upstream that normalises `/v1/reports/../admin` would serve `/admin`; so
+/// for keys with route restrictions, anything else is refused.
+fn plain_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return false;
+    }
+    let encoded_special = bytes.windows(3).any(|w| {
+        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
+    });
+    !encoded_special
+        && path.split('/').all(|segment| {
+            let name = segment.split(';').next().unwrap_or("");
+            name != "." && name != ".."
+        })
+}
+
 /// What the decision needs to know about the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -116,7 +136,7 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
     if !r.ips.is_empty() && !facts.client_ip.is_some_and(|ip| r.ips.iter().any(|net| net.contains(ip))) {
         return Err(Refusal::IpNotAllowed);
     }
-    if !r.routes.is_empty() && !r.routes.iter().any(|route| route.allows(facts.method, facts.path)) {
+    if !r.routes.is_empty() && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path))) {
         return Err(Refusal::RouteNotAllowed);
     }
     Ok(())
@@ -230,6 +250,10 @@ mod tests {
         assert_eq!(d(&Method::POST, "/v1/reports", "10.0.0.1"), Err(Refusal::RouteNotAllowed));
         assert_eq!(d(&Method::GET, "/v1/reportsx", "10.0.0.1"), Err(Refusal::RouteNotAllowed));
         assert_eq!(d(&Method::DELETE, "/v1/orders/7", "10.0.0.1"), Ok(()));
+        for escape in ["/v1/reports/../admin", "/v1/reports/%2e%2e/admin", "/v1/reports/..;/x", "/v1/reports/..%2Fx", "/v1/reports\\..\\x"] {
+            assert_eq!(d(&Method::GET, escape, "10.0.0.1"), Err(Refusal::RouteNotAllowed), "{escape}");
+        }
+        assert_eq!(d(&Method::GET, "/v1/reports/2026.11..12", "10.0.0.1"), Ok(()), "dots inside a name are fine");
     }
 
     #[test]

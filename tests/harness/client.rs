@@ -60,7 +60,13 @@ impl AdminClient {
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let auth = format!("Bearer {}", self.token);
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let r = send(method, &format!("http://{}{path}", self.addr), &[("authorization", &auth), ("content-type", "application/json")], body).await;
+        let r = send(
+            method,
+            &format!("http://{}{path}", self.addr),
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body,
+        )
+        .await;
         (r.status, r.json())
     }
 

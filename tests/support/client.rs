@@ -40,9 +40,7 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("text header"))
+        self.headers.get(name).map(|v| v.to_str().expect("text header"))
     }
 }
 
@@ -56,12 +54,7 @@ pub fn full(bytes: impl Into<Bytes>) -> TestBody {
 
 /// A body sent in `chunks`, with no length declared (chunked encoding).
 pub fn chunked(chunks: Vec<Bytes>) -> TestBody {
-    StreamBody::new(stream::iter(
-        chunks
-            .into_iter()
-            .map(|c| Ok::<_, Infallible>(Frame::data(c))),
-    ))
-    .boxed()
+    StreamBody::new(stream::iter(chunks.into_iter().map(|c| Ok::<_, Infallible>(Frame::data(c))))).boxed()
 }
 
 /// Sends `req` (absolute URI) on a fresh client and reads the whole answer.
@@ -71,15 +64,9 @@ pub async fn send(req: Request<TestBody>) -> Reply {
         let response = client.request(req).await.expect("request failed");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("response body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        Reply { status: parts.status, headers: parts.headers, body }
     };
-    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
-        .await
-        .expect("exchange timed out")
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.expect("exchange timed out")
 }
 
 /// Writes `bytes` on a new connection and reads until the server closes it
@@ -120,30 +107,15 @@ pub async fn send_tls(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("server name");
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
     let (_, session) = tls.get_ref();
     assert_eq!(session.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let presented = session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .expect("server certificate")
-        .clone();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
+    let presented = session.peer_certificates().and_then(|c| c.first()).expect("server certificate").clone();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        },
-        presented,
-    ))
+    Ok((Reply { status: parts.status, headers: parts.headers, body }, presented))
 }

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::Method;
 use keygate::config::Config;
-use keygate::keys::{
-    generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Secret,
-};
+use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
 use keygate::proxy::Proxy;
 use keygate::shutdown::Shutdown;
 use tokio::net::TcpListener;
@@ -60,10 +58,7 @@ impl Keys {
                 restrictions: None,
             };
             edit(&mut policy);
-            PolicyRow {
-                hash: secret.hash(),
-                policy,
-            }
+            PolicyRow { hash: secret.hash(), policy }
         };
         let keys = vec![
             row(&self.write, "key_write", |_| {}),
@@ -76,11 +71,7 @@ impl Keys {
                 p.api_access = false;
             }),
         ];
-        KeySet::empty().apply(Changes {
-            revision: 1,
-            keys,
-            retired: vec![],
-        })
+        KeySet::empty().apply(Changes { revision: 1, keys, retired: vec![] })
     }
 }
 
@@ -109,18 +100,14 @@ impl Gateway {
     pub async fn start_tls(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Gateway {
         let keys = Keys::new();
         let keyset = Arc::new(ArcSwap::from_pointee(keys.key_set()));
-        let metrics = keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 100).expect("metrics");
+        let metrics =
+            keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 100).expect("metrics");
         let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let shutdown = Shutdown::new();
         let task = tokio::spawn(proxy.serve(listener, tls, shutdown.clone()));
-        Gateway {
-            addr,
-            keys,
-            shutdown,
-            task,
-        }
+        Gateway { addr, keys, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -129,16 +116,11 @@ impl Gateway {
 
     /// A request to `path` carrying `key` in `X-API-Key`.
     pub fn request(&self, method: Method, path: &str, key: &Secret) -> http::request::Builder {
-        http::Request::builder()
-            .method(method)
-            .uri(self.url(path))
-            .header("x-api-key", key.expose())
+        http::Request::builder().method(method).uri(self.url(path)).header("x-api-key", key.expose())
     }
 
     /// `GET path` with the write key.
     pub fn get(&self, path: &str) -> http::Request<TestBody> {
-        self.request(Method::GET, path, &self.keys.write)
-            .body(empty())
-            .expect("request")
+        self.request(Method::GET, path, &self.keys.write).body(empty()).expect("request")
     }
 }

@@ -33,9 +33,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
@@ -50,9 +48,7 @@ impl Upstream {
                         counter.fetch_add(1, Ordering::SeqCst);
                         answer(req)
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
@@ -79,11 +75,7 @@ pub fn closed_port_url() -> String {
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    if let Some(ms) = req
-        .headers()
-        .get("x-delay-ms")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-    {
+    if let Some(ms) = req.headers().get("x-delay-ms").and_then(|v| v.to_str().ok()?.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let hop = req.headers().contains_key("x-respond-hop");
@@ -97,10 +89,7 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         h.insert("connection", HeaderValue::from_static("x-upstream-private"));
         h.insert("x-upstream-private", HeaderValue::from_static("secret"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(
-            "proxy-authenticate",
-            HeaderValue::from_static("Basic realm=\"up\""),
-        );
+        h.insert("proxy-authenticate", HeaderValue::from_static("Basic realm=\"up\""));
         h.insert("x-upstream-normal", HeaderValue::from_static("yes"));
     }
     Ok(response)
@@ -145,13 +134,7 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
         "body_blake3": hasher.finalize().to_hex().to_string(),
         "body_error": body_error,
     });
-    let mut response = Response::new(
-        Full::new(Bytes::from(doc.to_string()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    let mut response = Response::new(Full::new(Bytes::from(doc.to_string())).map_err(|never| match never {}).boxed());
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }

@@ -1,0 +1,89 @@
+//! Per-key route restrictions against paths that say one thing and mean
+//! another: dot segments, percent-encoded dots and slashes, `;` parameters.
+//! A key allowed `/v1/reports` must not reach anything an upstream would
+//! resolve outside `/v1/reports`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use keygate::keys::decision::RouteRestriction;
+use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Restrictions, Secret};
+use keygate::proxy::Proxy;
+use keygate::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+use crate::exchange;
+use crate::support::config;
+use crate::support::upstream::Upstream;
+
+/// A proxy whose one key may only GET under `/v1/reports`.
+async fn restricted_gateway(upstream: &Upstream) -> (std::net::SocketAddr, Secret) {
+    let key = generate("kg_live");
+    let policy = KeyPolicy {
+        id: InlineId::new("key_reports").expect("id"),
+        account_id: InlineId::new("acc_main").expect("id"),
+        permission: Permission::Read,
+        enabled: true,
+        revoked: false,
+        api_access: true,
+        expires_at: None,
+        quota: None,
+        restrictions: Some(Arc::new(Restrictions {
+            ips: vec![],
+            routes: vec![RouteRestriction { path_prefix: "/v1/reports".into(), methods: vec![] }],
+        })),
+    };
+    let keyset = KeySet::empty().apply(Changes {
+        revision: 1,
+        keys: vec![PolicyRow { hash: key.hash(), policy }],
+        retired: vec![],
+    });
+    let keyset = Arc::new(ArcSwap::from_pointee(keyset));
+    let metrics = keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 10).expect("metrics");
+    let proxy = Proxy::new(&config(&upstream.url("")), keyset, metrics).expect("proxy");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(proxy.serve(listener, None, Shutdown::new()));
+    (addr, key)
+}
+
+async fn get(addr: std::net::SocketAddr, key: &Secret, target: &str) -> crate::Answer {
+    let head = format!("GET {target} HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\nConnection: close\r\n\r\n", key.expose());
+    exchange(addr, head.as_bytes(), Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn allowed_route_is_served_and_others_refused() {
+    let upstream = Upstream::start().await;
+    let (addr, key) = restricted_gateway(&upstream).await;
+    assert_eq!(get(addr, &key, "/v1/reports/daily").await.status(), Some(200));
+    let refused = get(addr, &key, "/v1/admin").await;
+    assert_eq!(refused.status(), Some(403), "{refused:?}");
+    assert!(refused.text.contains("route_not_allowed"));
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test]
+async fn dot_segments_cannot_escape_an_allowed_route() {
+    let upstream = Upstream::start().await;
+    let (addr, key) = restricted_gateway(&upstream).await;
+    let mut through = Vec::new();
+    for target in [
+        "/v1/reports/../admin",
+        "/v1/reports/./../admin",
+        "/v1/reports/%2e%2e/admin",
+        "/v1/reports/%2E%2E%2Fadmin",
+        "/v1/reports/..%2fadmin",
+        "/v1/reports/..;/admin",
+        "/v1/reports/%2e%2e;/admin",
+    ] {
+        let answer = get(addr, &key, target).await;
+        if !matches!(answer.status(), Some(400 | 403)) {
+            let forwarded = answer.text.split("\"path\":\"").nth(1).and_then(|p| p.split('"').next()).unwrap_or("?");
+            through.push(format!("{target} (upstream saw {forwarded})"));
+        }
+    }
+    assert!(through.is_empty(), "let through: {through:#?}");
+    assert_eq!(upstream.hits(), 0, "a path outside /v1/reports reached the upstream");
+}
