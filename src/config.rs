@@ -126,6 +126,10 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<String>,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub drain_timeout_ms: u64,
+    /// Threads serving the proxy port, each a single-threaded runtime with
+    /// its own listening socket (SO_REUSEPORT). 0: one per CPU the process
+    /// may run on.
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -141,6 +145,7 @@ impl Default for ProxyConfig {
             strip_credentials: true,
             trusted_proxies: Vec::new(),
             drain_timeout_ms: 30_000,
+            workers: 0,
         }
     }
 }
@@ -297,7 +302,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} error{}):", self.errors.len(), if self.errors.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({} error{}):",
+            self.errors.len(),
+            if self.errors.len() == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             writeln!(f, "  {}: {}", e.path, e.message)?;
         }
@@ -324,8 +334,8 @@ impl Config {
 
     /// Parses YAML text with the given environment overrides, then validates.
     pub fn from_yaml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut value: Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::one("(file)", format!("not valid YAML: {e}")))?;
+        let mut value: Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one("(file)", format!("not valid YAML: {e}")))?;
         if value.is_null() {
             value = Value::Mapping(Mapping::new());
         }
@@ -387,7 +397,10 @@ impl Config {
             }
         }
         if !(1024..=1024 * 1024).contains(&self.proxy.max_header_bytes) {
-            err("proxy.max_header_bytes", format!("must be between 1024 and 1048576, got {}", self.proxy.max_header_bytes));
+            err(
+                "proxy.max_header_bytes",
+                format!("must be between 1024 and 1048576, got {}", self.proxy.max_header_bytes),
+            );
         }
         if self.proxy.key_headers.is_empty() && self.proxy.key_query_param.is_none() {
             err("proxy.key_headers", "name at least one header (or set proxy.key_query_param)".into());
@@ -400,7 +413,9 @@ impl Config {
         if self.proxy.key_query_param.as_deref().is_some_and(str::is_empty) {
             err("proxy.key_query_param", "must not be empty".into());
         }
-        for (path, prefix) in [("keys.live_prefix", &self.keys.live_prefix), ("keys.test_prefix", &self.keys.test_prefix)] {
+        for (path, prefix) in
+            [("keys.live_prefix", &self.keys.live_prefix), ("keys.test_prefix", &self.keys.test_prefix)]
+        {
             let ok = !prefix.is_empty()
                 && prefix.len() <= 32
                 && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -498,7 +513,14 @@ mod tests {
         let text = "proxy:\n  listen: nope\n  max_header_bytes: 12\nstore:\n  url: mysql://x\n  bogus: 1\nupstream:\n  url: ftp://x\nroutes:\n  - path_prefix: v2\n    upstream: http://a\n";
         let err = Config::from_yaml(text, no_env()).expect_err("invalid");
         let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
-        for expected in ["proxy.listen", "proxy.max_header_bytes", "store.url", "store.bogus", "upstream.url", "routes[0].path_prefix"] {
+        for expected in [
+            "proxy.listen",
+            "proxy.max_header_bytes",
+            "store.url",
+            "store.bogus",
+            "upstream.url",
+            "routes[0].path_prefix",
+        ] {
             assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
         }
         let text = err.to_string();

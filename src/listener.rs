@@ -16,12 +16,12 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Drain, Shutdown};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,6 +30,9 @@ const HYPER_MIN_HEAD_LIMIT: usize = 8192;
 /// Pause after an accept error such as EMFILE, so the loop does not spin
 /// while the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pending connections the kernel queues per listening socket (capped by
+/// `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone)]
@@ -66,6 +69,27 @@ pub fn hyper_head_limit(max_header_bytes: usize) -> usize {
     (max_header_bytes + max_header_bytes / 4 + 4096).max(HYPER_MIN_HEAD_LIMIT)
 }
 
+/// Binds `n` listening sockets to `addr` with SO_REUSEPORT, one per
+/// single-threaded runtime: the kernel spreads new connections across them.
+/// Port 0 is resolved by the first socket and shared by the others. The
+/// sockets are non-blocking, for `TcpListener::from_std` on each runtime.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener = std::net::TcpListener::from(socket);
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Serves connections from `listener` until `shutdown` fires, then drains.
 ///
 /// `make_service` is called once per connection with the peer address and
@@ -96,9 +120,10 @@ pub async fn serve<M, S>(
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .max_header_size(hyper_head_limit(opts.max_header_bytes));
-    let graceful = GracefulShutdown::new();
-    // Fired when the drain runs out: connections still open are dropped.
-    let (force_close, force_closed) = watch::channel(false);
+    let drain = Arc::new(Drain::default());
+    // Each connection is its own task; the set aborts what is left when the
+    // drain runs out.
+    let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
     tracing::info!(listener = opts.name, addr = ?local, tls = acceptor.is_some(), "listening");
 
@@ -126,52 +151,40 @@ pub async fn serve<M, S>(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(listener = opts.name, error = %e, "cannot set TCP_NODELAY");
         }
-        let connection = serve_connection(
+        connections.spawn(serve_connection(
             stream,
             peer,
             acceptor.clone(),
             make_service(peer, acceptor.is_some()),
             builder.clone(),
-            graceful.watcher(),
+            Arc::clone(&drain),
             &opts,
-        );
-        let mut force_closed = force_closed.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = connection => {}
-                _ = force_closed.wait_for(|closed| *closed) => {}
-            }
-        });
+        ));
+        // Forget the connections that have ended since the last accept.
+        while connections.try_join_next().is_some() {}
     }
 
     drop(listener);
-    tracing::info!(
-        listener = opts.name,
-        connections = graceful.count(),
-        "stopped accepting; draining"
-    );
-    if tokio::time::timeout(opts.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = opts.name,
-            "drain timed out; closing the remaining connections"
-        );
-        force_close.send_replace(true);
+    tracing::info!(listener = opts.name, connections = connections.len(), "stopped accepting; draining");
+    drain.start();
+    let drained =
+        tokio::time::timeout(opts.drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(listener = opts.name, "drain timed out; closing the remaining connections");
+        connections.shutdown().await;
     }
     tracing::info!(listener = opts.name, "listener stopped");
 }
 
 /// One connection: the TLS handshake if any, then HTTP/1.1 until the client
-/// leaves or the graceful shutdown closes it.
+/// leaves or the drain closes it.
 fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     service: S,
     builder: http1::Builder,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: Arc<Drain>,
     opts: &ListenerOptions,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
@@ -185,28 +198,18 @@ where
     let handshake_timeout = opts.header_read_timeout;
     async move {
         let result = match acceptor {
-            None => {
-                watcher
-                    .watch(builder.serve_connection(TokioIo::new(stream), service))
-                    .await
-            }
-            Some(acceptor) => {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(tls), service))
-                            .await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                        return;
-                    }
+            None => drain.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+            Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => drain.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                    return;
                 }
-            }
+                Err(_) => {
+                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                    return;
+                }
+            },
         };
         if let Err(e) = result {
             // Clients that leave mid-request or time out are routine.
@@ -220,9 +223,7 @@ where
 fn is_per_connection(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
     )
 }
 

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use keygate::admin::tokens::{TokenView, ADMIN_TOKEN_PREFIX};
 use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
 use keygate::config::{Config, LogFormat};
-use keygate::admin::tokens::{TokenView, ADMIN_TOKEN_PREFIX};
-use keygate::server::Gateway;
+use keygate::server::{Gateway, ProxyRuntime};
 use keygate::store::{AuditContext, Store, StoreError};
 
 #[derive(Parser)]
@@ -112,13 +112,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, log_format } => serve(&config, log_format.as_deref()),
-        Command::Keys { client, command } => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_keys(&client, command))),
+        Command::Keys { client, command } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_keys(&client, command)))
+        }
         Command::Accounts { client, command } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_accounts(&client, command)))
         }
-        Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => {
-            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(create_admin_token(&config, &name, &role, account.as_deref(), json)))
-        }
+        Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => runtime()
+            .map_or(ExitCode::FAILURE, |rt| {
+                rt.block_on(create_admin_token(&config, &name, &role, account.as_deref(), json))
+            }),
         Command::AdminToken { command: AdminTokenCommand::List { client } } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_admin_token_list(&client)))
         }
@@ -131,7 +134,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn create_admin_token(path: &std::path::Path, name: &str, role: &str, account: Option<&str>, json: bool) -> ExitCode {
+async fn create_admin_token(
+    path: &std::path::Path,
+    name: &str,
+    role: &str,
+    account: Option<&str>,
+    json: bool,
+) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -147,7 +156,8 @@ async fn create_admin_token(path: &std::path::Path, name: &str, role: &str, acco
         }
     };
     let secret = keygate::keys::generate(ADMIN_TOKEN_PREFIX);
-    let audit = AuditContext { actor_id: "cli".into(), actor_name: "keygate admin-token create".into(), ..Default::default() };
+    let audit =
+        AuditContext { actor_id: "cli".into(), actor_name: "keygate admin-token create".into(), ..Default::default() };
     let created = store.create_admin_token(name, role, account, &secret.hash(), &secret.preview(), &audit).await;
     store.close().await;
     match created {
@@ -197,10 +207,23 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         None => config.log.format,
     };
     init_logging(format, &config.log.level);
-    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    // The proxy gets one single-threaded runtime per core (see
+    // `ProxyRuntime::Threads`); the admin port and background work share
+    // one more on this thread.
+    let workers = match config.proxy.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     rt.block_on(async {
         let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
-        let gateway = match Gateway::start(&config, token.as_deref()).await {
+        let gateway = match Gateway::start_with(&config, token.as_deref(), ProxyRuntime::Threads(workers)).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "cannot start");

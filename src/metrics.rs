@@ -16,7 +16,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::clock::now_ms;
 use crate::keys::{KeySet, Refusal};
@@ -57,7 +60,11 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// `routes` names each route for the `route` label; index 0 is the
     /// default upstream.
-    pub fn new(routes: &[String], keyset: Arc<ArcSwap<KeySet>>, per_key_limit: usize) -> prometheus::Result<Arc<Metrics>> {
+    pub fn new(
+        routes: &[String],
+        keyset: Arc<ArcSwap<KeySet>>,
+        per_key_limit: usize,
+    ) -> prometheus::Result<Arc<Metrics>> {
         let registry = Registry::new();
         let durations_vec = HistogramVec::new(
             HistogramOpts::new(
@@ -76,17 +83,25 @@ impl Metrics {
             &["code"],
         )?;
         let auth_failures = Refusal::ALL.iter().map(|r| failures_vec.with_label_values(&[r.code()])).collect();
-        let upstream_vec =
-            IntCounterVec::new(Opts::new("keygate_upstream_errors_total", "Failed upstream exchanges, by kind."), &["kind"])?;
+        let upstream_vec = IntCounterVec::new(
+            Opts::new("keygate_upstream_errors_total", "Failed upstream exchanges, by kind."),
+            &["kind"],
+        )?;
         let upstream_errors = ["connect", "timeout", "broken"].map(|k| upstream_vec.with_label_values(&[k]));
-        let snapshot_keys = IntGauge::new("keygate_snapshot_keys", "Secrets (current and retired) in the key snapshot.")?;
-        let snapshot_revision = IntGauge::new("keygate_snapshot_revision", "Store revision the key snapshot reflects.")?;
-        let snapshot_age =
-            Gauge::new("keygate_snapshot_age_seconds", "Seconds since the snapshot was last confirmed current with the store.")?;
+        let snapshot_keys =
+            IntGauge::new("keygate_snapshot_keys", "Secrets (current and retired) in the key snapshot.")?;
+        let snapshot_revision =
+            IntGauge::new("keygate_snapshot_revision", "Store revision the key snapshot reflects.")?;
+        let snapshot_age = Gauge::new(
+            "keygate_snapshot_age_seconds",
+            "Seconds since the snapshot was last confirmed current with the store.",
+        )?;
         let store_up = IntGauge::new("keygate_store_up", "1 when the store answered the last check, 0 when not.")?;
         let reload_failures = IntGauge::new("keygate_reload_failures_total", "Failed reloads and revision checks.")?;
-        let flush_lag = Gauge::new("keygate_usage_flush_lag_seconds", "Seconds since usage was last written to the store.")?;
-        let flush_failures = IntGauge::new("keygate_usage_flush_failures_total", "Failed usage flushes (their counts are retried).")?;
+        let flush_lag =
+            Gauge::new("keygate_usage_flush_lag_seconds", "Seconds since usage was last written to the store.")?;
+        let flush_failures =
+            IntGauge::new("keygate_usage_flush_failures_total", "Failed usage flushes (their counts are retried).")?;
         registry.register(Box::new(durations_vec))?;
         registry.register(Box::new(failures_vec))?;
         registry.register(Box::new(upstream_vec))?;
@@ -179,7 +194,8 @@ fn series(key_id: &str, account_id: &str, outcome: &str, value: u64) -> Metric {
     };
     let mut counter = Counter::default();
     counter.set_value(value as f64);
-    let mut m = Metric::from_label(vec![label("key_id", key_id), label("account_id", account_id), label("outcome", outcome)]);
+    let mut m =
+        Metric::from_label(vec![label("key_id", key_id), label("account_id", account_id), label("outcome", outcome)]);
     m.set_counter(counter);
     m
 }

@@ -191,7 +191,8 @@ impl Reloader {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(note)) => {
-                        let behind = note.payload().parse::<i64>().map_or(true, |rev| rev > self.keyset.load().revision());
+                        let behind =
+                            note.payload().parse::<i64>().map_or(true, |rev| rev > self.keyset.load().revision());
                         if behind {
                             if let Err(e) = self.reload().await {
                                 tracing::warn!(error = %e, "reload on notification failed; the poller will retry");

@@ -20,16 +20,28 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::admin::{self, AdminState};
-use crate::metrics::Metrics;
-use crate::proxy::routing;
-use crate::usage::Flusher;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
+use crate::metrics::Metrics;
+use crate::proxy::routing;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls;
+use crate::usage::Flusher;
+
+/// Where the proxy port is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyRuntime {
+    /// On the runtime that calls `Gateway::start` (tests, embedding).
+    Caller,
+    /// On this many threads of their own, each a single-threaded runtime
+    /// with its own SO_REUSEPORT listener: a request and its upstream
+    /// exchange stay on one thread, with no work stealing, cross-thread
+    /// wake-ups or shared connection pool (`keygate serve`).
+    Threads(usize),
+}
 
 /// A running gateway: both listeners, the poller, and the handle to stop them.
 pub struct Gateway {
@@ -46,19 +58,36 @@ impl Gateway {
     /// listeners and starts serving. `admin_token`, when set, is an owner
     /// token (`KEYGATE_ADMIN_TOKEN`).
     pub async fn start(config: &Config, admin_token: Option<&str>) -> anyhow::Result<Gateway> {
+        Self::start_with(config, admin_token, ProxyRuntime::Caller).await
+    }
+
+    /// `start`, with the proxy served as `runtime` says; the admin port and
+    /// the background tasks stay on the calling runtime.
+    pub async fn start_with(
+        config: &Config,
+        admin_token: Option<&str>,
+        runtime: ProxyRuntime,
+    ) -> anyhow::Result<Gateway> {
         let shutdown = Shutdown::new();
         let store = Store::connect(&config.store).await?;
         let reloader = Reloader::start(store).await.context("cannot load the keys from the store")?;
         let snapshot = reloader.keyset().load_full();
         tracing::info!(revision = snapshot.revision(), secrets = snapshot.len(), "key snapshot loaded");
-        let mut tasks = vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
+        let mut tasks =
+            vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
         tasks.extend(reloader.spawn_listener(shutdown.clone()));
 
-        let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
+        let proxy_listeners = match runtime {
+            ProxyRuntime::Caller => ProxyListeners::Caller(bind(config.proxy.listen, "proxy.listen").await?),
+            ProxyRuntime::Threads(n) => ProxyListeners::Threads(
+                listener::bind_reuseport(config.proxy.listen, n)
+                    .with_context(|| format!("proxy.listen: cannot listen on {}", config.proxy.listen))?,
+            ),
+        };
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;
         let proxy_tls = tls_config(config.proxy.tls.as_ref(), &shutdown)?;
         let admin_tls = tls_config(config.admin.tls.as_ref(), &shutdown)?;
-        let proxy_addr = proxy_listener.local_addr()?;
+        let proxy_addr = proxy_listeners.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
         let metrics = Metrics::new(&routing::labels(config), reloader.keyset(), config.metrics.per_key_limit)?;
@@ -66,14 +95,31 @@ impl Gateway {
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
         let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
-        tasks.push(tokio::spawn(proxy.serve(proxy_listener, proxy_tls, shutdown.clone())));
+        match proxy_listeners {
+            ProxyListeners::Caller(listener) => {
+                tasks.push(tokio::spawn(proxy.serve(listener, proxy_tls, shutdown.clone())))
+            }
+            ProxyListeners::Threads(listeners) => {
+                tasks.push(proxy.spawn_sweeper(shutdown.clone()));
+                for (i, listener) in listeners.into_iter().enumerate() {
+                    tasks.push(spawn_proxy_thread(
+                        i,
+                        Arc::clone(&proxy),
+                        listener,
+                        proxy_tls.clone(),
+                        shutdown.clone(),
+                    )?);
+                }
+            }
+        }
         tracing::info!(addr = %proxy_addr, "proxy listening");
 
         let state = AdminState::new(config, Arc::clone(&reloader), admin_token);
         let scrape = Arc::new(Scrape { metrics, reloader: Arc::clone(&reloader), flusher: Arc::clone(&flusher) });
         let mut metrics_route = Router::new().route("/metrics", get(render_metrics)).with_state(scrape);
         if !config.admin.public_metrics {
-            metrics_route = metrics_route.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), admin::require_token));
+            metrics_route = metrics_route
+                .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), admin::require_token));
         }
         // The dashboard's security headers on `/metrics` too: every admin
         // response carries them.
@@ -111,7 +157,9 @@ impl Gateway {
         }
         match self.flusher.flush().await {
             Ok(keys) => tracing::info!(keys, "final usage flush"),
-            Err(e) => tracing::error!(error = %e, "final usage flush failed: usage counted since the last flush is lost"),
+            Err(e) => {
+                tracing::error!(error = %e, "final usage flush failed: usage counted since the last flush is lost")
+            }
         }
         self.reloader.store().close().await;
         tracing::info!("stopped");
@@ -122,6 +170,53 @@ impl Gateway {
         self.shutdown.trigger();
         self.wait().await;
     }
+}
+
+enum ProxyListeners {
+    Caller(TcpListener),
+    Threads(Vec<std::net::TcpListener>),
+}
+
+impl ProxyListeners {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            ProxyListeners::Caller(l) => l.local_addr(),
+            ProxyListeners::Threads(ls) => {
+                ls.first().map_or_else(|| Err(std::io::ErrorKind::NotFound.into()), |l| l.local_addr())
+            }
+        }
+    }
+}
+
+/// Serves `listener` on a thread of its own with a single-threaded runtime;
+/// the returned task ends when that thread has drained and stopped.
+fn spawn_proxy_thread(
+    i: usize,
+    proxy: Arc<Proxy>,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<JoinHandle<()>> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a proxy runtime")?;
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("keygate-proxy-{i}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => proxy.serve_listener(listener, tls, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve the proxy listener"),
+                }
+            });
+            // Dropping the runtime closes the upstream connections it drove.
+            drop(runtime);
+            let _ = done.send(());
+        })
+        .context("cannot start a proxy thread")?;
+    Ok(tokio::spawn(async move {
+        let _ = stopped.await;
+    }))
 }
 
 async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {

@@ -1,8 +1,16 @@
 //! Shutdown signalling: one `Shutdown` handle is cloned into every listener
 //! and background task; `trigger` (or SIGTERM/SIGINT through
-//! `on_signal`) tells them all to stop accepting work. Owns no draining
-//! policy itself: each listener bounds its own drain.
+//! `on_signal`) tells them all to stop accepting work. A listener tells its
+//! open connections to finish through a `Drain`. Owns no draining policy
+//! itself: each listener bounds its own drain.
 
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
@@ -67,5 +75,83 @@ impl Shutdown {
             tracing::info!("shutdown signal received: draining");
             this.trigger();
         });
+    }
+}
+
+/// Tells a listener's connections to finish the request in flight and
+/// close. Unlike a channel receiver polled alongside each connection, a
+/// watched connection pays one atomic load per poll: its task's waker is
+/// registered once and only woken when the drain starts.
+#[derive(Debug, Default)]
+pub struct Drain {
+    draining: AtomicBool,
+    next: AtomicU64,
+    wakers: Mutex<HashMap<u64, Waker>>,
+}
+
+impl Drain {
+    /// Flags the drain and wakes every watched connection.
+    pub fn start(&self) {
+        let Ok(wakers) = self.wakers.lock() else { return };
+        // Set under the lock, so that a connection registering concurrently
+        // either sees the flag or is in the map when it is woken.
+        self.draining.store(true, Ordering::Release);
+        for waker in wakers.values() {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Runs `conn` until it ends, shutting it down gracefully (the request
+    /// in flight finishes, keep-alive ends) once the drain starts.
+    pub async fn watch<C: GracefulConnection>(self: Arc<Self>, conn: C) -> C::Output {
+        let mut conn = pin!(conn);
+        let mut slot = Slot { drain: self, id: None, waker: None };
+        let mut graceful = false;
+        std::future::poll_fn(|cx| {
+            if !graceful && slot.draining(cx.waker()) {
+                graceful = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// A connection's place in its drain's waker map.
+struct Slot {
+    drain: Arc<Drain>,
+    id: Option<u64>,
+    /// The waker last registered, to skip the lock while it stays the same.
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    /// Whether the drain has started; registers `waker` when it has not.
+    fn draining(&mut self, waker: &Waker) -> bool {
+        if self.drain.draining.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return false;
+        }
+        let Ok(mut wakers) = self.drain.wakers.lock() else { return false };
+        if self.drain.draining.load(Ordering::Acquire) {
+            return true;
+        }
+        let id = *self.id.get_or_insert_with(|| self.drain.next.fetch_add(1, Ordering::Relaxed));
+        wakers.insert(id, waker.clone());
+        self.waker = Some(waker.clone());
+        false
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            if let Ok(mut wakers) = self.drain.wakers.lock() {
+                wakers.remove(&id);
+            }
+        }
     }
 }

@@ -75,15 +75,10 @@ impl CertResolver {
         let key_file = PathBuf::from(&tls.key_file);
         let cert_pem = std::fs::read(&cert_file)
             .with_context(|| format!("cannot read certificate file {}", cert_file.display()))?;
-        let key_pem = std::fs::read(&key_file)
-            .with_context(|| format!("cannot read key file {}", key_file.display()))?;
+        let key_pem =
+            std::fs::read(&key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
         let key = certified_key(&cert_pem, &cert_file, &key_pem, &key_file, &provider)?;
-        Ok(Arc::new(CertResolver {
-            cert_file,
-            key_file,
-            provider,
-            current: ArcSwap::from_pointee(key),
-        }))
+        Ok(Arc::new(CertResolver { cert_file, key_file, provider, current: ArcSwap::from_pointee(key) }))
     }
 
     /// A rustls server configuration that asks this resolver for its
@@ -107,29 +102,19 @@ impl CertResolver {
     /// matching key, serves them from the next handshake on. On error the
     /// current certificate stays.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let cert_pem = tokio::fs::read(&self.cert_file).await.with_context(|| {
-            format!("cannot read certificate file {}", self.cert_file.display())
-        })?;
+        let cert_pem = tokio::fs::read(&self.cert_file)
+            .await
+            .with_context(|| format!("cannot read certificate file {}", self.cert_file.display()))?;
         let key_pem = tokio::fs::read(&self.key_file)
             .await
             .with_context(|| format!("cannot read key file {}", self.key_file.display()))?;
-        let key = certified_key(
-            &cert_pem,
-            &self.cert_file,
-            &key_pem,
-            &self.key_file,
-            &self.provider,
-        )?;
+        let key = certified_key(&cert_pem, &self.cert_file, &key_pem, &self.key_file, &self.provider)?;
         self.current.store(Arc::new(key));
         Ok(())
     }
 
     /// Watches the files every `interval` and reloads when either changes.
-    pub fn spawn_reloader(
-        self: &Arc<Self>,
-        interval: Duration,
-        shutdown: Shutdown,
-    ) -> JoinHandle<()> {
+    pub fn spawn_reloader(self: &Arc<Self>, interval: Duration, shutdown: Shutdown) -> JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             // The stamps the running certificate was loaded from (or the last
@@ -170,10 +155,7 @@ impl CertResolver {
     }
 
     async fn stamps(&self) -> anyhow::Result<(Stamp, Stamp)> {
-        Ok((
-            Stamp::of(&self.cert_file).await?,
-            Stamp::of(&self.key_file).await?,
-        ))
+        Ok((Stamp::of(&self.cert_file).await?, Stamp::of(&self.key_file).await?))
     }
 }
 
@@ -187,16 +169,9 @@ struct Stamp {
 
 impl Stamp {
     async fn of(path: &Path) -> anyhow::Result<Stamp> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .with_context(|| format!("cannot stat {}", path.display()))?;
-        let modified = meta
-            .modified()
-            .with_context(|| format!("no modification time for {}", path.display()))?;
-        Ok(Stamp {
-            modified,
-            len: meta.len(),
-        })
+        let meta = tokio::fs::metadata(path).await.with_context(|| format!("cannot stat {}", path.display()))?;
+        let modified = meta.modified().with_context(|| format!("no modification time for {}", path.display()))?;
+        Ok(Stamp { modified, len: meta.len() })
     }
 }
 
@@ -218,11 +193,7 @@ fn certified_key(
         .with_context(|| format!("invalid PEM in key file {}", key_file.display()))?
         .ok_or_else(|| anyhow!("no private key found in {}", key_file.display()))?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        anyhow!(
-            "the key in {} does not fit the certificate in {}: {e}",
-            key_file.display(),
-            cert_file.display()
-        )
+        anyhow!("the key in {} does not fit the certificate in {}: {e}", key_file.display(), cert_file.display())
     })
 }
 
@@ -236,24 +207,15 @@ mod tests {
         let key_file = dir.join("key.pem");
         std::fs::write(&cert_file, pair.cert.pem()).expect("write cert");
         std::fs::write(&key_file, pair.key_pair.serialize_pem()).expect("write key");
-        TlsConfig {
-            cert_file: cert_file.display().to_string(),
-            key_file: key_file.display().to_string(),
-        }
+        TlsConfig { cert_file: cert_file.display().to_string(), key_file: key_file.display().to_string() }
     }
 
     #[test]
     fn errors_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = write_pair(dir.path());
-        let missing = TlsConfig {
-            cert_file: "/nonexistent/cert.pem".into(),
-            key_file: tls.key_file.clone(),
-        };
-        let err = format!(
-            "{:#}",
-            CertResolver::load(&missing).expect_err("missing file")
-        );
+        let missing = TlsConfig { cert_file: "/nonexistent/cert.pem".into(), key_file: tls.key_file.clone() };
+        let err = format!("{:#}", CertResolver::load(&missing).expect_err("missing file"));
         assert!(err.contains("/nonexistent/cert.pem"), "{err}");
         std::fs::write(&tls.key_file, "not a key").expect("write");
         let err = format!("{:#}", CertResolver::load(&tls).expect_err("no key"));
@@ -264,8 +226,7 @@ mod tests {
     fn a_key_of_another_certificate_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = write_pair(dir.path());
-        let other =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
         std::fs::write(&tls.key_file, other.key_pair.serialize_pem()).expect("write");
         let err = format!("{:#}", CertResolver::load(&tls).expect_err("mismatch"));
         assert!(err.contains("does not fit"), "{err}");

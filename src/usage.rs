@@ -90,7 +90,9 @@ impl Counts {
 
     /// Requests of each outcome not yet in the store.
     fn pending(&self) -> [u64; 9] {
-        std::array::from_fn(|i| self.outcomes[i].load(Ordering::Relaxed).saturating_sub(self.flushed[i].load(Ordering::Relaxed)))
+        std::array::from_fn(|i| {
+            self.outcomes[i].load(Ordering::Relaxed).saturating_sub(self.flushed[i].load(Ordering::Relaxed))
+        })
     }
 }
 
@@ -169,7 +171,12 @@ impl Flusher {
                 requests: pending[0] as i64,
                 last_used_ms: counts.last_used_ms.load(Ordering::Relaxed),
                 hour,
-                outcomes: pending.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (OUTCOMES[i], *n as i64)).collect(),
+                outcomes: pending
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(i, n)| (OUTCOMES[i], *n as i64))
+                    .collect(),
             });
             marks.push((counts, pending));
         }

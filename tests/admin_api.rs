@@ -8,9 +8,27 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 const RECORD_FIELDS: [&str; 21] = [
-    "id", "account_id", "name", "description", "permission", "status", "enabled", "environment", "prefix", "preview",
-    "created_at", "updated_at", "expires_at", "last_used_at", "usage_count", "rotated_at", "revoked_at", "rate_limit",
-    "allowed_ips", "allowed_routes", "metadata",
+    "id",
+    "account_id",
+    "name",
+    "description",
+    "permission",
+    "status",
+    "enabled",
+    "environment",
+    "prefix",
+    "preview",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "last_used_at",
+    "usage_count",
+    "rotated_at",
+    "revoked_at",
+    "rate_limit",
+    "allowed_ips",
+    "allowed_routes",
+    "metadata",
 ];
 
 #[tokio::test]
@@ -29,7 +47,9 @@ async fn create_key_shows_the_secret_once_and_every_field() {
     assert_eq!(key["usage_count"], 0);
     assert!(key["last_used_at"].is_null() && key["expires_at"].is_null());
     let preview = key["preview"].as_str().expect("preview");
-    assert!(preview.starts_with(&secret[..12]) && preview.ends_with(&secret[secret.len() - 4..]) && preview.contains('…'));
+    assert!(
+        preview.starts_with(&secret[..12]) && preview.ends_with(&secret[secret.len() - 4..]) && preview.contains('…')
+    );
     // Reading the key back never shows the secret again.
     let (s, shown) = admin.call(Method::GET, &format!("/v1/keys/{}", key["id"].as_str().expect("id")), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -41,7 +61,8 @@ async fn create_key_shows_the_secret_once_and_every_field() {
 async fn test_environment_keys_have_the_test_prefix() {
     let admin = Admin::new().await;
     let acc = admin.account("Acme").await;
-    let (key, secret) = admin.key(json!({ "account_id": acc, "name": "dev", "permission": "write", "environment": "test" })).await;
+    let (key, secret) =
+        admin.key(json!({ "account_id": acc, "name": "dev", "permission": "write", "environment": "test" })).await;
     assert!(secret.starts_with("kg_test_"));
     assert_eq!(key["prefix"], "kg_test");
 }
@@ -55,7 +76,9 @@ async fn list_filters_searches_and_pages_newest_first() {
         let perm = if i % 2 == 0 { "read" } else { "write" };
         admin.key(json!({ "account_id": a, "name": format!("key {i}"), "permission": perm })).await;
     }
-    admin.key(json!({ "account_id": b, "name": "Billing export", "permission": "read", "description": "Nightly JOB" })).await;
+    admin
+        .key(json!({ "account_id": b, "name": "Billing export", "permission": "read", "description": "Nightly JOB" }))
+        .await;
 
     let (_, all) = admin.call(Method::GET, "/v1/keys", None).await;
     assert_eq!(all["items"].as_array().expect("items").len(), 6);
@@ -98,7 +121,11 @@ async fn patch_edits_disables_and_clears_fields() {
         .await;
     let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
     let (s, v) = admin
-        .call(Method::PATCH, &path, Some(json!({ "enabled": false, "permission": "write", "expires_at": null, "description": null })))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({ "enabled": false, "permission": "write", "expires_at": null, "description": null })),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "disabled");
@@ -116,7 +143,8 @@ async fn rotate_and_revoke_change_status_and_secret() {
     let acc = admin.account("A").await;
     let (key, old) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
     let id = key["id"].as_str().expect("id");
-    let (s, rotated) = admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
+    let (s, rotated) =
+        admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
     let new = rotated["secret"].as_str().expect("secret");
     assert_ne!(new, old);
@@ -149,9 +177,18 @@ async fn validation_errors_name_the_field() {
         (json!({ "account_id": acc, "name": " ", "permission": "read" }), "name"),
         (json!({ "account_id": "acc_nope", "name": "k", "permission": "read" }), "account_id"),
         (json!({ "account_id": acc, "name": "k", "permission": "read", "expires_at": "yesterday" }), "expires_at"),
-        (json!({ "account_id": acc, "name": "k", "permission": "read", "expires_at": "2001-01-01T00:00:00Z" }), "expires_at"),
-        (json!({ "account_id": acc, "name": "k", "permission": "read", "allowed_ips": ["10.0.0.0/99"] }), "allowed_ips[0]"),
-        (json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": { "requests": 0, "per_seconds": 1 } }), "rate_limit.requests"),
+        (
+            json!({ "account_id": acc, "name": "k", "permission": "read", "expires_at": "2001-01-01T00:00:00Z" }),
+            "expires_at",
+        ),
+        (
+            json!({ "account_id": acc, "name": "k", "permission": "read", "allowed_ips": ["10.0.0.0/99"] }),
+            "allowed_ips[0]",
+        ),
+        (
+            json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": { "requests": 0, "per_seconds": 1 } }),
+            "rate_limit.requests",
+        ),
         (json!({ "account_id": acc, "name": "k", "permission": "read", "colour": "red" }), "colour"),
         (json!({ "account_id": acc, "name": "k", "permission": "read", "metadata": [1] }), "metadata"),
     ];
@@ -210,14 +247,17 @@ async fn unknown_ids_are_404() {
 #[tokio::test]
 async fn accounts_without_api_access_cannot_get_keys() {
     let admin = Admin::new().await;
-    let (s, acc) = admin.call(Method::POST, "/v1/accounts", Some(json!({ "name": "Free plan", "api_access": false }))).await;
+    let (s, acc) =
+        admin.call(Method::POST, "/v1/accounts", Some(json!({ "name": "Free plan", "api_access": false }))).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(acc["api_access"], false);
     for field in ["id", "name", "api_access", "created_at"] {
         assert!(acc.get(field).is_some(), "{field}");
     }
     let id = acc["id"].as_str().expect("id");
-    let (s, v) = admin.call(Method::POST, "/v1/keys", Some(json!({ "account_id": id, "name": "k", "permission": "read" }))).await;
+    let (s, v) = admin
+        .call(Method::POST, "/v1/keys", Some(json!({ "account_id": id, "name": "k", "permission": "read" })))
+        .await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::FORBIDDEN, Some("api_access_disabled")));
     let (s, v) = admin.call(Method::PATCH, &format!("/v1/accounts/{id}"), Some(json!({ "api_access": true }))).await;
     assert_eq!((s, v["api_access"].as_bool()), (StatusCode::OK, Some(true)));

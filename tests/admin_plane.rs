@@ -63,22 +63,62 @@ async fn role_by_route_matrix() {
         (Method::GET, "/v1/accounts".into(), None, [200, 200, 200, 200, 200, 401]),
         (Method::GET, format!("/v1/accounts/{a}"), None, [200, 200, 200, 200, 200, 401]),
         (Method::GET, format!("/v1/accounts/{b}"), None, [200, 200, 200, 404, 404, 401]),
-        (Method::PATCH, format!("/v1/accounts/{a}"), Some(json!({ "name": "A2" }).to_string()), [200, 200, 403, 200, 403, 401]),
-        (Method::PATCH, format!("/v1/accounts/{b}"), Some(json!({ "name": "B2" }).to_string()), [200, 200, 403, 404, 404, 401]),
+        (
+            Method::PATCH,
+            format!("/v1/accounts/{a}"),
+            Some(json!({ "name": "A2" }).to_string()),
+            [200, 200, 403, 200, 403, 401],
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/accounts/{b}"),
+            Some(json!({ "name": "B2" }).to_string()),
+            [200, 200, 403, 404, 404, 401],
+        ),
         (Method::POST, "/v1/keys".into(), Some(new_key(a)), [201, 201, 403, 201, 403, 401]),
         (Method::POST, "/v1/keys".into(), Some(new_key(b)), [201, 201, 403, 422, 403, 401]),
         (Method::GET, "/v1/keys".into(), None, [200, 200, 200, 200, 200, 401]),
         (Method::GET, format!("/v1/keys/{ka}"), None, [200, 200, 200, 200, 200, 401]),
         (Method::GET, format!("/v1/keys/{kb}"), None, [200, 200, 200, 404, 404, 401]),
-        (Method::PATCH, format!("/v1/keys/{ka}"), Some(json!({ "name": "a2" }).to_string()), [200, 200, 403, 200, 403, 401]),
-        (Method::PATCH, format!("/v1/keys/{kb}"), Some(json!({ "name": "b2" }).to_string()), [200, 200, 403, 404, 404, 401]),
+        (
+            Method::PATCH,
+            format!("/v1/keys/{ka}"),
+            Some(json!({ "name": "a2" }).to_string()),
+            [200, 200, 403, 200, 403, 401],
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/keys/{kb}"),
+            Some(json!({ "name": "b2" }).to_string()),
+            [200, 200, 403, 404, 404, 401],
+        ),
         (Method::POST, format!("/v1/keys/{kb}/rotate"), None, [200, 200, 403, 404, 404, 401]),
-        (Method::POST, "/v1/keys/verify".into(), Some(json!({ "secret": "kg_live_x" }).to_string()), [200, 200, 200, 200, 200, 401]),
-        (Method::POST, "/v1/keys/report-leak".into(), Some(json!({ "secret": "kg_live_x" }).to_string()), [202, 202, 403, 202, 403, 401]),
-        (Method::POST, "/v1/keys/bulk-revoke".into(), Some(json!({ "ids": ["key_none"] }).to_string()), [200, 200, 403, 200, 403, 401]),
+        (
+            Method::POST,
+            "/v1/keys/verify".into(),
+            Some(json!({ "secret": "kg_live_x" }).to_string()),
+            [200, 200, 200, 200, 200, 401],
+        ),
+        (
+            Method::POST,
+            "/v1/keys/report-leak".into(),
+            Some(json!({ "secret": "kg_live_x" }).to_string()),
+            [202, 202, 403, 202, 403, 401],
+        ),
+        (
+            Method::POST,
+            "/v1/keys/bulk-revoke".into(),
+            Some(json!({ "ids": ["key_none"] }).to_string()),
+            [200, 200, 403, 200, 403, 401],
+        ),
         (Method::GET, "/v1/audit".into(), None, [200, 200, 200, 200, 200, 401]),
         (Method::GET, "/v1/admin-tokens".into(), None, [200, 403, 403, 403, 403, 401]),
-        (Method::POST, "/v1/admin-tokens".into(), Some(json!({ "name": "t", "role": "viewer" }).to_string()), [201, 403, 403, 403, 403, 401]),
+        (
+            Method::POST,
+            "/v1/admin-tokens".into(),
+            Some(json!({ "name": "t", "role": "viewer" }).to_string()),
+            [201, 403, 403, 403, 403, 401],
+        ),
         (Method::DELETE, "/v1/admin-tokens/tok_none".into(), None, [404, 403, 403, 403, 403, 401]),
     ];
     let mut failures = Vec::new();
@@ -105,11 +145,13 @@ async fn confined_token_lists_only_its_account() {
     let w = world().await;
     let confined = w.tokens[3].1.clone();
     let (_, keys) = w.admin.call_as(confined.as_deref(), Method::GET, "/v1/keys", None).await;
-    let accounts: Vec<&str> = keys["items"].as_array().expect("items").iter().map(|k| k["account_id"].as_str().expect("acc")).collect();
+    let accounts: Vec<&str> =
+        keys["items"].as_array().expect("items").iter().map(|k| k["account_id"].as_str().expect("acc")).collect();
     assert!(!accounts.is_empty() && accounts.iter().all(|a| *a == w.acc_a), "{accounts:?}");
     let (_, accs) = w.admin.call_as(confined.as_deref(), Method::GET, "/v1/accounts", None).await;
     assert_eq!(accs["items"].as_array().expect("items").len(), 1);
-    let (_, other) = w.admin.call_as(confined.as_deref(), Method::GET, &format!("/v1/keys?account_id={}", w.acc_b), None).await;
+    let (_, other) =
+        w.admin.call_as(confined.as_deref(), Method::GET, &format!("/v1/keys?account_id={}", w.acc_b), None).await;
     assert_eq!(other["items"].as_array().expect("items").len(), 0);
     let (_, audit) = w.admin.call_as(confined.as_deref(), Method::GET, "/v1/audit", None).await;
     assert!(audit["items"].as_array().expect("items").iter().all(|e| e["account_id"] == w.acc_a.as_str()));
@@ -149,13 +191,16 @@ async fn every_write_is_audited_without_secrets() {
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "name": "k2", "permission": "write" }))).await;
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": false }))).await;
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": true }))).await;
-    let (_, rotated) = admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
+    let (_, rotated) =
+        admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
     let s2 = rotated["secret"].as_str().expect("secret").to_owned();
     admin.call(Method::POST, "/v1/keys/report-leak", Some(json!({ "secret": s1 }))).await;
     admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
     let t = token(&admin, "viewer", None).await;
     let (_, toks) = admin.call(Method::GET, "/v1/admin-tokens", None).await;
-    admin.call(Method::DELETE, &format!("/v1/admin-tokens/{}", toks["items"][0]["id"].as_str().expect("id")), None).await;
+    admin
+        .call(Method::DELETE, &format!("/v1/admin-tokens/{}", toks["items"][0]["id"].as_str().expect("id")), None)
+        .await;
 
     let (s, audit) = admin.call(Method::GET, "/v1/audit?limit=200", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -164,12 +209,32 @@ async fn every_write_is_audited_without_secrets() {
     assert_eq!(
         actions,
         [
-            "account.create", "account.update", "key.create", "key.update", "key.disable", "key.enable", "key.rotate",
-            "key.report_leak", "key.revoke", "admin_token.create", "admin_token.delete"
+            "account.create",
+            "account.update",
+            "key.create",
+            "key.update",
+            "key.disable",
+            "key.enable",
+            "key.rotate",
+            "key.report_leak",
+            "key.revoke",
+            "admin_token.create",
+            "admin_token.delete"
         ]
     );
     for e in items {
-        for field in ["id", "at", "actor_id", "actor_name", "action", "target_id", "account_id", "request_id", "source_ip", "changes"] {
+        for field in [
+            "id",
+            "at",
+            "actor_id",
+            "actor_name",
+            "action",
+            "target_id",
+            "account_id",
+            "request_id",
+            "source_ip",
+            "changes",
+        ] {
             assert!(e.get(field).is_some(), "{field} missing: {e}");
         }
         assert_eq!(e["actor_id"], "env");
@@ -254,7 +319,8 @@ async fn leaked_key_is_refused_by_the_proxy_within_1s() {
     let (_, key) = gw.admin.call(Method::GET, &format!("/v1/keys/{id}"), None).await;
     assert_eq!(key["status"], "revoked");
     // An unknown secret gets the same answer.
-    let (s, _) = gw.admin.call(Method::POST, "/v1/keys/report-leak", Some(json!({ "secret": "kg_live_nothing" }))).await;
+    let (s, _) =
+        gw.admin.call(Method::POST, "/v1/keys/report-leak", Some(json!({ "secret": "kg_live_nothing" }))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
 }
 
@@ -290,10 +356,19 @@ async fn verify_gives_the_proxys_decision_for_every_code() {
     ];
     let mut codes = Vec::new();
     for (secret, method) in cases {
-        let (s, v) = gw.admin.call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": secret, "method": method, "path": "/x" }))).await;
+        let (s, v) = gw
+            .admin
+            .call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": secret, "method": method, "path": "/x" })))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let headers = [("x-api-key", secret)];
-        let proxied = send(Method::from_bytes(method.as_bytes()).expect("method"), &format!("http://{}/x", gw.proxy()), &headers, "").await;
+        let proxied = send(
+            Method::from_bytes(method.as_bytes()).expect("method"),
+            &format!("http://{}/x", gw.proxy()),
+            &headers,
+            "",
+        )
+        .await;
         let proxy_code = if proxied.status == StatusCode::OK { "allowed".to_string() } else { proxied.code() };
         assert_eq!(v["code"].as_str(), Some(proxy_code.as_str()), "verify and proxy disagree for {method}");
         assert_eq!(v["valid"], proxied.status == StatusCode::OK);
@@ -302,8 +377,15 @@ async fn verify_gives_the_proxys_decision_for_every_code() {
     assert_eq!(
         codes,
         [
-            "allowed", "insufficient_permission", "allowed", "key_disabled", "key_revoked", "key_expired",
-            "api_access_disabled", "invalid_key", "invalid_key"
+            "allowed",
+            "insufficient_permission",
+            "allowed",
+            "key_disabled",
+            "key_revoked",
+            "key_expired",
+            "api_access_disabled",
+            "invalid_key",
+            "invalid_key"
         ]
     );
     let (_, v) = gw.admin.call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": read }))).await;

@@ -68,13 +68,7 @@ impl Gateway {
                 }
             }
         });
-        let mut gateway = Gateway {
-            child,
-            admin_url: String::new(),
-            config,
-            logs,
-            _dir: dir,
-        };
+        let mut gateway = Gateway { child, admin_url: String::new(), config, logs, _dir: dir };
         gateway.admin_url = format!("http://{}", gateway.wait_for_addresses());
         gateway
     }
@@ -98,10 +92,7 @@ impl Gateway {
                 }
                 Err(_) => {
                     let status = self.child.try_wait().ok().flatten();
-                    panic!(
-                        "keygate serve did not report both listeners (exit: {status:?}); log:\n{}",
-                        seen.join("\n")
-                    );
+                    panic!("keygate serve did not report both listeners (exit: {status:?}); log:\n{}", seen.join("\n"));
                 }
             }
         }
@@ -120,10 +111,7 @@ impl Gateway {
 
     /// Creates an account and a key in it; returns the account id, key id and secret.
     fn account_and_key(&self, name: &str, permission: &str) -> (String, String, String) {
-        let account = self
-            .cli(&["accounts", "create", name, "--json"])
-            .ok("accounts create")
-            .json();
+        let account = self.cli(&["accounts", "create", name, "--json"]).ok("accounts create").json();
         let account_id = account["id"].as_str().expect("account id").to_owned();
         let (key_id, secret) = self.key(&account_id, name, permission);
         (account_id, key_id, secret)
@@ -132,17 +120,7 @@ impl Gateway {
     /// Creates a key; returns its id and secret.
     fn key(&self, account_id: &str, name: &str, permission: &str) -> (String, String) {
         let created = self
-            .cli(&[
-                "keys",
-                "create",
-                "--account",
-                account_id,
-                "--name",
-                name,
-                "--permission",
-                permission,
-                "--json",
-            ])
+            .cli(&["keys", "create", "--account", account_id, "--name", name, "--permission", permission, "--json"])
             .ok("keys create --json")
             .json();
         let id = created["key"]["id"].as_str().expect("key id").to_owned();
@@ -153,10 +131,7 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -178,19 +153,12 @@ struct Run {
 
 impl Run {
     fn ok(self, what: &str) -> Run {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "{what} failed:\nstdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
+        assert_eq!(self.code, Some(0), "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
@@ -207,11 +175,7 @@ fn run_input(args: &[&str], token: Option<&str>, admin_url: &str, input: Option<
         .arg(admin_url)
         .env_remove("KEYGATE_ADMIN_URL")
         .env_remove("KEYGATE_ADMIN_TOKEN")
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(token) = token {
@@ -224,11 +188,7 @@ fn run_input(args: &[&str], token: Option<&str>, admin_url: &str, input: Option<
         let _ = stdin.write_all(input.as_bytes());
         // Dropping `stdin` closes it, so a read to the end finishes.
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().expect("run keygate");
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("run keygate");
     Run {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -239,10 +199,7 @@ fn run_input(args: &[&str], token: Option<&str>, admin_url: &str, input: Option<
 /// `addr=127.0.0.1:PORT` from a text log line.
 fn addr_field(line: &str) -> Option<String> {
     let start = line.find("addr=")? + "addr=".len();
-    let value: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
+    let value: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
     Some(value.trim_matches('"').to_owned())
 }
 
@@ -268,10 +225,7 @@ fn strip_ansi(line: &str) -> String {
 fn key_lifecycle_create_list_rotate_revoke_show() {
     let gw = Gateway::start();
 
-    let account = gw
-        .cli(&["accounts", "create", "Acme", "--json"])
-        .ok("accounts create")
-        .json();
+    let account = gw.cli(&["accounts", "create", "Acme", "--json"]).ok("accounts create").json();
     let account_id = account["id"].as_str().expect("account id").to_owned();
     assert!(account_id.starts_with("acc_"), "{account}");
     assert_eq!(account["api_access"], true);
@@ -291,121 +245,46 @@ fn key_lifecycle_create_list_rotate_revoke_show() {
         ])
         .ok("keys create");
     let secret = created.stdout.trim().to_owned();
-    assert!(
-        secret.starts_with("kg_"),
-        "stdout should be the secret alone: {:?}",
-        created.stdout
-    );
-    assert!(
-        created.stderr.contains("cannot be shown again"),
-        "{}",
-        created.stderr
-    );
+    assert!(secret.starts_with("kg_"), "stdout should be the secret alone: {:?}", created.stdout);
+    assert!(created.stderr.contains("cannot be shown again"), "{}", created.stderr);
 
-    let listed = gw
-        .cli(&["keys", "list", "--account", &account_id, "--json"])
-        .ok("keys list --json")
-        .json();
+    let listed = gw.cli(&["keys", "list", "--account", &account_id, "--json"]).ok("keys list --json").json();
     let items = listed["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{listed}");
     let key = &items[0];
     let key_id = key["id"].as_str().expect("key id").to_owned();
     assert_eq!(key["name"], "ci");
     assert_eq!(key["status"], "active");
-    assert!(
-        !listed.to_string().contains(&secret),
-        "a list must never carry the secret"
-    );
+    assert!(!listed.to_string().contains(&secret), "a list must never carry the secret");
 
-    let table = gw
-        .cli(&["keys", "list", "--account", &account_id])
-        .ok("keys list");
+    let table = gw.cli(&["keys", "list", "--account", &account_id]).ok("keys list");
     let header = table.stdout.lines().next().unwrap_or_default();
-    for column in [
-        "ID",
-        "NAME",
-        "KEY",
-        "PERMISSION",
-        "STATUS",
-        "USAGE",
-        "LAST USED",
-        "EXPIRES",
-        "CREATED",
-    ] {
+    for column in ["ID", "NAME", "KEY", "PERMISSION", "STATUS", "USAGE", "LAST USED", "EXPIRES", "CREATED"] {
         assert!(header.contains(column), "missing {column} in {header:?}");
     }
-    let row = table
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&key_id))
-        .expect("row of the key");
-    assert!(
-        row.contains(key["preview"].as_str().expect("preview")),
-        "{row}"
-    );
-    assert!(
-        row.contains("never"),
-        "an unused key's LAST USED reads never: {row}"
-    );
+    let row = table.stdout.lines().find(|l| l.starts_with(&key_id)).expect("row of the key");
+    assert!(row.contains(key["preview"].as_str().expect("preview")), "{row}");
+    assert!(row.contains("never"), "an unused key's LAST USED reads never: {row}");
 
-    let rotated = gw
-        .cli(&["keys", "rotate", &key_id, "--grace-period-seconds", "60"])
-        .ok("keys rotate");
+    let rotated = gw.cli(&["keys", "rotate", &key_id, "--grace-period-seconds", "60"]).ok("keys rotate");
     let new_secret = rotated.stdout.trim();
-    assert!(
-        new_secret.starts_with("kg_") && new_secret != secret,
-        "{:?}",
-        rotated.stdout
-    );
-    assert!(
-        rotated.stderr.contains("60s"),
-        "grace period is reported: {}",
-        rotated.stderr
-    );
+    assert!(new_secret.starts_with("kg_") && new_secret != secret, "{:?}", rotated.stdout);
+    assert!(rotated.stderr.contains("60s"), "grace period is reported: {}", rotated.stderr);
 
     let refused = gw.cli(&["keys", "revoke", &key_id]);
-    assert_eq!(
-        refused.code,
-        Some(2),
-        "revoke without --yes: {}",
-        refused.stderr
-    );
+    assert_eq!(refused.code, Some(2), "revoke without --yes: {}", refused.stderr);
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
 
-    gw.cli(&["keys", "revoke", &key_id, "--yes"])
-        .ok("keys revoke --yes");
+    gw.cli(&["keys", "revoke", &key_id, "--yes"]).ok("keys revoke --yes");
     let shown = gw.cli(&["keys", "show", &key_id]).ok("keys show");
-    assert!(
-        shown.stdout.lines().any(|l| l == "status: revoked"),
-        "{}",
-        shown.stdout
-    );
-    assert!(
-        shown.stdout.lines().any(|l| l == format!("id: {key_id}")),
-        "{}",
-        shown.stdout
-    );
+    assert!(shown.stdout.lines().any(|l| l == "status: revoked"), "{}", shown.stdout);
+    assert!(shown.stdout.lines().any(|l| l == format!("id: {key_id}")), "{}", shown.stdout);
 
     let as_json = gw
-        .cli(&[
-            "keys",
-            "create",
-            "--account",
-            &account_id,
-            "--name",
-            "deploy",
-            "--permission",
-            "write",
-            "--json",
-        ])
+        .cli(&["keys", "create", "--account", &account_id, "--name", "deploy", "--permission", "write", "--json"])
         .ok("keys create --json")
         .json();
-    assert!(
-        as_json["secret"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("kg_")),
-        "{as_json}"
-    );
+    assert!(as_json["secret"].as_str().is_some_and(|s| s.starts_with("kg_")), "{as_json}");
     assert_eq!(as_json["key"]["permission"], "write");
 
     let past = gw.cli(&[
@@ -421,39 +300,22 @@ fn key_lifecycle_create_list_rotate_revoke_show() {
         "2001-01-01T00:00:00Z",
     ]);
     assert_eq!(past.code, Some(1), "{}", past.stderr);
-    assert!(
-        past.stderr.starts_with("error: 422") && past.stderr.contains("expires_at"),
-        "{}",
-        past.stderr
-    );
+    assert!(past.stderr.starts_with("error: 422") && past.stderr.contains("expires_at"), "{}", past.stderr);
 
-    let wrong = run(
-        &["keys", "list"],
-        Some("not-the-admin-token-but-just-as-long-1234"),
-        &gw.admin_url,
-    );
+    let wrong = run(&["keys", "list"], Some("not-the-admin-token-but-just-as-long-1234"), &gw.admin_url);
     assert_eq!(wrong.code, Some(1), "wrong token: {}", wrong.stderr);
     assert!(wrong.stderr.starts_with("error: 4"), "{}", wrong.stderr);
 
     let missing = gw.cli(&["keys", "show", "key_doesnotexist"]);
     assert_eq!(missing.code, Some(1), "{}", missing.stderr);
-    assert!(
-        missing.stderr.starts_with("error: 404"),
-        "{}",
-        missing.stderr
-    );
+    assert!(missing.stderr.starts_with("error: 404"), "{}", missing.stderr);
 }
 
 #[test]
 fn no_token_is_a_usage_error() {
     let out = run(&["keys", "list"], None, "http://127.0.0.1:9");
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("no admin token: pass --token or set KEYGATE_ADMIN_TOKEN"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("no admin token: pass --token or set KEYGATE_ADMIN_TOKEN"), "{}", out.stderr);
 }
 
 #[test]

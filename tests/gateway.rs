@@ -45,7 +45,8 @@ async fn rotation_with_grace_keeps_the_old_secret_until_the_grace_ends() {
     let gw = Gateway::start().await;
     let acc = gw.admin.account("Acme").await;
     let (id, old) = gw.admin.key(&acc, "read").await;
-    let (_, v) = gw.admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 1 }))).await;
+    let (_, v) =
+        gw.admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 1 }))).await;
     let new = v["secret"].as_str().expect("secret").to_owned();
     assert_eq!(get_with_key(gw.proxy(), "/", &old).await.status, StatusCode::OK, "old secret inside its grace");
     assert_eq!(get_with_key(gw.proxy(), "/", &new).await.status, StatusCode::OK);
@@ -120,15 +121,26 @@ async fn expiry_is_checked_against_the_clock_on_every_request() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     let r = get_with_key(gw.proxy(), "/", secret).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::UNAUTHORIZED, "key_expired"));
-    let (_, shown) = gw.admin.call(Method::GET, &format!("/v1/keys/{}", v["key"]["id"].as_str().expect("id")), None).await;
+    let (_, shown) =
+        gw.admin.call(Method::GET, &format!("/v1/keys/{}", v["key"]["id"].as_str().expect("id")), None).await;
     assert_eq!(shown["status"], "expired");
 }
 
 #[tokio::test]
 async fn admin_routes_are_not_reachable_through_the_proxy() {
     let gw = Gateway::start().await;
-    let r = send(Method::GET, &format!("http://{}/v1/keys", gw.proxy()), &[("authorization", &format!("Bearer {}", harness::TOKEN))], "").await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::UNAUTHORIZED, "invalid_key"), "an admin token is no API key");
+    let r = send(
+        Method::GET,
+        &format!("http://{}/v1/keys", gw.proxy()),
+        &[("authorization", &format!("Bearer {}", harness::TOKEN))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_key"),
+        "an admin token is no API key"
+    );
     let acc = gw.admin.account("Acme").await;
     let (_, secret) = gw.admin.key(&acc, "read").await;
     let r = get_with_key(gw.proxy(), "/v1/keys", &secret).await;

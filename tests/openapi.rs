@@ -41,11 +41,7 @@ const V1_ROUTES: [(&str, &str); 20] = [
 ];
 
 /// Served without a token.
-const OPEN_ROUTES: [(&str, &str); 3] = [
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/openapi.json"),
-];
+const OPEN_ROUTES: [(&str, &str); 3] = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")];
 
 /// The key record of DESIGN.md §4.
 const KEY_FIELDS: [&str; 21] = [
@@ -76,9 +72,7 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Fetches the document without a token, checking its content type.
 async fn document(admin: &Admin) -> Value {
-    let req = Request::get("/openapi.json")
-        .body(Body::empty())
-        .expect("request");
+    let req = Request::get("/openapi.json").body(Body::empty()).expect("request");
     let res = admin.router.clone().oneshot(req).await.expect("infallible");
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/json");
@@ -93,10 +87,7 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         .iter()
         .flat_map(|(path, item)| {
             let item = item.as_object().expect("path item");
-            METHODS
-                .iter()
-                .filter(|m| item.contains_key(&m.to_ascii_lowercase()))
-                .map(|m| (m.to_string(), path.clone()))
+            METHODS.iter().filter(|m| item.contains_key(&m.to_ascii_lowercase())).map(|m| (m.to_string(), path.clone()))
         })
         .collect()
 }
@@ -109,9 +100,7 @@ fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
-            let target = doc
-                .pointer(r.strip_prefix('#').expect("a local $ref"))
-                .unwrap_or(&Value::Null);
+            let target = doc.pointer(r.strip_prefix('#').expect("a local $ref")).unwrap_or(&Value::Null);
             assert!(!target.is_null(), "dangling $ref {r}");
             resolve(doc, target)
         }
@@ -124,44 +113,23 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 fn has_example(doc: &Value, media: &Value) -> bool {
     let schema = resolve(doc, &media["schema"]);
     let items = resolve(doc, &schema["properties"]["items"]["items"]);
-    [media, schema, items]
-        .iter()
-        .any(|v| v.get("example").is_some())
+    [media, schema, items].iter().any(|v| v.get("example").is_some())
 }
 
 fn set(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    routes
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect()
+    routes.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect()
 }
 
 #[tokio::test]
 async fn openapi_json_lists_every_route_of_design_section_4() {
     let admin = Admin::new().await;
     let doc = document(&admin).await;
-    assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
-        "{}",
-        doc["openapi"]
-    );
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
     assert_eq!(doc["info"]["title"], "keygate admin API");
     let documented = operations(&doc);
-    let v1: BTreeSet<_> = documented
-        .iter()
-        .filter(|(_, p)| p.starts_with("/v1/"))
-        .cloned()
-        .collect();
-    assert_eq!(
-        v1,
-        set(&V1_ROUTES),
-        "the /v1 operations of the document against DESIGN.md §4"
-    );
-    assert_eq!(
-        documented,
-        &set(&V1_ROUTES) | &set(&OPEN_ROUTES),
-        "every operation the router serves"
-    );
+    let v1: BTreeSet<_> = documented.iter().filter(|(_, p)| p.starts_with("/v1/")).cloned().collect();
+    assert_eq!(v1, set(&V1_ROUTES), "the /v1 operations of the document against DESIGN.md §4");
+    assert_eq!(documented, &set(&V1_ROUTES) | &set(&OPEN_ROUTES), "every operation the router serves");
 }
 
 /// Each documented operation is served with the statuses it documents, the
@@ -173,45 +141,25 @@ async fn every_documented_operation_is_served_as_documented() {
     let doc = document(&admin).await;
     // Real records, so a 404 can only mean the route is missing.
     let account = admin.account("Acme").await;
-    let (key, _) = admin
-        .key(json!({ "account_id": account, "name": "CI", "permission": "read" }))
-        .await;
-    let (s, token) = admin
-        .call(
-            Method::POST,
-            "/v1/admin-tokens",
-            Some(json!({ "name": "ci", "role": "viewer" })),
-        )
-        .await;
+    let (key, _) = admin.key(json!({ "account_id": account, "name": "CI", "permission": "read" })).await;
+    let (s, token) =
+        admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer" }))).await;
     assert_eq!(s, StatusCode::CREATED, "{token}");
     let id_for = |path: &str| match path {
         p if p.starts_with("/v1/accounts/") => account.clone(),
         p if p.starts_with("/v1/keys/") => key["id"].as_str().expect("key id").to_owned(),
-        p if p.starts_with("/v1/admin-tokens/") => {
-            token["token"]["id"].as_str().expect("token id").to_owned()
-        }
+        p if p.starts_with("/v1/admin-tokens/") => token["token"]["id"].as_str().expect("token id").to_owned(),
         p => panic!("no record for {p}"),
     };
 
     for (method, path) in operations(&doc) {
         let op = operation(&doc, &method, &path);
-        let documented: BTreeSet<String> = op["responses"]
-            .as_object()
-            .expect("responses")
-            .keys()
-            .cloned()
-            .collect();
-        let uri = if path.contains("{id}") {
-            path.replace("{id}", &id_for(&path))
-        } else {
-            path.clone()
-        };
+        let documented: BTreeSet<String> = op["responses"].as_object().expect("responses").keys().cloned().collect();
+        let uri = if path.contains("{id}") { path.replace("{id}", &id_for(&path)) } else { path.clone() };
         let method_ = Method::from_bytes(method.as_bytes()).expect("method");
         let body = matches!(method.as_str(), "POST" | "PATCH").then(|| "{}".to_owned());
 
-        let (status, answer) = admin
-            .call_as(Some(harness::TOKEN), method_.clone(), &uri, body.clone())
-            .await;
+        let (status, answer) = admin.call_as(Some(harness::TOKEN), method_.clone(), &uri, body.clone()).await;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {uri} is documented but not served: {status} {answer}"
@@ -223,33 +171,16 @@ async fn every_documented_operation_is_served_as_documented() {
 
         if path.starts_with("/v1/") {
             let (status, answer) = admin.call_as(None, method_, &uri, body).await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} without a token"
-            );
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token");
             assert_eq!(answer["code"], "missing_token");
         }
 
-        let served: BTreeSet<&str> = METHODS
-            .iter()
-            .copied()
-            .filter(|m| doc["paths"][&path].get(m.to_ascii_lowercase()).is_some())
-            .collect();
+        let served: BTreeSet<&str> =
+            METHODS.iter().copied().filter(|m| doc["paths"][&path].get(m.to_ascii_lowercase()).is_some()).collect();
         for other in METHODS.iter().filter(|m| !served.contains(*m)) {
-            let (status, _) = admin
-                .call_as(
-                    Some(harness::TOKEN),
-                    Method::from_bytes(other.as_bytes()).expect("m"),
-                    &uri,
-                    None,
-                )
-                .await;
-            assert_eq!(
-                status,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{other} {path} is served but not documented"
-            );
+            let (status, _) =
+                admin.call_as(Some(harness::TOKEN), Method::from_bytes(other.as_bytes()).expect("m"), &uri, None).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path} is served but not documented");
         }
     }
 }
@@ -270,79 +201,42 @@ async fn every_v1_operation_documents_its_token_success_and_errors() {
             operation_ids.insert(op["operationId"].as_str().expect("operationId").to_owned()),
             "{what}: operationId reused"
         );
-        assert!(
-            op["tags"].as_array().is_some_and(|t| !t.is_empty()),
-            "{what}: no tag"
-        );
-        assert!(
-            op["summary"].as_str().is_some_and(|s| !s.is_empty()),
-            "{what}: no summary"
-        );
+        assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{what}: no tag");
+        assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{what}: no summary");
         let responses = op["responses"].as_object().expect("responses");
-        assert!(
-            responses.keys().any(|s| s.starts_with('2')),
-            "{what}: no success response"
-        );
+        assert!(responses.keys().any(|s| s.starts_with('2')), "{what}: no success response");
 
         if !path.starts_with("/v1/") {
             assert!(op.get("security").is_none(), "{what} takes no token");
             continue;
         }
-        assert_eq!(
-            op["security"],
-            json!([{ "admin_token": [] }]),
-            "{what}: security"
-        );
+        assert_eq!(op["security"], json!([{ "admin_token": [] }]), "{what}: security");
         assert!(responses.contains_key("401"), "{what}: no 401");
         assert!(responses.contains_key("503"), "{what}: no 503");
 
         for (status, response) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
             let response = resolve(&doc, response);
             let content = &response["content"]["application/problem+json"];
-            assert_eq!(
-                content["schema"]["$ref"], "#/components/schemas/Problem",
-                "{what} {status}"
-            );
+            assert_eq!(content["schema"]["$ref"], "#/components/schemas/Problem", "{what} {status}");
             let examples = content["examples"].as_object().expect("problem examples");
             assert!(!examples.is_empty(), "{what} {status}: no example");
             for example in examples.values() {
                 let example = &example["value"];
-                assert_eq!(
-                    example["status"].to_string(),
-                    *status,
-                    "{what} {status}: {example}"
-                );
-                assert!(
-                    example["code"].is_string()
-                        && example["type"].is_string()
-                        && example["detail"].is_string()
-                );
-                assert_eq!(
-                    example.get("field").is_some(),
-                    status == "422",
-                    "{what} {status}: `field` only on 422"
-                );
+                assert_eq!(example["status"].to_string(), *status, "{what} {status}: {example}");
+                assert!(example["code"].is_string() && example["type"].is_string() && example["detail"].is_string());
+                assert_eq!(example.get("field").is_some(), status == "422", "{what} {status}: `field` only on 422");
             }
         }
 
         if let Some(body) = op.get("requestBody") {
-            assert!(
-                has_example(&doc, &body["content"]["application/json"]),
-                "{what}: request body without example"
-            );
+            assert!(has_example(&doc, &body["content"]["application/json"]), "{what}: request body without example");
             for s in ["400", "413", "422"] {
                 assert!(responses.contains_key(s), "{what} takes a body: no {s}");
             }
         }
-        let (_, success) = responses
-            .iter()
-            .find(|(s, _)| s.starts_with('2'))
-            .expect("2xx");
+        let (_, success) = responses.iter().find(|(s, _)| s.starts_with('2')).expect("2xx");
         if let Some(content) = success.get("content") {
-            assert!(
-                has_example(&doc, &content["application/json"]),
-                "{what}: success body without example"
-            );
+            assert!(has_example(&doc, &content["application/json"]), "{what}: success body without example");
         }
     }
 
@@ -356,22 +250,10 @@ async fn every_v1_operation_documents_its_token_success_and_errors() {
             .collect()
     };
     let names = |ns: &[&str]| ns.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(
-        params("/v1/keys"),
-        names(&["account_id", "q", "permission", "status", "limit", "cursor"])
-    );
+    assert_eq!(params("/v1/keys"), names(&["account_id", "q", "permission", "status", "limit", "cursor"]));
     assert_eq!(
         params("/v1/audit"),
-        names(&[
-            "account_id",
-            "key_id",
-            "actor_id",
-            "action",
-            "since",
-            "until",
-            "limit",
-            "cursor"
-        ])
+        names(&["account_id", "key_id", "actor_id", "action", "since", "until", "limit", "cursor"])
     );
 }
 
@@ -380,65 +262,26 @@ async fn key_record_schema_and_example_list_all_21_fields() {
     let admin = Admin::new().await;
     let doc = document(&admin).await;
     let show = operation(&doc, "GET", "/v1/keys/{id}");
-    let schema = resolve(
-        &doc,
-        &show["responses"]["200"]["content"]["application/json"]["schema"],
-    );
+    let schema = resolve(&doc, &show["responses"]["200"]["content"]["application/json"]["schema"]);
     let fields: BTreeSet<String> = KEY_FIELDS.iter().map(|f| f.to_string()).collect();
 
-    let properties: BTreeSet<String> = schema["properties"]
-        .as_object()
-        .expect("properties")
-        .keys()
-        .cloned()
-        .collect();
+    let properties: BTreeSet<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
     assert_eq!(properties, fields, "schema properties");
-    let required: BTreeSet<String> = schema["required"]
-        .as_array()
-        .expect("required")
-        .iter()
-        .map(|f| f.as_str().expect("name").to_owned())
-        .collect();
+    let required: BTreeSet<String> =
+        schema["required"].as_array().expect("required").iter().map(|f| f.as_str().expect("name").to_owned()).collect();
     assert_eq!(required, fields, "every field is present, null when unset");
-    let example: BTreeSet<String> = schema["example"]
-        .as_object()
-        .expect("example")
-        .keys()
-        .cloned()
-        .collect();
+    let example: BTreeSet<String> = schema["example"].as_object().expect("example").keys().cloned().collect();
     assert_eq!(example, fields, "example");
 
     let nullable = |field: &str| {
         let p = &schema["properties"][field];
-        p["type"]
-            .as_array()
-            .is_some_and(|t| t.contains(&json!("null")))
-            || p["oneOf"]
-                .as_array()
-                .is_some_and(|o| o.contains(&json!({ "type": "null" })))
+        p["type"].as_array().is_some_and(|t| t.contains(&json!("null")))
+            || p["oneOf"].as_array().is_some_and(|o| o.contains(&json!({ "type": "null" })))
     };
-    for field in [
-        "description",
-        "expires_at",
-        "last_used_at",
-        "rotated_at",
-        "revoked_at",
-        "rate_limit",
-    ] {
-        assert!(
-            nullable(field),
-            "{field} must be nullable: {}",
-            schema["properties"][field]
-        );
+    for field in ["description", "expires_at", "last_used_at", "rotated_at", "revoked_at", "rate_limit"] {
+        assert!(nullable(field), "{field} must be nullable: {}", schema["properties"][field]);
     }
-    for field in [
-        "id",
-        "name",
-        "status",
-        "created_at",
-        "allowed_ips",
-        "metadata",
-    ] {
+    for field in ["id", "name", "status", "created_at", "allowed_ips", "metadata"] {
         assert!(!nullable(field), "{field} is never null");
     }
     assert_eq!(schema["properties"]["created_at"]["format"], "date-time");
@@ -446,9 +289,7 @@ async fn key_record_schema_and_example_list_all_21_fields() {
 
     // The wire agrees with the schema.
     let account = admin.account("Acme").await;
-    let (key, _) = admin
-        .key(json!({ "account_id": account, "name": "CI", "permission": "write" }))
-        .await;
+    let (key, _) = admin.key(json!({ "account_id": account, "name": "CI", "permission": "write" })).await;
     let wire: BTreeSet<String> = key.as_object().expect("record").keys().cloned().collect();
     assert_eq!(wire, fields, "a created key's record");
 }
@@ -459,12 +300,7 @@ async fn key_record_schema_and_example_list_all_21_fields() {
 #[test]
 fn the_router_declares_routes_only_through_routes_macro() {
     let source = include_str!("../src/admin/mod.rs");
-    for bypass in [
-        ".route(",
-        ".route_service(",
-        ".nest_service(",
-        "axum::routing",
-    ] {
+    for bypass in [".route(", ".route_service(", ".nest_service(", "axum::routing"] {
         assert!(
             !source.contains(bypass),
             "src/admin/mod.rs uses `{bypass}`: that route would be missing from the document"

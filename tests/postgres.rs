@@ -42,7 +42,9 @@ async fn the_admin_api_works_the_same_on_postgres() {
     let url = db.url();
     let admin = Admin::new_with(move |c| c.store.url = url).await;
     let acc = admin.account("Acme").await;
-    let (key, secret) = admin.key(json!({ "account_id": acc, "name": "Billing", "permission": "read", "description": "Nightly JOB" })).await;
+    let (key, secret) = admin
+        .key(json!({ "account_id": acc, "name": "Billing", "permission": "read", "description": "Nightly JOB" }))
+        .await;
     let id = key["id"].as_str().expect("id").to_owned();
     for i in 0..4 {
         admin.key(json!({ "account_id": acc, "name": format!("k{i}"), "permission": "write", "allowed_ips": ["10.0.0.0/8"] })).await;
@@ -53,12 +55,15 @@ async fn the_admin_api_works_the_same_on_postgres() {
     let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
     let (_, next) = admin.call(Method::GET, &format!("/v1/keys?limit=2&permission=write&cursor={cursor}"), None).await;
     assert_eq!(next["items"].as_array().expect("items").len(), 2);
-    let (s, v) = admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": false, "description": null }))).await;
+    let (s, v) = admin
+        .call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": false, "description": null })))
+        .await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("disabled")));
     let (_, disabled) = admin.call(Method::GET, "/v1/keys?status=disabled", None).await;
     assert_eq!(disabled["items"].as_array().expect("items").len(), 1);
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": true }))).await;
-    let (s, rotated) = admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
+    let (s, rotated) =
+        admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
     assert_eq!(s, StatusCode::OK);
     let keyset = admin.reloader.keyset();
     let now = keygate::clock::now_ms();
@@ -68,9 +73,12 @@ async fn the_admin_api_works_the_same_on_postgres() {
     assert_eq!((s, bulk["not_found"].clone()), (StatusCode::OK, json!(["key_nope"])));
     assert!(keyset.load().check(secret.as_bytes(), &Method::GET, now).is_err());
     let (_, audit) = admin.call(Method::GET, &format!("/v1/audit?key_id={id}"), None).await;
-    let actions: Vec<&str> = audit["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().expect("a")).collect();
+    let actions: Vec<&str> =
+        audit["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().expect("a")).collect();
     assert_eq!(actions, ["key.revoke", "key.rotate", "key.enable", "key.update", "key.create"]);
-    let (s, _) = admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer", "account_id": acc }))).await;
+    let (s, _) = admin
+        .call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer", "account_id": acc })))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 }
 
@@ -81,10 +89,16 @@ async fn two_replicas_share_keys_and_revocations_within_1s() {
     let (a, b) = tokio::join!(replica(db.url(), 1_000), replica(db.url(), 60_000));
     let acc = a.admin.account("Acme").await;
     let (id, secret) = a.admin.key(&acc, "read").await;
-    let took = within(Duration::from_secs(1), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK }).await;
+    let took = within(Duration::from_secs(1), || async {
+        get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK
+    })
+    .await;
     eprintln!("key created on A usable on B after {took:?}");
     a.admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
-    let took = within(Duration::from_secs(1), || async { get_with_key(b.proxy(), "/", &secret).await.code() == "key_revoked" }).await;
+    let took = within(Duration::from_secs(1), || async {
+        get_with_key(b.proxy(), "/", &secret).await.code() == "key_revoked"
+    })
+    .await;
     eprintln!("revocation on A reached B after {took:?}");
 }
 
@@ -94,12 +108,14 @@ async fn a_revocation_made_while_the_listener_was_cut_reaches_the_replica() {
     let (a, b) = tokio::join!(replica(db.url(), 1_000), replica(db.url(), 60_000));
     let acc = a.admin.account("Acme").await;
     let (id, secret) = a.admin.key(&acc, "read").await;
-    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK }).await;
+    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK })
+        .await;
     // Both replicas' listeners die; the revocation is committed before B's
     // listener is back, so its NOTIFY is lost to B.
     assert!(pg::terminate(&db, "LISTEN").await >= 1, "no listener connection found");
     a.admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
-    within(Duration::from_secs(3), || async { get_with_key(b.proxy(), "/", &secret).await.code() == "key_revoked" }).await;
+    within(Duration::from_secs(3), || async { get_with_key(b.proxy(), "/", &secret).await.code() == "key_revoked" })
+        .await;
 }
 
 #[tokio::test]
@@ -111,7 +127,10 @@ async fn a_replica_serves_from_its_snapshot_while_the_store_is_down_then_resyncs
     let acc = a.admin.account("Acme").await;
     let (_, secret) = a.admin.key(&acc, "read").await;
     let (doomed, doomed_secret) = a.admin.key(&acc, "read").await;
-    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &doomed_secret).await.status == StatusCode::OK }).await;
+    within(Duration::from_secs(2), || async {
+        get_with_key(b.proxy(), "/", &doomed_secret).await.status == StatusCode::OK
+    })
+    .await;
 
     relay.down();
     let admin_b = &b.admin;
@@ -136,7 +155,10 @@ async fn a_replica_serves_from_its_snapshot_while_the_store_is_down_then_resyncs
     assert_eq!(get_with_key(b.proxy(), "/", &doomed_secret).await.status, StatusCode::OK, "B cannot know yet");
 
     relay.up();
-    within(Duration::from_secs(5), || async { get_with_key(b.proxy(), "/", &doomed_secret).await.code() == "key_revoked" }).await;
+    within(Duration::from_secs(5), || async {
+        get_with_key(b.proxy(), "/", &doomed_secret).await.code() == "key_revoked"
+    })
+    .await;
     within(Duration::from_secs(5), || async {
         send(Method::GET, &format!("http://{}/readyz", admin_b.addr), &[], "").await.status == StatusCode::OK
     })
@@ -144,7 +166,8 @@ async fn a_replica_serves_from_its_snapshot_while_the_store_is_down_then_resyncs
     // Usage counted during the outage reaches the store once it is back.
     b.gateway.flusher.flush().await.expect("flush after the outage");
     let (_, key) = a.admin.call(Method::GET, "/v1/keys?limit=200", None).await;
-    let total: i64 = key["items"].as_array().expect("items").iter().map(|k| k["usage_count"].as_i64().expect("count")).sum();
+    let total: i64 =
+        key["items"].as_array().expect("items").iter().map(|k| k["usage_count"].as_i64().expect("count")).sum();
     assert!(total >= 21, "usage during the outage was kept: {total}");
 }
 
@@ -154,7 +177,8 @@ async fn usage_from_two_replicas_adds_up_exactly() {
     let (a, b) = tokio::join!(replica(db.url(), 200), replica(db.url(), 200));
     let acc = a.admin.account("Acme").await;
     let (id, secret) = a.admin.key(&acc, "read").await;
-    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK }).await;
+    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK })
+        .await;
     for _ in 0..13 {
         get_with_key(a.proxy(), "/", &secret).await;
     }
@@ -175,5 +199,6 @@ async fn replicas_starting_at_once_migrate_once() {
     let (a, b, c) = tokio::join!(replica(db.url(), 1_000), replica(db.url(), 1_000), replica(db.url(), 1_000));
     let acc = a.admin.account("A").await;
     let (_, secret) = c.admin.key(&acc, "read").await;
-    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK }).await;
+    within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK })
+        .await;
 }

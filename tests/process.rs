@@ -64,7 +64,8 @@ async fn no_secret_appears_in_any_log_line() {
     let mut secrets = vec![first.clone()];
     get_with_key(p.proxy, "/", &first).await;
     send(Method::POST, &format!("http://{}/", p.proxy), &[("x-api-key", first.as_str())], "x").await;
-    let (_, v) = admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 5 }))).await;
+    let (_, v) =
+        admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 5 }))).await;
     let second = v["secret"].as_str().expect("secret").to_owned();
     secrets.push(second.clone());
     get_with_key(p.proxy, "/", &second).await;
@@ -90,9 +91,14 @@ async fn no_secret_appears_in_any_log_line() {
 fn invalid_config_names_the_field_and_exits_before_listening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.yaml");
-    std::fs::write(&file, "proxy:\n  listen: 127.0.0.1:0\n  max_body_bytes: lots\nupstream:\n  url: ftp://nowhere\nstore:\n  urll: x\n").expect("write");
+    std::fs::write(
+        &file,
+        "proxy:\n  listen: 127.0.0.1:0\n  max_body_bytes: lots\nupstream:\n  url: ftp://nowhere\nstore:\n  urll: x\n",
+    )
+    .expect("write");
     for sub in ["serve", "check-config"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_keygate")).arg(sub).arg("--config").arg(&file).output().expect("run");
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_keygate")).arg(sub).arg("--config").arg(&file).output().expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{sub}: {stderr}");
         for field in ["proxy.max_body_bytes", "upstream.url", "store.urll"] {
@@ -116,7 +122,8 @@ fn unreachable_store_is_a_clear_error_before_listening() {
         "proxy: { listen: 127.0.0.1:0 }\nadmin: { listen: 127.0.0.1:0 }\nstore: { url: \"postgres://nobody@127.0.0.1:1/none\", connect_timeout_ms: 500 }\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_keygate")).arg("serve").arg("--config").arg(&file).output().expect("run");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_keygate")).arg("serve").arg("--config").arg(&file).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("cannot connect to the store at postgres://nobody@127.0.0.1:1/none"), "{stderr}");

@@ -46,9 +46,12 @@ async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
                             tokio::time::sleep(Duration::from_millis(400)).await;
                         }
                     });
-                    let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(Frame::data(b)), rx)) });
+                    let events =
+                        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(Frame::data(b)), rx)) });
                     let body: Chunks = StreamBody::new(Box::pin(events) as stream::BoxStream<'static, _>);
-                    Ok::<_, Infallible>(Response::builder().header("content-type", "text/event-stream").body(body).expect("response"))
+                    Ok::<_, Infallible>(
+                        Response::builder().header("content-type", "text/event-stream").body(body).expect("response"),
+                    )
                 }
             });
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(tcp), service));
@@ -99,7 +102,11 @@ async fn a_client_that_goes_away_cancels_the_upstream_exchange() {
         let tcp = tokio::net::TcpStream::connect(gw.proxy()).await.expect("connect");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
         let driver = tokio::spawn(conn);
-        let req = Request::builder().uri("/events").header("host", "x").header("x-api-key", &secret).body(Empty::<Bytes>::new());
+        let req = Request::builder()
+            .uri("/events")
+            .header("host", "x")
+            .header("x-api-key", &secret)
+            .body(Empty::<Bytes>::new());
         let res = sender.send_request(req.expect("request")).await.expect("response");
         let mut body = res.into_body();
         body.frame().await.expect("frame").expect("ok");

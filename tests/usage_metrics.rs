@@ -73,10 +73,12 @@ async fn a_failed_flush_is_retried_without_loss() {
     }
     let db = gw.dir.path().join("keygate.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
-    sqlx::query("CREATE TRIGGER no_usage BEFORE UPDATE OF usage_count ON api_keys BEGIN SELECT RAISE(ABORT, 'store down'); END")
-        .execute(&pool)
-        .await
-        .expect("trigger");
+    sqlx::query(
+        "CREATE TRIGGER no_usage BEFORE UPDATE OF usage_count ON api_keys BEGIN SELECT RAISE(ABORT, 'store down'); END",
+    )
+    .execute(&pool)
+    .await
+    .expect("trigger");
     assert!(gw.gateway.flusher.flush().await.is_err());
     for _ in 0..3 {
         get_with_key(gw.proxy(), "/", &secret).await;
@@ -141,7 +143,10 @@ async fn per_key_series_are_capped_with_an_other_series() {
     assert_eq!(per_key.len(), 3, "{per_key:?}");
     assert!(per_key.iter().any(|(l, v)| l.contains(&keys[3]) && *v == 4.0), "busiest kept");
     assert!(per_key.iter().any(|(l, v)| l.contains(&keys[2]) && *v == 3.0), "second busiest kept");
-    assert!(per_key.contains(&("{key_id=\"other\",account_id=\"other\",outcome=\"allowed\"}".into(), 3.0)), "{per_key:?}");
+    assert!(
+        per_key.contains(&("{key_id=\"other\",account_id=\"other\",outcome=\"allowed\"}".into(), 3.0)),
+        "{per_key:?}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +169,10 @@ async fn rate_limited_key_gets_429_with_headers_then_recovers() {
 
 #[tokio::test]
 async fn the_configured_default_limit_applies_to_keys_without_their_own() {
-    let gw = Gateway::start_with(|c| c.limits.default_per_key = Some(keygate::config::QuotaConfig { requests: 1, per_seconds: 60 })).await;
+    let gw = Gateway::start_with(|c| {
+        c.limits.default_per_key = Some(keygate::config::QuotaConfig { requests: 1, per_seconds: 60 })
+    })
+    .await;
     let acc = gw.admin.account("A").await;
     let (_, plain) = gw.admin.key(&acc, "read").await;
     let (_, own) = key_with(&gw.admin, &acc, json!({ "rate_limit": { "requests": 5, "per_seconds": 60 } })).await;
@@ -218,7 +226,8 @@ async fn ip_and_route_restrictions_answer_403() {
     assert_eq!(get_with_key(gw.proxy(), "/v1/reports/7", &reports).await.status, StatusCode::OK);
     let r = get_with_key(gw.proxy(), "/v1/orders", &reports).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::FORBIDDEN, "route_not_allowed"));
-    let r = send(Method::POST, &format!("http://{}/v1/reports", gw.proxy()), &[("x-api-key", reports.as_str())], "").await;
+    let r =
+        send(Method::POST, &format!("http://{}/v1/reports", gw.proxy()), &[("x-api-key", reports.as_str())], "").await;
     assert_eq!(r.code(), "route_not_allowed");
 }
 

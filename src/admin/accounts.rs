@@ -12,8 +12,7 @@ use super::error::ApiError;
 use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
-    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
-    ValidationFailed,
+    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
 };
 use super::{validate, Actor, AdminState};
 use crate::store::{AccountPatch, AuditContext};
@@ -172,7 +171,10 @@ pub async fn update(
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
     actor.require_write()?;
-    let patch = AccountPatch { name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?, api_access: body.api_access };
+    let patch = AccountPatch {
+        name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
+        api_access: body.api_access,
+    };
     let (_, after) = state.store.update_account(&id, &patch, &audit).await?;
     state.publish().await;
     Ok(Json(after.into()))

@@ -94,22 +94,24 @@ impl Actor {
 /// Authenticates the admin token (the `KEYGATE_ADMIN_TOKEN` owner token, or
 /// a token from the store) and puts the `Actor` and the `AuditContext` of
 /// this request in its extensions.
-pub async fn require_token(State(state): State<Arc<AdminState>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = req.headers().get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
     let token = bearer(header.as_bytes()).ok_or(ApiError::InvalidToken)?;
     let hash = KeyHash::of(token);
     let actor = match &state.owner_token {
-        Some(owner) if bool::from(owner.as_bytes().ct_eq(hash.as_bytes())) => Actor {
-            id: "env".into(),
-            name: "KEYGATE_ADMIN_TOKEN".into(),
-            role: Role::Owner,
-            account_id: None,
-        },
+        Some(owner) if bool::from(owner.as_bytes().ct_eq(hash.as_bytes())) => {
+            Actor { id: "env".into(), name: "KEYGATE_ADMIN_TOKEN".into(), role: Role::Owner, account_id: None }
+        }
         // The store lookup is by hash: equal hashes are found by the index,
         // so no byte of the token is compared in variable time.
         _ => match state.store.admin_token_by_hash(&hash).await? {
             Some(t) => Actor {
-                role: Role::parse(&t.role).ok_or_else(|| ApiError::Internal(format!("admin token {} has role {:?}", t.id, t.role)))?,
+                role: Role::parse(&t.role)
+                    .ok_or_else(|| ApiError::Internal(format!("admin token {} has role {:?}", t.id, t.role)))?,
                 id: t.id,
                 name: t.name,
                 account_id: t.account_id,
@@ -138,7 +140,9 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| new_id("req"));
     req.extensions_mut().insert(RequestId(id.clone()));

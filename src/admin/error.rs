@@ -13,7 +13,10 @@ pub enum ApiError {
     /// 400: the body is not JSON, or not the JSON shape the route takes.
     BadRequest(String),
     /// 422 naming the field at fault.
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
     /// 401: no admin token.
     MissingToken,
     /// 401: an admin token that is not valid.
@@ -21,7 +24,10 @@ pub enum ApiError {
     /// 403: the token's role may not do this.
     Forbidden(&'static str),
     /// 403 with a specific code, e.g. `api_access_disabled`.
-    Refused { code: &'static str, message: String },
+    Refused {
+        code: &'static str,
+        message: String,
+    },
     NotFound,
     /// 409: the record is in a state that forbids the change.
     Conflict(String),
@@ -45,15 +51,21 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("{field}: {message}"))
             }
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token", "An admin token is required".into()),
-            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", "The admin token is not valid".into()),
+            ApiError::InvalidToken => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", "The admin token is not valid".into())
+            }
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).to_owned()),
             ApiError::Refused { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "No such record".into()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
-            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large".into()),
-            ApiError::StoreUnavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "The store is unreachable; nothing was changed".into())
+            ApiError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large".into())
             }
+            ApiError::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "The store is unreachable; nothing was changed".into(),
+            ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error".into()),
         }
     }

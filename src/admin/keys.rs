@@ -12,13 +12,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::json::{nullable, JsonBody, KeyView, ListView, SecretView};
 use super::openapi::{
-    Conflict, Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
-    ValidationFailed,
+    Conflict, Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
 };
 use super::{validate, Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{format, Environment, Permission, Status};
-use crate::store::{AuditContext, Cursor, KeyFilter, KeyPatch, KeyRecord, Metadata, NewKey, RateLimit, RouteRule, StoreError};
+use crate::store::{
+    AuditContext, Cursor, KeyFilter, KeyPatch, KeyRecord, Metadata, NewKey, RateLimit, RouteRule, StoreError,
+};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -139,7 +140,9 @@ pub fn page_params(limit: Option<&str>, cursor: Option<&str>) -> Result<(u32, Op
     };
     let cursor = match cursor {
         None | Some("") => None,
-        Some(c) => Some(Cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API returned"))?),
+        Some(c) => {
+            Some(Cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API returned"))?)
+        }
     };
     Ok((limit, cursor))
 }
@@ -252,11 +255,14 @@ pub async fn list(
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
-            Status::parse(s).ok_or_else(|| ApiError::invalid("status", "must be active, disabled, expired or revoked"))?,
+            Status::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "must be active, disabled, expired or revoked"))?,
         ),
     };
     let account_id = match (&actor.account_id, q.account_id.filter(|a| !a.is_empty())) {
-        (Some(own), Some(asked)) if *own != asked => return Ok(Json(ListView { items: Vec::new(), next_cursor: None })),
+        (Some(own), Some(asked)) if *own != asked => {
+            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }))
+        }
         (Some(own), _) => Some(own.clone()),
         (None, asked) => asked,
     };

@@ -11,9 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::json::JsonBody;
-use super::openapi::{
-    Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
-};
+use super::openapi::{Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed};
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{Facts, KeyHash, Permission, Refusal};
@@ -178,10 +176,7 @@ pub async fn report_leak(
         state.publish().await;
         tracing::warn!(outcome = ?leak, "leaked secret reported and disabled");
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(LeakAccepted { status: "accepted" }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(LeakAccepted { status: "accepted" })))
 }
 
 /// Verify a secret
@@ -228,7 +223,8 @@ pub async fn verify(
     // A token confined to an account learns nothing about other accounts'
     // keys, and its call leaves no trace on them.
     let visible = policy.filter(|p| actor.account_id.as_deref().is_none_or(|own| own == p.account_id.as_str()));
-    let unknown = Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
+    let unknown =
+        Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
     let Some(p) = visible else { return Ok(Json(unknown)) };
     // The proxy's own decision: it counts as a use of the key and takes
     // from its rate limit, as a proxied request would.

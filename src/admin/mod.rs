@@ -54,7 +54,10 @@ impl AdminState {
             live_prefix: config.keys.live_prefix.clone(),
             test_prefix: config.keys.test_prefix.clone(),
             owner_token: owner_token.filter(|t| !t.is_empty()).map(|t| KeyHash::of(t.as_bytes())),
-            default_quota: config.limits.default_per_key.map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
+            default_quota: config
+                .limits
+                .default_per_key
+                .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
         })
     }
 

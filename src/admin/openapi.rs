@@ -91,20 +91,10 @@ pub async fn document(Extension(doc): Extension<Document>) -> impl IntoResponse 
 /// A problem response with one example per error, each made by the error
 /// itself.
 fn problem(description: &str, errors: &[(&str, ApiError)]) -> Response {
-    let examples = errors.iter().map(|(name, e)| {
-        (
-            *name,
-            ExampleBuilder::new().value(Some(e.example())).build(),
-        )
-    });
-    let content = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("Problem")))
-        .examples_from_iter(examples)
-        .build();
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/problem+json", content)
-        .build()
+    let examples = errors.iter().map(|(name, e)| (*name, ExampleBuilder::new().value(Some(e.example())).build()));
+    let content =
+        ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).examples_from_iter(examples).build();
+    ResponseBuilder::new().description(description).content("application/problem+json", content).build()
 }
 
 /// Declares a reusable problem response (`#/components/responses/NAME`)
@@ -124,12 +114,7 @@ macro_rules! problem_response {
 problem_response!(
     InvalidJson,
     "`invalid_json`: the body is not JSON",
-    [(
-        "invalid_json",
-        ApiError::BadRequest(
-            "the body is not valid JSON: expected value at line 1 column 1".into()
-        )
-    )]
+    [("invalid_json", ApiError::BadRequest("the body is not valid JSON: expected value at line 1 column 1".into()))]
 );
 problem_response!(
     TooLarge,
@@ -163,10 +148,13 @@ problem_response!(
     [
         ("read_only", ApiError::Forbidden("this admin token is read-only")),
         ("owner_only", ApiError::Forbidden("only owner tokens manage admin tokens")),
-        ("api_access_disabled", ApiError::Refused {
-            code: "api_access_disabled",
-            message: "API access is disabled for this account".into()
-        })
+        (
+            "api_access_disabled",
+            ApiError::Refused {
+                code: "api_access_disabled",
+                message: "API access is disabled for this account".into()
+            }
+        )
     ]
 );
 problem_response!(
@@ -190,14 +178,10 @@ impl<'r> ToResponse<'r> for Unauthorized {
             &[("missing_token", ApiError::MissingToken), ("invalid_token", ApiError::InvalidToken)],
         );
         let challenge = HeaderBuilder::new()
-            .schema(
-                utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
-            )
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String))
             .description(Some("`Bearer realm=\"keygate-admin\"`"))
             .build();
-        response
-            .headers
-            .insert("WWW-Authenticate".into(), challenge);
+        response.headers.insert("WWW-Authenticate".into(), challenge);
         ("Unauthorized", response.into())
     }
 }

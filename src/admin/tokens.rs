@@ -13,8 +13,7 @@ use super::error::ApiError;
 use super::json::{JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
-    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized,
-    ValidationFailed,
+    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
 };
 use super::{validate, Actor, AdminState, Role};
 use crate::clock::{parse_rfc3339, rfc3339};
@@ -62,7 +61,14 @@ pub struct TokenView {
 
 impl From<AdminToken> for TokenView {
     fn from(t: AdminToken) -> Self {
-        TokenView { id: t.id, name: t.name, role: t.role, account_id: t.account_id, preview: t.preview, created_at: rfc3339(t.created_at) }
+        TokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            account_id: t.account_id,
+            preview: t.preview,
+            created_at: rfc3339(t.created_at),
+        }
     }
 }
 
@@ -298,7 +304,9 @@ pub async fn audit(
     };
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let account_id = match (&actor.account_id, nonempty(q.account_id)) {
-        (Some(own), Some(asked)) if *own != asked => return Ok(Json(ListView { items: Vec::new(), next_cursor: None })),
+        (Some(own), Some(asked)) if *own != asked => {
+            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }))
+        }
         (Some(own), _) => Some(own.clone()),
         (None, asked) => asked,
     };

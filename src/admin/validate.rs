@@ -68,7 +68,9 @@ pub fn allowed_ips(values: Vec<String>) -> Result<Vec<String>, ApiError> {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| IpNet::parse(v).map(|n| n.to_string()).map_err(|m| ApiError::invalid(&format!("allowed_ips[{i}]"), m)))
+        .map(|(i, v)| {
+            IpNet::parse(v).map(|n| n.to_string()).map_err(|m| ApiError::invalid(&format!("allowed_ips[{i}]"), m))
+        })
         .collect()
 }
 

@@ -54,23 +54,13 @@ pub enum AccountsCommand {
 
 pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError> {
     // Checked before the token so that the user learns about the argument first.
-    if let AccountsCommand::Update {
-        id,
-        name: None,
-        api_access: None,
-    } = &cmd
-    {
-        return Err(CliError::Usage(format!(
-            "nothing to update for {id}: pass --name or --api-access true|false"
-        )));
+    if let AccountsCommand::Update { id, name: None, api_access: None } = &cmd {
+        return Err(CliError::Usage(format!("nothing to update for {id}: pass --name or --api-access true|false")));
     }
     let client = args.client()?;
     let json = args.json;
     match cmd {
-        AccountsCommand::Create {
-            name,
-            no_api_access,
-        } => {
+        AccountsCommand::Create { name, no_api_access } => {
             let body = json!({ "name": name, "api_access": !no_api_access });
             let account = client.post("/v1/accounts", &body).await?;
             print_account(json, &account);
@@ -84,11 +74,7 @@ pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError
             let account = client.get(&account_path(&id)).await?;
             print_account(json, &account);
         }
-        AccountsCommand::Update {
-            id,
-            name,
-            api_access,
-        } => {
+        AccountsCommand::Update { id, name, api_access } => {
             let mut body = Map::new();
             if let Some(name) = name {
                 body.insert("name".into(), Value::String(name));
@@ -96,9 +82,7 @@ pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError
             if let Some(flag) = api_access {
                 body.insert("api_access".into(), Value::Bool(flag));
             }
-            let account = client
-                .patch(&account_path(&id), &Value::Object(body))
-                .await?;
+            let account = client.patch(&account_path(&id), &Value::Object(body)).await?;
             print_account(json, &account);
         }
     }
@@ -127,10 +111,8 @@ fn print_account(json: bool, account: &Value) {
         out_json(account);
         return;
     }
-    let pairs: Vec<(&str, String)> = ["id", "name", "api_access", "created_at"]
-        .iter()
-        .map(|f| (*f, table::cell(account.get(f))))
-        .collect();
+    let pairs: Vec<(&str, String)> =
+        ["id", "name", "api_access", "created_at"].iter().map(|f| (*f, table::cell(account.get(f)))).collect();
     out(&table::fields(&pairs));
 }
 

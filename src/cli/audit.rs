@@ -147,10 +147,7 @@ AT                    ACTOR  ACTION              TARGET  ACCOUNT  CHANGES
 
     #[test]
     fn times_must_be_rfc3339_and_pass_through_unchanged() {
-        assert_eq!(
-            parse_instant(" 2024-05-01T14:00:00.5+02:00 ").as_deref(),
-            Ok("2024-05-01T14:00:00.5+02:00")
-        );
+        assert_eq!(parse_instant(" 2024-05-01T14:00:00.5+02:00 ").as_deref(), Ok("2024-05-01T14:00:00.5+02:00"));
         for bad in ["2024-05-01", "yesterday", "24h"] {
             assert!(parse_instant(bad).is_err(), "{bad}");
         }

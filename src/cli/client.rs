@@ -56,9 +56,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(msg) | CliError::Server(msg) | CliError::NotValid(msg) => {
-                f.write_str(msg)
-            }
+            CliError::Usage(msg) | CliError::Server(msg) | CliError::NotValid(msg) => f.write_str(msg),
             CliError::Unreachable { url, cause } => {
                 write!(f, "cannot reach the admin API at {url}: {cause}")
             }
@@ -136,9 +134,7 @@ pub struct AdminClient {
 /// Hand-written so that the token can never reach a debug print.
 impl fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminClient")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
+        f.debug_struct("AdminClient").field("base", &self.base).finish_non_exhaustive()
     }
 }
 
@@ -148,30 +144,21 @@ impl AdminClient {
     pub fn new(admin_url: &str, token: Option<&str>) -> Result<AdminClient, CliError> {
         let token = match token.map(str::trim) {
             Some(t) if !t.is_empty() => t,
-            _ => {
-                return Err(CliError::Usage(
-                    "no admin token: pass --token or set KEYGATE_ADMIN_TOKEN".into(),
-                ))
-            }
+            _ => return Err(CliError::Usage("no admin token: pass --token or set KEYGATE_ADMIN_TOKEN".into())),
         };
-        let mut token = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            CliError::Usage("the admin token contains characters not allowed in a header".into())
-        })?;
+        let mut token = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| CliError::Usage("the admin token contains characters not allowed in a header".into()))?;
         token.set_sensitive(true);
 
         let base = admin_url.trim_end_matches('/').to_owned();
-        let uri: Uri = base
-            .parse()
-            .map_err(|e| CliError::Usage(format!("invalid --admin-url {admin_url:?}: {e}")))?;
+        let uri: Uri = base.parse().map_err(|e| CliError::Usage(format!("invalid --admin-url {admin_url:?}: {e}")))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(CliError::Usage(format!(
                 "invalid --admin-url {admin_url:?}: expected http://host:port or https://host:port"
             )));
         }
         if uri.query().is_some() {
-            return Err(CliError::Usage(format!(
-                "invalid --admin-url {admin_url:?}: must not have a query"
-            )));
+            return Err(CliError::Usage(format!("invalid --admin-url {admin_url:?}: must not have a query")));
         }
 
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -201,22 +188,14 @@ impl AdminClient {
     }
 
     /// Sends one request and returns the JSON answer (`Null` for an empty 2xx body).
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, CliError> {
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder()
             .method(method)
             .uri(&url)
             .header(AUTHORIZATION, self.token.clone())
             .header(ACCEPT, "application/json, application/problem+json")
-            .header(
-                USER_AGENT,
-                concat!("keygate-cli/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(USER_AGENT, concat!("keygate-cli/", env!("CARGO_PKG_VERSION")));
         let payload = match body {
             Some(value) => {
                 request = request.header(CONTENT_TYPE, "application/json");
@@ -228,45 +207,28 @@ impl AdminClient {
             .body(Full::new(payload))
             .map_err(|e| CliError::Usage(format!("cannot build a request for {url}: {e}")))?;
 
-        let unreachable = |cause: String| CliError::Unreachable {
-            url: self.base.clone(),
-            cause,
-        };
-        let response = match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request)).await
-        {
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                )))
-            }
+        let unreachable = |cause: String| CliError::Unreachable { url: self.base.clone(), cause };
+        let response = match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request)).await {
+            Err(_) => return Err(unreachable(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))),
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
-        let bytes = match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            Limited::new(response.into_body(), MAX_BODY_BYTES).collect(),
-        )
-        .await
-        {
-            Err(_) => return Err(unreachable("the answer stalled".into())),
-            Ok(Err(e)) => {
-                return Err(CliError::Server(format!(
-                    "reading the answer from {url} failed: {e}"
-                )))
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+        let bytes =
+            match tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(response.into_body(), MAX_BODY_BYTES).collect())
+                .await
+            {
+                Err(_) => return Err(unreachable("the answer stalled".into())),
+                Ok(Err(e)) => return Err(CliError::Server(format!("reading the answer from {url} failed: {e}"))),
+                Ok(Ok(collected)) => collected.to_bytes(),
+            };
 
         if status.is_success() {
             if bytes.is_empty() {
                 return Ok(Value::Null);
             }
             return serde_json::from_slice(&bytes).map_err(|e| {
-                CliError::Server(format!(
-                    "{status} from {url} is not JSON ({e}); is --admin-url the admin port?"
-                ))
+                CliError::Server(format!("{status} from {url} is not JSON ({e}); is --admin-url the admin port?"))
             });
         }
         let problem = Problem::from_response(status, &bytes);
@@ -305,11 +267,7 @@ pub fn encode_query_value(value: &str) -> String {
 pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
-        .filter_map(|(name, value)| {
-            value
-                .as_ref()
-                .map(|v| format!("{name}={}", encode_query_value(v)))
-        })
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode_query_value(v))))
         .collect();
     if parts.is_empty() {
         String::new()
@@ -331,35 +289,25 @@ mod tests {
     fn validation_problem_names_status_code_field_and_detail() {
         let body = r#"{"type":"about:blank","title":"Validation failed","status":422,
             "code":"validation_failed","detail":"must be in the future","field":"expires_at"}"#;
-        assert_eq!(
-            problem(body, 422),
-            "422 validation_failed: expires_at: must be in the future"
-        );
+        assert_eq!(problem(body, 422), "422 validation_failed: expires_at: must be in the future");
     }
 
     #[test]
     fn field_already_in_detail_is_not_repeated() {
         let body = r#"{"status":422,"code":"validation_failed","detail":"expires_at must be in the future","field":"expires_at"}"#;
-        assert_eq!(
-            problem(body, 422),
-            "422 validation_failed: expires_at must be in the future"
-        );
+        assert_eq!(problem(body, 422), "422 validation_failed: expires_at must be in the future");
     }
 
     #[test]
     fn title_stands_in_for_missing_detail() {
-        let body =
-            r#"{"type":"about:blank","title":"Key not found","status":404,"code":"not_found"}"#;
+        let body = r#"{"type":"about:blank","title":"Key not found","status":404,"code":"not_found"}"#;
         assert_eq!(problem(body, 404), "404 not_found: Key not found");
     }
 
     #[test]
     fn non_problem_bodies_still_give_a_line() {
         assert_eq!(problem("", 404), "404: Not Found");
-        assert_eq!(
-            problem("Method Not Allowed", 405),
-            "405: Method Not Allowed"
-        );
+        assert_eq!(problem("Method Not Allowed", 405), "405: Method Not Allowed");
         assert_eq!(problem(&"<html>".repeat(100), 502), "502: Bad Gateway");
     }
 
@@ -369,14 +317,7 @@ mod tests {
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(CliError::NotValid("key_revoked".into()).exit_code(), 1);
         assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
-        assert_eq!(
-            CliError::Unreachable {
-                url: "u".into(),
-                cause: "c".into()
-            }
-            .exit_code(),
-            3
-        );
+        assert_eq!(CliError::Unreachable { url: "u".into(), cause: "c".into() }.exit_code(), 3);
         assert_eq!(CliError::Server("x".into()).exit_code(), 4);
     }
 
@@ -399,8 +340,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_token() {
-        let client =
-            AdminClient::new("https://admin.example/", Some("very-secret-token")).expect("client");
+        let client = AdminClient::new("https://admin.example/", Some("very-secret-token")).expect("client");
         let shown = format!("{client:?}");
         assert!(!shown.contains("very-secret-token"), "{shown}");
         assert!(shown.contains("https://admin.example"), "{shown}");
@@ -408,11 +348,7 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_encoded_and_unset_ones_skipped() {
-        let q = query_string(&[
-            ("q", Some("a b&c/é".into())),
-            ("limit", None),
-            ("status", Some("active".into())),
-        ]);
+        let q = query_string(&[("q", Some("a b&c/é".into())), ("limit", None), ("status", Some("active".into()))]);
         assert_eq!(q, "?q=a%20b%26c%2F%C3%A9&status=active");
         assert_eq!(query_string(&[("q", None)]), "");
     }

@@ -113,14 +113,7 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
     let client = || args.client();
     let json = args.json;
     match cmd {
-        KeysCommand::Create {
-            account,
-            name: key_name,
-            permission,
-            description,
-            environment,
-            limits,
-        } => {
+        KeysCommand::Create { account, name: key_name, permission, description, environment, limits } => {
             let mut body = Map::new();
             body.insert("account_id".into(), Value::String(account));
             body.insert("name".into(), Value::String(key_name));
@@ -135,15 +128,7 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
             let answer = client()?.post("/v1/keys", &Value::Object(body)).await?;
             print_secret(json, &answer, "created", None)
         }
-        KeysCommand::List {
-            account,
-            q,
-            permission,
-            status,
-            limit,
-            cursor,
-            all,
-        } => {
+        KeysCommand::List { account, q, permission, status, limit, cursor, all } => {
             let filters = [
                 ("account_id", account),
                 ("q", q),
@@ -168,26 +153,18 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
                     "nothing to update for {id}: pass at least one option (see --help)"
                 )));
             }
-            let key = client()?
-                .patch(&key_path(&id, ""), &Value::Object(body))
-                .await?;
+            let key = client()?.patch(&key_path(&id, ""), &Value::Object(body)).await?;
             print_record(json, &key);
             Ok(())
         }
-        KeysCommand::Rotate {
-            id,
-            grace_period_seconds,
-        } => {
+        KeysCommand::Rotate { id, grace_period_seconds } => {
             let body = match grace_period_seconds {
                 Some(s) => json!({ "grace_period_seconds": s }),
                 None => json!({}),
             };
             let answer = client()?.post(&key_path(&id, "/rotate"), &body).await?;
             let note = match grace_period_seconds.filter(|s| *s > 0) {
-                Some(s) => format!(
-                    "the old secret keeps working for {s}s (until {}), then stops",
-                    time_in(s)?
-                ),
+                Some(s) => format!("the old secret keeps working for {s}s (until {}), then stops", time_in(s)?),
                 None => "the old secret stopped working now".to_owned(),
             };
             print_secret(json, &answer, "rotated", Some(&note))
@@ -198,9 +175,7 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
                     "revoking {id} is irreversible: its secret stops working for good; pass --yes to confirm"
                 )));
             }
-            let key = client()?
-                .post(&key_path(&id, "/revoke"), &json!({}))
-                .await?;
+            let key = client()?.post(&key_path(&id, "/revoke"), &json!({})).await?;
             print_change(json, &key, &id);
             Ok(())
         }
@@ -213,17 +188,7 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
 }
 
 fn keys_table(items: &[Value]) -> Table {
-    let mut t = Table::new(&[
-        "ID",
-        "NAME",
-        "KEY",
-        "PERMISSION",
-        "STATUS",
-        "USAGE",
-        "LAST USED",
-        "EXPIRES",
-        "CREATED",
-    ]);
+    let mut t = Table::new(&["ID", "NAME", "KEY", "PERMISSION", "STATUS", "USAGE", "LAST USED", "EXPIRES", "CREATED"]);
     for key in items {
         t.push(vec![
             table::cell(key.get("id")),
@@ -240,15 +205,8 @@ fn keys_table(items: &[Value]) -> Table {
     t
 }
 
-async fn set_enabled(
-    client: &super::AdminClient,
-    json: bool,
-    id: &str,
-    enabled: bool,
-) -> Result<(), CliError> {
-    let key = client
-        .patch(&key_path(id, ""), &json!({ "enabled": enabled }))
-        .await?;
+async fn set_enabled(client: &super::AdminClient, json: bool, id: &str, enabled: bool) -> Result<(), CliError> {
+    let key = client.patch(&key_path(id, ""), &json!({ "enabled": enabled })).await?;
     print_change(json, &key, id);
     Ok(())
 }
@@ -261,12 +219,7 @@ fn key_path(id: &str, suffix: &str) -> String {
 
 /// Prints a `{key, secret}` answer: the secret alone on stdout, what it
 /// belongs to, `note` and the show-once warning on stderr.
-fn print_secret(
-    json: bool,
-    answer: &Value,
-    verb: &str,
-    note: Option<&str>,
-) -> Result<(), CliError> {
+fn print_secret(json: bool, answer: &Value, verb: &str, note: Option<&str>) -> Result<(), CliError> {
     let Some(secret) = answer.get("secret").and_then(Value::as_str) else {
         return Err(CliError::Server("the answer has no \"secret\"".into()));
     };
@@ -306,10 +259,7 @@ fn print_change(json: bool, key: &Value, id: &str) {
     if json {
         out_json(key);
     } else {
-        out(&format!(
-            "key {id} is now {}\n",
-            table::cell(key.get("status"))
-        ));
+        out(&format!("key {id} is now {}\n", table::cell(key.get("status"))));
     }
 }
 
@@ -341,24 +291,10 @@ mod tests {
         });
         let text = keys_table(&[key]).render();
         let row = text.lines().nth(1).unwrap_or_default();
-        let cells: Vec<&str> = row
-            .split("  ")
-            .filter(|c| !c.trim().is_empty())
-            .map(str::trim)
-            .collect();
+        let cells: Vec<&str> = row.split("  ").filter(|c| !c.trim().is_empty()).map(str::trim).collect();
         assert_eq!(
             cells,
-            [
-                "key_1",
-                "ci",
-                "kg_live_AbC1…9xYz",
-                "read",
-                "active",
-                "0",
-                "never",
-                "never",
-                "2024-05-01 12:00Z"
-            ]
+            ["key_1", "ci", "kg_live_AbC1…9xYz", "read", "active", "0", "never", "never", "2024-05-01 12:00Z"]
         );
     }
 }

@@ -77,8 +77,7 @@ fn secret_arg(text: &str) -> Result<Secret, String> {
 pub async fn bulk_revoke(args: &ClientArgs, cmd: BulkRevokeArgs) -> Result<(), CliError> {
     if !cmd.yes {
         return Err(CliError::Usage(
-            "revoking keys is irreversible: their secrets stop working for good; pass --yes to confirm"
-                .into(),
+            "revoking keys is irreversible: their secrets stop working for good; pass --yes to confirm".into(),
         ));
     }
     let mut ids = cmd.ids;
@@ -87,17 +86,12 @@ pub async fn bulk_revoke(args: &ClientArgs, cmd: BulkRevokeArgs) -> Result<(), C
     }
     let ids = unique(ids);
     if ids.is_empty() {
-        return Err(CliError::Usage(
-            "no key ids: pass them as arguments or with --from-file".into(),
-        ));
+        return Err(CliError::Usage("no key ids: pass them as arguments or with --from-file".into()));
     }
     let client = args.client()?;
     let (mut revoked, mut not_found) = (Vec::new(), Vec::new());
     for batch in ids.chunks(BATCH) {
-        let answer = match client
-            .post("/v1/keys/bulk-revoke", &json!({ "ids": batch }))
-            .await
-        {
+        let answer = match client.post("/v1/keys/bulk-revoke", &json!({ "ids": batch })).await {
             Ok(answer) => answer,
             Err(e) => {
                 // Earlier batches are committed: say which, or the operator cannot tell.
@@ -129,9 +123,7 @@ pub async fn verify(args: &ClientArgs, cmd: VerifyArgs) -> Result<(), CliError> 
     }
     let answer = client.post("/v1/keys/verify", &body).await?;
     let Some(valid) = answer.get("valid").and_then(Value::as_bool) else {
-        return Err(CliError::Server(
-            "POST /v1/keys/verify: the answer has no \"valid\"".into(),
-        ));
+        return Err(CliError::Server("POST /v1/keys/verify: the answer has no \"valid\"".into()));
     };
     if args.json {
         out_json(&answer);
@@ -141,10 +133,7 @@ pub async fn verify(args: &ClientArgs, cmd: VerifyArgs) -> Result<(), CliError> 
     if valid {
         Ok(())
     } else {
-        Err(CliError::NotValid(format!(
-            "the secret would be refused: {}",
-            table::cell(answer.get("code"))
-        )))
+        Err(CliError::NotValid(format!("the secret would be refused: {}", table::cell(answer.get("code")))))
     }
 }
 
@@ -153,12 +142,7 @@ pub async fn verify(args: &ClientArgs, cmd: VerifyArgs) -> Result<(), CliError> 
 pub async fn report_leak(args: &ClientArgs, source: SecretSource) -> Result<(), CliError> {
     let client = args.client()?;
     let secret = source.read()?;
-    let answer = client
-        .post(
-            "/v1/keys/report-leak",
-            &json!({ "secret": secret.expose() }),
-        )
-        .await?;
+    let answer = client.post("/v1/keys/report-leak", &json!({ "secret": secret.expose() })).await?;
     if args.json {
         out_json(&answer);
     } else {
@@ -190,9 +174,7 @@ fn read_secret_line(input: &mut impl BufRead) -> Result<Secret, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read the secret from stdin: {e}")))?;
     let secret = line.trim();
     if secret.is_empty() {
-        return Err(CliError::Usage(
-            "no secret on stdin: pipe it in (… < secret.txt) or pass --secret".into(),
-        ));
+        return Err(CliError::Usage("no secret on stdin: pipe it in (… < secret.txt) or pass --secret".into()));
     }
     Ok(Secret::new(secret.to_owned()))
 }
@@ -209,27 +191,19 @@ fn read_file(path: &PathBuf) -> Result<String, CliError> {
 
 /// The ids in a file: one per line, blank lines and `#` comments skipped.
 fn id_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
+    text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).map(str::to_owned).collect()
 }
 
 /// Drops repeated ids, keeping the first of each, so batches stay small
 /// and the output lists each id once.
 fn unique(ids: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    ids.into_iter()
-        .filter(|id| seen.insert(id.clone()))
-        .collect()
+    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
 }
 
 fn id_list(answer: &Value, field: &str) -> Result<Vec<String>, CliError> {
     let Some(items) = answer.get(field).and_then(Value::as_array) else {
-        return Err(CliError::Server(format!(
-            "POST /v1/keys/bulk-revoke: the answer has no \"{field}\" list"
-        )));
+        return Err(CliError::Server(format!("POST /v1/keys/bulk-revoke: the answer has no \"{field}\" list")));
     };
     Ok(items.iter().map(|v| table::cell(Some(v))).collect())
 }
@@ -240,10 +214,7 @@ fn print_bulk(json: bool, revoked: &[String], not_found: &[String]) {
     if json {
         out_json(&json!({ "revoked": revoked, "not_found": not_found }));
     } else {
-        out(&revoked
-            .iter()
-            .map(|id| format!("revoked {id}\n"))
-            .collect::<String>());
+        out(&revoked.iter().map(|id| format!("revoked {id}\n")).collect::<String>());
     }
     for id in not_found {
         eprintln!("not found: {id}");
@@ -292,10 +263,7 @@ mod tests {
 
     #[test]
     fn a_secret_argument_never_shows_in_debug_output() {
-        let source = SecretSource {
-            secret: secret_arg(" kg_live_AbC1dEf2gHi3jKl4mNo5 ").ok(),
-            secret_stdin: false,
-        };
+        let source = SecretSource { secret: secret_arg(" kg_live_AbC1dEf2gHi3jKl4mNo5 ").ok(), secret_stdin: false };
         let shown = format!("{source:?}");
         assert!(!shown.contains("kg_live_AbC1dEf2gHi3jKl4mNo5"), "{shown}");
         assert!(secret_arg("  ").is_err());

@@ -162,19 +162,12 @@ async fn fetch_list(
     loop {
         let mut pairs = filters.to_vec();
         pairs.push(("cursor", cursor.clone()));
-        let page = client
-            .get(&format!("{path}{}", client::query_string(&pairs)))
-            .await?;
+        let page = client.get(&format!("{path}{}", client::query_string(&pairs))).await?;
         let Some(page_items) = page.get("items").and_then(Value::as_array) else {
-            return Err(CliError::Server(format!(
-                "GET {path}: the answer has no \"items\" list"
-            )));
+            return Err(CliError::Server(format!("GET {path}: the answer has no \"items\" list")));
         };
         items.extend(page_items.iter().cloned());
-        let next = page
-            .get("next_cursor")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let next = page.get("next_cursor").and_then(Value::as_str).map(str::to_owned);
         // A server handing back the same cursor would otherwise loop forever.
         if !all || next.is_none() || next == cursor {
             return Ok((items, next));
@@ -231,17 +224,15 @@ mod tests {
 
     #[test]
     fn global_options_go_anywhere_and_bad_values_are_usage_errors() {
-        let cli =
-            parse("keys list --json --admin-url http://h:1 --status revoked").expect("parses");
+        let cli = parse("keys list --json --admin-url http://h:1 --status revoked").expect("parses");
         assert!(cli.client.json);
         assert_eq!(cli.client.admin_url, "http://h:1");
-        let cli = parse("keys create --account acc_1 --name n --permission read --expires-in 30d \
-            --rate-limit 100/60s --allowed-ip 10.0.0.0/8 --allowed-ip ::1/128 --allowed-route /r:GET")
+        let cli = parse(
+            "keys create --account acc_1 --name n --permission read --expires-in 30d \
+            --rate-limit 100/60s --allowed-ip 10.0.0.0/8 --allowed-ip ::1/128 --allowed-route /r:GET",
+        )
         .expect("parses");
-        assert!(matches!(
-            cli.cmd,
-            TestCommand::Keys(KeysCommand::Create { .. })
-        ));
+        assert!(matches!(cli.cmd, TestCommand::Keys(KeysCommand::Create { .. })));
         for bad in [
             "keys create --account a --name n --permission admin",
             "keys create --account a --name n --permission read --expires-in soon",
@@ -291,11 +282,7 @@ mod tests {
 
     #[test]
     fn debug_of_client_args_hides_the_token() {
-        let args = ClientArgs {
-            admin_url: "http://a".into(),
-            token: Some("s3cret-token".into()),
-            json: false,
-        };
+        let args = ClientArgs { admin_url: "http://a".into(), token: Some("s3cret-token".into()), json: false };
         let shown = format!("{args:?}");
         assert!(!shown.contains("s3cret-token"), "{shown}");
         assert!(shown.contains("redacted"));

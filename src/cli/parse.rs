@@ -38,10 +38,7 @@ pub enum Status {
 
 /// The API's spelling of a value enum (`read`, `live`, `revoked`, …).
 pub fn name<T: ValueEnum>(value: T) -> String {
-    value
-        .to_possible_value()
-        .map(|v| v.get_name().to_owned())
-        .unwrap_or_default()
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }
 
 /// Expiry, limits and restrictions, shared by `create` and `update`.
@@ -153,9 +150,7 @@ impl Changes {
 /// Parses `30d`, `12h`, `90m`, `45s` or `2w` into seconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let unit_seconds = match unit {
         "s" => 1,
@@ -164,21 +159,13 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         "d" => 86_400,
         "w" => 604_800,
         "" => return Err(format!("{text:?} needs a unit: s, m, h, d or w (e.g. 30d)")),
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use s, m, h, d or w (e.g. 30d)"
-            ))
-        }
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use s, m, h, d or w (e.g. 30d)")),
     };
-    let count: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30d, 12h or 90m"))?;
+    let count: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 30d, 12h or 90m"))?;
     if count == 0 {
         return Err("a duration must be longer than zero".into());
     }
-    count
-        .checked_mul(unit_seconds)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    count.checked_mul(unit_seconds).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Parses an RFC 3339 time and returns it normalised to UTC, as the API stores it.
@@ -190,8 +177,7 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 
 /// The RFC 3339 UTC time `seconds` from now (for `--expires-in`).
 pub fn time_in(seconds: u64) -> Result<String, CliError> {
-    let seconds =
-        i64::try_from(seconds).map_err(|_| CliError::Usage("duration too long".into()))?;
+    let seconds = i64::try_from(seconds).map_err(|_| CliError::Usage("duration too long".into()))?;
     OffsetDateTime::now_utc()
         .checked_add(time::Duration::seconds(seconds))
         .ok_or_else(|| CliError::Usage("duration too long".into()))
@@ -233,9 +219,7 @@ pub fn parse_rate_limit(text: &str) -> Result<Value, String> {
     Ok(json!({ "requests": requests, "per_seconds": per_seconds }))
 }
 
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-];
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 /// Parses `--allowed-route`: `/prefix` or `/prefix:GET,HEAD`. Paths may hold
 /// a colon (`/v1/items:batch`), so only a suffix of known methods is taken as
@@ -243,23 +227,15 @@ const METHODS: [&str; 9] = [
 pub fn parse_route(text: &str) -> Result<Value, String> {
     let text = text.trim();
     if !text.starts_with('/') {
-        return Err(format!(
-            "{text:?}: a route starts with / (e.g. /v1/reports:GET,HEAD)"
-        ));
+        return Err(format!("{text:?}: a route starts with / (e.g. /v1/reports:GET,HEAD)"));
     }
     if let Some((path, suffix)) = text.rsplit_once(':') {
-        let methods: Vec<String> = suffix
-            .split(',')
-            .map(|m| m.trim().to_ascii_uppercase())
-            .collect();
+        let methods: Vec<String> = suffix.split(',').map(|m| m.trim().to_ascii_uppercase()).collect();
         if methods.iter().all(|m| METHODS.contains(&m.as_str())) {
             return Ok(json!({ "path_prefix": path, "methods": methods }));
         }
         if suffix.chars().all(|c| c.is_ascii_uppercase() || c == ',') {
-            return Err(format!(
-                "{text:?}: unknown method in {suffix:?}; known: {}",
-                METHODS.join(",")
-            ));
+            return Err(format!("{text:?}: unknown method in {suffix:?}; known: {}", METHODS.join(",")));
         }
     }
     Ok(json!({ "path_prefix": text, "methods": null }))
@@ -283,14 +259,8 @@ mod tests {
 
     #[test]
     fn times_are_normalised_to_utc_whole_seconds() {
-        assert_eq!(
-            parse_time("2030-01-31T23:59:00Z").as_deref(),
-            Ok("2030-01-31T23:59:00Z")
-        );
-        assert_eq!(
-            parse_time("2030-02-01T01:59:00.5+02:00").as_deref(),
-            Ok("2030-01-31T23:59:00Z")
-        );
+        assert_eq!(parse_time("2030-01-31T23:59:00Z").as_deref(), Ok("2030-01-31T23:59:00Z"));
+        assert_eq!(parse_time("2030-02-01T01:59:00.5+02:00").as_deref(), Ok("2030-01-31T23:59:00Z"));
         assert!(parse_time("2030-01-31").is_err());
         assert!(parse_time("tomorrow").is_err());
     }
@@ -305,28 +275,16 @@ mod tests {
 
     #[test]
     fn metadata_must_be_an_object() {
-        assert_eq!(
-            parse_metadata(r#"{"team":"a"}"#),
-            Ok(serde_json::json!({"team": "a"}))
-        );
+        assert_eq!(parse_metadata(r#"{"team":"a"}"#), Ok(serde_json::json!({"team": "a"})));
         assert!(parse_metadata("[1]").is_err());
         assert!(parse_metadata("{").is_err());
     }
 
     #[test]
     fn rate_limits_take_count_and_window() {
-        assert_eq!(
-            parse_rate_limit("100/60s"),
-            Ok(json!({"requests": 100, "per_seconds": 60}))
-        );
-        assert_eq!(
-            parse_rate_limit("1000/h"),
-            Ok(json!({"requests": 1000, "per_seconds": 3600}))
-        );
-        assert_eq!(
-            parse_rate_limit("5/2m"),
-            Ok(json!({"requests": 5, "per_seconds": 120}))
-        );
+        assert_eq!(parse_rate_limit("100/60s"), Ok(json!({"requests": 100, "per_seconds": 60})));
+        assert_eq!(parse_rate_limit("1000/h"), Ok(json!({"requests": 1000, "per_seconds": 3600})));
+        assert_eq!(parse_rate_limit("5/2m"), Ok(json!({"requests": 5, "per_seconds": 120})));
         for bad in ["100", "0/60s", "x/60s", "100/60", "100/", "100/1y"] {
             assert!(parse_rate_limit(bad).is_err(), "{bad:?} should be refused");
         }
@@ -334,18 +292,12 @@ mod tests {
 
     #[test]
     fn routes_take_an_optional_method_list() {
-        assert_eq!(
-            parse_route("/v1/reports"),
-            Ok(json!({"path_prefix": "/v1/reports", "methods": null}))
-        );
+        assert_eq!(parse_route("/v1/reports"), Ok(json!({"path_prefix": "/v1/reports", "methods": null})));
         assert_eq!(
             parse_route("/v1/reports:GET,head"),
             Ok(json!({"path_prefix": "/v1/reports", "methods": ["GET", "HEAD"]}))
         );
-        assert_eq!(
-            parse_route("/v1/items:batch"),
-            Ok(json!({"path_prefix": "/v1/items:batch", "methods": null}))
-        );
+        assert_eq!(parse_route("/v1/items:batch"), Ok(json!({"path_prefix": "/v1/items:batch", "methods": null})));
         assert_eq!(
             parse_route("/v1/items:batch:POST"),
             Ok(json!({"path_prefix": "/v1/items:batch", "methods": ["POST"]}))

@@ -21,10 +21,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&str]) -> Table {
-        Table {
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row; missing cells are blank and extra ones are dropped, so a
@@ -64,10 +61,7 @@ impl Table {
 /// Renders `name: value` lines, one per field, in the order given. Values are
 /// not aligned so that `grep '^status: '` works on the output.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\n"))
-        .collect()
+    pairs.iter().map(|(name, value)| format!("{name}: {value}\n")).collect()
 }
 
 /// The text of a JSON value in a cell: strings bare, null as `-`, arrays
@@ -107,14 +101,8 @@ fn utc_time(value: Option<&Value>, seconds: bool) -> String {
     match OffsetDateTime::parse(text, &Rfc3339) {
         Ok(t) => {
             let t = t.to_offset(time::UtcOffset::UTC);
-            let minute = format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            );
+            let minute =
+                format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute());
             if seconds {
                 format!("{minute}:{:02}Z", t.second())
             } else {
@@ -127,12 +115,8 @@ fn utc_time(value: Option<&Value>, seconds: bool) -> String {
 
 /// A rate limit object as the CLI takes it: `100/60s`.
 pub fn rate_limit(value: Option<&Value>) -> String {
-    let requests = value
-        .and_then(|v| v.get("requests"))
-        .and_then(Value::as_u64);
-    let per = value
-        .and_then(|v| v.get("per_seconds"))
-        .and_then(Value::as_u64);
+    let requests = value.and_then(|v| v.get("requests")).and_then(Value::as_u64);
+    let per = value.and_then(|v| v.get("per_seconds")).and_then(Value::as_u64);
     match (requests, per) {
         (Some(r), Some(p)) => format!("{r}/{p}s"),
         _ => cell(value),
@@ -142,11 +126,7 @@ pub fn rate_limit(value: Option<&Value>) -> String {
 /// A string list joined with commas; `-` when empty or null.
 pub fn list(value: Option<&Value>) -> String {
     match value.and_then(Value::as_array) {
-        Some(items) if !items.is_empty() => items
-            .iter()
-            .map(|v| cell(Some(v)))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(items) if !items.is_empty() => items.iter().map(|v| cell(Some(v))).collect::<Vec<_>>().join(","),
         Some(_) => "-".to_owned(),
         None => cell(value),
     }
@@ -217,11 +197,7 @@ mod tests {
     #[test]
     fn columns_align_on_the_widest_cell_counting_characters() {
         let mut t = Table::new(&["ID", "KEY", "USAGE"]);
-        t.push(vec![
-            "key_1".into(),
-            "kg_live_AbC1…9xYz".into(),
-            "12".into(),
-        ]);
+        t.push(vec!["key_1".into(), "kg_live_AbC1…9xYz".into(), "12".into()]);
         t.push(vec!["key_22222".into(), "x".into(), "0".into()]);
         let expected = "\
 ID         KEY                USAGE
@@ -264,35 +240,21 @@ key_22222  x                  0
 
     #[test]
     fn times_are_shortened_to_minutes_in_utc() {
-        assert_eq!(
-            short_time(Some(&json!("2024-05-01T12:34:56Z"))),
-            "2024-05-01 12:34Z"
-        );
-        assert_eq!(
-            short_time(Some(&json!("2024-05-01T14:34:56.123+02:00"))),
-            "2024-05-01 12:34Z"
-        );
+        assert_eq!(short_time(Some(&json!("2024-05-01T12:34:56Z"))), "2024-05-01 12:34Z");
+        assert_eq!(short_time(Some(&json!("2024-05-01T14:34:56.123+02:00"))), "2024-05-01 12:34Z");
         assert_eq!(short_time(Some(&Value::Null)), "never");
-        assert_eq!(
-            second_time(Some(&json!("2024-05-01T14:34:56.789+02:00"))),
-            "2024-05-01 12:34:56Z"
-        );
+        assert_eq!(second_time(Some(&json!("2024-05-01T14:34:56.789+02:00"))), "2024-05-01 12:34:56Z");
         assert_eq!(short_time(Some(&json!("soon"))), "soon");
     }
 
     #[test]
     fn limits_ips_and_routes_read_like_the_cli_arguments() {
-        assert_eq!(
-            rate_limit(Some(&json!({"requests": 100, "per_seconds": 60}))),
-            "100/60s"
-        );
+        assert_eq!(rate_limit(Some(&json!({"requests": 100, "per_seconds": 60}))), "100/60s");
         assert_eq!(rate_limit(Some(&Value::Null)), "-");
-        assert_eq!(
-            list(Some(&json!(["10.0.0.0/8", "::1/128"]))),
-            "10.0.0.0/8,::1/128"
-        );
+        assert_eq!(list(Some(&json!(["10.0.0.0/8", "::1/128"]))), "10.0.0.0/8,::1/128");
         assert_eq!(list(Some(&json!([]))), "-");
-        let r = json!([{"path_prefix": "/v1/reports", "methods": ["GET", "HEAD"]}, {"path_prefix": "/h", "methods": null}]);
+        let r =
+            json!([{"path_prefix": "/v1/reports", "methods": ["GET", "HEAD"]}, {"path_prefix": "/h", "methods": null}]);
         assert_eq!(routes(Some(&r)), "/v1/reports:GET,HEAD /h");
         assert_eq!(routes(Some(&json!([]))), "-");
     }

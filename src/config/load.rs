@@ -147,4 +147,3 @@ fn remove_path(value: &mut Value, path: &[String]) -> bool {
         _ => false,
     }
 }
-

@@ -20,7 +20,11 @@ impl IpNet {
         let addr: IpAddr = addr.trim().parse().map_err(|_| format!("not an IP address: {text:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("prefix length must be 0-{max}: {text:?}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length must be 0-{max}: {text:?}"))?,
             None => max,
         };
         Ok(IpNet { addr: mask(addr, prefix), prefix })

@@ -46,7 +46,8 @@ impl RouteRestriction {
     fn allows(&self, method: &http::Method, path: &str) -> bool {
         let prefix = self.path_prefix.as_str();
         let matches = path == prefix
-            || (path.starts_with(prefix) && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')));
+            || (path.starts_with(prefix)
+                && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')));
         matches && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 }
@@ -136,7 +137,9 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
     if !r.ips.is_empty() && !facts.client_ip.is_some_and(|ip| r.ips.iter().any(|net| net.contains(ip))) {
         return Err(Refusal::IpNotAllowed);
     }
-    if !r.routes.is_empty() && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path))) {
+    if !r.routes.is_empty()
+        && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path)))
+    {
         return Err(Refusal::RouteNotAllowed);
     }
     Ok(())
@@ -148,7 +151,8 @@ fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
     match limiter.check() {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity();
-            let reset = per_request.saturating_mul(quota.requests.saturating_sub(remaining)).as_secs_f64().ceil() as u64;
+            let reset =
+                per_request.saturating_mul(quota.requests.saturating_sub(remaining)).as_secs_f64().ceil() as u64;
             let info = RateInfo {
                 limit: quota.requests,
                 window_seconds: quota.per_seconds,
@@ -161,7 +165,8 @@ fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
         Err(not_until) => {
             let wait = not_until.wait_time_from(limiter.clock().now());
             let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let reset = (wait + per_request.saturating_mul(quota.requests.saturating_sub(1))).as_secs_f64().ceil() as u64;
+            let reset =
+                (wait + per_request.saturating_mul(quota.requests.saturating_sub(1))).as_secs_f64().ceil() as u64;
             let info = RateInfo {
                 limit: quota.requests,
                 window_seconds: quota.per_seconds,
@@ -186,7 +191,10 @@ fn new_limiter(quota: Quota) -> Option<Limiter> {
 
 /// Builds the restrictions of a key from its stored lists; `None` when both
 /// are empty, so unrestricted keys carry no allocation.
-pub fn compile_restrictions(ips: &[String], routes: &[(String, Vec<String>)]) -> Result<Option<Arc<Restrictions>>, String> {
+pub fn compile_restrictions(
+    ips: &[String],
+    routes: &[(String, Vec<String>)],
+) -> Result<Option<Arc<Restrictions>>, String> {
     if ips.is_empty() && routes.is_empty() {
         return Ok(None);
     }
@@ -214,7 +222,11 @@ mod tests {
 
     fn set_with(policy: KeyPolicy) -> (KeySet, String) {
         let key = generate("kg_live");
-        let set = KeySet::empty().apply(Changes { revision: 1, keys: vec![PolicyRow { hash: key.hash(), policy }], retired: vec![] });
+        let set = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![PolicyRow { hash: key.hash(), policy }],
+            retired: vec![],
+        });
         (set, key.expose().to_owned())
     }
 
@@ -242,7 +254,9 @@ mod tests {
         let routes = vec![("/v1/reports".to_string(), vec!["GET".to_string()]), ("/v1/orders/".to_string(), vec![])];
         p.restrictions = compile_restrictions(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
         let (set, key) = set_with(p);
-        let d = |m: &Method, path: &str, ip: &str| set.decide(key.as_bytes(), &facts(m, path, ip), 0, None).result.map(|_| ());
+        let d = |m: &Method, path: &str, ip: &str| {
+            set.decide(key.as_bytes(), &facts(m, path, ip), 0, None).result.map(|_| ())
+        };
         assert_eq!(d(&Method::GET, "/v1/reports/1", "10.1.2.3"), Ok(()));
         assert_eq!(d(&Method::GET, "/v1/reports", "2001:db8::1"), Ok(()));
         assert_eq!(d(&Method::GET, "/v1/reports", "192.168.0.1"), Err(Refusal::IpNotAllowed));
@@ -250,7 +264,13 @@ mod tests {
         assert_eq!(d(&Method::POST, "/v1/reports", "10.0.0.1"), Err(Refusal::RouteNotAllowed));
         assert_eq!(d(&Method::GET, "/v1/reportsx", "10.0.0.1"), Err(Refusal::RouteNotAllowed));
         assert_eq!(d(&Method::DELETE, "/v1/orders/7", "10.0.0.1"), Ok(()));
-        for escape in ["/v1/reports/../admin", "/v1/reports/%2e%2e/admin", "/v1/reports/..;/x", "/v1/reports/..%2Fx", "/v1/reports\\..\\x"] {
+        for escape in [
+            "/v1/reports/../admin",
+            "/v1/reports/%2e%2e/admin",
+            "/v1/reports/..;/x",
+            "/v1/reports/..%2Fx",
+            "/v1/reports\\..\\x",
+        ] {
             assert_eq!(d(&Method::GET, escape, "10.0.0.1"), Err(Refusal::RouteNotAllowed), "{escape}");
         }
         assert_eq!(d(&Method::GET, "/v1/reports/2026.11..12", "10.0.0.1"), Ok(()), "dots inside a name are fine");
@@ -263,7 +283,8 @@ mod tests {
         let (set, key) = set_with(p);
         let get = Method::GET;
         let f = facts(&get, "/", "127.0.0.1");
-        let remaining: Vec<u32> = (0..3).map(|_| set.decide(key.as_bytes(), &f, 0, None).rate.expect("rate").remaining).collect();
+        let remaining: Vec<u32> =
+            (0..3).map(|_| set.decide(key.as_bytes(), &f, 0, None).rate.expect("rate").remaining).collect();
         assert_eq!(remaining, [2, 1, 0]);
         let refused = set.decide(key.as_bytes(), &f, 0, None);
         assert_eq!(refused.result, Err(Refusal::RateLimited));
@@ -287,12 +308,20 @@ mod tests {
     #[test]
     fn usage_survives_a_policy_change() {
         let key = generate("kg_live");
-        let v1 = KeySet::empty().apply(Changes { revision: 1, keys: vec![PolicyRow { hash: key.hash(), policy: policy() }], retired: vec![] });
+        let v1 = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![PolicyRow { hash: key.hash(), policy: policy() }],
+            retired: vec![],
+        });
         let get = Method::GET;
         v1.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 5, None);
         let mut changed = policy();
         changed.permission = Permission::Read;
-        let v2 = v1.apply(Changes { revision: 2, keys: vec![PolicyRow { hash: key.hash(), policy: changed }], retired: vec![] });
+        let v2 = v1.apply(Changes {
+            revision: 2,
+            keys: vec![PolicyRow { hash: key.hash(), policy: changed }],
+            retired: vec![],
+        });
         v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
         let usage = v2.usage().all();
         assert_eq!(usage.len(), 1);

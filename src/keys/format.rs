@@ -180,10 +180,7 @@ pub fn parse(key: &[u8]) -> Result<&str, FormatError> {
         return Err(FormatError::Prefix);
     }
     let prefix = &key[..split - 1];
-    if !prefix
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-    {
+    if !prefix.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_') {
         return Err(FormatError::Prefix);
     }
     let mut expected: u32 = 0;

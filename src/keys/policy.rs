@@ -35,9 +35,7 @@ impl Permission {
         match self {
             Permission::Write => true,
             Permission::Read => {
-                method == http::Method::GET
-                    || method == http::Method::HEAD
-                    || method == http::Method::OPTIONS
+                method == http::Method::GET || method == http::Method::HEAD || method == http::Method::OPTIONS
             }
         }
     }

@@ -95,9 +95,17 @@ pub(super) struct Runtime {
 }
 
 impl KeyState {
-    pub(super) fn runtime(&self, table: &UsageTable, quota: Option<Quota>, make: fn(Quota) -> Option<Limiter>) -> &Runtime {
+    pub(super) fn runtime(
+        &self,
+        table: &UsageTable,
+        quota: Option<Quota>,
+        make: fn(Quota) -> Option<Limiter>,
+    ) -> &Runtime {
         self.runtime.get_or_init(|| {
-            Box::new(Runtime { usage: table.counts(self.policy.id, self.policy.account_id), limiter: quota.and_then(make) })
+            Box::new(Runtime {
+                usage: table.counts(self.policy.id, self.policy.account_id),
+                limiter: quota.and_then(make),
+            })
         })
     }
 }
@@ -467,7 +475,8 @@ mod tests {
     #[test]
     fn every_key_is_found_among_many_and_unknown_ones_are_not() {
         let secrets: Vec<_> = (0..20_000).map(|_| generate("kg_live")).collect();
-        let rows = secrets.iter().enumerate().map(|(i, s)| PolicyRow { hash: s.hash(), policy: policy(&format!("key_{i}")) });
+        let rows =
+            secrets.iter().enumerate().map(|(i, s)| PolicyRow { hash: s.hash(), policy: policy(&format!("key_{i}")) });
         let set = KeySet::empty().apply(Changes { revision: 1, keys: rows.collect(), retired: vec![] });
         assert_eq!(set.len(), 20_000);
         for (i, s) in secrets.iter().enumerate() {
@@ -483,7 +492,10 @@ mod tests {
         let fresh = generate("kg_live");
         let next = set.apply(Changes {
             revision: 2,
-            keys: vec![PolicyRow { hash: secrets[7].hash(), policy: revoked }, PolicyRow { hash: fresh.hash(), policy: policy("key_new") }],
+            keys: vec![
+                PolicyRow { hash: secrets[7].hash(), policy: revoked },
+                PolicyRow { hash: fresh.hash(), policy: policy("key_new") },
+            ],
             retired: vec![],
         });
         assert_eq!(next.len(), 20_001);

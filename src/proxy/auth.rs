@@ -77,34 +77,20 @@ impl CredentialSources {
         let headers = key_headers
             .iter()
             .map(|name| {
-                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    anyhow::anyhow!("proxy.key_headers: not a header name: {name:?}")
-                })?;
-                Ok(KeyHeader {
-                    bearer: name == AUTHORIZATION,
-                    name,
-                })
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| anyhow::anyhow!("proxy.key_headers: not a header name: {name:?}"))?;
+                Ok(KeyHeader { bearer: name == AUTHORIZATION, name })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut places: Vec<String> = headers
             .iter()
-            .map(|h| {
-                if h.bearer {
-                    "Authorization: Bearer <key>".to_string()
-                } else {
-                    format!("{}: <key>", h.name)
-                }
-            })
+            .map(|h| if h.bearer { "Authorization: Bearer <key>".to_string() } else { format!("{}: <key>", h.name) })
             .collect();
         if let Some(param) = query_param {
             places.push(format!("the {param} query parameter"));
         }
         let missing_detail = format!("Send the API key as {}.", places.join(" or "));
-        Ok(CredentialSources {
-            headers,
-            query_param: query_param.map(str::to_owned),
-            missing_detail,
-        })
+        Ok(CredentialSources { headers, query_param: query_param.map(str::to_owned), missing_detail })
     }
 
     /// Tells a client without a key where to put it.
@@ -113,11 +99,7 @@ impl CredentialSources {
     }
 
     /// The one key the request carries.
-    pub fn extract<'a>(
-        &self,
-        headers: &'a HeaderMap,
-        uri: &'a Uri,
-    ) -> Result<Credential<'a>, CredentialError> {
+    pub fn extract<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Result<Credential<'a>, CredentialError> {
         let mut key: Option<&'a [u8]> = None;
         let mut found_in = FoundIn::default();
         for (i, source) in self.headers.iter().enumerate() {
@@ -143,8 +125,7 @@ impl CredentialSources {
                 }
             }
         }
-        key.map(|key| Credential { key, found_in })
-            .ok_or(CredentialError::Missing)
+        key.map(|key| Credential { key, found_in }).ok_or(CredentialError::Missing)
     }
 
     /// Removes the credential from the headers it was found in (the query
@@ -200,17 +181,13 @@ mod tests {
     use http::HeaderValue;
 
     fn sources(query: Option<&str>) -> CredentialSources {
-        CredentialSources::new(&["authorization".into(), "x-api-key".into()], query)
-            .expect("sources")
+        CredentialSources::new(&["authorization".into(), "x-api-key".into()], query).expect("sources")
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in pairs {
-            h.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+            h.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
         h
     }
@@ -235,35 +212,20 @@ mod tests {
         s.strip(&mut stripped, c.found_in);
         assert!(stripped.is_empty());
         let h = headers(&[("x-api-key", "k1"), ("x-api-key", "k2")]);
-        assert_eq!(
-            s.extract(&h, &uri).map(|c| c.key),
-            Err(CredentialError::Conflicting)
-        );
+        assert_eq!(s.extract(&h, &uri).map(|c| c.key), Err(CredentialError::Conflicting));
         let h = headers(&[("authorization", "Basic dXNlcg=="), ("x-api-key", "k1")]);
         let c = s.extract(&h, &uri).expect("basic is ignored");
         let mut stripped = h.clone();
         s.strip(&mut stripped, c.found_in);
         assert!(stripped.contains_key(AUTHORIZATION));
-        assert_eq!(
-            s.extract(&headers(&[("x-api-key", " ")]), &uri)
-                .map(|c| c.key),
-            Err(CredentialError::Empty)
-        );
-        assert_eq!(
-            s.extract(&HeaderMap::new(), &uri).map(|c| c.key),
-            Err(CredentialError::Missing)
-        );
+        assert_eq!(s.extract(&headers(&[("x-api-key", " ")]), &uri).map(|c| c.key), Err(CredentialError::Empty));
+        assert_eq!(s.extract(&HeaderMap::new(), &uri).map(|c| c.key), Err(CredentialError::Missing));
     }
 
     #[test]
     fn query_parameter_only_when_configured() {
         let uri = Uri::from_static("/x?a=1&api_key=k9&b");
-        assert_eq!(
-            sources(None)
-                .extract(&HeaderMap::new(), &uri)
-                .map(|c| c.key),
-            Err(CredentialError::Missing)
-        );
+        assert_eq!(sources(None).extract(&HeaderMap::new(), &uri).map(|c| c.key), Err(CredentialError::Missing));
         let s = sources(Some("api_key"));
         let none = HeaderMap::new();
         let c = s.extract(&none, &uri).expect("from query");

@@ -1,7 +1,9 @@
-//! Request body limits per route: a declared `Content-Length` over the limit
-//! is refused before the upstream is contacted; a body without one (chunked)
-//! is counted while it streams and cut with an error when it passes the
-//! limit, which the proxy then answers as 413.
+//! Bodies through the proxy. Request bodies are limited per route: a
+//! declared `Content-Length` over the limit is refused before the upstream
+//! is contacted; a body without one (chunked) is counted while it streams
+//! and cut with an error when it passes the limit, which the proxy then
+//! answers as 413. Response bodies are the upstream's, or a document the
+//! proxy made itself (`ProxyBody`).
 //!
 //! Bodies are never collected: `LimitedBody` passes frames through as they
 //! arrive and only counts their length.
@@ -42,14 +44,52 @@ impl StdError for BodyError {
     }
 }
 
+/// Every response body the proxy sends: the upstream's, streamed, or one
+/// the proxy made itself (a problem document). An enum rather than a boxed
+/// body: one allocation less per response.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody::Full(Some(bytes.into()))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
 /// Refuses a declared body length over `limit`; returns the limit if so.
 pub fn check_content_length(headers: &HeaderMap, limit: Option<u64>) -> Result<(), u64> {
     let Some(limit) = limit else { return Ok(()) };
     // hyper has already refused malformed or conflicting lengths.
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => Err(limit),
         _ => Ok(()),
@@ -67,12 +107,7 @@ pub struct LimitedBody {
 
 impl LimitedBody {
     pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
-        LimitedBody {
-            inner,
-            limit,
-            seen: 0,
-            failed: false,
-        }
+        LimitedBody { inner, limit, seen: 0, failed: false }
     }
 }
 
@@ -80,10 +115,7 @@ impl Body for LimitedBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if self.failed {
             return Poll::Ready(None);
         }
@@ -159,10 +191,7 @@ mod tests {
             }
         }
         let outer = Outer(BodyError::TooLarge { limit: 5 });
-        assert!(matches!(
-            body_error(&outer),
-            Some(BodyError::TooLarge { limit: 5 })
-        ));
+        assert!(matches!(body_error(&outer), Some(BodyError::TooLarge { limit: 5 })));
         assert!(body_error(&std::io::Error::other("x")).is_none());
     }
 }

@@ -2,24 +2,30 @@
 //! (plain HTTP or rustls), with the connect and response timeouts, and the
 //! upstream URI rewrite.
 //!
-//! Bodies stream both ways: the client's body is handed to the upstream
-//! connection as it arrives and the upstream's response body is returned
-//! unread. Failures are classified here (connect, timeout, body limit, …)
-//! so that `problem` can give each its stable code.
+//! Connections are hyper's HTTP/1 client connections, one task each, kept in
+//! the per-thread `pool`. A request that a pooled connection could not even
+//! start sending (the upstream closed it while idle) is retried on another;
+//! one that was sent is never retried. Bodies stream both ways: the client's
+//! body is handed to the upstream connection as it arrives and the
+//! upstream's response body is returned unread. Failures are classified here
+//! (connect, timeout, body limit, …) so that `problem` can give each its
+//! stable code.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::ServiceExt;
 
 use super::body::{body_error, BodyError, LimitedBody};
+use super::pool::{Pool, Sender};
 use super::routing::Upstream;
+use super::BoxError;
 use crate::config::UpstreamConfig;
 
 /// Why an upstream exchange failed.
@@ -27,7 +33,7 @@ use crate::config::UpstreamConfig;
 pub enum ForwardError {
     /// No connection to the upstream could be made (refused, unreachable,
     /// DNS, TLS, connect timeout).
-    Connect(hyper_util::client::legacy::Error),
+    Connect(BoxError),
     /// The upstream sent no response head within the response timeout.
     Timeout(Duration),
     /// The request body passed the route's limit while streaming.
@@ -36,13 +42,17 @@ pub enum ForwardError {
     /// chunked framing).
     ClientBody,
     /// The upstream broke the exchange after connecting.
-    Upstream(hyper_util::client::legacy::Error),
+    Upstream(hyper::Error),
 }
 
-/// The pooled client shared by every route.
+/// The connectors and pool shared by every route.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, LimitedBody>,
+    /// http:// upstreams: plain TCP, without the TLS wrapper's layer on
+    /// every read and write.
+    http: HttpConnector,
+    https: HttpsConnector<HttpConnector>,
+    pool: Arc<Pool>,
     response_timeout: Duration,
 }
 
@@ -54,67 +64,132 @@ impl Forwarder {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         http.set_keepalive(Some(Duration::from_millis(config.pool_idle_timeout_ms)));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(crate::tls::provider())
             .context("the TLS provider supports no safe protocol version")?
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(tls);
+            .wrap_connector(http.clone());
         Ok(Forwarder {
-            client,
+            http,
+            https,
+            pool: Arc::new(Pool::new(
+                config.pool_max_idle_per_host,
+                Duration::from_millis(config.pool_idle_timeout_ms),
+            )),
             response_timeout: Duration::from_millis(config.response_timeout_ms),
         })
     }
 
-    /// Sends `request` (its URI already absolute, see `upstream_uri`) and
-    /// waits for the response head.
+    /// Sends `request` (origin-form URI and `Host` already set, see
+    /// `upstream_uri`) to `upstream`, route `route`'s upstream, and waits
+    /// for the response head. `now` is the request's start.
     pub async fn send(
         &self,
+        route: usize,
+        upstream: &Upstream,
         request: Request<LimitedBody>,
+        now: Instant,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let result =
-            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-                Ok(result) => result,
-                Err(_) => return Err(ForwardError::Timeout(self.response_timeout)),
+        match tokio::time::timeout(self.response_timeout, self.exchange(route, upstream, request, now)).await {
+            Ok(result) => result,
+            Err(_) => Err(ForwardError::Timeout(self.response_timeout)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        route: usize,
+        upstream: &Upstream,
+        mut request: Request<LimitedBody>,
+        now: Instant,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        loop {
+            let (mut sender, pooled) = match self.pool.checkout(route, now) {
+                Some(sender) => (sender, true),
+                None => (self.connect(upstream).await?, false),
             };
-        result.map_err(|e| {
-            if e.is_connect() {
-                return ForwardError::Connect(e);
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.pool.put(route, sender, now);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the pooled connection had closed.
+                    Some(unsent) if pooled => request = unsent,
+                    _ => return Err(classify(e.into_error())),
+                },
             }
-            match body_error(&e) {
-                Some(BodyError::TooLarge { limit }) => ForwardError::BodyTooLarge { limit: *limit },
-                Some(BodyError::Client(_)) => ForwardError::ClientBody,
-                None => ForwardError::Upstream(e),
-            }
-        })
+        }
+    }
+
+    /// A new connection to `upstream`, its task spawned on this thread.
+    async fn connect(&self, upstream: &Upstream) -> Result<Sender, ForwardError> {
+        let uri = Uri::builder()
+            .scheme(upstream.scheme.clone())
+            .authority(upstream.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ForwardError::Connect(e.into()))?;
+        if upstream.scheme == Scheme::HTTP {
+            let io = self.http.clone().oneshot(uri).await.map_err(|e| ForwardError::Connect(e.into()))?;
+            handshake(io).await
+        } else {
+            handshake(self.https.clone().oneshot(uri).await.map_err(ForwardError::Connect)?).await
+        }
+    }
+
+    /// Idle upstream connections on the calling thread (tests).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_here()
     }
 }
 
-/// The upstream URI for a request: the upstream's scheme and authority, its
-/// base path in front of the request's path, and the request's query —
-/// without the `strip_param` parameter if the key was sent there.
-pub fn upstream_uri(
-    upstream: &Upstream,
-    request: Option<&PathAndQuery>,
-    strip_param: Option<&str>,
-) -> Result<Uri, http::Error> {
-    let (path, query) = match request {
+/// HTTP/1.1 over `io`, the connection's task spawned on this thread.
+async fn handshake<T>(io: T) -> Result<Sender, ForwardError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| ForwardError::Connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+fn classify(e: hyper::Error) -> ForwardError {
+    match body_error(&e) {
+        Some(BodyError::TooLarge { limit }) => ForwardError::BodyTooLarge { limit: *limit },
+        Some(BodyError::Client(_)) => ForwardError::ClientBody,
+        None => ForwardError::Upstream(e),
+    }
+}
+
+/// The origin-form URI the upstream gets: the upstream's base path in front
+/// of the request's path, and the request's query — without the
+/// `strip_param` parameter if the key was sent there. The common case (no
+/// base path, nothing to strip) hands the request's own URI back untouched.
+pub fn upstream_uri(upstream: &Upstream, request: Uri, strip_param: Option<&str>) -> Result<Uri, http::Error> {
+    if upstream.base_path.is_empty()
+        && strip_param.is_none()
+        && request.scheme().is_none()
+        && request.authority().is_none()
+    {
+        return Ok(request);
+    }
+    let (path, query) = match request.path_and_query() {
         Some(pq) => (pq.path(), pq.query()),
         None => ("/", None),
     };
-    let path_and_query = match (upstream.base_path.is_empty(), strip_param, request) {
-        // The common case reuses the request's own (shared) bytes.
+    let path_and_query = match (upstream.base_path.is_empty(), strip_param, request.path_and_query()) {
+        // An absolute-form request: its own path and query, shared.
         (true, None, Some(pq)) => pq.clone(),
         _ => {
-            let mut joined = String::with_capacity(
-                upstream.base_path.len() + path.len() + query.map_or(0, str::len) + 1,
-            );
+            let mut joined =
+                String::with_capacity(upstream.base_path.len() + path.len() + query.map_or(0, str::len) + 1);
             joined.push_str(&upstream.base_path);
             joined.push_str(path);
             let mut first = true;
@@ -130,11 +205,7 @@ pub fn upstream_uri(
             PathAndQuery::try_from(joined)?
         }
     };
-    Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    Ok(Uri::from(path_and_query))
 }
 
 #[cfg(test)]
@@ -143,35 +214,22 @@ mod tests {
 
     fn uri(base: &str, request: &str, strip: Option<&str>) -> String {
         let upstream = Upstream::parse(base).expect("upstream");
-        let pq = PathAndQuery::try_from(request).expect("pq");
-        upstream_uri(&upstream, Some(&pq), strip)
-            .expect("uri")
-            .to_string()
+        let request: Uri = request.parse().expect("uri");
+        upstream_uri(&upstream, request, strip).expect("uri").to_string()
     }
 
     #[test]
     fn base_path_and_query_are_joined() {
-        assert_eq!(
-            uri("http://up:81", "/a/b?x=1", None),
-            "http://up:81/a/b?x=1"
-        );
-        assert_eq!(
-            uri("https://up/api/", "/a?x=1", None),
-            "https://up/api/a?x=1"
-        );
-        assert_eq!(uri("http://up/api", "/", None), "http://up/api/");
+        assert_eq!(uri("http://up:81", "/a/b?x=1", None), "/a/b?x=1");
+        assert_eq!(uri("https://up/api/", "/a?x=1", None), "/api/a?x=1");
+        assert_eq!(uri("http://up/api", "/", None), "/api/");
+        assert_eq!(uri("http://up", "http://client.example/a?x=1", None), "/a?x=1");
     }
 
     #[test]
     fn the_key_parameter_is_dropped() {
-        assert_eq!(
-            uri("http://up", "/a?key=k&x=1", Some("key")),
-            "http://up/a?x=1"
-        );
-        assert_eq!(uri("http://up", "/a?key=k", Some("key")), "http://up/a");
-        assert_eq!(
-            uri("http://up", "/a?x&key=k&key=k&y=2", Some("key")),
-            "http://up/a?x&y=2"
-        );
+        assert_eq!(uri("http://up", "/a?key=k&x=1", Some("key")), "/a?x=1");
+        assert_eq!(uri("http://up", "/a?key=k", Some("key")), "/a");
+        assert_eq!(uri("http://up", "/a?x&key=k&key=k&y=2", Some("key")), "/a?x&y=2");
     }
 }

@@ -6,14 +6,13 @@
 //! client sends under those names is never passed on. Credential stripping
 //! belongs to `auth`, which knows where the key was found.
 
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use bytes::Bytes;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 
 use crate::keys::Identity;
@@ -90,30 +89,40 @@ impl std::fmt::Display for RequestId {
 fn is_sane_request_id(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_LEN
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    match headers.get_all(CONNECTION).iter().count() {
-        0 => {}
-        // The common case (`Connection: keep-alive`) needs no copy.
-        1 => {
-            if let Some(value) = headers.remove(CONNECTION) {
-                remove_named(headers, &value);
-            }
+    // One pass over the names present, usually a handful, instead of a
+    // lookup per hop-by-hop name: most messages carry none of them.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
         }
-        _ => {
-            let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-            for value in &values {
-                remove_named(headers, value);
+    }
+    if present == 0 {
+        return;
+    }
+    // HOP_BY_HOP[0] is `Connection`.
+    if present & 1 != 0 {
+        let mut values = headers.get_all(CONNECTION).iter();
+        match (values.next().cloned(), values.next()) {
+            // The common case (`Connection: keep-alive`) needs no copy.
+            (Some(only), None) => remove_named(headers, &only),
+            _ => {
+                let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+                for value in &values {
+                    remove_named(headers, value);
+                }
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -133,36 +142,55 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
     }
 }
 
+/// What the request headers say about the connection a request came on,
+/// made once per connection: the usual `X-Forwarded-For` (the peer alone)
+/// and `X-Forwarded-Proto` values are then shared, not rebuilt per request.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub peer: IpAddr,
+    forwarded_for: HeaderValue,
+    proto: HeaderValue,
+}
+
+impl Forwarding {
+    pub fn new(peer: IpAddr, tls: bool) -> Self {
+        let peer = peer.to_canonical();
+        let mut text = [0u8; 64];
+        let len = write_ip(&mut text, peer);
+        Forwarding {
+            peer,
+            // An address is always a valid header value.
+            forwarded_for: HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown")),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+        }
+    }
+}
+
+/// Headers `prepare_request` inserts; reserved up front so the map grows once.
+const ADDED_HEADERS: usize = 7;
+
 /// Rewrites a client's request headers for the upstream (after `auth` has
 /// stripped the credential): hop-by-hop removed, identity, forwarding and
 /// request id headers set, `Host` set to the upstream's authority.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     identity: &Identity,
-    peer: IpAddr,
-    tls: bool,
+    forwarding: &Forwarding,
     request_id: &RequestId,
     upstream_host: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
+    headers.reserve(ADDED_HEADERS);
     // `insert` replaces every client-supplied value of these names. Ids are
     // base62 with `_`, so the fallback never happens.
-    for (name, id) in [
-        (X_KEYGATE_KEY_ID, identity.key_id.as_str()),
-        (X_KEYGATE_ACCOUNT_ID, identity.account_id.as_str()),
-    ] {
-        headers.insert(
-            name,
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")),
-        );
+    for (name, id) in
+        [(X_KEYGATE_KEY_ID, identity.key_id.as_str()), (X_KEYGATE_ACCOUNT_ID, identity.account_id.as_str())]
+    {
+        headers.insert(name, HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")));
     }
-    headers.insert(
-        X_KEYGATE_PERMISSION,
-        HeaderValue::from_static(identity.permission.as_str()),
-    );
-    set_forwarded_for(headers, peer);
-    let proto = if tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_KEYGATE_PERMISSION, HeaderValue::from_static(identity.permission.as_str()));
+    set_forwarded_for(headers, forwarding);
+    headers.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
     headers.insert(X_REQUEST_ID, request_id.header_value());
     headers.insert(HOST, upstream_host.clone());
 }
@@ -175,8 +203,7 @@ pub fn prepare_response(headers: &mut HeaderMap, request_id: &RequestId) {
 
 /// Appends the peer to the `X-Forwarded-For` chain, joining the client's
 /// lines (if any) into one. Values that are not text are dropped.
-fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    let peer = peer.to_canonical();
+fn set_forwarded_for(headers: &mut HeaderMap, forwarding: &Forwarding) {
     let mut chain = String::new();
     for value in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(text) = value.to_str() {
@@ -187,12 +214,26 @@ fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
             }
         }
     }
-    // Writing to a String cannot fail.
-    let _ = write!(chain, "{peer}");
+    if chain.is_empty() {
+        headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
+        return;
+    }
+    let mut text = [0u8; 64];
+    let len = write_ip(&mut text, forwarding.peer);
+    chain.push_str(std::str::from_utf8(&text[..len]).unwrap_or(""));
     // Hand the string's buffer over rather than copying it.
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
         headers.insert(X_FORWARDED_FOR, value);
     }
+}
+
+/// Writes `ip` as text into `out` (64 bytes hold any address); returns the
+/// length.
+fn write_ip(out: &mut [u8; 64], ip: IpAddr) -> usize {
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    // Cannot fail: the longest address text is 45 bytes.
+    let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
+    cursor.position() as usize
 }
 
 /// `Retry-After` in whole seconds.
@@ -233,20 +274,9 @@ mod tests {
     #[test]
     fn connection_named_and_hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(
-            CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret , ,"),
-        );
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret , ,"));
         h.append(CONNECTION, HeaderValue::from_static("x-other"));
-        for name in [
-            "x-secret",
-            "x-other",
-            "keep-alive",
-            "te",
-            "upgrade",
-            "proxy-authorization",
-            "x-kept",
-        ] {
+        for name in ["x-secret", "x-other", "keep-alive", "te", "upgrade", "proxy-authorization", "x-kept"] {
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
         }
         remove_hop_by_hop(&mut h);
@@ -264,14 +294,7 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let id = RequestId::generate();
         let peer: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
-        prepare_request(
-            &mut h,
-            &identity(),
-            peer,
-            false,
-            &id,
-            &HeaderValue::from_static("up:80"),
-        );
+        prepare_request(&mut h, &identity(), &Forwarding::new(peer, false), &id, &HeaderValue::from_static("up:80"));
         assert_eq!(h.get_all(X_KEYGATE_KEY_ID).iter().count(), 1);
         assert_eq!(h[X_KEYGATE_KEY_ID], "key_1");
         assert_eq!(h[X_KEYGATE_PERMISSION], "read");
@@ -289,10 +312,7 @@ mod tests {
             h.insert(X_REQUEST_ID, HeaderValue::from_static(bad));
             assert_eq!(RequestId::from_headers(&h).as_str().len(), 32, "{bad:?}");
         }
-        h.insert(
-            X_REQUEST_ID,
-            HeaderValue::from_str(&"a".repeat(129)).expect("value"),
-        );
+        h.insert(X_REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).expect("value"));
         assert_eq!(RequestId::from_headers(&h).as_str().len(), 32);
     }
 }

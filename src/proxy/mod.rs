@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod pool;
 pub mod problem;
 pub mod routing;
 
@@ -23,22 +24,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::HOST;
 use http::request::Parts;
 use http::{Request, Response, Version};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use self::auth::{CredentialSources, FoundIn};
 use self::body::LimitedBody;
 use self::forward::{ForwardError, Forwarder};
-use self::headers::RequestId;
+use self::guard::FailureGuard;
+use self::headers::{Forwarding, RequestId};
 use self::problem::Problem;
 use self::routing::Routes;
-use self::guard::FailureGuard;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::keys::cidr::IpNet;
@@ -49,9 +47,7 @@ use crate::shutdown::Shutdown;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Every response body the proxy sends: the upstream's, streamed, or a
-/// problem document.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+pub use self::body::ProxyBody;
 
 /// The proxy's state, shared by every connection.
 #[derive(Debug)]
@@ -67,6 +63,20 @@ pub struct Proxy {
     trusted_proxies: Vec<IpNet>,
     guard: Arc<FailureGuard>,
     metrics: Arc<Metrics>,
+}
+
+/// What the proxy knows of the connection a request came on.
+#[derive(Debug)]
+pub struct ClientConn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    forwarding: Forwarding,
+}
+
+impl ClientConn {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls) }
+    }
 }
 
 /// A refusal, with what its response needs beyond the problem itself.
@@ -88,10 +98,7 @@ impl Proxy {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Arc::new(Proxy {
             keyset,
-            credentials: CredentialSources::new(
-                &proxy.key_headers,
-                proxy.key_query_param.as_deref(),
-            )?,
+            credentials: CredentialSources::new(&proxy.key_headers, proxy.key_query_param.as_deref())?,
             routes: Routes::new(config)?,
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
@@ -102,7 +109,10 @@ impl Proxy {
                 max_header_bytes: proxy.max_header_bytes,
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
             },
-            default_quota: config.limits.default_per_key.map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
+            default_quota: config
+                .limits
+                .default_per_key
+                .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
             trusted_proxies,
             guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
             metrics,
@@ -110,20 +120,38 @@ impl Proxy {
     }
 
     /// Serves the proxy on `listener` (HTTPS if `tls` is given) until
-    /// `shutdown` fires and in-flight requests have drained.
+    /// `shutdown` fires and in-flight requests have drained, with the
+    /// failed-auth guard's sweeper alongside.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: Shutdown,
     ) {
+        self.spawn_sweeper(shutdown.clone());
+        self.serve_listener(listener, tls, shutdown).await;
+    }
+
+    /// The failed-auth guard's periodic sweep: once per process, however
+    /// many listeners serve the proxy.
+    pub fn spawn_sweeper(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        self.guard.spawn_sweeper(Duration::from_secs(30), shutdown)
+    }
+
+    /// Serves connections from `listener` and nothing else: one of several
+    /// listeners, one per runtime thread (see `server::ProxyRuntime`).
+    pub async fn serve_listener(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: Shutdown,
+    ) {
         let options = self.listener.clone();
-        self.guard.spawn_sweeper(Duration::from_secs(30), shutdown.clone());
         let make_service = move |peer: SocketAddr, tls: bool| {
-            let proxy = Arc::clone(&self);
+            let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls)));
             hyper::service::service_fn(move |request| {
-                let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, Infallible>(proxy.handle(request, peer, tls).await) }
+                let conn = Arc::clone(&conn);
+                async move { Ok::<_, Infallible>(conn.0.handle(request, &conn.1).await) }
             })
         };
         listener::serve(listener, tls, make_service, options, shutdown).await;
@@ -131,14 +159,20 @@ impl Proxy {
 
     /// Decides on one request and answers it, from the upstream or with a
     /// problem, and records its duration.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, conn: &ClientConn) -> Response<ProxyBody> {
         let started = Instant::now();
-        let (route, response) = self.answer(request, peer, tls).await;
+        let (route, response) = self.answer(request, conn, started).await;
         self.metrics.observe(route, response.status().as_u16(), started.elapsed());
         response
     }
 
-    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr, tls: bool) -> (usize, Response<ProxyBody>) {
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        conn: &ClientConn,
+        started: Instant,
+    ) -> (usize, Response<ProxyBody>) {
+        let peer = conn.peer;
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
@@ -170,19 +204,19 @@ impl Proxy {
         }
 
         let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
-        parts.uri = match forward::upstream_uri(target.upstream, parts.uri.path_and_query(), strip_param) {
+        parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
             Err(_) => return (route, refuse(Problem::BadRequest, None, &request_id, peer)),
         };
         if self.strip_credentials {
             self.credentials.strip(&mut parts.headers, found_in);
         }
-        headers::prepare_request(&mut parts.headers, &identity, peer.ip(), tls, &request_id, &target.upstream.host);
+        headers::prepare_request(&mut parts.headers, &identity, &conn.forwarding, &request_id, &target.upstream.host);
         // The upstream connection is HTTP/1.1 whatever the client spoke.
         parts.version = Version::HTTP_11;
         let upstream_request = Request::from_parts(parts, LimitedBody::new(body, target.body_limit));
 
-        let response = match self.forwarder.send(upstream_request).await {
+        let response = match self.forwarder.send(route, target.upstream, upstream_request, started).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_response(&mut parts.headers, &request_id);
@@ -192,7 +226,7 @@ impl Proxy {
                 // Answer as HTTP/1.1 even to an HTTP/1.0 upstream, so the
                 // client connection stays keep-alive.
                 parts.version = Version::HTTP_11;
-                Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+                Response::from_parts(parts, ProxyBody::Upstream(body))
             }
             Err(error) => self.upstream_failed(error, &request_id, peer),
         };
@@ -201,7 +235,11 @@ impl Proxy {
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
-    fn authenticate(&self, parts: &Parts, client: std::net::IpAddr) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
+    fn authenticate(
+        &self,
+        parts: &Parts,
+        client: std::net::IpAddr,
+    ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
         let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
@@ -220,7 +258,13 @@ impl Proxy {
 
     /// Answers a refused request; failed authentications count against the
     /// client's address.
-    fn refused(&self, refused: Refused, client: std::net::IpAddr, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
+    fn refused(
+        &self,
+        refused: Refused,
+        client: std::net::IpAddr,
+        request_id: &RequestId,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         if let Problem::Refused(refusal) = refused.problem {
             self.metrics.auth_failure(refusal);
             if refusal.status() == http::StatusCode::UNAUTHORIZED && refusal != Refusal::MissingKey {
@@ -238,48 +282,30 @@ impl Proxy {
         response
     }
 
-    fn upstream_failed(
-        &self,
-        error: ForwardError,
-        request_id: &RequestId,
-        peer: SocketAddr,
-    ) -> Response<ProxyBody> {
+    fn upstream_failed(&self, error: ForwardError, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
-                tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream connect failed");
-                (
-                    Problem::UpstreamUnavailable,
-                    "The upstream service could not be reached.".to_owned(),
-                )
+                tracing::warn!(request_id = %request_id, error = %error_chain(&**e), "upstream connect failed");
+                (Problem::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
             }
             ForwardError::Timeout(after) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
                 tracing::warn!(request_id = %request_id, after_ms = after.as_millis() as u64, "upstream timed out");
                 (
                     Problem::UpstreamTimeout,
-                    format!(
-                        "No answer from the upstream service within {} ms.",
-                        after.as_millis()
-                    ),
+                    format!("No answer from the upstream service within {} ms.", after.as_millis()),
                 )
             }
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
                 tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream exchange failed");
-                (
-                    Problem::UpstreamUnavailable,
-                    "The upstream service broke the connection.".to_owned(),
-                )
+                (Problem::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
             }
-            ForwardError::BodyTooLarge { limit } => (
-                Problem::BodyTooLarge,
-                format!("The request body may be at most {limit} bytes on this route."),
-            ),
-            ForwardError::ClientBody => (
-                Problem::BadRequest,
-                "The request body could not be read.".to_owned(),
-            ),
+            ForwardError::BodyTooLarge { limit } => {
+                (Problem::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
+            }
+            ForwardError::ClientBody => (Problem::BadRequest, "The request body could not be read.".to_owned()),
         };
         refuse(problem, Some(&detail), request_id, peer)
     }
@@ -287,12 +313,7 @@ impl Proxy {
 
 /// Logs a problem at debug (code and request id, never the credential) and
 /// builds its response.
-fn refuse(
-    problem: Problem,
-    detail: Option<&str>,
-    request_id: &RequestId,
-    peer: SocketAddr,
-) -> Response<ProxyBody> {
+fn refuse(problem: Problem, detail: Option<&str>, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
     tracing::debug!(code = problem.code(), request_id = %request_id, peer = %peer.ip(), "request refused");
     problem::response(problem, detail, request_id)
 }
@@ -302,11 +323,7 @@ fn refuse(
 fn head_size(parts: &Parts) -> usize {
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
-    let headers: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
+    let headers: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     parts.method.as_str().len() + target + headers
 }
 

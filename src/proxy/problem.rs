@@ -5,10 +5,8 @@
 //! Nothing else in the proxy builds an error response. A problem never
 //! names the key, the credential header's value or the upstream's address.
 
-use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
 use super::headers::{RequestId, X_REQUEST_ID};
@@ -95,11 +93,7 @@ struct Document<'a> {
 /// with `error="invalid_token"` when a credential was sent but refused.
 /// A 413 closes the connection: the client may still be sending a body
 /// that nobody will read.
-pub fn response(
-    problem: Problem,
-    detail: Option<&str>,
-    request_id: &RequestId,
-) -> Response<ProxyBody> {
+pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
     let code = problem.code();
     let status = problem.status();
     let document = Document {
@@ -112,27 +106,16 @@ pub fn response(
     };
     // Serializing strings and integers cannot fail; the fallback keeps the
     // status and code meaningful even so.
-    let body = serde_json::to_vec(&document)
-        .unwrap_or_else(|_| format!("{{\"code\":\"{code}\"}}").into_bytes());
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let body = serde_json::to_vec(&document).unwrap_or_else(|_| format!("{{\"code\":\"{code}\"}}").into_bytes());
+    let mut response = Response::new(ProxyBody::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_REQUEST_ID, request_id.header_value());
     match problem {
         Problem::Refused(Refusal::MissingKey) => {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"keygate\""),
-            );
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\""));
         }
         Problem::Refused(_) if status == StatusCode::UNAUTHORIZED => {
             headers.insert(
@@ -151,14 +134,10 @@ pub fn response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     async fn json(response: Response<ProxyBody>) -> serde_json::Value {
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         serde_json::from_slice(&bytes).expect("json")
     }
 

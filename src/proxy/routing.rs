@@ -27,26 +27,14 @@ pub struct Upstream {
 impl Upstream {
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let uri: Uri = url.parse().with_context(|| format!("not a URL: {url:?}"))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| anyhow!("no scheme in {url:?}"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| anyhow!("no scheme in {url:?}"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(anyhow!("must be http:// or https://, got {url:?}"));
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| anyhow!("no host in {url:?}"))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .with_context(|| format!("bad host in {url:?}"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| anyhow!("no host in {url:?}"))?;
+        let host = HeaderValue::from_str(authority.as_str()).with_context(|| format!("bad host in {url:?}"))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Upstream {
-            scheme,
-            authority,
-            base_path,
-            host,
-        })
+        Ok(Upstream { scheme, authority, base_path, host })
     }
 }
 
@@ -80,8 +68,7 @@ impl Route {
         }
         let prefix = self.prefix.as_str();
         prefix == "/"
-            || (path.starts_with(prefix)
-                && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+            || (path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
     }
 }
 
@@ -113,46 +100,25 @@ impl Routes {
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
-            let upstream = Upstream::parse(&route.upstream)
-                .with_context(|| format!("routes[{i}].upstream"))?;
+            let upstream = Upstream::parse(&route.upstream).with_context(|| format!("routes[{i}].upstream"))?;
             let trimmed = route.path_prefix.trim_end_matches('/');
             routes.push(Route {
                 index: i + 1,
-                prefix: if trimmed.is_empty() {
-                    "/".into()
-                } else {
-                    trimmed.to_owned()
-                },
-                host: route
-                    .host
-                    .as_deref()
-                    .map(|h| strip_port(h).to_ascii_lowercase()),
+                prefix: if trimmed.is_empty() { "/".into() } else { trimmed.to_owned() },
+                host: route.host.as_deref().map(|h| strip_port(h).to_ascii_lowercase()),
                 upstream,
                 body_limit: route.max_body_bytes.map_or(default_limit, limit),
             });
         }
-        routes.sort_by(|a, b| {
-            b.prefix
-                .len()
-                .cmp(&a.prefix.len())
-                .then(b.host.is_some().cmp(&a.host.is_some()))
-        });
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then(b.host.is_some().cmp(&a.host.is_some())));
         Ok(Routes { routes, default })
     }
 
     /// The target for a request path and `Host` (port, if any, ignored).
     pub fn resolve(&self, path: &str, host: Option<&str>) -> Target<'_> {
         let host = host.map(strip_port);
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.matches(path, host))
-            .unwrap_or(&self.default);
-        Target {
-            index: route.index,
-            upstream: &route.upstream,
-            body_limit: route.body_limit,
-        }
+        let route = self.routes.iter().find(|r| r.matches(path, host)).unwrap_or(&self.default);
+        Target { index: route.index, upstream: &route.upstream, body_limit: route.body_limit }
     }
 }
 

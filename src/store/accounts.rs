@@ -29,7 +29,8 @@ const COLUMNS: &str = "id, name, api_access, created_at, updated_at";
 impl Store {
     pub async fn create_account(&self, name: &str, api_access: bool, audit: &AuditContext) -> Result<Account> {
         let now = now_ms();
-        let account = Account { id: new_id("acc"), name: name.to_owned(), api_access, created_at: now, updated_at: now };
+        let account =
+            Account { id: new_id("acc"), name: name.to_owned(), api_access, created_at: now, updated_at: now };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
@@ -58,7 +59,12 @@ impl Store {
     }
 
     /// Newest first. `only` confines the listing to one account id.
-    pub async fn list_accounts(&self, limit: u32, cursor: Option<&Cursor>, only: Option<&str>) -> Result<Page<Account>> {
+    pub async fn list_accounts(
+        &self,
+        limit: u32,
+        cursor: Option<&Cursor>,
+        only: Option<&str>,
+    ) -> Result<Page<Account>> {
         let (at, id) = cursor.map(|c| (c.created_at, c.id.as_str())).unwrap_or((i64::MAX, ""));
         let sql = format!(
             "SELECT {COLUMNS} FROM accounts \
@@ -86,7 +92,12 @@ impl Store {
     }
 
     /// Applies the patch; returns the account before and after.
-    pub async fn update_account(&self, id: &str, patch: &AccountPatch, audit: &AuditContext) -> Result<(Account, Account)> {
+    pub async fn update_account(
+        &self,
+        id: &str,
+        patch: &AccountPatch,
+        audit: &AuditContext,
+    ) -> Result<(Account, Account)> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
         let result = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;

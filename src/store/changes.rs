@@ -92,15 +92,19 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         _ => None,
     };
     // Most keys have neither list: skip JSON parsing for them.
-    let ips: Vec<String> =
-        if row.allowed_ips == "[]" { Vec::new() } else { serde_json::from_str(&row.allowed_ips).map_err(|_| corrupt(&row.id, "allowed_ips"))? };
+    let ips: Vec<String> = if row.allowed_ips == "[]" {
+        Vec::new()
+    } else {
+        serde_json::from_str(&row.allowed_ips).map_err(|_| corrupt(&row.id, "allowed_ips"))?
+    };
     let routes: Vec<RouteRule> = if row.allowed_routes == "[]" {
         Vec::new()
     } else {
         serde_json::from_str(&row.allowed_routes).map_err(|_| corrupt(&row.id, "allowed_routes"))?
     };
     let routes: Vec<(String, Vec<String>)> = routes.into_iter().map(|r| (r.path_prefix, r.methods)).collect();
-    let restrictions = compile_restrictions(&ips, &routes).map_err(|e| corrupt(&row.id, &format!("restriction ({e})")))?;
+    let restrictions =
+        compile_restrictions(&ips, &routes).map_err(|e| corrupt(&row.id, &format!("restriction ({e})")))?;
     let policy = KeyPolicy {
         id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
         account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,

@@ -5,7 +5,10 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 
 use super::audit::{key_changes, key_update_action, record_audit, AuditContext};
-use super::{bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store, StoreError};
+use super::{
+    bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store,
+    StoreError,
+};
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
 use crate::keys::{Environment, KeyHash, Permission, Status};
@@ -35,7 +38,8 @@ struct KeyRow {
     metadata: String,
 }
 
-pub(super) const KEY_COLUMNS: &str = "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
+pub(super) const KEY_COLUMNS: &str =
+    "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
      created_at, updated_at, expires_at, last_used_at, usage_count, rotated_at, revoked_at, \
      rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
 

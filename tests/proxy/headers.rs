@@ -13,10 +13,7 @@ use crate::support::{config, Gateway};
 async fn credential_is_stripped_before_forwarding() {
     let (_, gw) = gateway().await;
     let req = Request::get(gw.url("/x"))
-        .header(
-            "authorization",
-            format!("Bearer {}", gw.keys.write.expose()),
-        )
+        .header("authorization", format!("Bearer {}", gw.keys.write.expose()))
         .header("x-api-key", gw.keys.write.expose())
         .body(empty())
         .expect("request");
@@ -44,10 +41,7 @@ async fn identity_headers_are_set_and_spoofed_ones_overwritten() {
         .expect("request");
     let headers = send(req).await.json()["headers"].clone();
     assert_eq!(headers["x-keygate-key-id"], serde_json::json!(["key_read"]));
-    assert_eq!(
-        headers["x-keygate-account-id"],
-        serde_json::json!(["acc_main"])
-    );
+    assert_eq!(headers["x-keygate-account-id"], serde_json::json!(["acc_main"]));
     assert_eq!(headers["x-keygate-permission"], serde_json::json!(["read"]));
 }
 
@@ -67,30 +61,12 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .expect("request");
     let reply = send(req).await;
     let seen = reply.json()["headers"].clone();
-    for gone in [
-        "connection",
-        "x-client-private",
-        "keep-alive",
-        "te",
-        "proxy-authorization",
-    ] {
-        assert!(
-            seen.get(gone).is_none(),
-            "{gone} reached the upstream: {seen}"
-        );
+    for gone in ["connection", "x-client-private", "keep-alive", "te", "proxy-authorization"] {
+        assert!(seen.get(gone).is_none(), "{gone} reached the upstream: {seen}");
     }
     assert_eq!(seen["x-client-normal"][0], "yes");
-    assert_eq!(
-        seen["host"][0],
-        upstream.addr.to_string(),
-        "Host is the upstream's"
-    );
-    for gone in [
-        "connection",
-        "x-upstream-private",
-        "keep-alive",
-        "proxy-authenticate",
-    ] {
+    assert_eq!(seen["host"][0], upstream.addr.to_string(), "Host is the upstream's");
+    for gone in ["connection", "x-upstream-private", "keep-alive", "proxy-authenticate"] {
         assert!(reply.header(gone).is_none(), "{gone} reached the client");
     }
     assert_eq!(reply.header("x-upstream-normal"), Some("yes"));
@@ -113,15 +89,10 @@ async fn forwarded_headers_and_request_id() {
     assert_eq!(seen["x-request-id"][0], "client-id_1.2");
     assert_eq!(reply.header("x-request-id"), Some("client-id_1.2"));
 
-    let req = gw
-        .request(Method::GET, "/x", &gw.keys.write)
-        .header("x-request-id", "not sane!");
+    let req = gw.request(Method::GET, "/x", &gw.keys.write).header("x-request-id", "not sane!");
     let reply = send(req.body(empty()).expect("request")).await;
     let generated = reply.header("x-request-id").expect("request id").to_owned();
     assert_eq!(generated.len(), 32);
-    assert_eq!(
-        reply.json()["headers"]["x-request-id"][0],
-        generated.as_str()
-    );
+    assert_eq!(reply.json()["headers"]["x-request-id"][0], generated.as_str());
     assert_eq!(reply.json()["headers"]["x-forwarded-for"][0], "127.0.0.1");
 }

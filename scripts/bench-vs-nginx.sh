@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# keygate against nginx doing the same job, side by side in one run.
+#
+#   scripts/bench-vs-nginx.sh                    # HTTP/1.1 keep-alive (MODE=keepalive)
+#   MODE=close scripts/bench-vs-nginx.sh         # a new connection per request
+#   KEYS=100000 scripts/bench-vs-nginx.sh        # more keys (nginx: map_hash_bucket_size 256)
+#
+# Three targets take the same load (wrk + scripts/bench/rotate-keys.lua,
+# rotating through every key): the upstream directly (the ceiling), nginx as
+# a key-checking gateway (scripts/bench/gateway-nginx.conf) and keygate, all
+# in front of the same upstream (one nginx worker answering 200,
+# scripts/bench/upstream-nginx.conf). Each gateway runs on CPU $GW_CPU;
+# wrk and the upstream share CPU $LOAD_CPU, so both gateways get the same one
+# core. Both gateways are checked for correct answers (200 with identity
+# headers and no credential upstream, 401 unknown/missing, 403 read key on
+# POST) before anything is measured; then the targets alternate over
+# $ROUNDS rounds, each round a throughput run ($CONNS connections) and a
+# latency run at moderate load ($LAT_CONNS connections).
+#
+# Printed: median requests/s, p50 and p99 (wrk), the gateway's CPU time per
+# request (utime+stime from /proc/<pid>/stat, all its processes and
+# threads) and how busy its core was, and the ratios keygate/nginx and
+# keygate/direct. Only ratios within one run mean anything on a shared VM.
+#
+# Knobs: MODE KEYS ROUNDS DURATION CONNS LAT_CONNS LAT_DURATION GW_CPU
+# LOAD_CPU KEYGATE_BIN (skip the cargo build) KEEP=1 (keep the work dir).
+# Loopback only; everything it starts is stopped on exit.
+set -euo pipefail
+
+MODE=${MODE:-keepalive}
+KEYS=${KEYS:-10000}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+CONNS=${CONNS:-64}
+LAT_CONNS=${LAT_CONNS:-4}
+LAT_DURATION=${LAT_DURATION:-4}
+GW_CPU=${GW_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+case $MODE in
+    keepalive) CONN_CLOSE=0 ;;
+    close) CONN_CLOSE=1 ;;
+    *) echo "MODE must be keepalive or close" >&2; exit 2 ;;
+esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/scripts/bench
+WORK=$(mktemp -d /tmp/keygate-bench.XXXXXX)
+# nginx workers run as nobody and must reach their temp paths.
+chmod 711 "$WORK"
+mkdir -p "$WORK/tmp"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${KEEP:-0} == 1 ]]; then
+        echo "work dir kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+need() {
+    local tool=$1 package=$2
+    command -v "$tool" >/dev/null && return
+    log "installing $package"
+    local sudo=
+    [[ $(id -u) == 0 ]] || sudo=sudo
+    $sudo apt-get install -y -qq "$package" >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$package" >/dev/null; }
+}
+need nginx nginx
+need wrk wrk
+need curl curl
+need taskset util-linux
+
+# A loopback port nothing listens on.
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+UP_PORT=$(free_port)
+GW_PORT=$(free_port)
+KG_PORT=$(free_port)
+KG_ADMIN_PORT=$(free_port)
+# nginx wants a hash size where no bucket overflows; 16 slots a key finds one.
+MAP_SIZE=$((KEYS * 16 + 1024))
+
+fill() {
+    sed -e "s#@WORK@#$WORK#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@GW_PORT@#$GW_PORT#g" \
+        -e "s#@KG_PORT@#$KG_PORT#g" -e "s#@KG_ADMIN_PORT@#$KG_ADMIN_PORT#g" -e "s#@MAP_SIZE@#$MAP_SIZE#g" "$1" >"$2"
+}
+fill "$BENCH/upstream-nginx.conf" "$WORK/upstream.conf"
+fill "$BENCH/gateway-nginx.conf" "$WORK/gateway.conf"
+fill "$BENCH/keygate.yaml" "$WORK/keygate.yaml"
+
+if [[ -n ${KEYGATE_BIN:-} ]]; then
+    SEED=${SEED_BIN:-$(dirname "$KEYGATE_BIN")/examples/seed_keys}
+else
+    log "building keygate (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin keygate --example seed_keys)
+    KEYGATE_BIN=$ROOT/target/release/keygate
+    SEED=$ROOT/target/release/examples/seed_keys
+fi
+
+log "seeding $KEYS keys"
+"$SEED" --config "$WORK/keygate.yaml" --keys "$KEYS" --out "$WORK/keys.txt" 2>&1 | sed 's/^/   /' >&2
+chmod 600 "$WORK/keys.txt"
+{
+    for var in kg_key_id:2 kg_account_id:3 kg_permission:4; do
+        echo "map \$http_authorization \$${var%:*} {"
+        echo "    default \"\";"
+        awk -v f="${var#*:}" '{ printf "    \"Bearer %s\" %s;\n", $1, $f }' "$WORK/keys.txt"
+        echo "}"
+    done
+} >"$WORK/keys-map.conf"
+
+taskset -c "$LOAD_CPU" nginx -p "$WORK" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log" &
+PIDS+=($!)
+UP_PID=$!
+taskset -c "$GW_CPU" nginx -p "$WORK" -c "$WORK/gateway.conf" -e "$WORK/gateway-error.log" &
+PIDS+=($!)
+NGINX_PID=$!
+keygate_started=$(date +%s%N)
+taskset -c "$GW_CPU" "$KEYGATE_BIN" serve --config "$WORK/keygate.yaml" 2>"$WORK/keygate.log" &
+PIDS+=($!)
+KEYGATE_PID=$!
+
+wait_for() {
+    local url=$1 what=$2
+    for _ in $(seq 1 300); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) == "$3" ]] && return 0
+        sleep 0.05
+    done
+    echo "$what did not come up ($url); logs in $WORK" >&2
+    KEEP=1
+    exit 1
+}
+wait_for "http://127.0.0.1:$UP_PORT/" upstream 200
+wait_for "http://127.0.0.1:$GW_PORT/" nginx 401
+wait_for "http://127.0.0.1:$KG_ADMIN_PORT/readyz" keygate 200
+log "keygate ready in $(( ($(date +%s%N) - keygate_started) / 1000000 )) ms with $KEYS keys"
+
+# --- correctness, before any measurement -------------------------------------
+read -r READ_KEY _ < <(awk '$4 == "read"' "$WORK/keys.txt" | head -1)
+read -r WRITE_KEY _ < <(awk '$4 == "write"' "$WORK/keys.txt" | head -1)
+UNKNOWN_KEY=${READ_KEY:0:20}${READ_KEY:20:12}xxxxxxxxxxxx
+failures=0
+check() {
+    local name=$1 port=$2 want=$3 method=$4 key=$5
+    local args=(-s -D - -o /dev/null -X "$method" "${@:6}")
+    [[ -z $key ]] || args+=(-H "Authorization: Bearer $key")
+    local head
+    head=$(curl "${args[@]}" "http://127.0.0.1:$port/echo" | tr -d '\r')
+    local status
+    status=$(awk 'NR == 1 { print $2 }' <<<"$head")
+    if [[ $status != "$want" ]]; then
+        echo "   FAIL $name: $method with ${key:+a key}${key:-no key}: $status, want $want" >&2
+        failures=$((failures + 1))
+        return
+    fi
+    if [[ $want == 200 ]]; then
+        local header value expect id acc perm
+        read -r _ id acc perm < <(grep -m1 "^$key " "$WORK/keys.txt")
+        for pair in "x-echo-key-id:$id" "x-echo-account-id:$acc" "x-echo-permission:$perm" "x-echo-authorization:[]"; do
+            header=${pair%%:*}
+            expect=${pair#*:}
+            value=$(grep -i "^$header:" <<<"$head" | head -1 | cut -d' ' -f2-)
+            if [[ $value != "$expect" ]]; then
+                echo "   FAIL $name: upstream saw $header '$value', want '$expect'" >&2
+                failures=$((failures + 1))
+            fi
+        done
+        grep -qi '^x-echo-forwarded-for: 127.0.0.1' <<<"$head" || { echo "   FAIL $name: no X-Forwarded-For" >&2; failures=$((failures + 1)); }
+        grep -qi '^x-echo-request-id: .' <<<"$head" || { echo "   FAIL $name: no X-Request-Id upstream" >&2; failures=$((failures + 1)); }
+    fi
+    if [[ $want == 401 ]] && ! grep -qi '^www-authenticate: bearer' <<<"$head"; then
+        echo "   FAIL $name: 401 without WWW-Authenticate: Bearer" >&2
+        failures=$((failures + 1))
+    fi
+}
+for target in nginx:$GW_PORT keygate:$KG_PORT; do
+    name=${target%%:*}
+    port=${target#*:}
+    check "$name" "$port" 200 GET "$READ_KEY" -H "X-Keygate-Key-Id: key_spoofed"
+    check "$name" "$port" 401 GET "$UNKNOWN_KEY"
+    check "$name" "$port" 401 GET ""
+    check "$name" "$port" 403 POST "$READ_KEY" -d x
+    check "$name" "$port" 200 POST "$WRITE_KEY" -d x
+done
+if ((failures > 0)); then
+    echo "correctness checks failed ($failures); not measuring. Logs in $WORK" >&2
+    KEEP=1
+    exit 1
+fi
+log "both gateways answer correctly (200 + identity headers, credential stripped, 401, 403)"
+
+# --- measurement ---------------------------------------------------------------
+TICKS=$(getconf CLK_TCK)
+# utime+stime of a process and its children processes (nginx's workers);
+# threads are already summed into the process's own line.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$@" $(pgrep -P "$1" || true); do
+        [[ -r /proc/$pid/stat ]] || continue
+        total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+# run TARGET PORT GW_PID PHASE CONNS SECONDS ROUND
+run() {
+    local target=$1 port=$2 pid=$3 phase=$4 conns=$5 seconds=$6 round=$7
+    local before after out
+    before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+    out=$(KEYS_FILE=$WORK/keys.txt CONN_CLOSE=$CONN_CLOSE BENCH_PATH=/bench \
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${seconds}s" -s "$BENCH/rotate-keys.lua" "http://127.0.0.1:$port/" 2>&1) || true
+    after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+    local line
+    line=$(grep '^RESULT' <<<"$out" || true)
+    if [[ -z $line ]]; then
+        echo "wrk failed against $target: $out" >&2
+        return
+    fi
+    eval "${line#RESULT }"
+    # shellcheck disable=SC2154 # set by the eval of wrk's RESULT line
+    awk -v t="$target" -v ph="$phase" -v r="$round" -v n="$requests" -v us="$duration_us" -v p50="$p50_us" \
+        -v p99="$p99_us" -v err="$errors" -v bad="$non2xx" -v ticks=$((after - before)) -v hz="$TICKS" -v pid="$pid" 'BEGIN {
+        cpu = ticks / hz
+        printf "%s %s %d %.0f %d %d %s %s %d %d\n", t, ph, r, n / (us / 1e6), p50, p99,
+            (pid == "-" ? "-" : sprintf("%.2f", cpu * 1e6 / n)), (pid == "-" ? "-" : sprintf("%.0f", 100 * cpu / (us / 1e6))), err, bad
+    }' >>"$RESULTS"
+}
+
+TARGETS=("direct $UP_PORT -" "nginx $GW_PORT $NGINX_PID" "keygate $KG_PORT $KEYGATE_PID")
+log "MODE=$MODE: gateway on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"
+log "warm-up"
+for t in "${TARGETS[@]}"; do
+    read -r name port pid <<<"$t"
+    run "$name" "$port" "$pid" warmup "$CONNS" 2 0
+done
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS"
+    for i in 0 1 2; do
+        # Rotate the order each round so no target always runs first.
+        read -r name port pid <<<"${TARGETS[$(((i + round) % 3))]}"
+        run "$name" "$port" "$pid" load "$CONNS" "$DURATION" "$round"
+        run "$name" "$port" "$pid" latency "$LAT_CONNS" "$LAT_DURATION" "$round"
+    done
+done
+
+# --- report ----------------------------------------------------------------------
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v t="$1" -v ph="$2" -v c="$3" '$1 == t && $2 == ph && $c != "-" { print $c }' "$RESULTS" | median; }
+errors() { awk -v t="$1" '$1 == t && $2 != "warmup" { e += $9; b += $10 } END { printf "%d/%d", e, b }' "$RESULTS"; }
+
+echo
+echo "keygate vs nginx: MODE=$MODE, $KEYS keys, $ROUNDS rounds, load $CONNS conns x ${DURATION}s, moderate $LAT_CONNS conns x ${LAT_DURATION}s"
+echo "gateway pinned to CPU $GW_CPU; wrk -t1 and upstream pinned to CPU $LOAD_CPU (same core for both gateways)"
+echo
+printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %s\n" target "rps" "p50 us" "p99 us" "CPU us/req" "busy%" \
+    "mod p50" "mod p99" "added p50" "added p99" "errors/non-2xx"
+D50=$(col direct latency 5)
+D99=$(col direct latency 6)
+for name in direct nginx keygate; do
+    m50=$(col "$name" latency 5)
+    m99=$(col "$name" latency 6)
+    printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %s\n" "$name" "$(col "$name" load 4)" "$(col "$name" load 5)" \
+        "$(col "$name" load 6)" "$(col "$name" load 7)" "$(col "$name" load 8)" "$m50" "$m99" \
+        "$(awk -v a="$m50" -v b="$D50" 'BEGIN { print a - b }')" "$(awk -v a="$m99" -v b="$D99" 'BEGIN { print a - b }')" \
+        "$(errors "$name")"
+done
+echo
+awk -v k="$(col keygate load 4)" -v n="$(col nginx load 4)" -v d="$(col direct load 4)" \
+    -v kc="$(col keygate load 7)" -v nc="$(col nginx load 7)" 'BEGIN {
+    printf "keygate/nginx rps: %.2fx   keygate/direct rps: %.2fx   nginx/direct rps: %.2fx\n", k / n, k / d, n / d
+    printf "CPU per request keygate/nginx: %.2fx (below 1: keygate is cheaper)\n", kc / nc
+}'
+echo "(rps, p50, p99, CPU: medians over rounds; mod = moderate load; added = minus the direct upstream's; latencies in microseconds)"

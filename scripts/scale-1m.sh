@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# keygate at 1,000,000 keys: cold start and resident memory.
+#
+#   scripts/scale-1m.sh               # KEYS=1000000
+#   KEYS=2000000 scripts/scale-1m.sh
+#
+# Loads KEYS keys into a fresh SQLite store (examples/seed_keys.rs: bulk
+# INSERTs through the store's schema and migrations), then starts
+# `keygate serve` on it and prints
+#   - cold start: from exec to the first 200 from /readyz (the whole key
+#     snapshot loaded and both ports listening), target <= 3 s;
+#   - resident memory (VmRSS, /proc/<pid>/status) once ready and after a
+#     few thousand authenticated requests, target <= 250 MB;
+# and checks that a loaded key is accepted and an unknown one refused.
+# Knobs: KEYS, RUNS (cold starts to time, default 3), KEYGATE_BIN (skip the
+# build), KEEP=1 (keep the work dir). Loopback only; stops what it starts.
+set -euo pipefail
+
+KEYS=${KEYS:-1000000}
+RUNS=${RUNS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/keygate-scale.XXXXXX)
+PID=
+
+cleanup() {
+    if [[ -n $PID ]]; then
+        kill -TERM "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+PROXY_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+UP_PORT=$(free_port)
+cat >"$WORK/keygate.yaml" <<EOF
+proxy:
+  listen: 127.0.0.1:$PROXY_PORT
+  drain_timeout_ms: 1000
+admin:
+  listen: 127.0.0.1:$ADMIN_PORT
+store:
+  url: sqlite://$WORK/keygate.db
+upstream:
+  # Nothing listens here: an accepted key gets 502, a refused one 401.
+  url: http://127.0.0.1:$UP_PORT
+limits:
+  failed_auth_per_minute: 0
+log:
+  level: warn
+EOF
+
+if [[ -n ${KEYGATE_BIN:-} ]]; then
+    SEED=${SEED_BIN:-$(dirname "$KEYGATE_BIN")/examples/seed_keys}
+else
+    echo "== building keygate (release)" >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin keygate --example seed_keys)
+    KEYGATE_BIN=$ROOT/target/release/keygate
+    SEED=$ROOT/target/release/examples/seed_keys
+fi
+
+echo "== seeding $KEYS keys" >&2
+"$SEED" --config "$WORK/keygate.yaml" --keys "$KEYS" --accounts 1000 --out "$WORK/keys.txt" 2>&1 | sed 's/^/   /' >&2
+chmod 600 "$WORK/keys.txt"
+
+rss_mb() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+start_ms=()
+for run in $(seq 1 "$RUNS"); do
+    started=$(date +%s%N)
+    "$KEYGATE_BIN" serve --config "$WORK/keygate.yaml" 2>>"$WORK/keygate.log" &
+    PID=$!
+    ready=
+    for _ in $(seq 1 6000); do
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null) == 200 ]]; then
+            ready=$(date +%s%N)
+            break
+        fi
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.01
+    done
+    if [[ -z $ready ]]; then
+        echo "keygate did not become ready; log:" >&2
+        tail -5 "$WORK/keygate.log" >&2
+        exit 1
+    fi
+    ms=$(((ready - started) / 1000000))
+    start_ms+=("$ms")
+    echo "   cold start $run/$RUNS: $ms ms, RSS $(rss_mb "$PID") MB" >&2
+    if ((run < RUNS)); then
+        kill -TERM "$PID"
+        wait "$PID" 2>/dev/null || true
+        PID=
+    fi
+done
+RSS_READY=$(rss_mb "$PID")
+
+read -r KEY _ < <(sed -n "$((KEYS / 2 + 1))p" "$WORK/keys.txt")
+ok=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PROXY_PORT/x")
+bad=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${KEY:0:20}AAAAAAAAAAAAAAAAAAAAAAAAAA" "http://127.0.0.1:$PROXY_PORT/x")
+if [[ $ok != 502 || $bad != 401 ]]; then
+    echo "key check wrong at $KEYS keys: loaded key got $ok (want 502, no upstream), unknown got $bad (want 401)" >&2
+    exit 1
+fi
+# Some traffic over many keys, so per-key usage counters come alive.
+if command -v wrk >/dev/null; then
+    KEYS_FILE=$WORK/keys.txt BENCH_PATH=/x wrk -t1 -c16 -d3s -s "$ROOT/scripts/bench/rotate-keys.lua" \
+        "http://127.0.0.1:$PROXY_PORT/" >/dev/null 2>&1 || true
+fi
+RSS_LOADED=$(rss_mb "$PID")
+
+MEDIAN=$(printf '%s\n' "${start_ms[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+echo
+echo "keygate at $KEYS keys (SQLite store, $(nproc) CPUs)"
+printf "  cold start (exec -> /readyz 200), median of %d: %6.2f s   target <= 3 s    %s\n" "$RUNS" \
+    "$(awk -v m="$MEDIAN" 'BEGIN { print m / 1000 }')" "$( ((MEDIAN <= 3000)) && echo PASS || echo FAIL)"
+printf "  resident memory when ready:                 %6d MB  target <= 250 MB %s\n" "$RSS_READY" \
+    "$( ((RSS_READY <= 250)) && echo PASS || echo FAIL)"
+printf "  resident memory after traffic:              %6d MB  target <= 250 MB %s\n" "$RSS_LOADED" \
+    "$( ((RSS_LOADED <= 250)) && echo PASS || echo FAIL)"
+echo "  loaded key accepted (502: no upstream), unknown key 401"

@@ -1,0 +1,174 @@
+//! Idle keep-alive connections to the upstreams, kept per thread.
+//!
+//! `keygate serve` runs one single-threaded runtime per core: a connection
+//! made on a thread is driven by a task of that thread, so it is only ever
+//! handed to requests of that same thread. Checkout and return are then a
+//! `RefCell` borrow and a `Vec` pop/push — no lock, no hashing, no
+//! cross-thread wake-up — which is most of what a general-purpose client
+//! pool costs per request. Connections are used most-recent first, so an
+//! idle surplus ages out at the bottom of the stack.
+//!
+//! A connection goes back on the shelf as soon as its response head has
+//! arrived; while its body still streams it is not ready and checkout passes
+//! it by. Closed and expired connections are dropped when met.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+
+use super::body::LimitedBody;
+
+pub type Sender = SendRequest<LimitedBody>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// The idle connections of one pool to one upstream, on one thread.
+struct Shelf {
+    pool: u64,
+    upstream: usize,
+    idle: Vec<Idle>,
+}
+
+thread_local! {
+    static SHELVES: RefCell<Vec<Shelf>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
+/// One gateway's pool: its identity among the shelves and its limits.
+#[derive(Debug)]
+pub struct Pool {
+    id: u64,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    /// `max_idle` connections per upstream and thread at most; idle longer
+    /// than `idle_timeout`, a connection is closed instead of reused.
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Pool { id: NEXT_POOL.fetch_add(1, Ordering::Relaxed), max_idle, idle_timeout }
+    }
+
+    /// A connection to `upstream` that is ready for a request, if this
+    /// thread has one. `now` is the caller's clock reading (the request's
+    /// start), to spare one here.
+    pub fn checkout(&self, upstream: usize, now: Instant) -> Option<Sender> {
+        SHELVES.with(|shelves| {
+            let mut shelves = shelves.borrow_mut();
+            let shelf = shelves.iter_mut().find(|s| s.pool == self.id && s.upstream == upstream)?;
+            let mut i = shelf.idle.len();
+            while i > 0 {
+                i -= 1;
+                let idle = &shelf.idle[i];
+                if idle.sender.is_closed() || now.saturating_duration_since(idle.since) > self.idle_timeout {
+                    shelf.idle.remove(i);
+                } else if idle.sender.is_ready() {
+                    return Some(shelf.idle.remove(i).sender);
+                }
+            }
+            None
+        })
+    }
+
+    /// Shelves a connection whose response head has arrived. Past
+    /// `max_idle` it is dropped, and hyper closes it once its response is
+    /// done.
+    pub fn put(&self, upstream: usize, sender: Sender, now: Instant) {
+        if sender.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        SHELVES.with(|shelves| {
+            let mut shelves = shelves.borrow_mut();
+            let index = match shelves.iter().position(|s| s.pool == self.id && s.upstream == upstream) {
+                Some(i) => i,
+                None => {
+                    shelves.push(Shelf { pool: self.id, upstream, idle: Vec::new() });
+                    shelves.len() - 1
+                }
+            };
+            let idle = &mut shelves[index].idle;
+            // The bottom of the stack is the longest idle.
+            if idle.first().is_some_and(|oldest| now.saturating_duration_since(oldest.since) > self.idle_timeout) {
+                idle.remove(0);
+            }
+            if idle.len() < self.max_idle {
+                idle.push(Idle { sender, since: now });
+            }
+        });
+    }
+
+    /// Idle connections of this pool on the calling thread (tests).
+    pub fn idle_here(&self) -> usize {
+        SHELVES.with(|shelves| shelves.borrow().iter().filter(|s| s.pool == self.id).map(|s| s.idle.len()).sum())
+    }
+}
+
+impl Drop for Pool {
+    /// Closes this pool's idle connections on the dropping thread; those on
+    /// other threads close when their runtime stops.
+    fn drop(&mut self) {
+        // `try_with`: the thread may be exiting and its locals gone.
+        let _ = SHELVES.try_with(|shelves| {
+            if let Ok(mut shelves) = shelves.try_borrow_mut() {
+                shelves.retain(|s| s.pool != self.id);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// A connection to an in-memory HTTP/1.1 server answering 200.
+    async fn connection() -> Sender {
+        let (client, server) = tokio::io::duplex(4096);
+        let service =
+            hyper::service::service_fn(|_| async { Ok::<_, Infallible>(http::Response::new(Empty::<Bytes>::new())) });
+        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server), service));
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client)).await.expect("handshake");
+        tokio::spawn(conn);
+        sender
+    }
+
+    #[tokio::test]
+    async fn a_shelved_connection_is_reused_until_it_expires() {
+        let pool = Pool::new(4, Duration::from_secs(60));
+        let now = Instant::now();
+        assert!(pool.checkout(0, now).is_none());
+        pool.put(0, connection().await, now);
+        // The connection's task says it is ready once it has run.
+        tokio::task::yield_now().await;
+        assert!(pool.checkout(1, now).is_none(), "shelves are per upstream");
+        let sender = pool.checkout(0, now).expect("the shelved connection");
+        assert_eq!(pool.idle_here(), 0);
+        pool.put(0, sender, now);
+        assert!(pool.checkout(0, now + Duration::from_secs(61)).is_none(), "idle too long");
+        assert_eq!(pool.idle_here(), 0, "the expired connection is dropped");
+    }
+
+    #[tokio::test]
+    async fn no_more_than_max_idle_are_kept_and_other_pools_are_apart() {
+        let pool = Pool::new(1, Duration::from_secs(60));
+        let other = Pool::new(1, Duration::from_secs(60));
+        let now = Instant::now();
+        pool.put(0, connection().await, now);
+        pool.put(0, connection().await, now);
+        assert_eq!(pool.idle_here(), 1);
+        assert_eq!(other.idle_here(), 0);
+        drop(pool);
+        assert_eq!(SHELVES.with(|s| s.borrow().iter().filter(|s| !s.idle.is_empty()).count()), 0);
+    }
+}
