@@ -141,6 +141,35 @@ pub fn new_id(kind: &str) -> String {
     id
 }
 
+/// An id that sorts by time and, within one process, by creation order:
+/// `<kind>_` + 8 base62 digits of `at_ms` + 4 of a process-wide counter + 8
+/// random. Audit entries use it, so entries written in the same millisecond
+/// still list in the order they happened.
+pub fn sortable_id(kind: &str, at_ms: i64) -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut id = String::with_capacity(kind.len() + 21);
+    id.push_str(kind);
+    id.push('_');
+    push_base62(&mut id, u64::try_from(at_ms).unwrap_or(0), 8);
+    push_base62(&mut id, seq % 62u64.pow(4), 4);
+    let mut rng = OsRng;
+    for _ in 0..8 {
+        id.push(BASE62[rng.gen_range(0..62)] as char);
+    }
+    id
+}
+
+/// `value` as exactly `width` base62 digits, most significant first.
+fn push_base62(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = vec![b'0'; width];
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out.extend(digits.iter().map(|&b| b as char));
+}
+
 fn encode_checksum(mut crc: u32) -> String {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
@@ -246,6 +275,15 @@ mod tests {
         let p = key.preview();
         assert!(p.starts_with("kg_live_") && p.contains('…'));
         assert_eq!(p.chars().count(), "kg_live_".len() + 9);
+    }
+
+    #[test]
+    fn sortable_ids_sort_by_time_then_order() {
+        let a = sortable_id("aud", 1_795_000_000_000);
+        let b = sortable_id("aud", 1_795_000_000_000);
+        let c = sortable_id("aud", 1_795_000_000_001);
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a.len(), 24);
     }
 
     #[test]

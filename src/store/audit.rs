@@ -65,7 +65,7 @@ macro_rules! record_audit {
             "INSERT INTO audit_log (id, at, actor_id, actor_name, action, target_id, account_id, request_id, source_ip, changes) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind($crate::keys::format::new_id("aud"))
+        .bind($crate::keys::format::sortable_id("aud", $at))
         .bind($at)
         .bind(&$ctx.actor_id)
         .bind(&$ctx.actor_name)
