@@ -13,7 +13,9 @@ import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repo = path.resolve(here, "..");
-export const screenshots = path.join(repo, "docs", "screenshots");
+// The README's screenshots are refreshed with SCREENSHOTS_DIR=docs/screenshots;
+// ordinary runs write under target/ so the tree stays clean.
+export const screenshots = path.resolve(repo, process.env.SCREENSHOTS_DIR ?? path.join("target", "screenshots"));
 export const OWNER_TOKEN = "e2e-owner-token-" + Math.random().toString(36).slice(2);
 
 const BIN = path.resolve(repo, process.env.KEYGATE_BIN || "target/debug/keygate");
