@@ -81,6 +81,17 @@ impl Actor {
         }
     }
 
+    /// The account a request may act on, from the one it asked for (empty
+    /// means none): a confined actor always gets its own; `None` when a
+    /// confined actor asked for another account, which it cannot see.
+    pub fn scope(&self, asked: Option<String>) -> Option<Option<String>> {
+        match (&self.account_id, asked.filter(|a| !a.is_empty())) {
+            (Some(own), Some(asked)) if *own != asked => None,
+            (Some(own), _) => Some(Some(own.clone())),
+            (None, asked) => Some(asked),
+        }
+    }
+
     /// Whether this actor may see the account. A confined actor gets
     /// `NotFound` for other accounts, so their ids don't leak.
     pub fn require_account(&self, account_id: &str) -> Result<(), ApiError> {

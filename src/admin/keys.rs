@@ -259,12 +259,8 @@ pub async fn list(
                 .ok_or_else(|| ApiError::invalid("status", "must be active, disabled, expired or revoked"))?,
         ),
     };
-    let account_id = match (&actor.account_id, q.account_id.filter(|a| !a.is_empty())) {
-        (Some(own), Some(asked)) if *own != asked => {
-            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }))
-        }
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked,
+    let Some(account_id) = actor.scope(q.account_id) else {
+        return Ok(Json(ListView { items: Vec::new(), next_cursor: None }));
     };
     let filter = KeyFilter { account_id, q: q.q.filter(|s| !s.trim().is_empty()), permission, status, limit, cursor };
     let page = state.store.list_keys(&filter).await?;

@@ -196,11 +196,7 @@ pub async fn create(
     actor.require_owner()?;
     let name = validate::name("name", &body.name)?;
     // A confined owner mints tokens for its own account only.
-    let account_id = match (&actor.account_id, body.account_id.filter(|a| !a.is_empty())) {
-        (Some(own), Some(asked)) if *own != asked => return Err(ApiError::invalid("account_id", "no such account")),
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked,
-    };
+    let account_id = actor.scope(body.account_id).ok_or_else(|| ApiError::invalid("account_id", "no such account"))?;
     let secret = format::generate(ADMIN_TOKEN_PREFIX);
     let token = match state
         .store
@@ -303,12 +299,8 @@ pub async fn audit(
         }
     };
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let account_id = match (&actor.account_id, nonempty(q.account_id)) {
-        (Some(own), Some(asked)) if *own != asked => {
-            return Ok(Json(ListView { items: Vec::new(), next_cursor: None }))
-        }
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked,
+    let Some(account_id) = actor.scope(q.account_id) else {
+        return Ok(Json(ListView { items: Vec::new(), next_cursor: None }));
     };
     let filter = AuditFilter {
         account_id,
