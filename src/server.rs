@@ -70,9 +70,11 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         let shutdown = Shutdown::new();
         let store = Store::connect(&config.store).await?;
+        let loading = std::time::Instant::now();
         let reloader = Reloader::start(store).await.context("cannot load the keys from the store")?;
         let snapshot = reloader.keyset().load_full();
-        tracing::info!(revision = snapshot.revision(), secrets = snapshot.len(), "key snapshot loaded");
+        let load_ms = loading.elapsed().as_millis() as u64;
+        tracing::info!(revision = snapshot.revision(), secrets = snapshot.len(), load_ms, "key snapshot loaded");
         let mut tasks =
             vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
         tasks.extend(reloader.spawn_listener(shutdown.clone()));
