@@ -130,6 +130,10 @@ pub struct ProxyConfig {
     /// its own listening socket (SO_REUSEPORT). 0: one per CPU the process
     /// may run on.
     pub workers: usize,
+    /// Also serve HTTP/2 without TLS to clients that start with the HTTP/2
+    /// preface (h2c, prior knowledge). Over TLS, HTTP/2 is always offered
+    /// by ALPN, so this is for plain listeners only.
+    pub http2_cleartext: bool,
 }
 
 impl Default for ProxyConfig {
@@ -146,6 +150,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             drain_timeout_ms: 30_000,
             workers: 0,
+            http2_cleartext: false,
         }
     }
 }
@@ -221,6 +226,10 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout_ms: u64,
     /// Idle keep-alive connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Speak HTTP/2 to upstreams (routes may override): ALPN `h2` for
+    /// `https://`, prior knowledge (h2c) for `http://`. One multiplexed
+    /// connection per upstream and proxy thread.
+    pub http2: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -231,6 +240,7 @@ impl Default for UpstreamConfig {
             response_timeout_ms: 30_000,
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 1024,
+            http2: false,
         }
     }
 }
@@ -247,6 +257,8 @@ pub struct RouteConfig {
     /// Largest request body on this route (0 = unlimited); defaults to
     /// `proxy.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// HTTP/2 to this route's upstream; defaults to `upstream.http2`.
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -395,6 +407,12 @@ impl Config {
             if v == 0 {
                 err(path, "must be greater than 0".into());
             }
+        }
+        if self.proxy.http2_cleartext && self.proxy.tls.is_some() {
+            err(
+                "proxy.http2_cleartext",
+                "must be false when proxy.tls is set (over TLS, HTTP/2 is offered by ALPN)".into(),
+            );
         }
         if !(1024..=1024 * 1024).contains(&self.proxy.max_header_bytes) {
             err(
@@ -547,6 +565,31 @@ mod tests {
     fn example_file_is_valid_and_shows_the_defaults() {
         let text = include_str!("../config/keygate.yaml");
         assert_eq!(Config::from_yaml(text, no_env()), Ok(Config::default()));
+    }
+
+    #[test]
+    fn http2_fields_are_checked_by_name() {
+        let env = vec![("KEYGATE_PROXY_HTTP2_CLEARTEXT".to_string(), "true".to_string())];
+        let c = Config::from_yaml(
+            "upstream:\n  http2: true\nroutes:\n  - { path_prefix: /a, upstream: http://a, http2: false }\n",
+            env,
+        )
+        .expect("valid");
+        assert!(c.proxy.http2_cleartext && c.upstream.http2);
+        assert_eq!(c.routes[0].http2, Some(false));
+        let err = Config::from_yaml("proxy:\n  http2_cleartext: sure\nupstream:\n  http2: 2\n", no_env())
+            .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"proxy.http2_cleartext") && paths.contains(&"upstream.http2"), "{paths:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("x.pem");
+        std::fs::write(&file, "x").expect("write");
+        let text = format!(
+            "proxy:\n  http2_cleartext: true\n  tls: {{ cert_file: {f}, key_file: {f} }}\n",
+            f = file.display()
+        );
+        let err = Config::from_yaml(&text, no_env()).expect_err("h2c with TLS");
+        assert_eq!(err.errors[0].path, "proxy.http2_cleartext", "{err}");
     }
 
     #[test]

@@ -1,22 +1,35 @@
 //! The accept loop shared by the proxy and admin ports: TCP (and optionally
-//! TLS) connections served as HTTP/1.1 by hyper, with the head limits and
-//! timeouts of DESIGN.md §3 and a bounded graceful drain.
+//! TLS) connections served by hyper, with the head limits and timeouts of
+//! DESIGN.md §3 and a bounded graceful drain.
+//!
+//! Which protocol a connection speaks is decided once, when it opens: over
+//! TLS, by ALPN (`h2` is only ever chosen when the TLS config offers it, see
+//! `tls::Alpn`); on plain TCP, HTTP/1.1 — or, when `http2_cleartext` is set,
+//! HTTP/2 if the client starts with the HTTP/2 connection preface (prior
+//! knowledge, RFC 9113 §3.3). A plain listener without `http2_cleartext`
+//! hands the socket to hyper's HTTP/1.1 server as it is, with no sniffing.
+//! HTTP/1.1 connections serve upgrades (`Connection: upgrade`); what to do
+//! with one is the service's business.
 //!
 //! It owns connection-level concerns only — TCP_NODELAY, TLS handshakes,
-//! header read timeout, head size ceiling, shutdown — and knows nothing of
-//! what the service does with a request. A failing connection (bad
-//! handshake, slow client) is logged at debug and never stops the loop.
+//! header read timeout, head size ceiling, HTTP/2 stream limits, shutdown —
+//! and knows nothing of what the service does with a request. A failing
+//! connection (bad handshake, slow client) is logged at debug and never
+//! stops the loop.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -33,6 +46,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Pending connections the kernel queues per listening socket (capped by
 /// `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
+/// Streams an HTTP/2 client may have open at once on one connection (nginx
+/// allows 128).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone)]
@@ -47,6 +65,9 @@ pub struct ListenerOptions {
     pub max_header_bytes: usize,
     /// After shutdown fires, in-flight requests get this long to finish.
     pub drain_timeout: Duration,
+    /// On plain TCP, also serve HTTP/2 to clients that start with its
+    /// preface (h2c with prior knowledge).
+    pub http2_cleartext: bool,
 }
 
 impl ListenerOptions {
@@ -56,6 +77,7 @@ impl ListenerOptions {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(30),
+            http2_cleartext: false,
         }
     }
 }
@@ -113,13 +135,7 @@ pub async fn serve<M, S>(
     <S::ResBody as Body>::Error: Into<BoxError>,
 {
     let acceptor = tls.map(TlsAcceptor::from);
-    let mut builder = http1::Builder::new();
-    // `max_header_size` bounds the head alone; `max_buf_size` would also
-    // shrink the read buffer that streams bodies.
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_header_size(hyper_head_limit(opts.max_header_bytes));
+    let builders = Arc::new(Builders::new(&opts));
     let drain = Arc::new(Drain::default());
     // Each connection is its own task; the set aborts what is left when the
     // drain runs out.
@@ -156,7 +172,7 @@ pub async fn serve<M, S>(
             peer,
             acceptor.clone(),
             make_service(peer, acceptor.is_some()),
-            builder.clone(),
+            Arc::clone(&builders),
             Arc::clone(&drain),
             &opts,
         ));
@@ -176,14 +192,58 @@ pub async fn serve<M, S>(
     tracing::info!(listener = opts.name, "listener stopped");
 }
 
-/// One connection: the TLS handshake if any, then HTTP/1.1 until the client
-/// leaves or the drain closes it.
+/// The connection builders of one listener, shared by its connections.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(opts: &ListenerOptions) -> Self {
+        let head_limit = hyper_head_limit(opts.max_header_bytes);
+        let mut http1 = http1::Builder::new();
+        // `max_header_size` bounds the head alone; `max_buf_size` would also
+        // shrink the read buffer that streams bodies.
+        http1.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).max_header_size(head_limit);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // The header list counts 32 bytes per field on top of names and
+        // values (RFC 9113 §6.5.2); the slack in `head_limit` covers it, so
+        // heads a little too large still get the service's own 431.
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
+        Builders { http1, http2 }
+    }
+
+    /// Serves `io` as HTTP/2 or HTTP/1.1 (with upgrades) until it ends or
+    /// the drain closes it.
+    async fn serve<I, S>(&self, io: I, http2: bool, service: S, drain: Arc<Drain>) -> Result<(), hyper::Error>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: HttpService<Incoming> + Send + 'static,
+        S::Future: Send + 'static,
+        S::ResBody: Send + 'static,
+        <S::ResBody as Body>::Data: Send,
+        <S::ResBody as Body>::Error: Into<BoxError>,
+    {
+        let io = TokioIo::new(io);
+        if http2 {
+            drain.watch(self.http2.serve_connection(io, service)).await
+        } else {
+            drain.watch(self.http1.serve_connection(io, service).with_upgrades()).await
+        }
+    }
+}
+
+/// One connection: the TLS handshake if any, then HTTP/1.1 or HTTP/2 until
+/// the client leaves or the drain closes it.
 fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     service: S,
-    builder: http1::Builder,
+    builders: Arc<Builders>,
     drain: Arc<Drain>,
     opts: &ListenerOptions,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
@@ -196,11 +256,32 @@ where
 {
     let name = opts.name;
     let handshake_timeout = opts.header_read_timeout;
+    let cleartext_h2 = opts.http2_cleartext;
     async move {
         let result = match acceptor {
-            None => drain.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+            None if cleartext_h2 => {
+                let mut stream = stream;
+                match tokio::time::timeout(handshake_timeout, Sniffed::read_preface(&mut stream)).await {
+                    Ok(Ok(sniffed)) => {
+                        let http2 = sniffed.is_http2();
+                        builders.serve(sniffed.around(stream), http2, service, drain).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = name, %peer, "no request within the header read timeout");
+                        return;
+                    }
+                }
+            }
+            None => builders.serve(stream, false, service, drain).await,
             Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => drain.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
+                Ok(Ok(tls)) => {
+                    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    builders.serve(tls, http2, service, drain).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
                     return;
@@ -215,6 +296,86 @@ where
             // Clients that leave mid-request or time out are routine.
             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// The first bytes of a plain connection, read to tell HTTP/2 with prior
+/// knowledge from HTTP/1.1: up to the preface's length, and no further
+/// than the first byte that differs from it.
+struct Sniffed {
+    bytes: [u8; H2_PREFACE.len()],
+    len: usize,
+}
+
+impl Sniffed {
+    async fn read_preface(stream: &mut TcpStream) -> io::Result<Sniffed> {
+        let mut sniffed = Sniffed { bytes: [0; H2_PREFACE.len()], len: 0 };
+        while sniffed.len < H2_PREFACE.len() {
+            let n = stream.read(&mut sniffed.bytes[sniffed.len..]).await?;
+            if n == 0 {
+                break;
+            }
+            sniffed.len += n;
+            if sniffed.bytes[..sniffed.len] != H2_PREFACE[..sniffed.len] {
+                break;
+            }
+        }
+        Ok(sniffed)
+    }
+
+    fn is_http2(&self) -> bool {
+        self.bytes[..self.len] == H2_PREFACE[..]
+    }
+
+    /// `stream` with these bytes put back in front.
+    fn around<T>(self, stream: T) -> Rewound<T> {
+        Rewound { sniffed: self, start: 0, inner: stream }
+    }
+}
+
+/// A stream whose first bytes were sniffed: they are read again first.
+struct Rewound<T> {
+    sniffed: Sniffed,
+    start: usize,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.start < this.sniffed.len {
+            let n = buf.remaining().min(this.sniffed.len - this.start);
+            buf.put_slice(&this.sniffed.bytes[this.start..this.start + n]);
+            this.start += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewound<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -237,5 +398,32 @@ mod tests {
         let limit = hyper_head_limit(32 * 1024);
         assert!(limit > 32 * 1024 + 4096, "{limit}");
         assert!(limit < 64 * 1024, "{limit}");
+    }
+
+    /// A connected pair of sockets on loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn sniffing_tells_http2_and_gives_the_bytes_back() {
+        use tokio::io::AsyncWriteExt;
+        for (sent, http2) in [
+            (&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"[..], true),
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], false),
+            (&b"PRI * HTTP/1.1\r\n\r\n"[..], false),
+        ] {
+            let (mut client, mut server) = pair().await;
+            client.write_all(sent).await.expect("write");
+            client.shutdown().await.expect("shutdown");
+            let sniffed = Sniffed::read_preface(&mut server).await.expect("sniff");
+            assert_eq!(sniffed.is_http2(), http2, "{sent:?}");
+            let mut again = Vec::new();
+            sniffed.around(server).read_to_end(&mut again).await.expect("read");
+            assert_eq!(again, sent);
+        }
     }
 }

@@ -87,8 +87,8 @@ impl Gateway {
             ),
         };
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;
-        let proxy_tls = tls_config(config.proxy.tls.as_ref(), &shutdown)?;
-        let admin_tls = tls_config(config.admin.tls.as_ref(), &shutdown)?;
+        let proxy_tls = tls_config(config.proxy.tls.as_ref(), tls::Alpn::Http2AndHttp1, &shutdown)?;
+        let admin_tls = tls_config(config.admin.tls.as_ref(), tls::Alpn::Http1, &shutdown)?;
         let proxy_addr = proxy_listeners.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
@@ -132,6 +132,7 @@ impl Gateway {
             header_read_timeout: Duration::from_millis(config.proxy.header_read_timeout_ms),
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_millis(config.proxy.drain_timeout_ms),
+            http2_cleartext: false,
         };
         let make_service = move |peer: SocketAddr, _tls: bool| {
             TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))))
@@ -225,8 +226,12 @@ async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{field}: cannot listen on {addr}"))
 }
 
-fn tls_config(tls: Option<&TlsConfig>, shutdown: &Shutdown) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    tls.map(|t| tls::server_config(t, tls::DEFAULT_RELOAD_INTERVAL, shutdown)).transpose()
+fn tls_config(
+    tls: Option<&TlsConfig>,
+    alpn: tls::Alpn,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    tls.map(|t| tls::server_config(t, alpn, tls::DEFAULT_RELOAD_INTERVAL, shutdown)).transpose()
 }
 
 /// What a `/metrics` scrape reads.

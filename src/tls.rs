@@ -27,8 +27,23 @@ use crate::shutdown::Shutdown;
 /// How often `server_config` looks at the certificate files.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The listeners serve HTTP/1.1 only, so that is all ALPN offers.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// What a listener offers in ALPN, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// HTTP/1.1 only (the admin port).
+    Http1,
+    /// HTTP/2 first, then HTTP/1.1 (the proxy port).
+    Http2AndHttp1,
+}
+
+impl Alpn {
+    fn protocols(self) -> Vec<Vec<u8>> {
+        match self {
+            Alpn::Http1 => vec![b"http/1.1".to_vec()],
+            Alpn::Http2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+}
 
 /// The one crypto provider of the process: ring, chosen explicitly so that a
 /// second provider appearing in the dependency tree cannot make rustls guess.
@@ -36,18 +51,20 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server configuration for `tls` whose certificate is reloaded every
-/// `reload_interval` when its files change, until `shutdown` fires.
+/// A server configuration for `tls`, offering `alpn`, whose certificate is
+/// reloaded every `reload_interval` when its files change, until `shutdown`
+/// fires.
 ///
 /// Must be called inside a tokio runtime (it spawns the watcher). Errors
 /// name the file at fault.
 pub fn server_config(
     tls: &TlsConfig,
+    alpn: Alpn,
     reload_interval: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Arc<ServerConfig>> {
     let resolver = CertResolver::load(tls)?;
-    let config = resolver.server_config()?;
+    let config = resolver.server_config(alpn)?;
     resolver.spawn_reloader(reload_interval, shutdown.clone());
     Ok(config)
 }
@@ -82,14 +99,14 @@ impl CertResolver {
     }
 
     /// A rustls server configuration that asks this resolver for its
-    /// certificate on every handshake.
-    pub fn server_config(self: &Arc<Self>) -> anyhow::Result<Arc<ServerConfig>> {
+    /// certificate on every handshake and offers `alpn`.
+    pub fn server_config(self: &Arc<Self>, alpn: Alpn) -> anyhow::Result<Arc<ServerConfig>> {
         let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
             .context("the TLS provider supports no safe protocol version")?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = alpn.protocols();
         Ok(Arc::new(config))
     }
 

@@ -7,23 +7,30 @@
 //! start sending (the upstream closed it while idle) is retried on another;
 //! one that was sent is never retried. Bodies stream both ways: the client's
 //! body is handed to the upstream connection as it arrives and the
-//! upstream's response body is returned unread. Failures are classified here
-//! (connect, timeout, body limit, …) so that `problem` can give each its
-//! stable code.
+//! upstream's response body is returned unread (trailers included). Failures
+//! are classified here (connect, timeout, body limit, …) so that `problem`
+//! can give each its stable code.
+//!
+//! Upstreams configured for HTTP/2 get one multiplexed connection per proxy
+//! thread (ALPN `h2` over TLS, prior knowledge on plain TCP), shared by every
+//! request of that thread and replaced when it closes. Upgrade requests
+//! always get an HTTP/1.1 connection of their own that is never pooled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use http::header::{HeaderValue, HOST, TE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{request, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::ServiceExt;
 
 use super::body::{body_error, BodyError, LimitedBody};
-use super::pool::{Pool, Sender};
+use super::pool::{H2Sender, Pool, Sender};
 use super::routing::Upstream;
 use super::BoxError;
 use crate::config::UpstreamConfig;
@@ -52,6 +59,8 @@ pub struct Forwarder {
     /// every read and write.
     http: HttpConnector,
     https: HttpsConnector<HttpConnector>,
+    /// https:// upstreams spoken to over HTTP/2: offers only `h2` in ALPN.
+    https_h2: HttpsConnector<HttpConnector>,
     pool: Arc<Pool>,
     response_timeout: Duration,
 }
@@ -70,9 +79,16 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http.clone());
+        let https_h2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(crate::tls::provider())
+            .context("the TLS provider supports no safe protocol version")?
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(http.clone());
         Ok(Forwarder {
             http,
             https,
+            https_h2,
             pool: Arc::new(Pool::new(
                 config.pool_max_idle_per_host,
                 Duration::from_millis(config.pool_idle_timeout_ms),
@@ -104,10 +120,13 @@ impl Forwarder {
         mut request: Request<LimitedBody>,
         now: Instant,
     ) -> Result<Response<Incoming>, ForwardError> {
+        if upstream.http2 {
+            return self.exchange_h2(route, upstream, request).await;
+        }
         loop {
             let (mut sender, pooled) = match self.pool.checkout(route, now) {
                 Some(sender) => (sender, true),
-                None => (self.connect(upstream).await?, false),
+                None => (self.connect(upstream, false).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -123,19 +142,79 @@ impl Forwarder {
         }
     }
 
-    /// A new connection to `upstream`, its task spawned on this thread.
-    async fn connect(&self, upstream: &Upstream) -> Result<Sender, ForwardError> {
-        let uri = Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(upstream.authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(|e| ForwardError::Connect(e.into()))?;
+    /// The shared HTTP/2 connection to `upstream`, made if this thread has
+    /// none open. A request it could not start (the connection was going
+    /// away) is retried once on a new one.
+    async fn exchange_h2(
+        &self,
+        route: usize,
+        upstream: &Upstream,
+        mut request: Request<LimitedBody>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        loop {
+            let (mut sender, shared) = match self.pool.shared_h2(route) {
+                Some(sender) => (sender, true),
+                None => {
+                    let sender = self.connect_h2(upstream).await?;
+                    self.pool.share_h2(route, sender.clone());
+                    (sender, false)
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if shared => {
+                        self.pool.forget_h2(route);
+                        request = unsent;
+                    }
+                    _ => return Err(classify(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Sends an upgrade request (see `upgrade`) on a new HTTP/1.1
+    /// connection that is never pooled: after a 101 it belongs to the
+    /// tunnel, after anything else it closes with its response.
+    pub async fn send_upgrade(
+        &self,
+        upstream: &Upstream,
+        request: Request<LimitedBody>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let exchange = async {
+            let mut sender = self.connect(upstream, true).await?;
+            sender.send_request(request).await.map_err(classify)
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ForwardError::Timeout(self.response_timeout)),
+        }
+    }
+
+    /// A new HTTP/1.1 connection to `upstream`, its task spawned on this
+    /// thread; `upgrades` lets it be taken over after a 101.
+    async fn connect(&self, upstream: &Upstream, upgrades: bool) -> Result<Sender, ForwardError> {
+        let uri = connect_uri(upstream)?;
         if upstream.scheme == Scheme::HTTP {
             let io = self.http.clone().oneshot(uri).await.map_err(|e| ForwardError::Connect(e.into()))?;
-            handshake(io).await
+            handshake(io, upgrades).await
         } else {
-            handshake(self.https.clone().oneshot(uri).await.map_err(ForwardError::Connect)?).await
+            handshake(self.https.clone().oneshot(uri).await.map_err(ForwardError::Connect)?, upgrades).await
+        }
+    }
+
+    /// A new HTTP/2 connection to `upstream`, its task spawned on this thread.
+    async fn connect_h2(&self, upstream: &Upstream) -> Result<H2Sender, ForwardError> {
+        let uri = connect_uri(upstream)?;
+        if upstream.scheme == Scheme::HTTP {
+            let io = self.http.clone().oneshot(uri).await.map_err(|e| ForwardError::Connect(e.into()))?;
+            handshake_h2(io).await
+        } else {
+            let io = self.https_h2.clone().oneshot(uri).await.map_err(ForwardError::Connect)?;
+            if !io.connected().is_negotiated_h2() {
+                return Err(ForwardError::Connect("the upstream did not agree to HTTP/2 (ALPN h2)".into()));
+            }
+            handshake_h2(io).await
         }
     }
 
@@ -145,19 +224,65 @@ impl Forwarder {
     }
 }
 
+fn connect_uri(upstream: &Upstream) -> Result<Uri, ForwardError> {
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|e| ForwardError::Connect(e.into()))
+}
+
 /// HTTP/1.1 over `io`, the connection's task spawned on this thread.
-async fn handshake<T>(io: T) -> Result<Sender, ForwardError>
+async fn handshake<T>(io: T, upgrades: bool) -> Result<Sender, ForwardError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (sender, connection) =
         hyper::client::conn::http1::handshake(io).await.map_err(|e| ForwardError::Connect(e.into()))?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
     Ok(sender)
+}
+
+/// HTTP/2 over `io`, the connection's task spawned on this thread.
+async fn handshake_h2<T>(io: T) -> Result<H2Sender, ForwardError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(io)
+        .await
+        .map_err(|e| ForwardError::Connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Readies a request for an HTTP/2 upstream: the absolute URI its
+/// `:scheme` and `:authority` come from instead of `Host`, and `te:
+/// trailers` when the client accepts trailers (gRPC servers require it).
+pub fn to_http2(parts: &mut request::Parts, upstream: &Upstream, te_trailers: bool) -> Result<(), http::Error> {
+    let origin = std::mem::take(&mut parts.uri);
+    parts.uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(origin.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")))
+        .build()?;
+    parts.version = Version::HTTP_2;
+    parts.headers.remove(HOST);
+    if te_trailers {
+        parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    Ok(())
 }
 
 fn classify(e: hyper::Error) -> ForwardError {

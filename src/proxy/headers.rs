@@ -126,6 +126,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the client said it accepts trailers (`TE: trailers`, RFC 9110
+/// §10.1.4): a gRPC client must, and an HTTP/2 upstream is told so.
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.split(|&b| b == b';').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")))
+}
+
 /// Removes the headers a `Connection` value lists (comma-separated tokens).
 fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
     for token in connection.as_bytes().split(|&b| b == b',') {
@@ -301,6 +311,16 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.7");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[HOST], "up:80");
+    }
+
+    #[test]
+    fn trailers_in_te_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!te_trailers(&h));
+        for (value, yes) in [("trailers", true), ("gzip, Trailers", true), ("gzip;q=1", false), ("trailer", false)] {
+            h.insert(TE, HeaderValue::from_static(value));
+            assert_eq!(te_trailers(&h), yes, "{value}");
+        }
     }
 
     #[test]

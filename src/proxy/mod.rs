@@ -5,7 +5,10 @@
 //! The decision order is fixed: credential and key decision first (so an
 //! unauthenticated client learns nothing about routes or limits), then the
 //! head size (431), the route and its body limit (413), then the upstream.
-//! Every answer the proxy gives itself goes through `problem::response`.
+//! Every answer the proxy gives itself goes through `problem::answer`
+//! (problem+json, or a gRPC status for gRPC requests). HTTP/1.1 upgrades
+//! (WebSocket) are decided here like any request, then tunnelled by
+//! `upgrade`.
 //! Keys never reach a log line: refusals log the code and request id only.
 
 pub mod auth;
@@ -17,6 +20,7 @@ pub mod headers;
 pub mod pool;
 pub mod problem;
 pub mod routing;
+pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::header::HOST;
 use http::request::Parts;
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
@@ -108,6 +112,7 @@ impl Proxy {
                 header_read_timeout: Duration::from_millis(proxy.header_read_timeout_ms),
                 max_header_bytes: proxy.max_header_bytes,
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
+                http2_cleartext: proxy.http2_cleartext,
             },
             default_quota: config
                 .limits
@@ -175,6 +180,7 @@ impl Proxy {
         let peer = conn.peer;
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
+        let grpc = problem::is_grpc(&parts.headers);
         let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
         if let Some(wait) = self.guard.blocked_for(client) {
             self.metrics.auth_failure(Refusal::RateLimited);
@@ -183,43 +189,78 @@ impl Proxy {
                 Some("Too many failed authentications from this address."),
                 &request_id,
                 peer,
+                grpc,
             );
             headers::retry_after(response.headers_mut(), wait);
             return (0, response);
         }
         let (identity, found_in, rate) = match self.authenticate(&parts, client) {
             Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(refused, client, &request_id, peer)),
+            Err(refused) => return (0, self.refused(refused, client, &request_id, peer, grpc)),
         };
         if head_size(&parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
-            return (0, refuse(Problem::HeaderTooLarge, Some(&detail), &request_id, peer));
+            return (0, refuse(Problem::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
         }
         let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
         let target = self.routes.resolve(parts.uri.path(), host);
         let route = target.index;
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
-            return (route, refuse(Problem::BodyTooLarge, Some(&detail), &request_id, peer));
+            return (route, refuse(Problem::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
         }
 
         let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
-            Err(_) => return (route, refuse(Problem::BadRequest, None, &request_id, peer)),
+            Err(_) => return (route, refuse(Problem::BadRequest, None, &request_id, peer, grpc)),
         };
         if self.strip_credentials {
             self.credentials.strip(&mut parts.headers, found_in);
         }
+        let upgrade = upgrade::requested(&mut parts);
+        // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
+        // HTTP/2, which `prepare_request` drops with the other hop-by-hop
+        // headers.
+        let http2 = target.upstream.http2 && upgrade.is_none();
+        let te_trailers = http2 && headers::te_trailers(&parts.headers);
         headers::prepare_request(&mut parts.headers, &identity, &conn.forwarding, &request_id, &target.upstream.host);
-        // The upstream connection is HTTP/1.1 whatever the client spoke.
-        parts.version = Version::HTTP_11;
+        if let Some(upgrade) = &upgrade {
+            upgrade.restore_headers(&mut parts.headers);
+        }
+        if http2 {
+            if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
+                return (route, refuse(Problem::BadRequest, None, &request_id, peer, grpc));
+            }
+        } else {
+            // The upstream connection is HTTP/1.1 whatever the client spoke.
+            parts.version = Version::HTTP_11;
+        }
         let upstream_request = Request::from_parts(parts, LimitedBody::new(body, target.body_limit));
 
-        let response = match self.forwarder.send(route, target.upstream, upstream_request, started).await {
+        let sent = match upgrade {
+            None => self.forwarder.send(route, target.upstream, upstream_request, started).await,
+            Some(_) => self.forwarder.send_upgrade(target.upstream, upstream_request).await,
+        };
+        let response = match sent {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
-                headers::prepare_response(&mut parts.headers, &request_id);
+                match upgrade {
+                    Some(client) if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
+                        let switched = upgrade::switch(client, &mut parts, &request_id, |headers| {
+                            headers::prepare_response(headers, &request_id)
+                        });
+                        if switched.is_err() {
+                            self.metrics.upstream_error(UpstreamError::Broken);
+                            let detail = "The upstream switched protocols without a usable upgrade.";
+                            return (
+                                route,
+                                refuse(Problem::UpstreamUnavailable, Some(detail), &request_id, peer, grpc),
+                            );
+                        }
+                    }
+                    _ => headers::prepare_response(&mut parts.headers, &request_id),
+                }
                 if let Some(rate) = rate {
                     headers::rate_limit(&mut parts.headers, &rate);
                 }
@@ -228,7 +269,7 @@ impl Proxy {
                 parts.version = Version::HTTP_11;
                 Response::from_parts(parts, ProxyBody::Upstream(body))
             }
-            Err(error) => self.upstream_failed(error, &request_id, peer),
+            Err(error) => self.upstream_failed(error, &request_id, peer, grpc),
         };
         (route, response)
     }
@@ -264,6 +305,7 @@ impl Proxy {
         client: std::net::IpAddr,
         request_id: &RequestId,
         peer: SocketAddr,
+        grpc: bool,
     ) -> Response<ProxyBody> {
         if let Problem::Refused(refusal) = refused.problem {
             self.metrics.auth_failure(refusal);
@@ -275,14 +317,20 @@ impl Proxy {
             (Problem::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
             (_, detail) => detail,
         };
-        let mut response = refuse(refused.problem, detail, request_id, peer);
+        let mut response = refuse(refused.problem, detail, request_id, peer, grpc);
         if let Some(rate) = refused.rate {
             headers::rate_limit(response.headers_mut(), &rate);
         }
         response
     }
 
-    fn upstream_failed(&self, error: ForwardError, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
+    fn upstream_failed(
+        &self,
+        error: ForwardError,
+        request_id: &RequestId,
+        peer: SocketAddr,
+        grpc: bool,
+    ) -> Response<ProxyBody> {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
@@ -307,15 +355,21 @@ impl Proxy {
             }
             ForwardError::ClientBody => (Problem::BadRequest, "The request body could not be read.".to_owned()),
         };
-        refuse(problem, Some(&detail), request_id, peer)
+        refuse(problem, Some(&detail), request_id, peer, grpc)
     }
 }
 
 /// Logs a problem at debug (code and request id, never the credential) and
-/// builds its response.
-fn refuse(problem: Problem, detail: Option<&str>, request_id: &RequestId, peer: SocketAddr) -> Response<ProxyBody> {
+/// builds its response (a gRPC status when `grpc`).
+fn refuse(
+    problem: Problem,
+    detail: Option<&str>,
+    request_id: &RequestId,
+    peer: SocketAddr,
+    grpc: bool,
+) -> Response<ProxyBody> {
     tracing::debug!(code = problem.code(), request_id = %request_id, peer = %peer.ip(), "request refused");
-    problem::response(problem, detail, request_id)
+    problem::answer(problem, detail, request_id, grpc)
 }
 
 /// The request head's size as the limit counts it: method, target and

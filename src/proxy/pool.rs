@@ -11,6 +11,10 @@
 //! A connection goes back on the shelf as soon as its response head has
 //! arrived; while its body still streams it is not ready and checkout passes
 //! it by. Closed and expired connections are dropped when met.
+//!
+//! HTTP/2 upstreams need no shelf: each thread keeps one multiplexed
+//! connection per upstream, handed out (cloned) to every request, until it
+//! closes.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +25,7 @@ use hyper::client::conn::http1::SendRequest;
 use super::body::LimitedBody;
 
 pub type Sender = SendRequest<LimitedBody>;
+pub type H2Sender = hyper::client::conn::http2::SendRequest<LimitedBody>;
 
 struct Idle {
     sender: Sender,
@@ -34,8 +39,16 @@ struct Shelf {
     idle: Vec<Idle>,
 }
 
+/// The HTTP/2 connection of one pool to one upstream, on one thread.
+struct Multiplexed {
+    pool: u64,
+    upstream: usize,
+    sender: H2Sender,
+}
+
 thread_local! {
     static SHELVES: RefCell<Vec<Shelf>> = const { RefCell::new(Vec::new()) };
+    static MULTIPLEXED: RefCell<Vec<Multiplexed>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
@@ -103,6 +116,36 @@ impl Pool {
         });
     }
 
+    /// This thread's open HTTP/2 connection to `upstream`, if any.
+    pub fn shared_h2(&self, upstream: usize) -> Option<H2Sender> {
+        MULTIPLEXED.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            let i = shared.iter().position(|m| m.pool == self.id && m.upstream == upstream)?;
+            if shared[i].sender.is_closed() {
+                shared.swap_remove(i);
+                return None;
+            }
+            Some(shared[i].sender.clone())
+        })
+    }
+
+    /// Makes `sender` this thread's HTTP/2 connection to `upstream`.
+    pub fn share_h2(&self, upstream: usize, sender: H2Sender) {
+        MULTIPLEXED.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            match shared.iter_mut().find(|m| m.pool == self.id && m.upstream == upstream) {
+                Some(m) => m.sender = sender,
+                None => shared.push(Multiplexed { pool: self.id, upstream, sender }),
+            }
+        });
+    }
+
+    /// Stops sharing this thread's HTTP/2 connection to `upstream` (it is
+    /// going away); requests under way on it finish.
+    pub fn forget_h2(&self, upstream: usize) {
+        MULTIPLEXED.with(|shared| shared.borrow_mut().retain(|m| m.pool != self.id || m.upstream != upstream));
+    }
+
     /// Idle connections of this pool on the calling thread (tests).
     pub fn idle_here(&self) -> usize {
         SHELVES.with(|shelves| shelves.borrow().iter().filter(|s| s.pool == self.id).map(|s| s.idle.len()).sum())
@@ -117,6 +160,11 @@ impl Drop for Pool {
         let _ = SHELVES.try_with(|shelves| {
             if let Ok(mut shelves) = shelves.try_borrow_mut() {
                 shelves.retain(|s| s.pool != self.id);
+            }
+        });
+        let _ = MULTIPLEXED.try_with(|shared| {
+            if let Ok(mut shared) = shared.try_borrow_mut() {
+                shared.retain(|m| m.pool != self.id);
             }
         });
     }

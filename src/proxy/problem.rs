@@ -2,10 +2,17 @@
 //! `application/problem+json` (RFC 9457) with the stable `code` of
 //! DESIGN.md §3 and the request id.
 //!
+//! A gRPC request (`content-type: application/grpc…`) gets the same
+//! refusal as a gRPC "trailers-only" answer instead: HTTP 200, the status in
+//! `grpc-status` (`Problem::grpc_status` is the one mapping) and the code in
+//! `grpc-message`, because gRPC clients read those and not the HTTP status.
+//!
 //! Nothing else in the proxy builds an error response. A problem never
 //! names the key, the credential header's value or the upstream's address.
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use std::fmt::Write as _;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -73,6 +80,81 @@ impl Problem {
             Problem::UpstreamTimeout => "The upstream service did not answer in time",
         }
     }
+}
+
+/// gRPC status codes (grpc/doc/statuscodes.md) the proxy answers with.
+pub mod grpc {
+    pub const INVALID_ARGUMENT: u8 = 3;
+    pub const DEADLINE_EXCEEDED: u8 = 4;
+    pub const PERMISSION_DENIED: u8 = 7;
+    pub const RESOURCE_EXHAUSTED: u8 = 8;
+    pub const UNAVAILABLE: u8 = 14;
+    pub const UNAUTHENTICATED: u8 = 16;
+}
+
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+impl Problem {
+    /// The gRPC status a gRPC client gets for this problem.
+    pub fn grpc_status(self) -> u8 {
+        match self {
+            Problem::Refused(r) => match r.status() {
+                StatusCode::UNAUTHORIZED => grpc::UNAUTHENTICATED,
+                StatusCode::FORBIDDEN => grpc::PERMISSION_DENIED,
+                // 429: rate limited, or blocked by the failed-auth guard.
+                _ => grpc::RESOURCE_EXHAUSTED,
+            },
+            Problem::HeaderTooLarge | Problem::BodyTooLarge => grpc::RESOURCE_EXHAUSTED,
+            Problem::BadRequest => grpc::INVALID_ARGUMENT,
+            Problem::UpstreamUnavailable => grpc::UNAVAILABLE,
+            Problem::UpstreamTimeout => grpc::DEADLINE_EXCEEDED,
+        }
+    }
+}
+
+/// Whether a request is gRPC (`application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web`, …), whose refusals are then `grpc_response`s.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC)))
+}
+
+/// The answer for `problem`: problem+json, or a gRPC trailers-only
+/// response when the request is gRPC.
+pub fn answer(problem: Problem, detail: Option<&str>, request_id: &RequestId, grpc: bool) -> Response<ProxyBody> {
+    if grpc {
+        grpc_response(problem, detail, request_id)
+    } else {
+        response(problem, detail, request_id)
+    }
+}
+
+/// A gRPC "trailers-only" response for `problem`: HTTP 200, no body,
+/// `grpc-status` and `grpc-message: <code>` or `<code>: <detail>` (the
+/// detail percent-encoded as gRPC wants).
+pub fn grpc_response(problem: Problem, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
+    let mut message = String::from(problem.code());
+    if let Some(detail) = detail {
+        message.push_str(": ");
+        for b in detail.bytes() {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                message.push(char::from(b));
+            } else {
+                let _ = write!(message, "%{b:02X}");
+            }
+        }
+    }
+    let mut response = Response::new(ProxyBody::Full(None));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(problem.grpc_status())));
+    // Percent-encoded printable ASCII is always a valid value.
+    headers.insert(GRPC_MESSAGE, HeaderValue::from_str(&message).unwrap_or(HeaderValue::from_static("keygate")));
+    headers.insert(X_REQUEST_ID, request_id.header_value());
+    response
 }
 
 #[derive(Serialize)]
@@ -154,6 +236,37 @@ mod tests {
         assert_eq!(doc["code"], "key_revoked");
         assert_eq!(doc["request_id"], id.as_str());
         assert!(doc.get("detail").is_none());
+    }
+
+    #[test]
+    fn grpc_refusals_are_trailers_only_with_the_mapped_status() {
+        let id = RequestId::generate();
+        for (problem, status) in [
+            (Problem::Refused(Refusal::MissingKey), "16"),
+            (Problem::Refused(Refusal::InsufficientPermission), "7"),
+            (Problem::Refused(Refusal::RateLimited), "8"),
+            (Problem::BodyTooLarge, "8"),
+            (Problem::HeaderTooLarge, "8"),
+            (Problem::BadRequest, "3"),
+            (Problem::UpstreamUnavailable, "14"),
+            (Problem::UpstreamTimeout, "4"),
+        ] {
+            let response = answer(problem, Some("50% of 100%\n"), &id, true);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(hyper::body::Body::is_end_stream(response.body()), "no body: trailers-only");
+            let h = response.headers();
+            assert_eq!(h[CONTENT_TYPE], "application/grpc");
+            assert_eq!(h[GRPC_STATUS], status, "{problem:?}");
+            assert_eq!(h[GRPC_MESSAGE], format!("{}: 50%25 of 100%25%0A", problem.code()));
+            assert_eq!(h[X_REQUEST_ID], id.as_str());
+        }
+        let mut h = HeaderMap::new();
+        assert!(!is_grpc(&h));
+        for (value, grpc) in [("application/grpc", true), ("Application/GRPC+proto", true), ("application/json", false)]
+        {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_grpc(&h), grpc, "{value}");
+        }
     }
 
     #[tokio::test]

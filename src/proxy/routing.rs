@@ -22,6 +22,8 @@ pub struct Upstream {
     pub base_path: String,
     /// The `Host` header the upstream gets.
     pub host: HeaderValue,
+    /// Spoken to over HTTP/2 (`upstream.http2`, `routes[].http2`).
+    pub http2: bool,
 }
 
 impl Upstream {
@@ -34,7 +36,7 @@ impl Upstream {
         let authority = uri.authority().cloned().ok_or_else(|| anyhow!("no host in {url:?}"))?;
         let host = HeaderValue::from_str(authority.as_str()).with_context(|| format!("bad host in {url:?}"))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Upstream { scheme, authority, base_path, host })
+        Ok(Upstream { scheme, authority, base_path, host, http2: false })
     }
 }
 
@@ -95,12 +97,18 @@ impl Routes {
             index: 0,
             prefix: "/".into(),
             host: None,
-            upstream: Upstream::parse(&config.upstream.url).context("upstream.url")?,
+            upstream: Upstream {
+                http2: config.upstream.http2,
+                ..Upstream::parse(&config.upstream.url).context("upstream.url")?
+            },
             body_limit: default_limit,
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
-            let upstream = Upstream::parse(&route.upstream).with_context(|| format!("routes[{i}].upstream"))?;
+            let upstream = Upstream {
+                http2: route.http2.unwrap_or(config.upstream.http2),
+                ..Upstream::parse(&route.upstream).with_context(|| format!("routes[{i}].upstream"))?
+            };
             let trimmed = route.path_prefix.trim_end_matches('/');
             routes.push(Route {
                 index: i + 1,
@@ -151,6 +159,7 @@ mod tests {
             host: host.map(str::to_owned),
             upstream: upstream.into(),
             max_body_bytes: Some(0),
+            http2: None,
         };
         config.routes = vec![
             route("/v2", None, "http://v2:1"),

@@ -104,6 +104,7 @@ async fn routes_by_prefix_and_host_to_other_upstreams() {
         host: host.map(str::to_owned),
         upstream,
         max_body_bytes: None,
+        http2: None,
     };
     cfg.routes = vec![route("/v2", None, second.url("/base")), route("/tenant", Some("api.example"), second.url(""))];
     let gw = Gateway::start(cfg).await;

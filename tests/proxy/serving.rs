@@ -35,7 +35,9 @@ async fn tls_gateway(dir: &Path) -> (Gateway, CertificateDer<'static>) {
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.tls = Some(tls.clone());
     let shutdown = keygate::shutdown::Shutdown::new();
-    let server = keygate::tls::server_config(&tls, Duration::from_millis(100), &shutdown).expect("tls config");
+    let server =
+        keygate::tls::server_config(&tls, keygate::tls::Alpn::Http2AndHttp1, Duration::from_millis(100), &shutdown)
+            .expect("tls config");
     (Gateway::start_tls(cfg, Some(server)).await, first)
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod protocols;
 pub mod upstream;
 
 use std::net::SocketAddr;
