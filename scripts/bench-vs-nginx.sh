@@ -14,8 +14,10 @@
 # core. Both gateways are checked for correct answers (200 with identity
 # headers and no credential upstream, 401 unknown/missing, 403 read key on
 # POST) before anything is measured; then the targets alternate over
-# $ROUNDS rounds, each round a throughput run ($CONNS connections) and a
-# latency run at moderate load ($LAT_CONNS connections).
+# $ROUNDS rounds, each round a throughput run ($CONNS connections) and two
+# latency runs: at one connection and at moderate load ($LAT_CONNS
+# connections). DESIGN.md §7 wants keygate's added latency (over the direct
+# upstream) no more than nginx's, at both.
 #
 # Printed: median requests/s, p50 and p99 (wrk), the gateway's CPU time per
 # request (utime+stime from /proc/<pid>/stat, all its processes and
@@ -261,6 +263,7 @@ for round in $(seq 1 "$ROUNDS"); do
         # Rotate the order each round so no target always runs first.
         read -r name port pid <<<"${TARGETS[$(((i + round) % 3))]}"
         run "$name" "$port" "$pid" load "$CONNS" "$DURATION" "$round"
+        run "$name" "$port" "$pid" single 1 "$LAT_DURATION" "$round"
         run "$name" "$port" "$pid" latency "$LAT_CONNS" "$LAT_DURATION" "$round"
     done
 done
@@ -271,20 +274,24 @@ col() { awk -v t="$1" -v ph="$2" -v c="$3" '$1 == t && $2 == ph && $c != "-" { p
 errors() { awk -v t="$1" '$1 == t && $2 != "warmup" { e += $9; b += $10 } END { printf "%d/%d", e, b }' "$RESULTS"; }
 
 echo
-echo "keygate vs nginx: MODE=$MODE, $KEYS keys, $ROUNDS rounds, load $CONNS conns x ${DURATION}s, moderate $LAT_CONNS conns x ${LAT_DURATION}s"
+echo "keygate vs nginx: MODE=$MODE, $KEYS keys, $ROUNDS rounds, load $CONNS conns x ${DURATION}s, one conn and moderate $LAT_CONNS conns x ${LAT_DURATION}s"
 echo "gateway pinned to CPU $GW_CPU; wrk -t1 and upstream pinned to CPU $LOAD_CPU (same core for both gateways)"
 echo
-printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %s\n" target "rps" "p50 us" "p99 us" "CPU us/req" "busy%" \
-    "mod p50" "mod p99" "added p50" "added p99" "errors/non-2xx"
-D50=$(col direct latency 5)
-D99=$(col direct latency 6)
+printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %8s %8s %9s %9s | %s\n" target "rps" "p50 us" "p99 us" \
+    "CPU us/req" "busy%" "1c p50" "1c p99" "added p50" "added p99" "mod p50" "mod p99" "added p50" "added p99" \
+    "errors/non-2xx"
+# latency_cols TARGET PHASE: p50, p99, and both minus the direct upstream's.
+latency_cols() {
+    local p50 p99
+    p50=$(col "$1" "$2" 5)
+    p99=$(col "$1" "$2" 6)
+    awk -v a="$p50" -v b="$p99" -v da="$(col direct "$2" 5)" -v db="$(col direct "$2" 6)" \
+        'BEGIN { printf "%8s %8s %9s %9s", a, b, a - da, b - db }'
+}
 for name in direct nginx keygate; do
-    m50=$(col "$name" latency 5)
-    m99=$(col "$name" latency 6)
-    printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %s\n" "$name" "$(col "$name" load 4)" "$(col "$name" load 5)" \
-        "$(col "$name" load 6)" "$(col "$name" load 7)" "$(col "$name" load 8)" "$m50" "$m99" \
-        "$(awk -v a="$m50" -v b="$D50" 'BEGIN { print a - b }')" "$(awk -v a="$m99" -v b="$D99" 'BEGIN { print a - b }')" \
-        "$(errors "$name")"
+    printf "%-8s | %10s %8s %8s %12s %6s | %s | %s | %s\n" "$name" "$(col "$name" load 4)" "$(col "$name" load 5)" \
+        "$(col "$name" load 6)" "$(col "$name" load 7)" "$(col "$name" load 8)" "$(latency_cols "$name" single)" \
+        "$(latency_cols "$name" latency)" "$(errors "$name")"
 done
 echo
 awk -v k="$(col keygate load 4)" -v n="$(col nginx load 4)" -v d="$(col direct load 4)" \
@@ -292,4 +299,4 @@ awk -v k="$(col keygate load 4)" -v n="$(col nginx load 4)" -v d="$(col direct l
     printf "keygate/nginx rps: %.2fx   keygate/direct rps: %.2fx   nginx/direct rps: %.2fx\n", k / n, k / d, n / d
     printf "CPU per request keygate/nginx: %.2fx (below 1: keygate is cheaper)\n", kc / nc
 }'
-echo "(rps, p50, p99, CPU: medians over rounds; mod = moderate load; added = minus the direct upstream's; latencies in microseconds)"
+echo "(rps, p50, p99, CPU: medians over rounds; 1c = one connection; mod = moderate load; added = minus the direct upstream's; latencies in microseconds)"
