@@ -14,7 +14,8 @@ loopback only; prints its port on stdout, then serves until killed.
 
 Keep-alive connections idle for IDLE_SECONDS (default 5, Node's default)
 are closed, like most real upstreams do. Prints a count of requests by path
-kind to stderr when it gets SIGTERM.
+kind, and how late its event loop ran at worst (a stall here delays every
+answer, good ones included), to stderr when it gets SIGTERM.
 """
 
 import asyncio
@@ -126,14 +127,33 @@ class Upstream(asyncio.Protocol):
             t.write(response(b"404 Not Found", b"no such path"))
 
 
+async def lag_monitor(worst):
+    """How late a 10 ms timer fires: the loop's own stalls."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(0.01)
+        lag = loop.time() - t - 0.01
+        worst["max"] = max(worst["max"], lag)
+        if lag > 0.1:
+            worst["over_100ms"] += 1
+
+
 async def main():
     loop = asyncio.get_running_loop()
+    worst = {"max": 0.0, "over_100ms": 0}
+    monitor = asyncio.create_task(lag_monitor(worst))
     server = await loop.create_server(Upstream, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
+    monitor.cancel()
     print("upstream requests: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    print(
+        f"upstream event loop: worst lag {worst['max'] * 1000:.0f} ms, {worst['over_100ms']} stalls over 100 ms",
+        file=sys.stderr,
+    )
 
 
 asyncio.run(main())

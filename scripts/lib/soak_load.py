@@ -8,7 +8,7 @@ Clients (each a keep-alive connection, reopened when it ends):
   unknown   an unknown well-formed key, a malformed key, no key    -> 401 only
   garbage, reset-head, down (a route to a closed port)             -> 502 only
   reset-body (head passed on, then the upstream resets)            -> cut (or 502)
-  hang (upstream never answers; response_timeout_ms is short)      -> 504 only
+  hang (upstream never answers past response_timeout_ms)           -> 504 only
   rude      leave mid-request (slow and hanging upstream), mid-head,
             mid-body, mid-response-body; half of them with a RST  -> no answer expected
 
@@ -57,7 +57,7 @@ EXPECTED = {
     "hang": {504},
 }
 # Clients per kind: about 2/3 of the connections carry good traffic.
-CLIENTS = {"good": 10, "unknown": 3, "garbage": 1, "reset-head": 1, "down": 1, "reset-body": 1, "hang": 2}
+CLIENTS = {"good": 10, "unknown": 3, "garbage": 1, "reset-head": 1, "down": 1, "reset-body": 1, "hang": 4}
 RUDE_CLIENTS = 2
 
 outcomes = Counter()  # (kind, outcome) -> count
