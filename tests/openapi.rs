@@ -228,6 +228,17 @@ async fn every_v1_operation_documents_its_token_success_and_errors() {
             }
         }
 
+        // A path or query parameter axum cannot read is a 400
+        // `invalid_parameter` (tests/hardening/admin.rs).
+        if op["parameters"].as_array().is_some_and(|p| !p.is_empty()) {
+            let null = Value::Null;
+            let bad_request = resolve(&doc, responses.get("400").unwrap_or(&null));
+            let codes: BTreeSet<&str> = bad_request["content"]["application/problem+json"]["examples"]
+                .as_object()
+                .map(|e| e.values().filter_map(|x| x["value"]["code"].as_str()).collect())
+                .unwrap_or_default();
+            assert!(codes.contains("invalid_parameter"), "{what} takes parameters: no 400 invalid_parameter");
+        }
         if let Some(body) = op.get("requestBody") {
             assert!(has_example(&doc, &body["content"]["application/json"]), "{what}: request body without example");
             for s in ["400", "413", "422"] {

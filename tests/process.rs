@@ -4,6 +4,9 @@
 
 mod harness;
 
+#[path = "process/drain.rs"]
+mod drain;
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -2,17 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
-    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
+    Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
+    Unauthorized, ValidationFailed,
 };
 use super::{validate, Actor, AdminState};
 use crate::store::{AccountPatch, AuditContext};
@@ -97,6 +99,7 @@ pub async fn create(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "A page of accounts", body = ListView<AccountView>),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 422, response = ValidationFailed),
         (status = 500, response = Internal),
@@ -123,6 +126,7 @@ pub async fn list(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The account", body = AccountView),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
@@ -152,7 +156,7 @@ pub async fn show(
     request_body = UpdateAccount,
     responses(
         (status = 200, description = "The account after the edit", body = AccountView),
-        (status = 400, response = InvalidJson),
+        (status = 400, response = InvalidInput),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),

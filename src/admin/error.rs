@@ -12,6 +12,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     /// 400: the body is not JSON, or not the JSON shape the route takes.
     BadRequest(String),
+    /// 400: a path or query parameter axum could not read (not UTF-8 once
+    /// percent-decoded, given twice, of the wrong type); the message names
+    /// the parameter when it is known.
+    InvalidParameter(String),
     /// 422 naming the field at fault.
     Invalid {
         field: String,
@@ -47,6 +51,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_json", m.clone()),
+            ApiError::InvalidParameter(m) => (StatusCode::BAD_REQUEST, "invalid_parameter", m.clone()),
             ApiError::Invalid { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("{field}: {message}"))
             }

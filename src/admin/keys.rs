@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::json::{nullable, JsonBody, KeyView, ListView, SecretView};
 use super::openapi::{
-    Conflict, Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
+    Conflict, Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
+    Unauthorized, ValidationFailed,
 };
 use super::{validate, Actor, AdminState};
 use crate::clock::now_ms;
@@ -236,6 +238,7 @@ pub async fn create(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "A page of keys", body = ListView<KeyView>),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 422, response = ValidationFailed),
         (status = 500, response = Internal),
@@ -278,6 +281,7 @@ pub async fn list(
     params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
     responses(
         (status = 200, description = "The key", body = KeyView),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
@@ -305,7 +309,7 @@ pub async fn show(
     request_body = UpdateKey,
     responses(
         (status = 200, description = "The key after the edit", body = KeyView),
-        (status = 400, response = InvalidJson),
+        (status = 400, response = InvalidInput),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -356,7 +360,7 @@ pub async fn update(
     request_body = RotateKey,
     responses(
         (status = 200, description = "The key with its new secret", body = SecretView),
-        (status = 400, response = InvalidJson),
+        (status = 400, response = InvalidInput),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -409,6 +413,7 @@ pub async fn rotate(
     params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
     responses(
         (status = 200, description = "The revoked key", body = KeyView),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -442,6 +447,7 @@ pub async fn revoke(
     params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
     responses(
         (status = 200, description = "The revoked key", body = KeyView),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),

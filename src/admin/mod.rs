@@ -10,6 +10,7 @@ mod accounts;
 mod auth;
 pub mod dashboard;
 pub mod error;
+mod extract;
 mod health;
 pub mod json;
 mod keys;

@@ -30,7 +30,7 @@ use super::error::{ApiError, Problem};
     modifiers(&AdminTokenScheme),
     components(
         schemas(Problem),
-        responses(InvalidJson, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, ValidationFailed, Internal, StoreUnavailable),
+        responses(InvalidJson, InvalidParameter, InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, ValidationFailed, Internal, StoreUnavailable),
     ),
     tags(
         (name = "accounts", description = "Tenants and their `api_access` flag"),
@@ -115,6 +115,27 @@ problem_response!(
     InvalidJson,
     "`invalid_json`: the body is not JSON",
     [("invalid_json", ApiError::BadRequest("the body is not valid JSON: expected value at line 1 column 1".into()))]
+);
+problem_response!(
+    InvalidParameter,
+    "`invalid_parameter`: a path or query parameter that cannot be read (not UTF-8 once percent-decoded, given \
+     more than once); `detail` names it",
+    [
+        ("path", ApiError::InvalidParameter("path parameter `id`: not valid UTF-8 once percent-decoded".into())),
+        ("query", ApiError::InvalidParameter("query parameter `limit`: given more than once".into()))
+    ]
+);
+problem_response!(
+    InvalidInput,
+    "`invalid_json`: the body is not JSON; `invalid_parameter`: a path parameter that cannot be read (not UTF-8 \
+     once percent-decoded); `detail` names it",
+    [
+        ("invalid_json", ApiError::BadRequest("the body is not valid JSON: expected value at line 1 column 1".into())),
+        (
+            "invalid_parameter",
+            ApiError::InvalidParameter("path parameter `id`: not valid UTF-8 once percent-decoded".into())
+        )
+    ]
 );
 problem_response!(
     TooLarge,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -10,10 +10,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::json::{JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
-    Forbidden, Internal, InvalidJson, NotFound, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed,
+    Forbidden, Internal, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge, Unauthorized,
+    ValidationFailed,
 };
 use super::{validate, Actor, AdminState, Role};
 use crate::clock::{parse_rfc3339, rfc3339};
@@ -248,6 +250,7 @@ pub async fn list(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -280,6 +283,7 @@ pub async fn delete(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "A page of audit entries", body = ListView<AuditView>),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 422, response = ValidationFailed),
         (status = 500, response = Internal),

@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::extract::Path;
 use super::keys::visible_key;
-use super::openapi::{Internal, NotFound, StoreUnavailable, Unauthorized};
+use super::openapi::{Internal, InvalidParameter, NotFound, StoreUnavailable, Unauthorized};
 use super::{Actor, AdminState, Role};
 use crate::clock::{now_ms, rfc3339};
 
@@ -74,6 +75,7 @@ pub struct MeView {
     params(("id" = String, Path, description = "`key_…`", example = "key_4hQ2vX9TzLmN0pRsYb7c")),
     responses(
         (status = 200, description = "Usage over time (flushed every `usage.flush_interval_ms`)", body = UsageView),
+        (status = 400, response = InvalidParameter),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
