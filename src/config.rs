@@ -230,6 +230,9 @@ pub struct UpstreamConfig {
     /// `https://`, prior knowledge (h2c) for `http://`. One multiplexed
     /// connection per upstream and proxy thread.
     pub http2: bool,
+    /// PEM file of CA certificates trusted for `https://` upstreams, on top
+    /// of the public (webpki) roots: for upstreams with a private CA.
+    pub ca_file: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -241,6 +244,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 1024,
             http2: false,
+            ca_file: None,
         }
     }
 }
@@ -474,6 +478,11 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             err("log.level", format!("not a log filter: {:?}", self.log.level));
         }
+        if let Some(file) = &self.upstream.ca_file {
+            if let Err(e) = std::fs::metadata(file) {
+                err("upstream.ca_file", format!("cannot read {file:?}: {e}"));
+            }
+        }
         for (section, tls) in [("proxy", &self.proxy.tls), ("admin", &self.admin.tls)] {
             if let Some(tls) = tls {
                 for (field, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
@@ -493,6 +502,7 @@ impl Config {
         shape.proxy.tls = Some(TlsConfig::default());
         shape.admin.tls = Some(TlsConfig::default());
         shape.proxy.key_query_param = Some(String::new());
+        shape.upstream.ca_file = Some(String::new());
         shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
         serde_yaml_ng::to_value(shape).unwrap_or(Value::Null)
     }
@@ -590,6 +600,11 @@ mod tests {
         );
         let err = Config::from_yaml(&text, no_env()).expect_err("h2c with TLS");
         assert_eq!(err.errors[0].path, "proxy.http2_cleartext", "{err}");
+    }
+    #[test]
+    fn an_unreadable_upstream_ca_file_is_named() {
+        let err = Config::from_yaml("upstream:\n  ca_file: /nonexistent/ca.pem\n", no_env()).expect_err("refused");
+        assert_eq!(err.errors[0].path, "upstream.ca_file", "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! TLS for the proxy and admin listeners: a rustls `ServerConfig` built from
-//! a PEM certificate chain and key, and certificate reload without restart.
+//! a PEM certificate chain and key, and certificate reload without restart;
+//! and the `ClientConfig` for `https://` upstreams.
 //!
 //! The certificate lives behind an `ArcSwap` read by a custom
 //! `ResolvesServerCert`, so every new handshake sees the newest certificate
@@ -18,7 +19,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::task::JoinHandle;
 
 use crate::config::TlsConfig;
@@ -49,6 +50,30 @@ impl Alpn {
 /// second provider appearing in the dependency tree cannot make rustls guess.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client configuration for `https://` upstreams: the public (webpki)
+/// roots, plus the CA certificates in `ca_file` (PEM) when one is given.
+/// ALPN is left to the connector.
+pub fn upstream_client_config(ca_file: Option<&str>) -> anyhow::Result<ClientConfig> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file).with_context(|| format!("upstream.ca_file: cannot read {file}"))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.with_context(|| format!("upstream.ca_file: invalid PEM in {file}"))?;
+            roots.add(cert).with_context(|| format!("upstream.ca_file: an unusable CA certificate in {file}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(anyhow!("upstream.ca_file: no certificate found in {file}"));
+        }
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider supports no safe protocol version")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A server configuration for `tls`, offering `alpn`, whose certificate is

@@ -20,7 +20,8 @@ use keygate::keys::Secret;
 use rustls::pki_types::CertificateDer;
 use support::client::{empty, send, TestBody};
 use support::protocols::{
-    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, upgrade_upstream, Counted, H2Reply,
+    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, tls_upstream, upgrade_upstream, Counted,
+    H2Reply,
 };
 use support::upstream::{closed_port_url, Upstream};
 use support::{config, Gateway};
@@ -406,4 +407,33 @@ async fn an_upgrade_to_h2c_is_not_forwarded() {
     // would carry requests keygate never decides on.
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("plain"), "{answer}");
     assert_eq!(upstream.hits(), 1);
+}
+
+/// `https://` upstreams with a private CA (`upstream.ca_file`), over
+/// HTTP/1.1 and, with `upstream.http2`, over HTTP/2 chosen by ALPN.
+#[tokio::test]
+async fn https_upstream_with_a_private_ca_over_http1_and_http2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tls, _) = write_certificate(dir.path());
+    let cert_pem = std::fs::read(&tls.cert_file).expect("cert");
+    let upstream = tls_upstream(&cert_pem, &std::fs::read(&tls.key_file).expect("key")).await;
+    let url = format!("https://localhost:{}", upstream.addr.port());
+
+    // Without the CA the upstream's certificate is not trusted: 502.
+    let gw = Gateway::start(config(&url)).await;
+    let res = send(gw.request(Method::GET, "/x", &gw.keys.read).body(empty()).expect("request")).await;
+    assert_eq!(res.status, StatusCode::BAD_GATEWAY);
+
+    for http2 in [false, true] {
+        let mut cfg = config(&url);
+        cfg.upstream.ca_file = Some(tls.cert_file.clone());
+        cfg.upstream.http2 = http2;
+        let gw = Gateway::start(cfg).await;
+        let res = send(gw.request(Method::GET, "/over-tls", &gw.keys.read).body(empty()).expect("request")).await;
+        assert_eq!(res.status, StatusCode::OK, "http2: {http2}");
+        let seen = res.json();
+        assert_eq!(seen["path"], "/over-tls");
+        assert_eq!(seen["version"], if http2 { "HTTP/2.0" } else { "HTTP/1.1" });
+        assert_eq!(seen["headers"]["x-keygate-key-id"][0], "key_read");
+    }
 }

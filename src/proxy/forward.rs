@@ -19,7 +19,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use http::header::{HeaderValue, HOST, TE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{request, Request, Response, Uri, Version};
@@ -73,15 +72,14 @@ impl Forwarder {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         http.set_keepalive(Some(Duration::from_millis(config.pool_idle_timeout_ms)));
+        let tls = crate::tls::upstream_client_config(config.ca_file.as_deref())?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(crate::tls::provider())
-            .context("the TLS provider supports no safe protocol version")?
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http.clone());
         let https_h2 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(crate::tls::provider())
-            .context("the TLS provider supports no safe protocol version")?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http2()
             .wrap_connector(http.clone());

@@ -125,6 +125,36 @@ async fn h2_answer(req: Request<Incoming>) -> Response<Body> {
         .expect("response")
 }
 
+/// An upstream over TLS with `cert` and `key` (PEM), offering `h2` and
+/// `http/1.1` in ALPN; every request gets the JSON description of
+/// `h2c_upstream`, whose `version` says which protocol it came over.
+pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Counted {
+    let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>().expect("certificate");
+    let key = rustls_pemfile::private_key(&mut &key_pem[..]).expect("key").expect("a key");
+    let mut config = rustls::ServerConfig::builder_with_provider(keygate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    accept_loop(move |tcp, hits| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let service = service_fn(move |req: Request<Incoming>| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, Infallible>(h2_answer(req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        }
+    })
+    .await
+}
+
 /// Header names to their values, as JSON.
 pub fn header_map(headers: &HeaderMap) -> Value {
     let mut map = Map::new();
