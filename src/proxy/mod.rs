@@ -113,6 +113,7 @@ impl Proxy {
                 max_header_bytes: proxy.max_header_bytes,
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
                 http2_cleartext: proxy.http2_cleartext,
+                strict_http1: Some(problem::framing_refusal),
             },
             default_quota: config
                 .limits

@@ -213,6 +213,32 @@ pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) 
     response
 }
 
+/// The whole HTTP/1.1 response to a request whose framing the listener
+/// refused before it became a request (see `listener::strict`): a 400
+/// `bad_request` problem that closes the connection. Written to the socket
+/// as it is, so it is built here, once per refusal.
+pub fn framing_refusal() -> Vec<u8> {
+    let request_id = RequestId::generate();
+    let problem = Problem::BadRequest;
+    let document = Document {
+        kind: format!("{TYPE_BASE}{}", problem.code()),
+        title: problem.title(),
+        status: problem.status().as_u16(),
+        code: problem.code(),
+        detail: Some("The request's framing is malformed or ambiguous (RFC 9112)."),
+        request_id: request_id.as_str(),
+    };
+    let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{\"code\":\"bad_request\"}".to_vec());
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n\
+         {X_REQUEST_ID}: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +293,19 @@ mod tests {
             h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
             assert_eq!(is_grpc(&h), grpc, "{value}");
         }
+    }
+
+    #[test]
+    fn framing_refusal_is_a_whole_closing_response() {
+        let bytes = framing_refusal();
+        let text = std::str::from_utf8(&bytes).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(doc["code"], "bad_request");
+        assert_eq!(doc["status"], 400);
     }
 
     #[tokio::test]
