@@ -108,6 +108,11 @@ pub struct ProxyConfig {
     pub tls: Option<TlsConfig>,
     /// A client must send its whole request head within this time.
     pub header_read_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body (between two
+    /// reads, like nginx's `client_body_timeout`, not for the whole body);
+    /// past it the request gets 408 `body_timeout` and the connection is
+    /// closed.
+    pub body_read_timeout_ms: u64,
     /// Largest request head (request line and headers); larger gets 431.
     pub max_header_bytes: usize,
     /// Largest request body for routes that set no limit; larger gets 413.
@@ -142,6 +147,7 @@ impl Default for ProxyConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls: None,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             key_headers: vec!["authorization".into(), "x-api-key".into()],
@@ -402,6 +408,7 @@ impl Config {
         }
         for (path, v) in [
             ("proxy.header_read_timeout_ms", self.proxy.header_read_timeout_ms),
+            ("proxy.body_read_timeout_ms", self.proxy.body_read_timeout_ms),
             ("proxy.drain_timeout_ms", self.proxy.drain_timeout_ms),
             ("store.connect_timeout_ms", self.store.connect_timeout_ms),
             ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
@@ -605,6 +612,15 @@ mod tests {
     fn an_unreadable_upstream_ca_file_is_named() {
         let err = Config::from_yaml("upstream:\n  ca_file: /nonexistent/ca.pem\n", no_env()).expect_err("refused");
         assert_eq!(err.errors[0].path, "upstream.ca_file", "{err}");
+    }
+
+    #[test]
+    fn body_read_timeout_is_checked_by_name() {
+        let env = vec![("KEYGATE_PROXY_BODY_READ_TIMEOUT_MS".to_string(), "1500".to_string())];
+        assert_eq!(Config::from_yaml("", env).expect("valid").proxy.body_read_timeout_ms, 1500);
+        let err = Config::from_yaml("proxy:\n  body_read_timeout_ms: 0\n", no_env()).expect_err("zero");
+        assert_eq!(err.errors[0].path, "proxy.body_read_timeout_ms", "{err}");
+        assert!(err.to_string().contains("must be greater than 0"), "{err}");
     }
 
     #[test]

@@ -11,8 +11,14 @@
 //! HTTP/1.1 connections serve upgrades (`Connection: upgrade`); what to do
 //! with one is the service's business.
 //!
+//! HTTP/1.1 connections (plain or TLS, never HTTP/2) may be served over
+//! `strict::Strict`, which refuses requests whose framing hyper would accept
+//! but a strict reading of RFC 9112 must not (`framing`): the listener's
+//! `strict_http1` answer is written and the connection closed.
+//!
 //! It owns connection-level concerns only — TCP_NODELAY, TLS handshakes,
-//! header read timeout, head size ceiling, HTTP/2 stream limits, shutdown —
+//! header read timeout, head size ceiling, strict HTTP/1.1 framing, HTTP/2
+//! stream limits, shutdown —
 //! and knows nothing of what the service does with a request. A failing
 //! connection (bad handshake, slow client) is logged at debug and never
 //! stops the loop.
@@ -34,7 +40,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
+
+mod framing;
+pub mod strict;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,6 +78,9 @@ pub struct ListenerOptions {
     /// On plain TCP, also serve HTTP/2 to clients that start with its
     /// preface (h2c with prior knowledge).
     pub http2_cleartext: bool,
+    /// Judge HTTP/1.1 request framing strictly, and answer a refused request
+    /// with this response (then close). `None`: hyper's parsing alone.
+    pub strict_http1: Option<Refusal>,
 }
 
 impl ListenerOptions {
@@ -78,6 +91,7 @@ impl ListenerOptions {
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(30),
             http2_cleartext: false,
+            strict_http1: None,
         }
     }
 }
@@ -218,7 +232,14 @@ impl Builders {
 
     /// Serves `io` as HTTP/2 or HTTP/1.1 (with upgrades) until it ends or
     /// the drain closes it.
-    async fn serve<I, S>(&self, io: I, http2: bool, service: S, drain: Arc<Drain>) -> Result<(), hyper::Error>
+    async fn serve<I, S>(
+        &self,
+        io: I,
+        http2: bool,
+        strict: Option<Refusal>,
+        service: S,
+        drain: Arc<Drain>,
+    ) -> Result<(), hyper::Error>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: HttpService<Incoming> + Send + 'static,
@@ -227,11 +248,13 @@ impl Builders {
         <S::ResBody as Body>::Data: Send,
         <S::ResBody as Body>::Error: Into<BoxError>,
     {
-        let io = TokioIo::new(io);
-        if http2 {
-            drain.watch(self.http2.serve_connection(io, service)).await
-        } else {
-            drain.watch(self.http1.serve_connection(io, service).with_upgrades()).await
+        match (http2, strict) {
+            (true, _) => drain.watch(self.http2.serve_connection(TokioIo::new(io), service)).await,
+            (false, Some(refusal)) => {
+                let io = TokioIo::new(Strict::new(io, refusal));
+                drain.watch(self.http1.serve_connection(io, service).with_upgrades()).await
+            }
+            (false, None) => drain.watch(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades()).await,
         }
     }
 }
@@ -257,6 +280,7 @@ where
     let name = opts.name;
     let handshake_timeout = opts.header_read_timeout;
     let cleartext_h2 = opts.http2_cleartext;
+    let strict = opts.strict_http1;
     async move {
         let result = match acceptor {
             None if cleartext_h2 => {
@@ -264,7 +288,7 @@ where
                 match tokio::time::timeout(handshake_timeout, Sniffed::read_preface(&mut stream)).await {
                     Ok(Ok(sniffed)) => {
                         let http2 = sniffed.is_http2();
-                        builders.serve(sniffed.around(stream), http2, service, drain).await
+                        builders.serve(sniffed.around(stream), http2, strict, service, drain).await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
@@ -276,11 +300,11 @@ where
                     }
                 }
             }
-            None => builders.serve(stream, false, service, drain).await,
+            None => builders.serve(stream, false, strict, service, drain).await,
             Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    builders.serve(tls, http2, service, drain).await
+                    builders.serve(tls, http2, strict, service, drain).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");

@@ -133,6 +133,8 @@ impl Gateway {
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_millis(config.proxy.drain_timeout_ms),
             http2_cleartext: false,
+            // The admin API forwards nothing; hyper's own parsing will do.
+            strict_http1: None,
         };
         let make_service = move |peer: SocketAddr, _tls: bool| {
             TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))))

@@ -5,23 +5,37 @@
 //! answers as 413. Response bodies are the upstream's, or a document the
 //! proxy made itself (`ProxyBody`).
 //!
+//! Request bodies are also timed, like nginx's `client_body_timeout`: the
+//! wait for each next piece of the body (not the whole body) is bounded by
+//! `proxy.body_read_timeout_ms`; past it the body ends with an error, which
+//! ends the upstream exchange (hyper closes an upstream connection whose
+//! request body failed, so it never returns to the pool) and is answered
+//! 408 if the response has not started.
+//!
 //! Bodies are never collected: `LimitedBody` passes frames through as they
-//! arrive and only counts their length.
+//! arrive and only counts their length. Its timer is made the first time the
+//! body is found not ready, and reused after that: a request without a body,
+//! or whose body is already there, never makes one.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_LENGTH};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 /// Why a request body stopped before its end.
 #[derive(Debug)]
 pub enum BodyError {
     /// The body passed the route's limit of this many bytes.
     TooLarge { limit: u64 },
+    /// The client sent nothing more of its body for this long.
+    Timeout(Duration),
     /// Reading from the client failed (it left, or sent bad framing).
     Client(hyper::Error),
 }
@@ -30,6 +44,7 @@ impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BodyError::TooLarge { limit } => write!(f, "request body larger than {limit} bytes"),
+            BodyError::Timeout(after) => write!(f, "no request body data for {} ms", after.as_millis()),
             BodyError::Client(e) => write!(f, "reading the request body failed: {e}"),
         }
     }
@@ -38,7 +53,7 @@ impl fmt::Display for BodyError {
 impl StdError for BodyError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            BodyError::TooLarge { .. } => None,
+            BodyError::TooLarge { .. } | BodyError::Timeout(_) => None,
             BodyError::Client(e) => Some(e),
         }
     }
@@ -96,18 +111,41 @@ pub fn check_content_length(headers: &HeaderMap, limit: Option<u64>) -> Result<(
     }
 }
 
-/// The client's body on its way to the upstream, counted against a limit.
+/// The client's body on its way to the upstream, counted against a limit,
+/// each wait for it bounded by a read timeout.
 #[derive(Debug)]
 pub struct LimitedBody {
     inner: Incoming,
     limit: Option<u64>,
     seen: u64,
     failed: bool,
+    read_timeout: Duration,
+    /// The deadline of the current wait for the client; boxed (a `Sleep` is
+    /// not `Unpin`) and made only once the body is first found not ready.
+    wait: Option<Pin<Box<Sleep>>>,
+    /// `wait` is set for the current wait; a frame disarms it.
+    armed: bool,
 }
 
 impl LimitedBody {
-    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
-        LimitedBody { inner, limit, seen: 0, failed: false }
+    pub fn new(inner: Incoming, limit: Option<u64>, read_timeout: Duration) -> Self {
+        LimitedBody { inner, limit, seen: 0, failed: false, read_timeout, wait: None, armed: false }
+    }
+
+    /// Starts timing a wait for the client, or goes on timing it; whether
+    /// its deadline has passed.
+    fn waited_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let wait = match &mut self.wait {
+            Some(wait) => {
+                if !self.armed {
+                    wait.as_mut().reset(Instant::now() + self.read_timeout);
+                }
+                wait
+            }
+            None => self.wait.insert(Box::pin(tokio::time::sleep(self.read_timeout))),
+        };
+        self.armed = true;
+        wait.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -120,7 +158,13 @@ impl Body for LimitedBody {
             return Poll::Ready(None);
         }
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if self.waited_too_long(cx) {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(BodyError::Timeout(self.read_timeout))));
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Ready(Some(Err(e))) => {
                 self.failed = true;
@@ -128,6 +172,7 @@ impl Body for LimitedBody {
             }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
+        self.armed = false;
         if let (Some(limit), Some(data)) = (self.limit, frame.data_ref()) {
             self.seen = self.seen.saturating_add(data.len() as u64);
             if self.seen > limit {

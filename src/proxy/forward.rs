@@ -44,6 +44,9 @@ pub enum ForwardError {
     Timeout(Duration),
     /// The request body passed the route's limit while streaming.
     BodyTooLarge { limit: u64 },
+    /// The client sent nothing more of its body within the body read
+    /// timeout.
+    BodyTimeout(Duration),
     /// The client's body could not be read (the client left or sent bad
     /// chunked framing).
     ClientBody,
@@ -286,6 +289,7 @@ pub fn to_http2(parts: &mut request::Parts, upstream: &Upstream, te_trailers: bo
 fn classify(e: hyper::Error) -> ForwardError {
     match body_error(&e) {
         Some(BodyError::TooLarge { limit }) => ForwardError::BodyTooLarge { limit: *limit },
+        Some(BodyError::Timeout(after)) => ForwardError::BodyTimeout(*after),
         Some(BodyError::Client(_)) => ForwardError::ClientBody,
         None => ForwardError::Upstream(e),
     }

@@ -62,6 +62,7 @@ pub struct Proxy {
     forwarder: Forwarder,
     strip_credentials: bool,
     max_header_bytes: usize,
+    body_read_timeout: Duration,
     listener: ListenerOptions,
     default_quota: Option<Quota>,
     trusted_proxies: Vec<IpNet>,
@@ -107,12 +108,14 @@ impl Proxy {
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
             max_header_bytes: proxy.max_header_bytes,
+            body_read_timeout: Duration::from_millis(proxy.body_read_timeout_ms),
             listener: ListenerOptions {
                 name: "proxy",
                 header_read_timeout: Duration::from_millis(proxy.header_read_timeout_ms),
                 max_header_bytes: proxy.max_header_bytes,
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
                 http2_cleartext: proxy.http2_cleartext,
+                strict_http1: Some(problem::framing_refusal),
             },
             default_quota: config
                 .limits
@@ -236,7 +239,8 @@ impl Proxy {
             // The upstream connection is HTTP/1.1 whatever the client spoke.
             parts.version = Version::HTTP_11;
         }
-        let upstream_request = Request::from_parts(parts, LimitedBody::new(body, target.body_limit));
+        let upstream_request =
+            Request::from_parts(parts, LimitedBody::new(body, target.body_limit, self.body_read_timeout));
 
         let sent = match upgrade {
             None => self.forwarder.send(route, target.upstream, upstream_request, started).await,
@@ -352,6 +356,13 @@ impl Proxy {
             }
             ForwardError::BodyTooLarge { limit } => {
                 (Problem::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
+            }
+            ForwardError::BodyTimeout(after) => {
+                tracing::debug!(request_id = %request_id, after_ms = after.as_millis() as u64, "request body too slow");
+                (
+                    Problem::BodyTimeout,
+                    format!("No request body data arrived for {} ms; the connection is closed.", after.as_millis()),
+                )
             }
             ForwardError::ClientBody => (Problem::BadRequest, "The request body could not be read.".to_owned()),
         };

@@ -32,6 +32,9 @@ pub enum Problem {
     HeaderTooLarge,
     /// The request body is larger than the route allows.
     BodyTooLarge,
+    /// The client sent nothing more of its body for
+    /// `proxy.body_read_timeout_ms`.
+    BodyTimeout,
     /// The request could not be read or forwarded as sent.
     BadRequest,
     /// The upstream could not be reached or broke the exchange.
@@ -53,6 +56,7 @@ impl Problem {
             Problem::Refused(r) => r.code(),
             Problem::HeaderTooLarge => "header_too_large",
             Problem::BodyTooLarge => "body_too_large",
+            Problem::BodyTimeout => "body_timeout",
             Problem::BadRequest => "bad_request",
             Problem::UpstreamUnavailable => "upstream_unavailable",
             Problem::UpstreamTimeout => "upstream_timeout",
@@ -64,6 +68,7 @@ impl Problem {
             Problem::Refused(r) => r.status(),
             Problem::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Problem::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Problem::BadRequest => StatusCode::BAD_REQUEST,
             Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Problem::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -75,6 +80,7 @@ impl Problem {
             Problem::Refused(r) => r.title(),
             Problem::HeaderTooLarge => "The request headers are too large",
             Problem::BodyTooLarge => "The request body is too large",
+            Problem::BodyTimeout => "The request body was sent too slowly",
             Problem::BadRequest => "The request could not be forwarded as sent",
             Problem::UpstreamUnavailable => "The upstream service is unavailable",
             Problem::UpstreamTimeout => "The upstream service did not answer in time",
@@ -108,7 +114,7 @@ impl Problem {
             Problem::HeaderTooLarge | Problem::BodyTooLarge => grpc::RESOURCE_EXHAUSTED,
             Problem::BadRequest => grpc::INVALID_ARGUMENT,
             Problem::UpstreamUnavailable => grpc::UNAVAILABLE,
-            Problem::UpstreamTimeout => grpc::DEADLINE_EXCEEDED,
+            Problem::UpstreamTimeout | Problem::BodyTimeout => grpc::DEADLINE_EXCEEDED,
         }
     }
 }
@@ -173,8 +179,8 @@ struct Document<'a> {
 ///
 /// 401s carry `WWW-Authenticate: Bearer realm="keygate"` (RFC 6750 §3),
 /// with `error="invalid_token"` when a credential was sent but refused.
-/// A 413 closes the connection: the client may still be sending a body
-/// that nobody will read.
+/// A 413 or 408 closes the connection: the client may still be sending a
+/// body that nobody will read.
 pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
     let code = problem.code();
     let status = problem.status();
@@ -205,11 +211,37 @@ pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) 
                 HeaderValue::from_static("Bearer realm=\"keygate\", error=\"invalid_token\""),
             );
         }
-        Problem::BodyTooLarge => {
+        Problem::BodyTooLarge | Problem::BodyTimeout => {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}
     }
+    response
+}
+
+/// The whole HTTP/1.1 response to a request whose framing the listener
+/// refused before it became a request (see `listener::strict`): a 400
+/// `bad_request` problem that closes the connection. Written to the socket
+/// as it is, so it is built here, once per refusal.
+pub fn framing_refusal() -> Vec<u8> {
+    let request_id = RequestId::generate();
+    let problem = Problem::BadRequest;
+    let document = Document {
+        kind: format!("{TYPE_BASE}{}", problem.code()),
+        title: problem.title(),
+        status: problem.status().as_u16(),
+        code: problem.code(),
+        detail: Some("The request's framing is malformed or ambiguous (RFC 9112)."),
+        request_id: request_id.as_str(),
+    };
+    let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{\"code\":\"bad_request\"}".to_vec());
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n\
+         {X_REQUEST_ID}: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
     response
 }
 
@@ -250,6 +282,7 @@ mod tests {
             (Problem::BadRequest, "3"),
             (Problem::UpstreamUnavailable, "14"),
             (Problem::UpstreamTimeout, "4"),
+            (Problem::BodyTimeout, "4"),
         ] {
             let response = answer(problem, Some("50% of 100%\n"), &id, true);
             assert_eq!(response.status(), StatusCode::OK);
@@ -267,6 +300,19 @@ mod tests {
             h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
             assert_eq!(is_grpc(&h), grpc, "{value}");
         }
+    }
+
+    #[test]
+    fn framing_refusal_is_a_whole_closing_response() {
+        let bytes = framing_refusal();
+        let text = std::str::from_utf8(&bytes).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(doc["code"], "bad_request");
+        assert_eq!(doc["status"], 400);
     }
 
     #[tokio::test]

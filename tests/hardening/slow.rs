@@ -1,7 +1,8 @@
 //! Slow clients: a head dribbled a byte at a time (slowloris), the same on
 //! a keep-alive connection's second request, idle connections, and a
 //! small body sent very slowly (R.U.D.Y.). `proxy.header_read_timeout_ms`
-//! is 1 s here.
+//! is 1 s here, and `proxy.body_read_timeout_ms` (the longest wait between
+//! two pieces of a body) a quarter of it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,12 +15,14 @@ use crate::support::upstream::Upstream;
 use crate::support::{config, Gateway};
 
 const HEADER_TIMEOUT_MS: u64 = 1_000;
+const BODY_TIMEOUT_MS: u64 = HEADER_TIMEOUT_MS / 4;
 const DRIBBLE: Duration = Duration::from_millis(500);
 
 async fn slow_gateway() -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.header_read_timeout_ms = HEADER_TIMEOUT_MS;
+    cfg.proxy.body_read_timeout_ms = BODY_TIMEOUT_MS;
     (upstream, Gateway::start(cfg).await)
 }
 
@@ -103,23 +106,69 @@ async fn idle_keep_alive_connection_is_closed_after_an_answer() {
     assert!(started.elapsed() < Duration::from_millis(HEADER_TIMEOUT_MS) + Duration::from_secs(2));
 }
 
-/// R.U.D.Y.: a 20-byte body, one byte every 500 ms (10 s in all). Nothing
-/// bounds how long a client may take over its body: the request holds a
-/// proxy task and an upstream connection as long as the client keeps
-/// dribbling (only `upstream.response_timeout_ms` ends it, and only when the
-/// upstream waits for the whole body before answering).
+/// R.U.D.Y.: a 20-byte body, one byte every 500 ms (10 s in all). Each
+/// wait for the next byte is longer than `proxy.body_read_timeout_ms`, so
+/// the request is cut at the first gap: 408 `body_timeout`, connection
+/// closed, and the upstream connection that carried the half-sent body is
+/// not reused.
 #[tokio::test]
-#[ignore = "bug: no request-body read timeout — a body dribbled 1 byte/500 ms is never cut off (src/proxy/body.rs LimitedBody has no deadline)"]
 async fn slow_body_is_cut_off() {
-    let (_, gw) = slow_gateway().await;
+    let (upstream, gw) = slow_gateway().await;
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
     let head =
         format!("POST /x HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\nContent-Length: 20\r\n\r\n", gw.keys.write.expose());
     stream.write_all(head.as_bytes()).await.expect("head");
-    let cut = dribble(&mut stream, &[b'b'; 20], Duration::from_secs(9)).await;
+    let started = Instant::now();
+    let mut answer = String::new();
+    let mut cut = None;
+    for _ in 0..20 {
+        if started.elapsed() > Duration::from_secs(9) {
+            break;
+        }
+        if stream.write_all(b"b").await.is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        let probe = read_until_closed(&mut stream, DRIBBLE).await;
+        answer.push_str(&probe.text);
+        if probe.closed {
+            cut = Some(started.elapsed());
+            break;
+        }
+    }
     let limit = Duration::from_millis(HEADER_TIMEOUT_MS) * 3;
     match cut {
         Some(after) => assert!(after <= limit, "cut off only after {after:?}"),
         None => panic!("a body dribbled for 9 s was never cut off"),
     }
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("\"code\":\"body_timeout\""), "{answer:?}");
+    // The gateway is still fine, and a new request does not land on the
+    // upstream connection that was left with half a body.
+    let before = upstream.hits();
+    let mut fresh = TcpStream::connect(gw.addr).await.expect("connect");
+    let get =
+        format!("GET /x HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\nConnection: close\r\n\r\n", gw.keys.write.expose());
+    fresh.write_all(get.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut fresh, Duration::from_secs(5)).await;
+    assert!(answer.text.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(upstream.hits(), before + 1);
+}
+
+/// A body that keeps coming, each piece within the body read timeout, is
+/// not cut however long it takes in all (the timeout is between reads).
+#[tokio::test]
+async fn steady_slow_body_is_not_cut_off() {
+    let (_, gw) = slow_gateway().await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    let head =
+        format!("POST /x HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\nContent-Length: 12\r\n\r\n", gw.keys.write.expose());
+    stream.write_all(head.as_bytes()).await.expect("head");
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(BODY_TIMEOUT_MS / 2)).await;
+        stream.write_all(b"b").await.expect("body byte");
+    }
+    let answer = read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    assert!(answer.text.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.text.contains("\"body_len\":12"), "{answer:?}");
 }
