@@ -334,13 +334,17 @@ async fn verify_gives_the_proxys_decision_for_every_code() {
     gw.admin.call(Method::PATCH, &format!("/v1/keys/{disabled_id}"), Some(json!({ "enabled": false }))).await;
     let (revoked_id, revoked) = gw.admin.key(&acc, "read").await;
     gw.admin.call(Method::POST, &format!("/v1/keys/{revoked_id}/revoke"), None).await;
-    let expiring = json!({ "account_id": acc, "name": "e", "permission": "read", "expires_at": keygate::clock::rfc3339(keygate::clock::now_ms() + 300) });
+    // Far enough ahead that creating it never finds it past, even on a busy
+    // machine; waited out below.
+    let expires_at = keygate::clock::now_ms() + 1000;
+    let expiring = json!({ "account_id": acc, "name": "e", "permission": "read", "expires_at": keygate::clock::rfc3339(expires_at) });
     let (_, e) = gw.admin.call(Method::POST, "/v1/keys", Some(expiring)).await;
     let expired = e["secret"].as_str().expect("secret").to_owned();
     let closed = gw.admin.account("Closed").await;
     let (_, closed_key) = gw.admin.key(&closed, "read").await;
     gw.admin.call(Method::PATCH, &format!("/v1/accounts/{closed}"), Some(json!({ "api_access": false }))).await;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    let past = u64::try_from(expires_at + 50 - keygate::clock::now_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(past.max(100))).await;
     let mistyped = format!("{}0", &read[..read.len() - 1]);
 
     let cases: Vec<(&str, &str)> = vec![
