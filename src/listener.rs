@@ -43,7 +43,7 @@ use tokio_rustls::TlsAcceptor;
 use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
-mod framing;
+pub mod framing;
 pub mod strict;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
