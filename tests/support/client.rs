@@ -89,11 +89,8 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
 /// Sends `req` (origin-form URI, `Host` set) over TLS to `addr` for
 /// `localhost`, trusting `roots`; returns the answer and the certificate
 /// the server presented.
-pub async fn send_tls(
-    addr: SocketAddr,
-    roots: &[CertificateDer<'static>],
-    req: Request<TestBody>,
-) -> Result<(Reply, CertificateDer<'static>), String> {
+/// A TLS client configuration trusting only `roots`, offering `alpn`.
+pub fn tls_client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut store = rustls::RootCertStore::empty();
     for root in roots {
         store.add(root.clone()).expect("add root");
@@ -103,8 +100,16 @@ pub async fn send_tls(
         .expect("protocols")
         .with_root_certificates(store)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+pub async fn send_tls(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    req: Request<TestBody>,
+) -> Result<(Reply, CertificateDer<'static>), String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(roots, &[b"http/1.1"])));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("server name");
     let tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;

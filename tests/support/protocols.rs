@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::client::TestBody;
+use super::client::{tls_client_config, TestBody};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -238,17 +238,7 @@ pub async fn tls_connect(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> (tokio_rustls::client::TlsStream<TcpStream>, Option<Vec<u8>>) {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone()).expect("add root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(keygate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(roots, alpn)));
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let tls = connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("handshake");
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
