@@ -139,6 +139,10 @@ pub struct ProxyConfig {
     /// preface (h2c, prior knowledge). Over TLS, HTTP/2 is always offered
     /// by ALPN, so this is for plain listeners only.
     pub http2_cleartext: bool,
+    /// Connections open at once on the proxy port, across its threads; at
+    /// the limit, accepting pauses until one closes (new clients wait in
+    /// the kernel's backlog). Mind the process's descriptor limit.
+    pub max_connections: usize,
 }
 
 impl Default for ProxyConfig {
@@ -157,6 +161,7 @@ impl Default for ProxyConfig {
             drain_timeout_ms: 30_000,
             workers: 0,
             http2_cleartext: false,
+            max_connections: 10_000,
         }
     }
 }
@@ -399,6 +404,9 @@ impl Config {
         let url = &self.store.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             err("store.url", format!("must start with sqlite:// or postgres://, got {url:?}"));
+        }
+        if self.proxy.max_connections == 0 {
+            err("proxy.max_connections", "must be at least 1".into());
         }
         if self.store.max_connections == 0 {
             err("store.max_connections", "must be at least 1".into());

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
@@ -37,6 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -81,6 +82,12 @@ pub struct ListenerOptions {
     /// Judge HTTP/1.1 request framing strictly, and answer a refused request
     /// with this response (then close). `None`: hyper's parsing alone.
     pub strict_http1: Option<Refusal>,
+    /// One permit per open connection, shared by every listener given these
+    /// options (the proxy's per-thread sockets share one limit). With none
+    /// left, accepting pauses until a connection closes: new clients wait
+    /// in the kernel's backlog, and the connections already open (slow ones
+    /// are cut by the timeouts) keep being served.
+    pub connections: Arc<Semaphore>,
 }
 
 impl ListenerOptions {
@@ -92,8 +99,19 @@ impl ListenerOptions {
             drain_timeout: Duration::from_secs(30),
             http2_cleartext: false,
             strict_http1: None,
+            connections: connection_limit(DEFAULT_MAX_CONNECTIONS),
         }
     }
+}
+
+/// The admin port's limit, and the default of `ListenerOptions::new`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// How often, at most, reaching the connection limit is logged.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// A limit of `max` connections open at once, for `ListenerOptions`.
+pub fn connection_limit(max: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)))
 }
 
 /// The head size at which hyper itself gives up (with a bare 431 and a
@@ -157,7 +175,25 @@ pub async fn serve<M, S>(
     let local = listener.local_addr().ok();
     tracing::info!(listener = opts.name, addr = ?local, tls = acceptor.is_some(), "listening");
 
+    let mut warned_at: Option<Instant> = None;
     loop {
+        let permit = match Arc::clone(&opts.connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_at.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_EVERY) {
+                    tracing::warn!(listener = opts.name, "connection limit reached; accepting paused until one closes");
+                    warned_at = Some(Instant::now());
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => break,
+                    permit = Arc::clone(&opts.connections).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -181,7 +217,7 @@ pub async fn serve<M, S>(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(listener = opts.name, error = %e, "cannot set TCP_NODELAY");
         }
-        connections.spawn(serve_connection(
+        let connection = serve_connection(
             stream,
             peer,
             acceptor.clone(),
@@ -189,7 +225,11 @@ pub async fn serve<M, S>(
             Arc::clone(&builders),
             Arc::clone(&drain),
             &opts,
-        ));
+        );
+        connections.spawn(async move {
+            connection.await;
+            drop(permit);
+        });
         // Forget the connections that have ended since the last accept.
         while connections.try_join_next().is_some() {}
     }

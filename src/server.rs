@@ -135,6 +135,7 @@ impl Gateway {
             http2_cleartext: false,
             // The admin API forwards nothing; hyper's own parsing will do.
             strict_http1: None,
+            connections: listener::connection_limit(listener::DEFAULT_MAX_CONNECTIONS),
         };
         let make_service = move |peer: SocketAddr, _tls: bool| {
             TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))))

@@ -116,6 +116,7 @@ impl Proxy {
                 drain_timeout: Duration::from_millis(proxy.drain_timeout_ms),
                 http2_cleartext: proxy.http2_cleartext,
                 strict_http1: Some(problem::framing_refusal),
+                connections: listener::connection_limit(proxy.max_connections),
             },
             default_quota: config
                 .limits

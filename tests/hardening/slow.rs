@@ -172,3 +172,27 @@ async fn steady_slow_body_is_not_cut_off() {
     assert!(answer.text.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert!(answer.text.contains("\"body_len\":12"), "{answer:?}");
 }
+
+/// `proxy.max_connections`: with every slot held by connections that send
+/// nothing, a new client is neither answered nor refused — it waits in the
+/// backlog — and is served as soon as one of them goes.
+#[tokio::test]
+async fn connection_limit_pauses_accepting_until_a_connection_closes() {
+    let upstream = Upstream::start().await;
+    let mut cfg = config(&upstream.url(""));
+    cfg.proxy.max_connections = 2;
+    let gw = Gateway::start(cfg).await;
+    let idle = TcpStream::connect(gw.addr).await.expect("connect");
+    let _other = TcpStream::connect(gw.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut waiting = TcpStream::connect(gw.addr).await.expect("the kernel's backlog takes it");
+    let request = format!("GET /x HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\n\r\n", gw.keys.write.expose());
+    waiting.write_all(request.as_bytes()).await.expect("write");
+    let early = read_until_closed(&mut waiting, Duration::from_millis(400)).await;
+    assert!(early.text.is_empty() && !early.closed, "served past the limit: {early:?}");
+
+    drop(idle);
+    let answer = read_until_closed(&mut waiting, Duration::from_secs(1)).await;
+    assert_eq!(answer.status(), Some(200), "{answer:?}");
+}
