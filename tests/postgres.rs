@@ -202,3 +202,29 @@ async fn replicas_starting_at_once_migrate_once() {
     within(Duration::from_secs(2), || async { get_with_key(b.proxy(), "/", &secret).await.status == StatusCode::OK })
         .await;
 }
+
+/// Batched usage writes on PostgreSQL: deltas for one key add up (an
+/// upsert may not touch a row twice there), hourly rows included.
+#[tokio::test]
+async fn usage_deltas_for_one_key_add_up_on_postgres() {
+    let Some(db) = pg::fresh().await else { return };
+    let gw = replica(db.url(), 200).await;
+    let acc = gw.admin.account("Acme").await;
+    let (a, _) = gw.admin.key(&acc, "read").await;
+    let (b, _) = gw.admin.key(&acc, "write").await;
+    let hour = 3_600_000 * 490_000;
+    let delta = |id: &str, requests: i64, last: i64| keygate::store::UsageDelta {
+        key_id: id.to_owned(),
+        requests,
+        last_used_ms: last,
+        hour,
+        outcomes: vec![("allowed", requests), ("rate_limited", 1)],
+    };
+    let store = gw.gateway.reloader.store();
+    store.add_usage(&[delta(&a, 3, hour + 7), delta(&b, 1, hour), delta(&a, 4, hour + 2)]).await.expect("add usage");
+    let (_, key) = gw.admin.call(Method::GET, &format!("/v1/keys/{a}"), None).await;
+    assert_eq!(key["usage_count"], 7, "{key}");
+    let rows = store.usage_since(&a, 0).await.expect("hourly");
+    assert_eq!(rows, vec![(hour, "allowed".to_owned(), 7), (hour, "rate_limited".to_owned(), 2)]);
+    assert_eq!(store.usage_since(&b, 0).await.expect("hourly").len(), 2);
+}

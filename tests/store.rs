@@ -1,12 +1,14 @@
 //! The store's readers against a real SQLite file: the full load at
 //! start-up (SQLite packs it into JSON pages) must read exactly what the
-//! row-by-row change reader reads, for every kind of key and across pages.
+//! row-by-row change reader reads, for every kind of key and across pages;
+//! usage written in batches must add up exactly.
 
 mod harness;
 
 use harness::Admin;
 use http::{Method, StatusCode};
 use keygate::keys::Changes;
+use keygate::store::UsageDelta;
 use serde_json::json;
 use sqlx::sqlite::SqlitePoolOptions;
 
@@ -82,4 +84,54 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
     assert!(!closed_policy.policy.api_access, "{closed_key:?}: the account's api_access is looked up");
     let routes = full.keys.iter().find(|row| row.policy.id.as_str() == ids[4]).expect("routes key");
     assert!(routes.policy.restrictions.is_some());
+}
+
+/// A flush's worth of usage in one call: deltas for the same key add up
+/// (also across statement batches), and every key's hourly rows land.
+#[tokio::test]
+async fn usage_deltas_add_up_across_batches_and_repeats() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let (_, _) = admin.key(json!({ "account_id": acc, "name": "template", "permission": "read" })).await;
+    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
+    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("sqlite");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+         INSERT INTO api_keys (id, account_id, name, permission, enabled, environment, prefix, preview, secret_hash, \
+         created_at, updated_at, revision) \
+         SELECT printf('key_bulk%016d', i), account_id, name, permission, enabled, environment, prefix, preview, \
+         randomblob(32), created_at, updated_at, revision FROM n, (SELECT * FROM api_keys LIMIT 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("bulk insert");
+    let store = admin.reloader.store();
+    let hour = 3_600_000 * 490_000;
+    let delta = |id: String, requests: i64, last: i64| UsageDelta {
+        key_id: id,
+        requests,
+        last_used_ms: last,
+        hour,
+        outcomes: vec![("allowed", requests), ("invalid_key", 1)],
+    };
+    let mut deltas: Vec<UsageDelta> = (1..=1200).map(|i| delta(format!("key_bulk{i:016}"), 2, hour + i)).collect();
+    // The first key twice more, in a later batch, with an older use.
+    deltas.push(delta(format!("key_bulk{:016}", 1), 5, hour - 10));
+    deltas.push(delta(format!("key_bulk{:016}", 1), 1, hour + 5000));
+    store.add_usage(&deltas).await.expect("add usage");
+    store.add_usage(&deltas[..1]).await.expect("add usage again");
+
+    let counts: Vec<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, usage_count, last_used_at FROM api_keys WHERE id LIKE 'key_bulk%' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("counts");
+    assert_eq!(counts.len(), 1200);
+    assert_eq!(counts[0], (format!("key_bulk{:016}", 1), 2 + 5 + 1 + 2, Some(hour + 5000)));
+    assert_eq!(counts[1199], (format!("key_bulk{:016}", 1200), 2, Some(hour + 1200)));
+    assert!(counts.iter().all(|(_, n, _)| *n >= 2));
+    let rows = store.usage_since(&format!("key_bulk{:016}", 1), 0).await.expect("hourly");
+    assert_eq!(rows, vec![(hour, "allowed".to_owned(), 10), (hour, "invalid_key".to_owned(), 4)]);
+    let rows = store.usage_since(&format!("key_bulk{:016}", 1200), 0).await.expect("hourly");
+    assert_eq!(rows, vec![(hour, "allowed".to_owned(), 2), (hour, "invalid_key".to_owned(), 1)]);
 }
