@@ -26,7 +26,8 @@
 use memchr::memchr;
 
 /// What of a head line split across reads is kept: the longest name judged
-/// is 18 bytes, and a framing value longer than the rest is refused.
+/// is 18 bytes, and a `Content-Length` or `Transfer-Encoding` line this long
+/// or longer is refused, whole or split.
 const LINE_KEEP: usize = 128;
 
 /// Why a request's framing was refused.
@@ -387,6 +388,10 @@ fn inspect(head: &mut Head, line: &[u8], cut: bool) -> Result<(), Fault> {
         head.upgrade = line.starts_with(b"CONNECT ");
         return Ok(());
     }
+    // A line as long as what a straddling line keeps is judged as cut
+    // whether it came in one read or several, so the verdict never depends
+    // on where the client's reads end.
+    let cut = cut || line.len() >= LINE_KEEP;
     let value = match line[0] | 0x20 {
         b'c' => named(line, b"content-length:"),
         b't' => named(line, b"transfer-encoding:"),
