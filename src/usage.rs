@@ -125,6 +125,11 @@ impl UsageTable {
     }
 }
 
+/// Keys written per usage transaction, see `Flusher::flush`.
+const FLUSH_CHUNK: usize = 500;
+/// The pause between two chunks of one flush.
+const FLUSH_PAUSE: Duration = Duration::from_millis(5);
+
 /// Writes pending usage to the store every interval and once more at
 /// shutdown.
 pub struct Flusher {
@@ -153,8 +158,12 @@ impl Flusher {
         })
     }
 
-    /// Writes every pending count in one transaction. On failure nothing is
-    /// marked flushed, so the next call retries the same counts.
+    /// Writes every pending count, `FLUSH_CHUNK` keys per transaction with
+    /// a short pause between them: the store's work (SQLite's especially)
+    /// runs on the cores that serve the proxy, and a flush of 10,000 keys
+    /// in one go stalls requests for tens of milliseconds. A chunk's counts
+    /// are marked flushed only once it is committed; on failure the rest
+    /// stays pending for the next call.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
         let _one_at_a_time = self.busy.lock().await;
         let used = self.keyset.load().usage().all();
@@ -180,31 +189,28 @@ impl Flusher {
             });
             marks.push((counts, pending));
         }
-        if batch.is_empty() {
-            self.last_success_ms.store(now_ms(), Ordering::Relaxed);
-            return Ok(0);
-        }
-        match self.store.add_usage(&batch).await {
-            Ok(()) => {
-                for (counts, pending) in marks {
-                    for (flushed, n) in counts.flushed.iter().zip(pending) {
-                        flushed.fetch_add(n, Ordering::Relaxed);
-                    }
-                }
-                self.last_success_ms.store(now_ms(), Ordering::Relaxed);
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("usage flush recovered");
-                }
-                Ok(batch.len())
+        for (i, (deltas, marks)) in batch.chunks(FLUSH_CHUNK).zip(marks.chunks(FLUSH_CHUNK)).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(FLUSH_PAUSE).await;
             }
-            Err(e) => {
+            if let Err(e) = self.store.add_usage(deltas).await {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, keys = batch.len(), "usage flush failed; counts kept in memory for the next try");
+                    tracing::warn!(error = %e, keys = batch.len() - i * FLUSH_CHUNK, "usage flush failed; counts kept in memory for the next try");
                 }
-                Err(e)
+                return Err(e);
+            }
+            for (counts, pending) in marks {
+                for (flushed, n) in counts.flushed.iter().zip(pending) {
+                    flushed.fetch_add(*n, Ordering::Relaxed);
+                }
             }
         }
+        self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+        if !batch.is_empty() && !self.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!("usage flush recovered");
+        }
+        Ok(batch.len())
     }
 
     /// Drops hourly usage older than the retention, at most once an hour.
