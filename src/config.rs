@@ -405,8 +405,11 @@ impl Config {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             err("store.url", format!("must start with sqlite:// or postgres://, got {url:?}"));
         }
-        if self.proxy.max_connections == 0 {
-            err("proxy.max_connections", "must be at least 1".into());
+        if self.proxy.max_connections == 0 || self.proxy.max_connections < self.proxy.workers {
+            // Each thread's socket takes its own share of new connections:
+            // a thread that can never hold a slot would leave its share
+            // waiting.
+            err("proxy.max_connections", "must be at least 1 and at least proxy.workers".into());
         }
         if self.store.max_connections == 0 {
             err("store.max_connections", "must be at least 1".into());

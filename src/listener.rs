@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -45,6 +45,7 @@ use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
 pub mod framing;
+mod idle;
 pub mod strict;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -167,8 +168,8 @@ pub async fn serve<M, S>(
     <S::ResBody as Body>::Error: Into<BoxError>,
 {
     let acceptor = tls.map(TlsAcceptor::from);
-    let builders = Arc::new(Builders::new(&opts));
     let drain = Arc::new(Drain::default());
+    let builders = Arc::new(Builders::new(&opts, Arc::clone(&drain)));
     // Each connection is its own task; the set aborts what is left when the
     // drain runs out.
     let mut connections = JoinSet::new();
@@ -219,17 +220,14 @@ pub async fn serve<M, S>(
         }
         let connection = serve_connection(
             stream,
+            permit,
             peer,
             acceptor.clone(),
             make_service(peer, acceptor.is_some()),
             Arc::clone(&builders),
-            Arc::clone(&drain),
             &opts,
         );
-        connections.spawn(async move {
-            connection.await;
-            drop(permit);
-        });
+        connections.spawn(connection);
         // Forget the connections that have ended since the last accept.
         while connections.try_join_next().is_some() {}
     }
@@ -250,10 +248,15 @@ pub async fn serve<M, S>(
 struct Builders {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// An HTTP/2 connection without a new request for this long is closed
+    /// (what `header_read_timeout` is to an idle HTTP/1.1 connection).
+    http2_idle: Duration,
+    /// The listener's drain, which every connection watches.
+    drain: Arc<Drain>,
 }
 
 impl Builders {
-    fn new(opts: &ListenerOptions) -> Self {
+    fn new(opts: &ListenerOptions, drain: Arc<Drain>) -> Self {
         let head_limit = hyper_head_limit(opts.max_header_bytes);
         let mut http1 = http1::Builder::new();
         // `max_header_size` bounds the head alone; `max_buf_size` would also
@@ -267,18 +270,20 @@ impl Builders {
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
             .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
-        Builders { http1, http2 }
+        Builders { http1, http2, http2_idle: opts.header_read_timeout, drain }
     }
 
     /// Serves `io` as HTTP/2 or HTTP/1.1 (with upgrades) until it ends or
-    /// the drain closes it.
+    /// the drain closes it. `permit` is the connection's slot: it goes with
+    /// the stream, so a connection handed over to an upgrade tunnel keeps
+    /// holding it until the tunnel closes.
     async fn serve<I, S>(
         &self,
         io: I,
+        permit: OwnedSemaphorePermit,
         http2: bool,
         strict: Option<Refusal>,
         service: S,
-        drain: Arc<Drain>,
     ) -> Result<(), hyper::Error>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -288,10 +293,15 @@ impl Builders {
         <S::ResBody as Body>::Data: Send,
         <S::ResBody as Body>::Error: Into<BoxError>,
     {
+        let drain = Arc::clone(&self.drain);
         match (http2, strict) {
-            (true, _) => drain.watch(self.http2.serve_connection(TokioIo::new(io), service)).await,
+            (true, _) => {
+                let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let conn = self.http2.serve_connection(TokioIo::new(io), idle::Marked::new(service, Arc::clone(&seen)));
+                drain.watch(idle::IdleClose::new(conn, seen, self.http2_idle)).await
+            }
             (false, Some(refusal)) => {
-                let io = TokioIo::new(Strict::new(io, refusal));
+                let io = TokioIo::new(Strict::new(io, refusal).holding(permit));
                 drain.watch(self.http1.serve_connection(io, service).with_upgrades()).await
             }
             (false, None) => drain.watch(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades()).await,
@@ -303,11 +313,11 @@ impl Builders {
 /// the client leaves or the drain closes it.
 fn serve_connection<S>(
     stream: TcpStream,
+    permit: OwnedSemaphorePermit,
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     service: S,
     builders: Arc<Builders>,
-    drain: Arc<Drain>,
     opts: &ListenerOptions,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
@@ -328,7 +338,7 @@ where
                 match tokio::time::timeout(handshake_timeout, Sniffed::read_preface(&mut stream)).await {
                     Ok(Ok(sniffed)) => {
                         let http2 = sniffed.is_http2();
-                        builders.serve(sniffed.around(stream), http2, strict, service, drain).await
+                        builders.serve(sniffed.around(stream), permit, http2, strict, service).await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
@@ -340,11 +350,11 @@ where
                     }
                 }
             }
-            None => builders.serve(stream, false, strict, service, drain).await,
+            None => builders.serve(stream, permit, false, strict, service).await,
             Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    builders.serve(tls, http2, strict, service, drain).await
+                    builders.serve(tls, permit, http2, strict, service).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");

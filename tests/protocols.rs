@@ -437,3 +437,55 @@ async fn https_upstream_with_a_private_ca_over_http1_and_http2() {
         assert_eq!(seen["headers"]["x-keygate-key-id"][0], "key_read");
     }
 }
+
+/// An HTTP/2 connection that starts no request for a header read timeout
+/// is closed (GOAWAY), as an idle HTTP/1.1 one is: idle connections cannot
+/// hold `proxy.max_connections` slots. One in use stays open.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_kept() {
+    let upstream = Upstream::start().await;
+    let mut cfg = h2c_config(&upstream.url(""));
+    cfg.proxy.header_read_timeout_ms = 300;
+    let gw = Gateway::start(cfg).await;
+    let mut busy = h2c_client(gw.addr).await.expect("h2c handshake");
+    let idle = h2c_client(gw.addr).await.expect("h2c handshake");
+    // 1.2 s: four idle periods.
+    for _ in 0..8 {
+        let req = Request::get(format!("http://{}/x", gw.addr))
+            .header("x-api-key", gw.keys.read.expose())
+            .body(empty())
+            .expect("request");
+        let reply = h2_send(&mut busy, req).await.expect("the busy connection is still open");
+        assert_eq!(reply.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(idle.is_closed(), "an idle HTTP/2 connection was kept for 1.2 s");
+}
+
+/// An open tunnel keeps its connection's slot under `proxy.max_connections`
+/// (hyper hands the socket over and its connection task ends, but the slot
+/// goes with the socket); closing the tunnel frees it.
+#[tokio::test]
+async fn an_open_tunnel_counts_against_the_connection_limit() {
+    let upstream = upgrade_upstream().await;
+    let mut cfg = config(&upstream.url());
+    cfg.proxy.max_connections = 1;
+    let gw = Gateway::start(cfg).await;
+    let (mut tunnel, head) = upgrade(gw.addr, "/ws", Some(gw.keys.write.expose())).await;
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert_eq!(read_exactly(&mut tunnel, 20).await, "hello from upstream\n");
+
+    let mut waiting = TcpStream::connect(gw.addr).await.expect("the kernel's backlog takes it");
+    let req = format!("GET /plain HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\n\r\n", gw.keys.write.expose());
+    waiting.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(400), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "served while the tunnel held the only slot");
+
+    drop(tunnel);
+    let n = tokio::time::timeout(Duration::from_secs(2), waiting.read(&mut buf))
+        .await
+        .expect("served once the tunnel closed")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+}

@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::framing::{Tracker, Violation};
 
@@ -55,11 +56,28 @@ pub struct Strict<T> {
     write_blocked: bool,
     /// hyper's task, waiting for `write_blocked` to clear.
     waiting: Option<Waker>,
+    /// The listener's connection slot, held for as long as the stream is
+    /// open — also inside an upgrade tunnel, which outlives hyper's task.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<T> Strict<T> {
     pub fn new(inner: T, refusal: Refusal) -> Self {
-        Strict { inner, tracker: Tracker::default(), refusal, mode: Mode::Judging, write_blocked: false, waiting: None }
+        Strict {
+            inner,
+            tracker: Tracker::default(),
+            refusal,
+            mode: Mode::Judging,
+            write_blocked: false,
+            waiting: None,
+            _permit: None,
+        }
+    }
+
+    /// The stream, holding `permit` until it is dropped.
+    pub fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     fn wrote<R>(&mut self, result: &Poll<R>) {
