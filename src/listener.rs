@@ -41,7 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use self::strict::{Refusal, Strict};
+use self::strict::{Refusal, Signalled, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
 pub mod framing;
@@ -301,8 +301,9 @@ impl Builders {
                 drain.watch(idle::IdleClose::new(conn, seen, self.http2_idle)).await
             }
             (false, Some(refusal)) => {
-                let io = TokioIo::new(Strict::new(io, refusal).holding(permit));
-                drain.watch(self.http1.serve_connection(io, service).with_upgrades()).await
+                let strict = Strict::new(io, refusal).holding(permit);
+                let service = Signalled::new(service, strict.signal());
+                drain.watch(self.http1.serve_connection(TokioIo::new(strict), service).with_upgrades()).await
             }
             (false, None) => drain.watch(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades()).await,
         }

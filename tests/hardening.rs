@@ -296,3 +296,27 @@ async fn too_many_headers_get_431() {
     assert!(answer.closed, "{answer:?}");
     assert_eq!(upstream.hits(), 0);
 }
+
+/// A response body that starts like a `101` (here echoed back by the
+/// upstream after a request carrying `Upgrade`, which the proxy does not
+/// switch) must not end the strict framing check: only a `101` the proxy
+/// really relays does. The next request, with bare LF line ends, is still
+/// refused.
+#[tokio::test]
+async fn a_body_that_looks_like_a_switch_does_not_end_the_framing_check() {
+    let (_upstream, gw) = gateway().await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    let body = "HTTP/1.1 101 x\r\n\r\n";
+    let first =
+        request(&gw, "POST /echo-body HTTP/1.1", &format!("Upgrade: foo\r\nContent-Length: {}\r\n", body.len()), body);
+    stream.write_all(&first).await.expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_millis(500)).await;
+    assert_eq!(answer.status(), Some(200), "{answer:?}");
+    assert!(answer.text.contains(body), "the body came back: {answer:?}");
+
+    let bare = format!("GET /x HTTP/1.1\nHost: gw\nX-API-Key: {}\n\n", gw.keys.write.expose());
+    stream.write_all(bare.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    assert_eq!(answer.status(), Some(400), "{answer:?}");
+    assert!(answer.closed, "{answer:?}");
+}

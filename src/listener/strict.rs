@@ -19,11 +19,21 @@
 //!
 //! Writes pass through untouched; while a protocol switch may be coming
 //! they are watched for the `101` that makes the rest of the stream opaque.
+//! A `101` counts only if the service said it relayed one (`SwitchSignal`,
+//! handed to it in the request's extensions by `Signalled`): a response
+//! body that merely starts with `HTTP/1.1 101 ` does not end the check.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use http::header::UPGRADE;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::{HttpService, Service};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -59,6 +69,18 @@ pub struct Strict<T> {
     /// The listener's connection slot, held for as long as the stream is
     /// open — also inside an upgrade tunnel, which outlives hyper's task.
     _permit: Option<OwnedSemaphorePermit>,
+    /// Set by the service when it answers a switch with `101`.
+    switching: Arc<AtomicBool>,
+}
+
+/// The service's word that it is relaying a `101` on this connection.
+#[derive(Debug, Clone)]
+pub struct SwitchSignal(Arc<AtomicBool>);
+
+impl SwitchSignal {
+    pub fn switching(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl<T> Strict<T> {
@@ -71,7 +93,13 @@ impl<T> Strict<T> {
             write_blocked: false,
             waiting: None,
             _permit: None,
+            switching: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// What the service sets when it relays a `101` on this stream.
+    pub fn signal(&self) -> SwitchSignal {
+        SwitchSignal(Arc::clone(&self.switching))
     }
 
     /// The stream, holding `permit` until it is dropped.
@@ -90,7 +118,7 @@ impl<T> Strict<T> {
     }
 
     fn watch_for_switch(&mut self, bytes: &[u8]) {
-        if self.tracker.awaiting_switch() && bytes.starts_with(SWITCHING) {
+        if self.tracker.awaiting_switch() && bytes.starts_with(SWITCHING) && self.switching.load(Ordering::Acquire) {
             self.tracker.switched();
         }
     }
@@ -233,5 +261,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Strict<T> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection's service that finds the stream's `SwitchSignal` in the
+/// extensions of every request that may switch protocols (`Upgrade`, or
+/// `CONNECT`), and only those: the common request carries nothing extra.
+pub struct Signalled<S> {
+    // hyper calls a connection's service from that connection's task only,
+    // one call at a time; `HttpService::call` takes `&mut self`.
+    inner: RefCell<S>,
+    signal: SwitchSignal,
+}
+
+impl<S> Signalled<S> {
+    pub fn new(inner: S, signal: SwitchSignal) -> Self {
+        Signalled { inner: RefCell::new(inner), signal }
+    }
+}
+
+impl<S: HttpService<Incoming>> Service<Request<Incoming>> for Signalled<S> {
+    type Response = Response<S::ResBody>;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: Request<Incoming>) -> S::Future {
+        if request.headers().contains_key(UPGRADE) || request.method() == Method::CONNECT {
+            request.extensions_mut().insert(self.signal.clone());
+        }
+        self.inner.borrow_mut().call(request)
     }
 }

@@ -16,11 +16,15 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::headers::RequestId;
+use crate::listener::strict::SwitchSignal;
 
 /// The client's side of a requested upgrade.
 #[derive(Debug)]
 pub struct ClientUpgrade {
     on_upgrade: OnUpgrade,
+    /// Tells the listener's strict framing check that a `101` is coming
+    /// (absent when the connection is not checked).
+    signal: Option<SwitchSignal>,
     /// The `Upgrade` header as the client sent it (`websocket`).
     protocol: HeaderValue,
 }
@@ -42,7 +46,8 @@ pub fn requested(parts: &mut request::Parts) -> Option<ClientUpgrade> {
         return None;
     }
     let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
-    Some(ClientUpgrade { on_upgrade, protocol })
+    let signal = parts.extensions.remove::<SwitchSignal>();
+    Some(ClientUpgrade { on_upgrade, signal, protocol })
 }
 
 /// Whether a `Connection` header lists the `upgrade` option.
@@ -89,6 +94,9 @@ pub fn switch(
     let upstream = parts.extensions.remove::<OnUpgrade>().ok_or(NotSwitched)?;
     prepare(&mut parts.headers);
     restore(&mut parts.headers, protocol);
+    if let Some(signal) = &client.signal {
+        signal.switching();
+    }
     let request_id = request_id.clone();
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client.on_upgrade, upstream) {
