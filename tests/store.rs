@@ -10,7 +10,26 @@ use http::{Method, StatusCode};
 use keygate::keys::Changes;
 use keygate::store::UsageDelta;
 use serde_json::json;
-use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+
+/// Adds `n` keys `key_bulk0000000000000001`… straight into the SQLite file,
+/// copies of its first key with random hashes; returns a pool on the file.
+async fn bulk_keys(admin: &Admin, n: u32) -> SqlitePool {
+    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
+    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("sqlite");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO api_keys (id, account_id, name, permission, enabled, environment, prefix, preview, secret_hash, \
+         created_at, updated_at, revision) \
+         SELECT printf('key_bulk%016d', i), account_id, name, permission, enabled, environment, prefix, preview, \
+         randomblob(32), created_at, updated_at, revision FROM n, (SELECT * FROM api_keys LIMIT 1)",
+    )
+    .bind(n)
+    .execute(&pool)
+    .await
+    .expect("bulk insert");
+    pool
+}
 
 /// Every key and retired secret as comparable text, in a stable order.
 fn listing(changes: &Changes) -> (i64, Vec<String>, Vec<String>) {
@@ -58,19 +77,7 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
     assert_eq!(s, StatusCode::OK);
 
     // More keys than one page holds, written straight into the file.
-    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
-    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("sqlite");
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
-         INSERT INTO api_keys (id, account_id, name, permission, enabled, environment, prefix, preview, secret_hash, \
-         created_at, updated_at, revision) \
-         SELECT printf('key_bulk%016d', i), account_id, name, permission, enabled, environment, prefix, preview, \
-         randomblob(32), created_at, updated_at, revision FROM n, (SELECT * FROM api_keys LIMIT 1)",
-    )
-    .execute(&pool)
-    .await
-    .expect("bulk insert");
-    pool.close().await;
+    bulk_keys(&admin, 5000).await.close().await;
 
     let store = admin.reloader.store();
     let full = store.changes_since(0).await.expect("full load");
@@ -93,18 +100,7 @@ async fn usage_deltas_add_up_across_batches_and_repeats() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
     let (_, _) = admin.key(json!({ "account_id": acc, "name": "template", "permission": "read" })).await;
-    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
-    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("sqlite");
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
-         INSERT INTO api_keys (id, account_id, name, permission, enabled, environment, prefix, preview, secret_hash, \
-         created_at, updated_at, revision) \
-         SELECT printf('key_bulk%016d', i), account_id, name, permission, enabled, environment, prefix, preview, \
-         randomblob(32), created_at, updated_at, revision FROM n, (SELECT * FROM api_keys LIMIT 1)",
-    )
-    .execute(&pool)
-    .await
-    .expect("bulk insert");
+    let pool = bulk_keys(&admin, 1200).await;
     let store = admin.reloader.store();
     let hour = 3_600_000 * 490_000;
     let delta = |id: String, requests: i64, last: i64| UsageDelta {
