@@ -23,6 +23,7 @@
 //! connection (bad handshake, slow client) is logged at debug and never
 //! stops the loop.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,9 +31,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
+use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -41,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use self::strict::{Refusal, Signalled, Strict};
+use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
 pub mod framing;
@@ -297,12 +299,12 @@ impl Builders {
         match (http2, strict) {
             (true, _) => {
                 let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let conn = self.http2.serve_connection(TokioIo::new(io), idle::Marked::new(service, Arc::clone(&seen)));
+                let conn = self.http2.serve_connection(TokioIo::new(io), idle::marked(service, Arc::clone(&seen)));
                 drain.watch(idle::IdleClose::new(conn, seen, self.http2_idle)).await
             }
             (false, Some(refusal)) => {
                 let strict = Strict::new(io, refusal).holding(permit);
-                let service = Signalled::new(service, strict.signal());
+                let service = strict::signalled(service, strict.signal());
                 drain.watch(self.http1.serve_connection(TokioIo::new(strict), service).with_upgrades()).await
             }
             (false, None) => drain.watch(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades()).await,
@@ -451,6 +453,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewound<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection's service with `tap` run on every request before it. hyper
+/// calls a connection's service from that connection's task only, one call
+/// at a time, and `HttpService::call` takes `&mut self`: hence the
+/// `RefCell`, which is never borrowed twice.
+pub struct Tapped<S, F> {
+    inner: RefCell<S>,
+    tap: F,
+}
+
+impl<S, F> Tapped<S, F> {
+    pub fn new(inner: S, tap: F) -> Self {
+        Tapped { inner: RefCell::new(inner), tap }
+    }
+}
+
+impl<S: HttpService<Incoming>, F: Fn(&mut Request<Incoming>)> Service<Request<Incoming>> for Tapped<S, F> {
+    type Response = Response<S::ResBody>;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: Request<Incoming>) -> S::Future {
+        (self.tap)(&mut request);
+        self.inner.borrow_mut().call(request)
     }
 }
 

@@ -6,7 +6,6 @@
 //! (graceful: streams still open — a long download, a gRPC stream — finish
 //! first) and closes.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,36 +13,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
-use hyper::service::{HttpService, Service};
 use tokio::time::{Instant, Sleep};
 
+use super::Tapped;
 use crate::shutdown::GracefulConnection;
 
-/// A connection's service that notes each request it starts.
-pub struct Marked<S> {
-    // hyper calls a connection's service from that connection's task only,
-    // one call at a time; `HttpService::call` takes `&mut self`.
-    inner: RefCell<S>,
-    seen: Arc<AtomicBool>,
-}
-
-impl<S> Marked<S> {
-    pub fn new(inner: S, seen: Arc<AtomicBool>) -> Self {
-        Marked { inner: RefCell::new(inner), seen }
-    }
-}
-
-impl<S: HttpService<Incoming>> Service<Request<Incoming>> for Marked<S> {
-    type Response = Response<S::ResBody>;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn call(&self, request: Request<Incoming>) -> S::Future {
-        self.seen.store(true, Ordering::Relaxed);
-        self.inner.borrow_mut().call(request)
-    }
+/// A connection's service that notes, in `seen`, each request it starts.
+pub fn marked<S>(service: S, seen: Arc<AtomicBool>) -> Tapped<S, impl Fn(&mut Request<Incoming>) + Send + 'static> {
+    Tapped::new(service, move |_: &mut Request<Incoming>| seen.store(true, Ordering::Relaxed))
 }
 
 /// A connection that is shut down gracefully once a whole `idle` period

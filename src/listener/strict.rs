@@ -20,10 +20,9 @@
 //! Writes pass through untouched; while a protocol switch may be coming
 //! they are watched for the `101` that makes the rest of the stream opaque.
 //! A `101` counts only if the service said it relayed one (`SwitchSignal`,
-//! handed to it in the request's extensions by `Signalled`): a response
+//! handed to it in the request's extensions by `signalled`): a response
 //! body that merely starts with `HTTP/1.1 101 ` does not end the check.
 
-use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,13 +30,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use http::header::UPGRADE;
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use hyper::body::Incoming;
-use hyper::service::{HttpService, Service};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::framing::{Tracker, Violation};
+use super::Tapped;
 
 /// Builds the bytes of the answer to a refused request, a whole HTTP/1.1
 /// response that closes the connection.
@@ -267,28 +266,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Strict<T> {
 /// A connection's service that finds the stream's `SwitchSignal` in the
 /// extensions of every request that may switch protocols (`Upgrade`, or
 /// `CONNECT`), and only those: the common request carries nothing extra.
-pub struct Signalled<S> {
-    // hyper calls a connection's service from that connection's task only,
-    // one call at a time; `HttpService::call` takes `&mut self`.
-    inner: RefCell<S>,
-    signal: SwitchSignal,
-}
-
-impl<S> Signalled<S> {
-    pub fn new(inner: S, signal: SwitchSignal) -> Self {
-        Signalled { inner: RefCell::new(inner), signal }
-    }
-}
-
-impl<S: HttpService<Incoming>> Service<Request<Incoming>> for Signalled<S> {
-    type Response = Response<S::ResBody>;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn call(&self, mut request: Request<Incoming>) -> S::Future {
+pub fn signalled<S>(service: S, signal: SwitchSignal) -> Tapped<S, impl Fn(&mut Request<Incoming>) + Send + 'static> {
+    Tapped::new(service, move |request: &mut Request<Incoming>| {
         if request.headers().contains_key(UPGRADE) || request.method() == Method::CONNECT {
-            request.extensions_mut().insert(self.signal.clone());
+            request.extensions_mut().insert(signal.clone());
         }
-        self.inner.borrow_mut().call(request)
-    }
+    })
 }
