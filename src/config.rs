@@ -16,6 +16,7 @@ use serde_yaml_ng::{Mapping, Value};
 use self::load::{apply_env, deserialize_collecting};
 
 mod load;
+mod validate;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -384,135 +385,6 @@ impl Config {
         }
     }
 
-    /// Checks what types alone cannot: URLs, prefixes, ranges, files.
-    fn validate(&self) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let mut err = |path: &str, message: String| errors.push(FieldError { path: path.into(), message });
-
-        check_upstream_url(&self.upstream.url).err().into_iter().for_each(|m| err("upstream.url", m));
-        for (i, route) in self.routes.iter().enumerate() {
-            if !route.path_prefix.starts_with('/') {
-                err(&format!("routes[{i}].path_prefix"), format!("must start with \"/\", got {:?}", route.path_prefix));
-            }
-            if let Err(m) = check_upstream_url(&route.upstream) {
-                err(&format!("routes[{i}].upstream"), m);
-            }
-            if route.host.as_deref().is_some_and(|h| h.is_empty()) {
-                err(&format!("routes[{i}].host"), "must not be empty".into());
-            }
-        }
-        let url = &self.store.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            err("store.url", format!("must start with sqlite:// or postgres://, got {url:?}"));
-        }
-        if self.proxy.max_connections == 0 || self.proxy.max_connections < self.proxy.workers {
-            // Each thread's socket takes its own share of new connections:
-            // a thread that can never hold a slot would leave its share
-            // waiting.
-            err("proxy.max_connections", "must be at least 1 and at least proxy.workers".into());
-        }
-        if self.store.max_connections == 0 {
-            err("store.max_connections", "must be at least 1".into());
-        }
-        if self.store.poll_interval_ms < 10 {
-            err("store.poll_interval_ms", "must be at least 10".into());
-        }
-        for (path, v) in [
-            ("proxy.header_read_timeout_ms", self.proxy.header_read_timeout_ms),
-            ("proxy.body_read_timeout_ms", self.proxy.body_read_timeout_ms),
-            ("proxy.drain_timeout_ms", self.proxy.drain_timeout_ms),
-            ("store.connect_timeout_ms", self.store.connect_timeout_ms),
-            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
-            ("upstream.response_timeout_ms", self.upstream.response_timeout_ms),
-            ("upstream.pool_idle_timeout_ms", self.upstream.pool_idle_timeout_ms),
-        ] {
-            if v == 0 {
-                err(path, "must be greater than 0".into());
-            }
-        }
-        if self.proxy.http2_cleartext && self.proxy.tls.is_some() {
-            err(
-                "proxy.http2_cleartext",
-                "must be false when proxy.tls is set (over TLS, HTTP/2 is offered by ALPN)".into(),
-            );
-        }
-        if !(1024..=1024 * 1024).contains(&self.proxy.max_header_bytes) {
-            err(
-                "proxy.max_header_bytes",
-                format!("must be between 1024 and 1048576, got {}", self.proxy.max_header_bytes),
-            );
-        }
-        if self.proxy.key_headers.is_empty() && self.proxy.key_query_param.is_none() {
-            err("proxy.key_headers", "name at least one header (or set proxy.key_query_param)".into());
-        }
-        for (i, name) in self.proxy.key_headers.iter().enumerate() {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.to_ascii_lowercase() != *name {
-                err(&format!("proxy.key_headers[{i}]"), format!("not a lowercase header name: {name:?}"));
-            }
-        }
-        if self.proxy.key_query_param.as_deref().is_some_and(str::is_empty) {
-            err("proxy.key_query_param", "must not be empty".into());
-        }
-        for (path, prefix) in
-            [("keys.live_prefix", &self.keys.live_prefix), ("keys.test_prefix", &self.keys.test_prefix)]
-        {
-            let ok = !prefix.is_empty()
-                && prefix.len() <= 32
-                && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                && !prefix.starts_with('_')
-                && !prefix.ends_with('_');
-            if !ok {
-                err(path, format!("must be 1-32 of a-z, 0-9 and inner \"_\", got {prefix:?}"));
-            }
-        }
-        for (i, cidr) in self.proxy.trusted_proxies.iter().enumerate() {
-            if let Err(m) = crate::keys::cidr::IpNet::parse(cidr) {
-                err(&format!("proxy.trusted_proxies[{i}]"), m);
-            }
-        }
-        if let Some(q) = self.limits.default_per_key {
-            if q.requests == 0 {
-                err("limits.default_per_key.requests", "must be at least 1".into());
-            }
-            if q.per_seconds == 0 || q.per_seconds > 86_400 {
-                err("limits.default_per_key.per_seconds", "must be between 1 and 86400".into());
-            }
-        }
-        if self.limits.failed_auth_per_minute > 0 && self.limits.failed_auth_burst == 0 {
-            err("limits.failed_auth_burst", "must be at least 1 when the guard is on".into());
-        }
-        if self.usage.flush_interval_ms < 10 {
-            err("usage.flush_interval_ms", "must be at least 10".into());
-        }
-        if self.usage.retention_days == 0 {
-            err("usage.retention_days", "must be at least 1".into());
-        }
-        if self.metrics.per_key_limit == 0 {
-            err("metrics.per_key_limit", "must be at least 1".into());
-        }
-        if self.keys.live_prefix == self.keys.test_prefix {
-            err("keys.test_prefix", "must differ from keys.live_prefix".into());
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            err("log.level", format!("not a log filter: {:?}", self.log.level));
-        }
-        if let Some(file) = &self.upstream.ca_file {
-            if let Err(e) = std::fs::metadata(file) {
-                err("upstream.ca_file", format!("cannot read {file:?}: {e}"));
-            }
-        }
-        for (section, tls) in [("proxy", &self.proxy.tls), ("admin", &self.admin.tls)] {
-            if let Some(tls) = tls {
-                for (field, file) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
-                    if let Err(e) = std::fs::metadata(file) {
-                        err(&format!("{section}.tls.{field}"), format!("cannot read {file:?}: {e}"));
-                    }
-                }
-            }
-        }
-        errors
-    }
-
     /// The default configuration with every optional section present: the
     /// map of field paths that `KEYGATE_*` variables can set.
     fn shape() -> Value {
@@ -524,21 +396,6 @@ impl Config {
         shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
         serde_yaml_ng::to_value(shape).unwrap_or(Value::Null)
     }
-}
-
-fn check_upstream_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL {url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("has no host: {url:?}"));
-    }
-    if uri.query().is_some() {
-        return Err(format!("must not have a query string: {url:?}"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
