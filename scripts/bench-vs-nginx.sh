@@ -84,17 +84,8 @@ need wrk wrk
 need curl curl
 need taskset util-linux
 
-# A loopback port nothing listens on.
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+# shellcheck source=lib/ports.sh
+source "$ROOT/scripts/lib/ports.sh"
 UP_PORT=$(free_port)
 GW_PORT=$(free_port)
 KG_PORT=$(free_port)

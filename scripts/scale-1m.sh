@@ -32,16 +32,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+# shellcheck source=lib/ports.sh
+source "$ROOT/scripts/lib/ports.sh"
 PROXY_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 UP_PORT=$(free_port)
