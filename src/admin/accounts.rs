@@ -145,7 +145,8 @@ pub async fn show(
 /// Edit an account
 ///
 /// Admin or owner. Turning `api_access` off refuses all the account's keys
-/// (`api_access_disabled`) until it is turned on again.
+/// (`api_access_disabled`) until it is turned on again. A token confined to
+/// the account may rename it; `api_access` is 403 for it.
 #[utoipa::path(
     patch,
     path = "/accounts/{id}",
@@ -175,6 +176,11 @@ pub async fn update(
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
     actor.require_write()?;
+    // The gate is the operator's term for the tenant: a tenant's own token
+    // may rename its account, never lift (or set) its gate.
+    if actor.account_id.is_some() && body.api_access.is_some() {
+        return Err(ApiError::Forbidden("a token confined to an account cannot change its api_access"));
+    }
     let patch = AccountPatch {
         name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
         api_access: body.api_access,
