@@ -47,3 +47,34 @@ async fn confined_admin_cannot_reopen_its_account() {
     let (s, v) = admin.call(Method::PATCH, &path, Some(json!({ "api_access": true }))).await;
     assert_eq!((s, v["api_access"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
 }
+
+#[tokio::test]
+async fn metrics_need_an_unconfined_token() {
+    let gw = Gateway::start_with(|c| c.admin.public_metrics = false).await;
+    let acc = gw.admin.account("Tenant").await;
+    let mut tokens = Vec::new();
+    for (role, account) in [("viewer", Some(&acc)), ("admin", Some(&acc)), ("viewer", None)] {
+        let body = json!({ "name": "t", "role": role, "account_id": account });
+        let (s, v) = gw.admin.call(Method::POST, "/v1/admin-tokens", Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        tokens.push(v["secret"].as_str().expect("secret").to_owned());
+    }
+    let url = format!("http://{}/metrics", gw.gateway.admin_addr);
+    let scrape = |token: Option<String>| {
+        let url = url.clone();
+        async move {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            send(Method::GET, &url, &headers, "").await
+        }
+    };
+    for confined in &tokens[..2] {
+        let r = scrape(Some(confined.clone())).await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden".to_owned()));
+        assert!(!String::from_utf8_lossy(&r.body).contains("keygate_"), "no series for a confined token");
+    }
+    assert_eq!(scrape(Some(tokens[2].clone())).await.status, StatusCode::OK, "an unconfined viewer may scrape");
+    assert_eq!(scrape(Some(harness::TOKEN.to_owned())).await.status, StatusCode::OK);
+    assert_eq!(scrape(None).await.status, StatusCode::UNAUTHORIZED);
+    gw.gateway.stop().await;
+}
