@@ -78,3 +78,46 @@ async fn metrics_need_an_unconfined_token() {
     assert_eq!(scrape(None).await.status, StatusCode::UNAUTHORIZED);
     gw.gateway.stop().await;
 }
+
+fn secret_run(args: &[&str], yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("k.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(args)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_config_never_prints_the_store_password() {
+    for url in
+        ["postgresq://u:S3cret@h/db", "mysql://u:S3cret@h/db?password=S3cret", "postgres://u:S3cret@h:notaport/db"]
+    {
+        let yaml = format!("store: {{ url: \"{url}\" }}\n");
+        let (code, text) = secret_run(&["check-config"], &yaml);
+        assert_ne!(code, Some(0), "{url}: {text}");
+        assert!(text.contains("store.url"), "{url}: the field is named: {text}");
+        assert!(!text.contains("S3cret"), "{url}: the password is printed: {text}");
+    }
+    let (code, text) = secret_run(&["check-config"], "store: { url: \"postgresq://u:S3cret@h/db\" }\n");
+    assert_eq!(code, Some(2));
+    assert!(text.contains("postgresq://u:***@h/db"), "the URL is shown with its password masked: {text}");
+}
+
+#[test]
+fn serve_never_prints_the_store_password() {
+    for url in ["postgres://u:S3cret@127.0.0.1:1/db", "postgres://u@127.0.0.1:1/db?password=S3cret"] {
+        let yaml = format!(
+            "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"{url}\", connect_timeout_ms: 500 }}\n"
+        );
+        let (code, text) = secret_run(&["serve"], &yaml);
+        assert_ne!(code, Some(0), "{text}");
+        assert!(text.contains("cannot connect to the store"), "{text}");
+        assert!(!text.contains("S3cret"), "{url}: the password is printed: {text}");
+    }
+}
