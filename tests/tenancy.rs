@@ -121,3 +121,89 @@ fn serve_never_prints_the_store_password() {
         assert!(!text.contains("S3cret"), "{url}: the password is printed: {text}");
     }
 }
+
+async fn full_key(admin: &Admin, acc: &str) -> Value {
+    let (key, _) = admin
+        .key(json!({
+            "account_id": acc, "name": "k", "permission": "read",
+            "description": "d", "expires_at": "2099-01-01T00:00:00Z",
+            "rate_limit": { "requests": 5, "per_seconds": 60 },
+            "allowed_ips": ["10.0.0.0/8"],
+            "allowed_routes": [{ "path_prefix": "/v1", "methods": ["GET"] }],
+            "metadata": { "team": "a" }
+        }))
+        .await;
+    key
+}
+
+#[tokio::test]
+async fn patch_null_clears_every_optional_field() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let cleared = [
+        ("description", Value::Null),
+        ("expires_at", Value::Null),
+        ("rate_limit", Value::Null),
+        ("allowed_ips", json!([])),
+        ("allowed_routes", json!([])),
+        ("metadata", json!({})),
+    ];
+    for (field, empty) in &cleared {
+        let key = full_key(&admin, &acc).await;
+        let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
+        let (s, after) = admin.call(Method::PATCH, &path, Some(json!({ *field: null }))).await;
+        assert_eq!(s, StatusCode::OK, "{field}: {after}");
+        assert_eq!(after[*field], *empty, "{field}: null clears it");
+        for (other, _) in cleared.iter().filter(|(o, _)| o != field) {
+            assert_eq!(after[*other], key[*other], "{field}: {other} is left alone");
+        }
+        let (_, shown) = admin.call(Method::GET, &path, None).await;
+        assert_eq!(shown[*field], *empty, "{field}: the store kept the clear");
+    }
+    // A field left out is left as it is.
+    let key = full_key(&admin, &acc).await;
+    let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
+    let (s, after) = admin.call(Method::PATCH, &path, Some(json!({ "name": "renamed" }))).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    for (field, _) in &cleared {
+        assert_eq!(after[*field], key[*field], "{field} is left alone");
+    }
+}
+
+#[tokio::test]
+async fn patch_null_on_a_required_field_names_it() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let key = full_key(&admin, &acc).await;
+    let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
+    for field in ["name", "permission", "enabled"] {
+        let (s, v) = admin.call(Method::PATCH, &path, Some(json!({ field: null }))).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{v}");
+    }
+    for field in ["name", "api_access"] {
+        let (s, v) = admin.call(Method::PATCH, &format!("/v1/accounts/{acc}"), Some(json!({ field: null }))).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_says_which_patch_fields_null_clears() {
+    let admin = Admin::new().await;
+    let (s, doc) = admin.call(Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let nullable = |schema: &str, field: &str| {
+        let p = &doc["components"]["schemas"][schema]["properties"][field];
+        assert!(!p.is_null(), "{schema}.{field} is documented");
+        p["type"].as_array().is_some_and(|t| t.contains(&json!("null")))
+            || p["oneOf"].as_array().is_some_and(|o| o.contains(&json!({ "type": "null" })))
+    };
+    for field in ["description", "expires_at", "rate_limit", "allowed_ips", "allowed_routes", "metadata"] {
+        assert!(nullable("UpdateKey", field), "UpdateKey.{field}: null clears it");
+    }
+    for (schema, field) in [("UpdateKey", "name"), ("UpdateKey", "permission"), ("UpdateKey", "enabled")] {
+        assert!(!nullable(schema, field), "{schema}.{field} cannot be null");
+    }
+    for field in ["name", "api_access"] {
+        assert!(!nullable("UpdateAccount", field), "UpdateAccount.{field} cannot be null");
+    }
+}

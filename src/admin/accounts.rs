@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use super::json::{AccountView, JsonBody, ListView};
+use super::json::{not_null, AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
@@ -29,14 +29,16 @@ pub struct CreateAccount {
     api_access: Option<bool>,
 }
 
-/// An edit: absent fields stay as they are.
+/// An edit: absent fields stay as they are; neither can be `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({ "api_access": false }))]
 pub struct UpdateAccount {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     api_access: Option<bool>,
 }
 
