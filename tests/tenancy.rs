@@ -207,3 +207,55 @@ async fn openapi_says_which_patch_fields_null_clears() {
         assert!(!nullable("UpdateAccount", field), "UpdateAccount.{field} cannot be null");
     }
 }
+
+#[tokio::test]
+async fn a_viewers_verify_is_a_dry_run() {
+    let gw = Gateway::start().await;
+    let acc = gw.admin.account("A").await;
+    let body = json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": { "requests": 2, "per_seconds": 60 } });
+    let (s, v) = gw.admin.call(Method::POST, "/v1/keys", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (id, secret) = (v["key"]["id"].as_str().expect("id").to_owned(), v["secret"].as_str().expect("s").to_owned());
+    let mut viewers = Vec::new();
+    for account in [None, Some(&acc)] {
+        let body = json!({ "name": "v", "role": "viewer", "account_id": account });
+        let (_, v) = gw.admin.call(Method::POST, "/v1/admin-tokens", Some(body)).await;
+        viewers.push(AdminClient { addr: gw.gateway.admin_addr, token: v["secret"].as_str().expect("s").into() });
+    }
+    for viewer in &viewers {
+        for dry_run in [None, Some(false)] {
+            for _ in 0..5 {
+                let mut body = json!({ "secret": secret });
+                if let Some(d) = dry_run {
+                    body["dry_run"] = json!(d);
+                }
+                let (s, v) = viewer.call(Method::POST, "/v1/keys/verify", Some(body)).await;
+                assert_eq!(
+                    (s, v["valid"].as_bool(), v["code"].as_str()),
+                    (StatusCode::OK, Some(true), Some("allowed"))
+                );
+            }
+        }
+    }
+    // `dry_run: true` makes anyone's verify one.
+    for _ in 0..5 {
+        let (_, v) =
+            gw.admin.call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": secret, "dry_run": true }))).await;
+        assert_eq!(v["code"], "allowed", "{v}");
+    }
+    let used = |gw: &Gateway| {
+        let set = gw.gateway.reloader.keyset().load_full();
+        set.usage().all().iter().filter(|c| c.key_id.as_str() == id).map(|c| c.total()).sum::<u64>()
+    };
+    assert_eq!(used(&gw), 0, "a dry run counts no usage");
+    for _ in 0..2 {
+        assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::OK, "the bucket is whole");
+    }
+    assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(used(&gw), 3);
+    // A real verify by a writer still spends.
+    let (_, v) = gw.admin.call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": secret }))).await;
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert_eq!(used(&gw), 4);
+    gw.gateway.stop().await;
+}

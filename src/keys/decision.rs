@@ -132,6 +132,20 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// `decide` without its side effects, for a dry-run verify: the key
+    /// checks and the restrictions, but nothing taken from the rate limit and
+    /// nothing counted. The limiter cannot be read without taking from it,
+    /// so a dry run does not evaluate the rate limit: it never answers
+    /// `rate_limited`.
+    pub fn dry_run(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64) -> Result<Identity, Refusal> {
+        let found = self.find(key)?;
+        found.status(facts.method, now_ms)?;
+        restrictions(found.state, facts)?;
+        Ok(found.state.policy.identity())
+    }
+}
+
 fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
     let Some(r) = &state.policy.restrictions else { return Ok(()) };
     if !r.ips.is_empty() && !facts.client_ip.is_some_and(|ip| r.ips.iter().any(|net| net.contains(ip))) {
@@ -293,6 +307,25 @@ mod tests {
         let counts = &set.usage().all()[0];
         assert_eq!(counts.outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 3);
         assert_eq!(counts.outcomes[8].load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_dry_run_spends_nothing_and_counts_nothing() {
+        let mut p = policy();
+        p.quota = Some(Quota { requests: 2, per_seconds: 60 });
+        p.restrictions = compile_restrictions(&["10.0.0.0/8".into()], &[]).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let inside = facts(&get, "/", "10.0.0.1");
+        for _ in 0..10 {
+            assert!(set.dry_run(key.as_bytes(), &inside, 0).is_ok());
+        }
+        assert_eq!(set.dry_run(key.as_bytes(), &facts(&get, "/", "192.0.2.1"), 0), Err(Refusal::IpNotAllowed));
+        assert_eq!(set.dry_run(b"kg_live_nope", &inside, 0), Err(Refusal::InvalidKey));
+        assert!(set.usage().all().is_empty(), "nothing counted");
+        assert!(set.decide(key.as_bytes(), &inside, 0, None).result.is_ok());
+        assert!(set.decide(key.as_bytes(), &inside, 0, None).result.is_ok());
+        assert_eq!(set.decide(key.as_bytes(), &inside, 0, None).result, Err(Refusal::RateLimited));
     }
 
     #[test]
