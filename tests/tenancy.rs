@@ -259,3 +259,72 @@ async fn a_viewers_verify_is_a_dry_run() {
     assert_eq!(used(&gw), 4);
     gw.gateway.stop().await;
 }
+
+/// The code a verify answers for `secret`; a dry run unless `spend`.
+async fn verify(admin: &Admin, secret: &str, spend: bool) -> String {
+    let (s, v) =
+        admin.call(Method::POST, "/v1/keys/verify", Some(json!({ "secret": secret, "dry_run": !spend }))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["code"].as_str().expect("code").to_owned()
+}
+
+#[tokio::test]
+async fn rate_limits_are_bounded_to_what_can_be_enforced() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let confined = token(&admin, "admin", Some(&acc)).await;
+    let create = |limit: Value| json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": limit });
+    let refused = [
+        (json!({ "requests": 4_294_967_295u32, "per_seconds": 1 }), "rate_limit.requests"),
+        (json!({ "requests": 1_000_001, "per_seconds": 60 }), "rate_limit.requests"),
+        (json!({ "requests": 0, "per_seconds": 60 }), "rate_limit.requests"),
+        (json!({ "requests": 10, "per_seconds": 0 }), "rate_limit.per_seconds"),
+        (json!({ "requests": 10, "per_seconds": 86_401 }), "rate_limit.per_seconds"),
+    ];
+    for (limit, field) in &refused {
+        let (s, v) = call_as(&admin, &confined, Method::POST, "/v1/keys", create(limit.clone())).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)), "{limit}: {v}");
+    }
+    let (key, secret) = admin.key(create(json!({ "requests": 1, "per_seconds": 86_400 }))).await;
+    let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
+    for (limit, field) in &refused {
+        let (s, v) = call_as(&admin, &confined, Method::PATCH, &path, json!({ "rate_limit": limit })).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)), "{limit}: {v}");
+    }
+    // The corners of the bounds are accepted and enforced.
+    for (requests, per_seconds) in [(1_000_000, 1), (1_000_000, 86_400), (1, 1)] {
+        let limit = json!({ "requests": requests, "per_seconds": per_seconds });
+        let (s, v) = call_as(&admin, &confined, Method::POST, "/v1/keys", create(limit)).await;
+        assert_eq!(s, StatusCode::CREATED, "{requests}/{per_seconds}: {v}");
+    }
+    let verify = json!({ "secret": secret });
+    let (_, first) = admin.call(Method::POST, "/v1/keys/verify", Some(verify.clone())).await;
+    let (_, second) = admin.call(Method::POST, "/v1/keys/verify", Some(verify)).await;
+    assert_eq!((first["code"].as_str(), second["code"].as_str()), (Some("allowed"), Some("rate_limited")));
+}
+
+#[tokio::test]
+async fn a_patch_that_keeps_the_limit_keeps_the_bucket() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let limit = json!({ "requests": 3, "per_seconds": 60 });
+    let (key, secret) =
+        admin.key(json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": limit })).await;
+    let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
+    for _ in 0..3 {
+        assert_eq!(verify(&admin, &secret, true).await, "allowed");
+    }
+    assert_eq!(verify(&admin, &secret, true).await, "rate_limited");
+    for edit in
+        [json!({ "description": "still limited" }), json!({ "rate_limit": limit }), json!({ "permission": "write" })]
+    {
+        let (s, v) = admin.call(Method::PATCH, &path, Some(edit.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(verify(&admin, &secret, true).await, "rate_limited", "{edit} refilled the bucket");
+    }
+    // A new limit is a new bucket.
+    let (s, _) =
+        admin.call(Method::PATCH, &path, Some(json!({ "rate_limit": { "requests": 4, "per_seconds": 60 } }))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(verify(&admin, &secret, true).await, "allowed");
+}

@@ -81,20 +81,28 @@ pub struct KeyPolicy {
 
 /// A key as the snapshot holds it: its policy, and what its first request
 /// sets up (usage counters shared by every version of the key, and the
-/// limiter of this policy), so idle keys cost no more than their policy.
+/// limiter of its rate limit, handed on to the next version of the key while
+/// the limit stays the same), so idle keys cost no more than their policy.
 #[derive(Debug)]
 pub struct KeyState {
     pub policy: KeyPolicy,
-    runtime: OnceLock<Box<Runtime>>,
+    runtime: OnceLock<Arc<Runtime>>,
 }
 
 #[derive(Debug)]
 pub(super) struct Runtime {
     pub(super) usage: Arc<Counts>,
+    /// The rate limit the limiter was built for.
+    pub(super) quota: Option<Quota>,
+    /// `None` with a `quota`: no limiter could be built for it.
     pub(super) limiter: Option<Limiter>,
 }
 
 impl KeyState {
+    fn new(policy: KeyPolicy) -> Self {
+        KeyState { policy, runtime: OnceLock::new() }
+    }
+
     pub(super) fn runtime(
         &self,
         table: &UsageTable,
@@ -102,11 +110,22 @@ impl KeyState {
         make: fn(Quota) -> Option<Limiter>,
     ) -> &Runtime {
         self.runtime.get_or_init(|| {
-            Box::new(Runtime {
+            Arc::new(Runtime {
                 usage: table.counts(self.policy.id, self.policy.account_id),
+                quota,
                 limiter: quota.and_then(make),
             })
         })
+    }
+
+    /// Takes over the previous version's usage and limiter when the key's
+    /// rate limit did not change, so an edit does not refill its bucket.
+    fn carry_runtime(&self, previous: &KeyState) {
+        if previous.policy.quota == self.policy.quota {
+            if let Some(runtime) = previous.runtime.get() {
+                let _ = self.runtime.set(Arc::clone(runtime));
+            }
+        }
     }
 }
 
@@ -256,8 +275,23 @@ impl KeySet {
         let wanted: HashSet<&str> = changes.retired.iter().map(|r| r.key_id.as_str()).collect();
         let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(wanted.len());
         let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
+        // The version of each changed key this snapshot holds: under the same
+        // secret, or (rotated) under a secret now retired.
+        let rotated_from: HashMap<&str, &Arc<KeyState>> = changes
+            .retired
+            .iter()
+            .filter_map(|r| self.shards[r.hash.shard()].get(&r.hash).map(|s| (r.key_id.as_str(), s)))
+            .filter(|(id, s)| s.policy.id.as_str() == *id)
+            .collect();
         for row in changes.keys {
-            let state = Arc::new(KeyState { policy: row.policy, runtime: OnceLock::new() });
+            let state = Arc::new(KeyState::new(row.policy));
+            let previous = self.shards[row.hash.shard()]
+                .get(&row.hash)
+                .filter(|p| p.policy.id == state.policy.id)
+                .or_else(|| rotated_from.get(state.policy.id.as_str()).copied());
+            if let Some(previous) = previous {
+                state.carry_runtime(previous);
+            }
             if wanted.contains(state.policy.id.as_str()) {
                 by_id.insert(state.policy.id, Arc::clone(&state));
             }
