@@ -328,3 +328,40 @@ async fn a_patch_that_keeps_the_limit_keeps_the_bucket() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(verify(&admin, &secret, true).await, "allowed");
 }
+
+async fn retired_rows(admin: &Admin) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM retired_secrets").fetch_one(&mut c).await.expect("count");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_do_not_pile_up_retired_secrets() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let (key, first) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
+    let rotate = format!("/v1/keys/{}/rotate", key["id"].as_str().expect("id"));
+    let (s, v) = admin.call(Method::POST, &rotate, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let second = v["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(
+        verify(&admin, &first, false).await,
+        "key_revoked",
+        "an old secret past its grace is refused as revoked"
+    );
+    let mut previous = second;
+    for _ in 0..200 {
+        let (s, v) = admin.call(Method::POST, &rotate, Some(json!({ "grace_period_seconds": 3600 }))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(verify(&admin, &previous, false).await, "allowed", "the old secret works in its grace");
+        previous = v["secret"].as_str().expect("secret").to_owned();
+    }
+    let rows = retired_rows(&admin).await;
+    assert!(rows <= 2, "{rows} retired rows after 200 rotations");
+    assert!(admin.reloader.keyset().load().len() <= 3, "the snapshot forgets pruned secrets too");
+    assert_eq!(verify(&admin, &previous, false).await, "allowed");
+    // Pruned: no more a secret of this key than any other unknown secret.
+    assert_eq!(verify(&admin, &first, false).await, "invalid_key");
+}

@@ -341,7 +341,9 @@ mod tests {
     fn every_rate_limit_within_the_bounds_is_enforced() {
         // The period shrinks as requests grow and the window shortens, so
         // the corners bound every accepted value.
-        for (requests, per_seconds) in [(1, 1), (1, MAX_PER_SECONDS), (MAX_REQUESTS, 1), (MAX_REQUESTS, MAX_PER_SECONDS)] {
+        for (requests, per_seconds) in
+            [(1, 1), (1, MAX_PER_SECONDS), (MAX_REQUESTS, 1), (MAX_REQUESTS, MAX_PER_SECONDS)]
+        {
             let quota = Quota { requests, per_seconds };
             assert!(period(quota) >= Duration::from_micros(1), "{quota:?}");
             let limiter = new_limiter(quota).expect("a limiter");

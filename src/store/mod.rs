@@ -239,7 +239,10 @@ mod tests {
     fn redact_hides_passwords() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgresq://u:p@ss:w@h:5432/db"), "postgresq://u:***@h:5432/db");
-        assert_eq!(redact("postgres://u@h/db?sslmode=require&Password=x"), "postgres://u@h/db?sslmode=require&Password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&Password=x"),
+            "postgres://u@h/db?sslmode=require&Password=***"
+        );
         assert_eq!(redact("sqlite://k.db"), "sqlite://k.db");
         assert_eq!(redact("postgres://h/db?application_name=a@b"), "postgres://h/db?application_name=a@b");
         assert_eq!(redact("postgres://u:a?b/c@h/db"), "postgres://u:***@h/db");
