@@ -120,7 +120,11 @@ impl Gateway {
         let scrape = Arc::new(Scrape { metrics, reloader: Arc::clone(&reloader), flusher: Arc::clone(&flusher) });
         let mut metrics_route = Router::new().route("/metrics", get(render_metrics)).with_state(scrape);
         if !config.admin.public_metrics {
+            // The scrape holds every account's key ids and volumes: only a
+            // token not confined to an account may read it. The layer added
+            // last runs first: the token, then its confinement.
             metrics_route = metrics_route
+                .route_layer(axum::middleware::from_fn(admin::require_unconfined))
                 .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), admin::require_token));
         }
         // The dashboard's security headers on `/metrics` too: every admin

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use super::json::{AccountView, JsonBody, ListView};
+use super::json::{not_null, AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
@@ -29,14 +29,16 @@ pub struct CreateAccount {
     api_access: Option<bool>,
 }
 
-/// An edit: absent fields stay as they are.
+/// An edit: absent fields stay as they are; neither can be `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({ "api_access": false }))]
 pub struct UpdateAccount {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     api_access: Option<bool>,
 }
 
@@ -145,7 +147,8 @@ pub async fn show(
 /// Edit an account
 ///
 /// Admin or owner. Turning `api_access` off refuses all the account's keys
-/// (`api_access_disabled`) until it is turned on again.
+/// (`api_access_disabled`) until it is turned on again. A token confined to
+/// the account may rename it; `api_access` is 403 for it.
 #[utoipa::path(
     patch,
     path = "/accounts/{id}",
@@ -175,6 +178,11 @@ pub async fn update(
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
     actor.require_write()?;
+    // The gate is the operator's term for the tenant: a tenant's own token
+    // may rename its account, never lift (or set) its gate.
+    if actor.account_id.is_some() && body.api_access.is_some() {
+        return Err(ApiError::Forbidden("a token confined to an account cannot change its api_access"));
+    }
     let patch = AccountPatch {
         name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
         api_access: body.api_access,

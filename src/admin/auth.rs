@@ -141,6 +141,15 @@ pub async fn require_token(
     Ok(next.run(req).await)
 }
 
+/// After `require_token`: refuses a token confined to an account, for
+/// routes that show every account (`/metrics` when it needs a token).
+pub async fn require_unconfined(req: Request, next: Next) -> Result<Response, ApiError> {
+    match req.extensions().get::<Actor>() {
+        Some(actor) if actor.account_id.is_none() => Ok(next.run(req).await),
+        _ => Err(ApiError::Forbidden("this shows every account: a token confined to one cannot read it")),
+    }
+}
+
 /// The id of an admin request: the caller's `X-Request-Id` when it is a sane
 /// token, a new one otherwise. Echoed on the response and kept in the audit.
 #[derive(Debug, Clone)]

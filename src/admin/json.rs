@@ -75,6 +75,20 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// For PATCH bodies, fields that cannot be cleared: absent stays `None`,
+/// `null` is refused naming the field (rather than read as "leave alone",
+/// which is what absent means).
+pub fn not_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("cannot be null: leave the field out to keep it as it is")),
+    }
+}
+
 /// A key record: every field is present, `null` when unset. Times are
 /// RFC 3339 UTC. The secret itself is never part of it.
 #[derive(Debug, Serialize, ToSchema)]

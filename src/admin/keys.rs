@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use super::json::{nullable, JsonBody, KeyView, ListView, SecretView};
+use super::json::{not_null, nullable, JsonBody, KeyView, ListView, SecretView};
 use super::openapi::{
     Conflict, Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
@@ -71,33 +71,40 @@ pub struct CreateKey {
     metadata: Option<Metadata>,
 }
 
-/// An edit: absent fields stay as they are; `null` clears `description`,
-/// `expires_at` and `rate_limit`. Lists and `metadata` are replaced whole.
+/// An edit: absent fields stay as they are; `null` clears an optional field
+/// (`description`, `expires_at`, `rate_limit`, `allowed_ips`,
+/// `allowed_routes`, `metadata`) and is refused for the others. Lists and
+/// `metadata` are replaced whole.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({ "enabled": false, "expires_at": null, "metadata": { "team": "billing", "ticket": "OPS-42" } }))]
 pub struct UpdateKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     permission: Option<Permission>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(format = DateTime)]
     expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limit: Option<Option<RateLimit>>,
-    #[serde(default)]
-    allowed_ips: Option<Vec<String>>,
-    #[serde(default)]
-    allowed_routes: Option<Vec<RouteRule>>,
-    /// Free-form JSON object, at most 4 KiB.
-    #[serde(default)]
+    /// `null` or `[]`: any client address.
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_ips: Option<Option<Vec<String>>>,
+    /// `null` or `[]`: every route.
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_routes: Option<Option<Vec<RouteRule>>>,
+    /// Free-form JSON object, at most 4 KiB; `null` or `{}`: none.
+    #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Metadata>,
+    metadata: Option<Option<Metadata>>,
 }
 
 /// The body may be empty: the old secret then stops working at once.
@@ -337,9 +344,10 @@ pub async fn update(
         enabled: body.enabled,
         expires_at: body.expires_at.map(|e| e.map(|e| validate::expires_at(&e, now)).transpose()).transpose()?,
         rate_limit: body.rate_limit.map(validate::rate_limit).transpose()?,
-        allowed_ips: body.allowed_ips.map(validate::allowed_ips).transpose()?,
-        allowed_routes: body.allowed_routes.map(validate::allowed_routes).transpose()?,
-        metadata: body.metadata.map(validate::metadata).transpose()?,
+        // `null` clears a list or the metadata: the empty value is "none".
+        allowed_ips: body.allowed_ips.map(|v| validate::allowed_ips(v.unwrap_or_default())).transpose()?,
+        allowed_routes: body.allowed_routes.map(|v| validate::allowed_routes(v.unwrap_or_default())).transpose()?,
+        metadata: body.metadata.map(|v| validate::metadata(v.unwrap_or_default())).transpose()?,
     };
     let (_, after) = state.store.update_key(&id, &patch, &audit).await?;
     state.publish().await;

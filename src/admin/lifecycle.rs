@@ -70,6 +70,11 @@ pub struct VerifyBody {
     /// `allowed_ips` is refused `ip_not_allowed` when it is absent.
     #[serde(default)]
     ip: Option<String>,
+    /// Check without using the key: no usage counted, nothing taken from
+    /// its rate limit (which a dry run does not evaluate: it never answers
+    /// `rate_limited`). A viewer's verify is always a dry run.
+    #[serde(default)]
+    dry_run: Option<bool>,
 }
 
 /// The verify answer: the proxy's decision without the proxying.
@@ -182,7 +187,8 @@ pub async fn report_leak(
 /// Verify a secret
 ///
 /// Any role. The same decision and codes as the proxy, without proxying (for
-/// non-HTTP callers). A refusal is a 200 with `valid: false`.
+/// non-HTTP callers). A refusal is a 200 with `valid: false`. It counts as a
+/// use of the key unless it is a dry run: `dry_run: true`, or any viewer's.
 #[utoipa::path(
     post,
     path = "/keys/verify",
@@ -226,13 +232,18 @@ pub async fn verify(
     let unknown =
         Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
     let Some(p) = visible else { return Ok(Json(unknown)) };
-    // The proxy's own decision: it counts as a use of the key and takes
-    // from its rate limit, as a proxied request would.
     let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip };
-    let decision = keyset.decide(secret, &facts, now_ms(), state.default_quota);
+    // A viewer changes nothing, counters included: its verify is a dry run.
+    // Otherwise the proxy's own decision: it counts as a use of the key and
+    // takes from its rate limit, as a proxied request would.
+    let result = if body.dry_run.unwrap_or(false) || !actor.can_write() {
+        keyset.dry_run(secret, &facts, now_ms()).map(|_| ())
+    } else {
+        keyset.decide(secret, &facts, now_ms(), state.default_quota).result.map(|_| ())
+    };
     let verdict = Verdict {
-        valid: decision.result.is_ok(),
-        code: decision.result.err().map_or("allowed", Refusal::code),
+        valid: result.is_ok(),
+        code: result.err().map_or("allowed", Refusal::code),
         key_id: Some(p.id.to_string()),
         account_id: Some(p.account_id.to_string()),
         permission: Some(p.permission),

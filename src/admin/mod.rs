@@ -28,7 +28,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{require_token, Actor, Role};
+pub use auth::{require_token, require_unconfined, Actor, Role};
 
 use crate::config::Config;
 use crate::keys::{KeyHash, Quota};

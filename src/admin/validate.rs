@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use crate::clock::parse_rfc3339;
 use crate::keys::cidr::IpNet;
+use crate::keys::decision::{MAX_PER_SECONDS, MAX_REQUESTS};
 use crate::store::{Metadata, RateLimit, RouteRule};
 
 pub const MAX_NAME: usize = 200;
@@ -48,13 +49,18 @@ pub fn expires_at(value: &str, now_ms: i64) -> Result<i64, ApiError> {
     Ok(at)
 }
 
+/// Within bounds every limiter can enforce (`keys::decision`): a limit is
+/// never dropped for being too fine to build.
 pub fn rate_limit(value: Option<RateLimit>) -> Result<Option<RateLimit>, ApiError> {
     if let Some(r) = value {
-        if r.requests == 0 {
-            return Err(ApiError::invalid("rate_limit.requests", "must be at least 1"));
+        if !(1..=MAX_REQUESTS).contains(&r.requests) {
+            return Err(ApiError::invalid("rate_limit.requests", format!("must be between 1 and {MAX_REQUESTS}")));
         }
-        if r.per_seconds == 0 || r.per_seconds > 86_400 {
-            return Err(ApiError::invalid("rate_limit.per_seconds", "must be between 1 and 86400"));
+        if !(1..=MAX_PER_SECONDS).contains(&r.per_seconds) {
+            return Err(ApiError::invalid(
+                "rate_limit.per_seconds",
+                format!("must be between 1 and {MAX_PER_SECONDS}"),
+            ));
         }
     }
     Ok(value)

@@ -2,6 +2,7 @@
 //! problem is collected with its field path, none stops the others.
 
 use super::{Config, FieldError};
+use crate::store::redact;
 
 impl Config {
     /// Checks what types alone cannot: URLs, prefixes, ranges, files.
@@ -23,7 +24,12 @@ impl Config {
         }
         let url = &self.store.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            err("store.url", format!("must start with sqlite:// or postgres://, got {url:?}"));
+            err("store.url", format!("must start with sqlite:// or postgres://, got {:?}", redact(url)));
+        } else if url.starts_with("postgres") {
+            // sqlx's parse errors name the part at fault, never its value.
+            if let Err(e) = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url) {
+                err("store.url", format!("not a PostgreSQL URL ({e}): {:?}", redact(url)));
+            }
         }
         if self.proxy.max_connections == 0 || self.proxy.max_connections < self.proxy.workers {
             // Each thread's socket takes its own share of new connections:
@@ -135,16 +141,17 @@ impl Config {
 }
 
 fn check_upstream_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL {url:?}: {e}"))?;
+    let shown = redact(url);
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL {shown:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("must be an http:// or https:// URL, got {url:?}")),
+        _ => return Err(format!("must be an http:// or https:// URL, got {shown:?}")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("has no host: {url:?}"));
+        return Err(format!("has no host: {shown:?}"));
     }
     if uri.query().is_some() {
-        return Err(format!("must not have a query string: {url:?}"));
+        return Err(format!("must not have a query string: {shown:?}"));
     }
     Ok(())
 }

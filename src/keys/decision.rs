@@ -110,13 +110,14 @@ impl KeySet {
             Err(refusal) => return Decision { result: Err(refusal), rate: None },
         };
         let state = found.state;
-        let quota = state.policy.quota.or(default_quota);
-        let runtime = state.runtime(self.usage(), quota, new_limiter);
+        let runtime = state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter);
         let mut rate = None;
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
-            let (allowed, info) = match (quota, &runtime.limiter) {
+            let (allowed, info) = match (runtime.quota, &runtime.limiter) {
                 (Some(quota), Some(limiter)) => limit(limiter, quota),
-                _ => (true, None),
+                // A limit that could not be built is never dropped: refused.
+                (Some(_), None) => (false, None),
+                (None, _) => (true, None),
             };
             rate = info;
             if allowed {
@@ -129,6 +130,20 @@ impl KeySet {
             runtime.usage.record(i, now_ms);
         }
         Decision { result: outcome.map(|()| state.policy.identity()), rate }
+    }
+}
+
+impl KeySet {
+    /// `decide` without its side effects, for a dry-run verify: the key
+    /// checks and the restrictions, but nothing taken from the rate limit and
+    /// nothing counted. The limiter cannot be read without taking from it,
+    /// so a dry run does not evaluate the rate limit: it never answers
+    /// `rate_limited`.
+    pub fn dry_run(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64) -> Result<Identity, Refusal> {
+        let found = self.find(key)?;
+        found.status(facts.method, now_ms)?;
+        restrictions(found.state, facts)?;
+        Ok(found.state.policy.identity())
     }
 }
 
@@ -179,10 +194,18 @@ fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
     }
 }
 
+/// Most requests a key's rate limit may allow in its window.
+pub const MAX_REQUESTS: u32 = 1_000_000;
+/// Longest window of a key's rate limit: a day.
+pub const MAX_PER_SECONDS: u32 = 86_400;
+
+/// The time one request takes from the bucket; at least 1 µs within the
+/// bounds above, never zero.
 fn period(quota: Quota) -> Duration {
-    Duration::from_secs(u64::from(quota.per_seconds)) / quota.requests.max(1)
+    (Duration::from_secs(u64::from(quota.per_seconds)) / quota.requests.max(1)).max(Duration::from_nanos(1))
 }
 
+/// `None` only for a quota of no requests (which `decide` refuses).
 fn new_limiter(quota: Quota) -> Option<Limiter> {
     let burst = NonZeroU32::new(quota.requests)?;
     let gq = governor::Quota::with_period(period(quota))?.allow_burst(burst);
@@ -293,6 +316,70 @@ mod tests {
         let counts = &set.usage().all()[0];
         assert_eq!(counts.outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 3);
         assert_eq!(counts.outcomes[8].load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_dry_run_spends_nothing_and_counts_nothing() {
+        let mut p = policy();
+        p.quota = Some(Quota { requests: 2, per_seconds: 60 });
+        p.restrictions = compile_restrictions(&["10.0.0.0/8".into()], &[]).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let inside = facts(&get, "/", "10.0.0.1");
+        for _ in 0..10 {
+            assert!(set.dry_run(key.as_bytes(), &inside, 0).is_ok());
+        }
+        assert_eq!(set.dry_run(key.as_bytes(), &facts(&get, "/", "192.0.2.1"), 0), Err(Refusal::IpNotAllowed));
+        assert_eq!(set.dry_run(b"kg_live_nope", &inside, 0), Err(Refusal::InvalidKey));
+        assert!(set.usage().all().is_empty(), "nothing counted");
+        assert!(set.decide(key.as_bytes(), &inside, 0, None).result.is_ok());
+        assert!(set.decide(key.as_bytes(), &inside, 0, None).result.is_ok());
+        assert_eq!(set.decide(key.as_bytes(), &inside, 0, None).result, Err(Refusal::RateLimited));
+    }
+
+    #[test]
+    fn every_rate_limit_within_the_bounds_is_enforced() {
+        // The period shrinks as requests grow and the window shortens, so
+        // the corners bound every accepted value.
+        for (requests, per_seconds) in
+            [(1, 1), (1, MAX_PER_SECONDS), (MAX_REQUESTS, 1), (MAX_REQUESTS, MAX_PER_SECONDS)]
+        {
+            let quota = Quota { requests, per_seconds };
+            assert!(period(quota) >= Duration::from_micros(1), "{quota:?}");
+            let limiter = new_limiter(quota).expect("a limiter");
+            let n = |n: u32| NonZeroU32::new(n).expect("non-zero");
+            assert!(limiter.check_n(n(requests + 1)).is_err(), "{quota:?}: more than the limit is refused");
+            assert!(limiter.check_n(n(requests)).is_ok_and(|r| r.is_ok()), "{quota:?}: the limit is the burst");
+        }
+        // Out of bounds (as a row written before the bounds): still limited.
+        let huge = Quota { requests: u32::MAX, per_seconds: 1 };
+        assert!(new_limiter(huge).is_some(), "the period is never zero");
+        let mut p = policy();
+        p.quota = Some(Quota { requests: 0, per_seconds: 60 });
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let refused = set.decide(key.as_bytes(), &facts(&get, "/", "127.0.0.1"), 0, None);
+        assert_eq!(refused.result, Err(Refusal::RateLimited), "a limit that cannot be built refuses");
+    }
+
+    #[test]
+    fn an_edit_that_keeps_the_limit_keeps_the_bucket() {
+        let (set, key) = set_with(KeyPolicy { quota: Some(Quota { requests: 1, per_seconds: 60 }), ..policy() });
+        let get = Method::GET;
+        let f = facts(&get, "/", "127.0.0.1");
+        assert!(set.decide(key.as_bytes(), &f, 0, None).result.is_ok());
+        let hash = crate::keys::KeyHash::of(key.as_bytes());
+        let edit = |set: &KeySet, p: KeyPolicy| {
+            set.apply(Changes { revision: 2, keys: vec![PolicyRow { hash, policy: p }], retired: vec![] })
+        };
+        let renamed = edit(&set, KeyPolicy { permission: Permission::Read, ..set_policy(&set) });
+        assert_eq!(renamed.decide(key.as_bytes(), &f, 0, None).result, Err(Refusal::RateLimited));
+        let raised = edit(&renamed, KeyPolicy { quota: Some(Quota { requests: 2, per_seconds: 60 }), ..policy() });
+        assert!(raised.decide(key.as_bytes(), &f, 0, None).result.is_ok(), "a new limit is a new bucket");
+    }
+
+    fn set_policy(set: &KeySet) -> KeyPolicy {
+        set.keys().next().expect("a key").policy.clone()
     }
 
     #[test]

@@ -2,6 +2,7 @@ pub mod cidr;
 pub mod decision;
 pub mod format;
 pub mod policy;
+mod retired;
 pub mod snapshot;
 
 pub use decision::{Decision, Facts, Quota, RateInfo, Restrictions};

@@ -7,7 +7,7 @@
 //! of sorted hashes, searched by interpolation — the hashes are uniformly
 //! distributed, so the first probe lands within a few slots — which keeps a
 //! million keys in 40 bytes of index each, with no hash-table slack. Secrets
-//! replaced by rotation sit in a small side map. Changes are applied
+//! replaced by rotation sit in a side map (`retired`). Changes are applied
 //! copy-on-write: `apply` builds the next snapshot off the request path,
 //! rebuilding only the shards the change touches, and the reloader publishes
 //! it with one `ArcSwap::store`.
@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use super::decision::{Limiter, Quota, Restrictions};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
+use super::retired::{Entry, Retired};
 use crate::usage::{Counts, UsageTable};
 
 const SHARDS: usize = 256;
@@ -81,20 +82,28 @@ pub struct KeyPolicy {
 
 /// A key as the snapshot holds it: its policy, and what its first request
 /// sets up (usage counters shared by every version of the key, and the
-/// limiter of this policy), so idle keys cost no more than their policy.
+/// limiter of its rate limit, handed on to the next version of the key while
+/// the limit stays the same), so idle keys cost no more than their policy.
 #[derive(Debug)]
 pub struct KeyState {
     pub policy: KeyPolicy,
-    runtime: OnceLock<Box<Runtime>>,
+    runtime: OnceLock<Arc<Runtime>>,
 }
 
 #[derive(Debug)]
 pub(super) struct Runtime {
     pub(super) usage: Arc<Counts>,
+    /// The rate limit the limiter was built for.
+    pub(super) quota: Option<Quota>,
+    /// `None` with a `quota`: no limiter could be built for it.
     pub(super) limiter: Option<Limiter>,
 }
 
 impl KeyState {
+    fn new(policy: KeyPolicy) -> Self {
+        KeyState { policy, runtime: OnceLock::new() }
+    }
+
     pub(super) fn runtime(
         &self,
         table: &UsageTable,
@@ -102,11 +111,22 @@ impl KeyState {
         make: fn(Quota) -> Option<Limiter>,
     ) -> &Runtime {
         self.runtime.get_or_init(|| {
-            Box::new(Runtime {
+            Arc::new(Runtime {
                 usage: table.counts(self.policy.id, self.policy.account_id),
+                quota,
                 limiter: quota.and_then(make),
             })
         })
+    }
+
+    /// Takes over the previous version's usage and limiter when the key's
+    /// rate limit did not change, so an edit does not refill its bucket.
+    fn carry_runtime(&self, previous: &KeyState) {
+        if previous.policy.quota == self.policy.quota {
+            if let Some(runtime) = previous.runtime.get() {
+                let _ = self.runtime.set(Arc::clone(runtime));
+            }
+        }
     }
 }
 
@@ -207,7 +227,7 @@ impl Changes {
 #[derive(Clone)]
 pub struct KeySet {
     shards: Arc<[Arc<Shard>]>,
-    retired: Arc<HashMap<KeyHash, (Arc<KeyState>, i64)>>,
+    retired: Retired,
     usage: Arc<UsageTable>,
     revision: i64,
 }
@@ -227,7 +247,7 @@ impl fmt::Debug for KeySet {
 impl KeySet {
     pub fn empty() -> Self {
         let shards: Vec<Arc<Shard>> = (0..SHARDS).map(|_| Arc::new(Shard::default())).collect();
-        KeySet { shards: shards.into(), retired: Arc::default(), usage: Arc::default(), revision: 0 }
+        KeySet { shards: shards.into(), retired: Retired::empty(), usage: Arc::default(), revision: 0 }
     }
 
     /// The store revision this snapshot reflects.
@@ -251,25 +271,58 @@ impl KeySet {
     }
 
     /// The next snapshot: this one with `changes` applied. Shards the change
-    /// does not touch are shared with this snapshot, not copied.
+    /// does not touch (of the index and of the retired secrets) are shared
+    /// with this snapshot, not copied.
     pub fn apply(&self, changes: Changes) -> KeySet {
         let wanted: HashSet<&str> = changes.retired.iter().map(|r| r.key_id.as_str()).collect();
         let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(wanted.len());
         let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
+        let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
+        // The version of each changed key this snapshot holds: under the same
+        // secret, or (rotated) under a secret now retired.
+        let rotated_from: HashMap<&str, &Arc<KeyState>> = changes
+            .retired
+            .iter()
+            .filter_map(|r| self.shards[r.hash.shard()].get(&r.hash).map(|s| (r.key_id.as_str(), s)))
+            .filter(|(id, s)| s.policy.id.as_str() == *id)
+            .collect();
+        // Rotated keys whose version here was not found that way: its secret
+        // was pruned from the store since, and must be looked for by id.
+        let mut lost: HashMap<InlineId, KeyHash> = HashMap::new();
+        let mut changed = Vec::with_capacity(changes.keys.len());
         for row in changes.keys {
-            let state = Arc::new(KeyState { policy: row.policy, runtime: OnceLock::new() });
-            if wanted.contains(state.policy.id.as_str()) {
-                by_id.insert(state.policy.id, Arc::clone(&state));
+            let state = Arc::new(KeyState::new(row.policy));
+            let id = state.policy.id;
+            let previous = self.shards[row.hash.shard()]
+                .get(&row.hash)
+                .filter(|p| p.policy.id == id)
+                .or_else(|| rotated_from.get(id.as_str()).copied());
+            match previous {
+                Some(previous) => state.carry_runtime(previous),
+                None if wanted.contains(id.as_str()) && !self.is_empty() => {
+                    lost.insert(id, row.hash);
+                }
+                None => {}
             }
+            if wanted.contains(id.as_str()) {
+                by_id.insert(id, Arc::clone(&state));
+            }
+            changed.push(id);
             added[row.hash.shard()].push((row.hash, state));
         }
+        if !lost.is_empty() {
+            for (hash, state) in self.shards.iter().flat_map(|s| s.hashes.iter().zip(s.states.iter())) {
+                if lost.get(&state.policy.id).is_some_and(|current| current != hash) {
+                    removed[hash.shard()].insert(*hash);
+                }
+            }
+        }
         // A rotated key's old secret leaves the index for the retired map.
-        let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
-        let mut retired = (*self.retired).clone();
+        let mut entries = Vec::with_capacity(changes.retired.len());
         for row in changes.retired {
             let Some(state) = InlineId::new(&row.key_id).and_then(|id| by_id.get(&id)) else { continue };
             removed[row.hash.shard()].insert(row.hash);
-            retired.insert(row.hash, (Arc::clone(state), row.valid_until));
+            entries.push(Entry { hash: row.hash, state: Arc::clone(state), valid_until: row.valid_until });
         }
         let shards: Vec<Arc<Shard>> = self
             .shards
@@ -285,7 +338,7 @@ impl KeySet {
             .collect();
         KeySet {
             shards: shards.into(),
-            retired: Arc::new(retired),
+            retired: self.retired.replace(&changed, entries),
             usage: Arc::clone(&self.usage),
             revision: changes.revision.max(self.revision),
         }
@@ -295,10 +348,12 @@ impl KeySet {
         if let Some(state) = self.shards[hash.shard()].get(hash) {
             return Some(Found { state, valid_until: None });
         }
-        if self.retired.is_empty() {
-            return None;
-        }
         self.retired.get(hash).map(|(state, until)| Found { state, valid_until: Some(*until) })
+    }
+
+    #[cfg(test)]
+    pub(super) fn retired(&self) -> &Retired {
+        &self.retired
     }
 
     /// Every key once, for the metrics collector and tests.
@@ -392,12 +447,12 @@ impl KeyPolicy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::keys::format::generate;
     use http::Method;
 
-    fn policy(id: &str) -> KeyPolicy {
+    pub(in crate::keys) fn policy(id: &str) -> KeyPolicy {
         KeyPolicy {
             id: InlineId::new(id).expect("short id"),
             account_id: InlineId::new("acc_1").expect("short id"),

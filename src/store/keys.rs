@@ -274,6 +274,14 @@ impl Store {
             if revoked_at.is_some() {
                 return Err(StoreError::Conflict("the key is revoked".into()));
             }
+            // Old secrets whose grace was already over are forgotten now, so a
+            // key keeps at most two (the one this rotation retires, and the one
+            // whose grace it ends) whatever its rotation history.
+            sqlx::query("DELETE FROM retired_secrets WHERE key_id = $1 AND valid_until <= $2")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("INSERT INTO retired_secrets (secret_hash, key_id, valid_until, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(&old_hash)
                 .bind(id)

@@ -25,7 +25,7 @@ pub struct AccountPatch {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({ "requests": 100, "per_seconds": 60 }))]
 pub struct RateLimit {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub requests: u32,
     #[schema(minimum = 1, maximum = 86400)]
     pub per_seconds: u32,
