@@ -5,7 +5,7 @@
 //! The outcomes are derived from the refusal list (`Refusal::ALL`): `allowed`
 //! and every refusal that names a key, in that order — adding a refusal adds
 //! its counter. This module only counts; writing counts to the store is the
-//! flusher's (`crate::usage`), reading them for Prometheus is the metrics
+//! usage flusher's, reading them for Prometheus is the metrics
 //! collector's. The request path takes no lock here.
 
 use std::collections::HashMap;
