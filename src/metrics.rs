@@ -22,9 +22,9 @@ use prometheus::{
 };
 
 use crate::clock::now_ms;
-use crate::keys::{KeySet, Refusal};
+use crate::keys::{Counts, KeySet, Outcome, Refusal};
 use crate::reload::Reloader;
-use crate::usage::{Counts, Flusher, OUTCOMES};
+use crate::usage::Flusher;
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -215,23 +215,23 @@ impl Collector for KeyCollector {
         let (kept, rest) = used.split_at(split);
         let mut metrics = Vec::new();
         for (_, counts) in kept {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
-                let v = counts.outcomes[i].load(Ordering::Relaxed);
+            for outcome in Outcome::ALL {
+                let v = counts.get(outcome);
                 if v > 0 {
-                    metrics.push(series(counts.key_id.as_str(), counts.account_id.as_str(), outcome, v));
+                    metrics.push(series(counts.key_id.as_str(), counts.account_id.as_str(), outcome.code(), v));
                 }
             }
         }
         if !rest.is_empty() {
-            let mut sums = [0u64; 9];
+            let mut sums = [0u64; Outcome::COUNT];
             for (_, counts) in rest {
-                for (i, sum) in sums.iter_mut().enumerate() {
-                    *sum += counts.outcomes[i].load(Ordering::Relaxed);
+                for outcome in Outcome::ALL {
+                    sums[outcome.index()] += counts.get(outcome);
                 }
             }
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
-                if sums[i] > 0 {
-                    metrics.push(series("other", "other", outcome, sums[i]));
+            for outcome in Outcome::ALL {
+                if sums[outcome.index()] > 0 {
+                    metrics.push(series("other", "other", outcome.code(), sums[outcome.index()]));
                 }
             }
         }

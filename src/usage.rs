@@ -1,129 +1,22 @@
-//! Per-key usage: request counts by outcome and the last-used time, counted
-//! in memory with atomics on the request path, and written to the store in
-//! batches (write-behind) by the flusher.
+//! The write-behind usage flusher: writes the per-key counters the request
+//! path keeps (`crate::keys::counters`) to the store in batches.
 //!
-//! A key's counters live in the `UsageTable`, shared by every snapshot
-//! version of that key, so edits, rotations and reloads never drop a count. The flusher
-//! writes increments (`usage_count + n`), never absolute values, so replicas
-//! sharing a store add up; a failed flush leaves the counts in memory and the
-//! next one retries them. The request path takes no lock here.
+//! It writes increments (`usage_count + n`), never absolute values, so
+//! replicas sharing a store add up; a failed flush leaves the counts in
+//! memory and the next one retries them. Counting itself is not done here.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::clock::now_ms;
-use crate::keys::{InlineId, KeySet, Refusal};
+use crate::keys::{KeySet, Outcome};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, UsageDelta};
 
 const HOUR_MS: i64 = 3_600_000;
-
-/// Outcomes counted per key: `allowed` and every refusal a known key can get.
-pub const OUTCOMES: [&str; 9] = [
-    "allowed",
-    "key_expired",
-    "key_disabled",
-    "key_revoked",
-    "api_access_disabled",
-    "insufficient_permission",
-    "ip_not_allowed",
-    "route_not_allowed",
-    "rate_limited",
-];
-
-/// Index into `OUTCOMES`; `None` for refusals that name no key.
-pub fn outcome_index(outcome: Result<(), Refusal>) -> Option<usize> {
-    match outcome {
-        Ok(()) => Some(0),
-        Err(Refusal::KeyExpired) => Some(1),
-        Err(Refusal::KeyDisabled) => Some(2),
-        Err(Refusal::KeyRevoked) => Some(3),
-        Err(Refusal::ApiAccessDisabled) => Some(4),
-        Err(Refusal::InsufficientPermission) => Some(5),
-        Err(Refusal::IpNotAllowed) => Some(6),
-        Err(Refusal::RouteNotAllowed) => Some(7),
-        Err(Refusal::RateLimited) => Some(8),
-        Err(Refusal::MissingKey | Refusal::InvalidKey) => None,
-    }
-}
-
-/// One key's counters, created on the key's first request and shared by
-/// every snapshot version of the key through the `UsageTable`.
-#[derive(Debug)]
-pub struct Counts {
-    pub key_id: InlineId,
-    pub account_id: InlineId,
-    /// Monotonic totals per outcome, for metrics.
-    pub outcomes: [AtomicU64; 9],
-    /// Unix ms of the last allowed request.
-    pub last_used_ms: AtomicI64,
-    /// How many requests of each outcome the store already has (flusher only).
-    flushed: [AtomicU64; 9],
-}
-
-impl Counts {
-    fn new(key_id: InlineId, account_id: InlineId) -> Self {
-        Counts {
-            key_id,
-            account_id,
-            outcomes: Default::default(),
-            last_used_ms: AtomicI64::new(0),
-            flushed: Default::default(),
-        }
-    }
-
-    /// Counts one request; allowed requests also set the last-used time.
-    pub fn record(&self, outcome: usize, now_ms: i64) {
-        self.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
-        if outcome == 0 {
-            self.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.outcomes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Requests of each outcome not yet in the store.
-    fn pending(&self) -> [u64; 9] {
-        std::array::from_fn(|i| {
-            self.outcomes[i].load(Ordering::Relaxed).saturating_sub(self.flushed[i].load(Ordering::Relaxed))
-        })
-    }
-}
-
-/// The counters of every key used since the process started, by key id.
-/// Looked up once per key and policy version (the snapshot's key keeps the
-/// `Arc`), so the request path does not come here; the flusher and the
-/// metrics collector walk it instead of the whole snapshot, so their work
-/// follows the keys in use, not the keys that exist.
-#[derive(Debug, Default)]
-pub struct UsageTable {
-    map: RwLock<HashMap<InlineId, Arc<Counts>>>,
-}
-
-impl UsageTable {
-    /// The key's counters, created on first use.
-    pub fn counts(&self, key_id: InlineId, account_id: InlineId) -> Arc<Counts> {
-        if let Some(c) = self.map.read().ok().and_then(|m| m.get(&key_id).cloned()) {
-            return c;
-        }
-        match self.map.write() {
-            Ok(mut m) => Arc::clone(m.entry(key_id).or_insert_with(|| Arc::new(Counts::new(key_id, account_id)))),
-            // A poisoned table still counts, just not for the flusher.
-            Err(_) => Arc::new(Counts::new(key_id, account_id)),
-        }
-    }
-
-    /// Every key's counters.
-    pub fn all(&self) -> Vec<Arc<Counts>> {
-        self.map.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
-    }
-}
 
 /// Keys written per usage transaction, see `Flusher::flush`.
 const FLUSH_CHUNK: usize = 500;
@@ -177,14 +70,13 @@ impl Flusher {
             }
             batch.push(UsageDelta {
                 key_id: counts.key_id.to_string(),
-                requests: pending[0] as i64,
-                last_used_ms: counts.last_used_ms.load(Ordering::Relaxed),
+                requests: pending[Outcome::ALLOWED.index()] as i64,
+                last_used_ms: counts.last_used_ms(),
                 hour,
-                outcomes: pending
+                outcomes: Outcome::ALL
                     .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(i, n)| (OUTCOMES[i], *n as i64))
+                    .filter(|o| pending[o.index()] > 0)
+                    .map(|o| (o.code(), pending[o.index()] as i64))
                     .collect(),
             });
             marks.push((counts, pending));
@@ -201,9 +93,7 @@ impl Flusher {
                 return Err(e);
             }
             for (counts, pending) in marks {
-                for (flushed, n) in counts.flushed.iter().zip(pending) {
-                    flushed.fetch_add(*n, Ordering::Relaxed);
-                }
+                counts.mark_flushed(pending);
             }
         }
         self.last_success_ms.store(now_ms(), Ordering::Relaxed);
@@ -248,38 +138,5 @@ impl Flusher {
                 this.prune().await;
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_shared_by_key_id() {
-        let table = UsageTable::default();
-        let id = InlineId::new("key_1").expect("id");
-        let acc = InlineId::new("acc_1").expect("id");
-        let c = table.counts(id, acc);
-        c.record(0, 10);
-        table.counts(id, acc).record(0, 5);
-        c.record(8, 20);
-        assert_eq!(table.all().len(), 1);
-        assert_eq!(c.outcomes[0].load(Ordering::Relaxed), 2);
-        assert_eq!(c.total(), 3);
-        assert_eq!(c.pending()[0], 2);
-        assert_eq!(c.pending()[8], 1);
-        assert_eq!(c.last_used_ms.load(Ordering::Relaxed), 10, "refusals don't count as use");
-    }
-
-    #[test]
-    fn every_key_refusal_has_an_outcome() {
-        for r in Refusal::ALL {
-            let idx = outcome_index(Err(r));
-            match r {
-                Refusal::MissingKey | Refusal::InvalidKey => assert_eq!(idx, None),
-                _ => assert_eq!(OUTCOMES[idx.expect("indexed")], r.code()),
-            }
-        }
     }
 }

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AdminState;
-use crate::keys::format::new_id;
+use crate::contract::{bearer, RequestId, X_REQUEST_ID};
 use crate::keys::KeyHash;
 use crate::store::AuditContext;
 
@@ -111,7 +110,7 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let header = req.headers().get(AUTHORIZATION).ok_or(ApiError::MissingToken)?;
-    let token = bearer(header.as_bytes()).ok_or(ApiError::InvalidToken)?;
+    let token = bearer::token(header.as_bytes()).filter(|t| !t.is_empty()).ok_or(ApiError::InvalidToken)?;
     let hash = KeyHash::of(token);
     let actor = match &state.owner_token {
         Some(owner) if bool::from(owner.as_bytes().ct_eq(hash.as_bytes())) => {
@@ -133,7 +132,7 @@ pub async fn require_token(
     let audit = AuditContext {
         actor_id: actor.id.clone(),
         actor_name: actor.name.clone(),
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned()),
         source_ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
     };
     req.extensions_mut().insert(actor);
@@ -150,48 +149,23 @@ pub async fn require_unconfined(req: Request, next: Next) -> Result<Response, Ap
     }
 }
 
-/// The id of an admin request: the caller's `X-Request-Id` when it is a sane
-/// token, a new one otherwise. Echoed on the response and kept in the audit.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+tokio::task_local! {
+    /// The id of the admin request this task serves, for the problems it
+    /// answers with (`ApiError` has no request to read it from).
+    static REQUEST_ID: RequestId;
+}
 
+/// The request id of the admin request being served, if any.
+pub fn current_request_id() -> Option<RequestId> {
+    REQUEST_ID.try_with(RequestId::clone).ok()
+}
+
+/// Gives every admin request its id (`crate::contract::RequestId`, the
+/// proxy's rule): in its extensions, in its problems and on its response.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| new_id("req"));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(req).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    let id = RequestId::from_headers(req.headers());
+    req.extensions_mut().insert(id.clone());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    response.headers_mut().insert(X_REQUEST_ID, id.header_value());
     response
-}
-
-/// The token of `Bearer <token>` (scheme case-insensitive).
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bearer;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"Basic abc"), None);
-        assert_eq!(bearer(b"Bearer "), None);
-    }
 }

@@ -1,11 +1,16 @@
 //! The admin API's one error type and its one mapping to an
-//! `application/problem+json` response with a stable `code`. Handlers return
+//! `application/problem+json` response (`crate::contract::Problem`) with a
+//! stable `code` (`AdminCode`) and the request id. Handlers return
 //! `Result<_, ApiError>`; causes are logged here, never sent.
+
+use std::borrow::Cow;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::auth::current_request_id;
+use crate::contract::{AdminCode, Problem, RequestId, PROBLEM_JSON};
+use crate::keys::Refusal;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -28,10 +33,7 @@ pub enum ApiError {
     /// 403: the token's role may not do this.
     Forbidden(&'static str),
     /// 403 with a specific code, e.g. `api_access_disabled`.
-    Refused {
-        code: &'static str,
-        message: String,
-    },
+    Refused(AdminCode, String),
     NotFound,
     /// 409: the record is in a state that forbids the change.
     Conflict(String),
@@ -48,30 +50,29 @@ impl ApiError {
         ApiError::Invalid { field: field.to_owned(), message: message.into() }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    /// The API access refusal, in the proxy's words.
+    pub fn api_access_disabled() -> Self {
+        ApiError::Refused(AdminCode::ApiAccessDisabled, Refusal::ApiAccessDisabled.title().to_owned())
+    }
+
+    fn parts(&self) -> (AdminCode, Cow<'_, str>) {
         match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_json", m.clone()),
-            ApiError::InvalidParameter(m) => (StatusCode::BAD_REQUEST, "invalid_parameter", m.clone()),
+            ApiError::BadRequest(m) => (AdminCode::InvalidJson, Cow::Borrowed(m)),
+            ApiError::InvalidParameter(m) => (AdminCode::InvalidParameter, Cow::Borrowed(m)),
             ApiError::Invalid { field, message } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("{field}: {message}"))
+                (AdminCode::ValidationFailed, Cow::Owned(format!("{field}: {message}")))
             }
-            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token", "An admin token is required".into()),
-            ApiError::InvalidToken => {
-                (StatusCode::UNAUTHORIZED, "invalid_token", "The admin token is not valid".into())
+            ApiError::MissingToken => (AdminCode::MissingToken, Cow::Borrowed("An admin token is required")),
+            ApiError::InvalidToken => (AdminCode::InvalidToken, Cow::Borrowed("The admin token is not valid")),
+            ApiError::Forbidden(m) => (AdminCode::Forbidden, Cow::Borrowed(m)),
+            ApiError::Refused(code, m) => (*code, Cow::Borrowed(m)),
+            ApiError::NotFound => (AdminCode::NotFound, Cow::Borrowed("No such record")),
+            ApiError::Conflict(m) => (AdminCode::Conflict, Cow::Borrowed(m)),
+            ApiError::TooLarge => (AdminCode::BodyTooLarge, Cow::Borrowed("The request body is too large")),
+            ApiError::StoreUnavailable => {
+                (AdminCode::StoreUnavailable, Cow::Borrowed("The store is unreachable; nothing was changed"))
             }
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).to_owned()),
-            ApiError::Refused { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "No such record".into()),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
-            ApiError::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large".into())
-            }
-            ApiError::StoreUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "The store is unreachable; nothing was changed".into(),
-            ),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error".into()),
+            ApiError::Internal(_) => (AdminCode::Internal, Cow::Borrowed("Internal error")),
         }
     }
 }
@@ -90,59 +91,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// RFC 9457 problem details, as on the proxy.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({
-    "type": "https://keygate.dev/problems/validation_failed",
-    "title": "Unprocessable Entity",
-    "status": 422,
-    "code": "validation_failed",
-    "detail": "expires_at: must be in the future",
-    "field": "expires_at"
-}))]
-pub struct Problem<'a> {
-    /// `https://keygate.dev/problems/{code}`.
-    #[serde(rename = "type")]
-    #[schema(format = "uri")]
-    pub kind: String,
-    /// The reason phrase of `status`.
-    pub title: &'a str,
-    /// The HTTP status, repeated.
-    pub status: u16,
-    /// Stable, machine-readable: match on this, not on `detail`.
-    pub code: &'a str,
-    /// For people; the wording may change.
-    pub detail: &'a str,
-    /// Only on `validation_failed`: the body field or query parameter at
-    /// fault, e.g. `expires_at` or `.allowed_routes[0].path_prefix`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub field: Option<&'a str>,
-}
-
 impl ApiError {
     /// The status and the problem body this error answers with.
-    fn problem(&self) -> (StatusCode, Vec<u8>) {
-        let (status, code, detail) = self.parts();
+    fn problem(&self, request_id: Option<&str>) -> (StatusCode, Vec<u8>) {
+        let (code, detail) = self.parts();
+        let status = code.status();
         let field = match self {
             ApiError::Invalid { field, .. } => Some(field.as_str()),
             _ => None,
         };
-        let problem = Problem {
-            kind: format!("https://keygate.dev/problems/{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            code,
-            detail: &detail,
-            field,
-        };
-        (status, serde_json::to_vec(&problem).unwrap_or_default())
+        let problem = Problem::new(status, code.code(), status.canonical_reason().unwrap_or("Error"))
+            .detail(Some(&detail))
+            .field(field)
+            .request_id(request_id);
+        (status, problem.to_json())
     }
 
     /// The body this error answers with, as JSON: the examples of the
     /// OpenAPI document are made with it, so they cannot drift from the wire.
     pub fn example(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.problem().1).unwrap_or_default()
+        serde_json::from_slice(&self.problem(None).1).unwrap_or_default()
     }
 }
 
@@ -151,10 +119,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(cause = %cause, "admin request failed");
         }
-        let (status, body) = self.problem();
+        let request_id = current_request_id();
+        let (status, body) = self.problem(request_id.as_ref().map(RequestId::as_str));
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate-admin\""));
         }

@@ -199,10 +199,7 @@ pub async fn create(
         other => other?,
     };
     if !account.api_access {
-        return Err(ApiError::Refused {
-            code: "api_access_disabled",
-            message: "API access is disabled for this account".into(),
-        });
+        return Err(ApiError::api_access_disabled());
     }
     let environment = body.environment.unwrap_or(Environment::Live);
     let prefix = match environment {

@@ -17,7 +17,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
+use crate::contract::{Problem, PROBLEM_JSON};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -94,7 +95,7 @@ fn problem(description: &str, errors: &[(&str, ApiError)]) -> Response {
     let examples = errors.iter().map(|(name, e)| (*name, ExampleBuilder::new().value(Some(e.example())).build()));
     let content =
         ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).examples_from_iter(examples).build();
-    ResponseBuilder::new().description(description).content("application/problem+json", content).build()
+    ResponseBuilder::new().description(description).content(PROBLEM_JSON, content).build()
 }
 
 /// Declares a reusable problem response (`#/components/responses/NAME`)
@@ -169,13 +170,7 @@ problem_response!(
     [
         ("read_only", ApiError::Forbidden("this admin token is read-only")),
         ("owner_only", ApiError::Forbidden("only owner tokens manage admin tokens")),
-        (
-            "api_access_disabled",
-            ApiError::Refused {
-                code: "api_access_disabled",
-                message: "API access is disabled for this account".into()
-            }
-        )
+        ("api_access_disabled", ApiError::api_access_disabled())
     ]
 );
 problem_response!(

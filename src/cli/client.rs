@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{Method, Request, StatusCode, Uri};
+use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,7 +32,7 @@ pub enum CliError {
     /// The admin API could not be reached at all.
     Unreachable { url: String, cause: String },
     /// The admin API refused the request (4xx).
-    Refused(Problem),
+    Refused(Box<Problem>),
     /// The admin API answered, and the answer is no: `keys verify` of a
     /// secret that would be refused. Same exit code as a refusal, so
     /// `if keygate keys verify …` reads naturally in a script.
@@ -65,64 +65,8 @@ impl fmt::Display for CliError {
     }
 }
 
-/// An RFC 9457 problem document as the admin API sends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub status: u16,
-    pub code: Option<String>,
-    pub title: Option<String>,
-    pub detail: Option<String>,
-    pub field: Option<String>,
-}
-
-impl Problem {
-    /// Reads a problem from an error answer; a body that is not problem+json
-    /// (a proxy in between, a wrong URL) still yields a readable line.
-    pub fn from_response(status: StatusCode, body: &[u8]) -> Problem {
-        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
-        let mut problem = Problem {
-            status: status.as_u16(),
-            code: text("code"),
-            title: text("title"),
-            detail: text("detail"),
-            field: text("field"),
-        };
-        if problem.code.is_none() && problem.title.is_none() && problem.detail.is_none() {
-            let raw = String::from_utf8_lossy(body);
-            let raw = raw.trim();
-            // A short plain-text body is usually the reason; a long one is an HTML page.
-            problem.detail = if !raw.is_empty() && raw.len() <= 200 {
-                Some(raw.to_owned())
-            } else {
-                status.canonical_reason().map(str::to_owned)
-            };
-        }
-        problem
-    }
-}
-
-/// `422 validation_failed: expires_at: must be in the future` — one line a
-/// person can act on, with the stable code scripts can match.
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
-        if let Some(code) = &self.code {
-            write!(f, " {code}")?;
-        }
-        let reason = self.detail.as_deref().or(self.title.as_deref());
-        match (&self.field, reason) {
-            // The server may already name the field in its detail; say it once.
-            (Some(field), Some(reason)) if reason.starts_with(field.as_str()) => {
-                write!(f, ": {reason}")
-            }
-            (Some(field), Some(reason)) => write!(f, ": {field}: {reason}"),
-            (Some(field), None) => write!(f, ": {field}"),
-            (None, Some(reason)) => write!(f, ": {reason}"),
-            (None, None) => Ok(()),
-        }
-    }
-}
+/// The admin API's problem document, read by `Problem::from_response`.
+pub type Problem = crate::contract::Problem<'static>;
 
 /// A connection to one admin API with one token.
 pub struct AdminClient {
@@ -235,7 +179,7 @@ impl AdminClient {
         if status.is_server_error() {
             Err(CliError::Server(problem.to_string()))
         } else {
-            Err(CliError::Refused(problem))
+            Err(CliError::Refused(Box::new(problem)))
         }
     }
 }
@@ -280,40 +224,9 @@ pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
 mod tests {
     use super::*;
 
-    fn problem(body: &str, status: u16) -> String {
-        let status = StatusCode::from_u16(status).expect("status");
-        Problem::from_response(status, body.as_bytes()).to_string()
-    }
-
-    #[test]
-    fn validation_problem_names_status_code_field_and_detail() {
-        let body = r#"{"type":"about:blank","title":"Validation failed","status":422,
-            "code":"validation_failed","detail":"must be in the future","field":"expires_at"}"#;
-        assert_eq!(problem(body, 422), "422 validation_failed: expires_at: must be in the future");
-    }
-
-    #[test]
-    fn field_already_in_detail_is_not_repeated() {
-        let body = r#"{"status":422,"code":"validation_failed","detail":"expires_at must be in the future","field":"expires_at"}"#;
-        assert_eq!(problem(body, 422), "422 validation_failed: expires_at must be in the future");
-    }
-
-    #[test]
-    fn title_stands_in_for_missing_detail() {
-        let body = r#"{"type":"about:blank","title":"Key not found","status":404,"code":"not_found"}"#;
-        assert_eq!(problem(body, 404), "404 not_found: Key not found");
-    }
-
-    #[test]
-    fn non_problem_bodies_still_give_a_line() {
-        assert_eq!(problem("", 404), "404: Not Found");
-        assert_eq!(problem("Method Not Allowed", 405), "405: Method Not Allowed");
-        assert_eq!(problem(&"<html>".repeat(100), 502), "502: Bad Gateway");
-    }
-
     #[test]
     fn exit_codes_follow_the_documented_table() {
-        let refused = CliError::Refused(Problem::from_response(StatusCode::UNAUTHORIZED, b""));
+        let refused = CliError::Refused(Box::new(Problem::from_response(http::StatusCode::UNAUTHORIZED, b"")));
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(CliError::NotValid("key_revoked".into()).exit_code(), 1);
         assert_eq!(CliError::Usage("x".into()).exit_code(), 2);

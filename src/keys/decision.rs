@@ -15,9 +15,9 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
 use super::cidr::IpNet;
+use super::counters::Outcome;
 use super::policy::Refusal;
 use super::snapshot::{Identity, KeySet, KeyState};
-use crate::usage::outcome_index;
 
 pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, QuantaClock, StateInformationMiddleware>;
 
@@ -126,8 +126,8 @@ impl KeySet {
                 Err(Refusal::RateLimited)
             }
         });
-        if let Some(i) = outcome_index(outcome) {
-            runtime.usage.record(i, now_ms);
+        if let Some(counted) = Outcome::of(outcome) {
+            runtime.usage.record(counted, now_ms);
         }
         Decision { result: outcome.map(|()| state.policy.identity()), rate }
     }
@@ -314,8 +314,8 @@ mod tests {
         let info = refused.rate.expect("rate");
         assert!(info.retry_after_seconds.is_some_and(|s| (1..=20).contains(&s)), "{info:?}");
         let counts = &set.usage().all()[0];
-        assert_eq!(counts.outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 3);
-        assert_eq!(counts.outcomes[8].load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(counts.get(Outcome::ALLOWED), 3);
+        assert_eq!(counts.get(Outcome::of(Err(Refusal::RateLimited)).expect("counted")), 1);
     }
 
     #[test]
@@ -412,6 +412,6 @@ mod tests {
         v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
         let usage = v2.usage().all();
         assert_eq!(usage.len(), 1);
-        assert_eq!(usage[0].outcomes[0].load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(usage[0].get(Outcome::ALLOWED), 2);
     }
 }

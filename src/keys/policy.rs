@@ -139,7 +139,7 @@ impl Refusal {
     ];
 
     /// The stable machine-readable code of DESIGN.md §3.
-    pub fn code(self) -> &'static str {
+    pub const fn code(self) -> &'static str {
         match self {
             Refusal::MissingKey => "missing_key",
             Refusal::InvalidKey => "invalid_key",
@@ -152,6 +152,12 @@ impl Refusal {
             Refusal::RouteNotAllowed => "route_not_allowed",
             Refusal::RateLimited => "rate_limited",
         }
+    }
+
+    /// Whether the refusal is about a key the gateway knows, and so is
+    /// counted on that key's usage (missing and unknown keys name none).
+    pub const fn names_a_key(self) -> bool {
+        !matches!(self, Refusal::MissingKey | Refusal::InvalidKey)
     }
 
     pub fn status(self) -> http::StatusCode {

@@ -17,11 +17,11 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use super::counters::{Counts, UsageTable};
 use super::decision::{Limiter, Quota, Restrictions};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
 use super::retired::{Entry, Retired};
-use crate::usage::{Counts, UsageTable};
 
 const SHARDS: usize = 256;
 const ID_LEN: usize = 24;

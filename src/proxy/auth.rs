@@ -10,6 +10,7 @@
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use http::Uri;
 
+use crate::contract::bearer;
 use crate::keys::Refusal;
 
 /// More credential headers than this is a configuration nobody needs; the
@@ -105,7 +106,7 @@ impl CredentialSources {
         for (i, source) in self.headers.iter().enumerate() {
             for value in headers.get_all(&source.name) {
                 let candidate = if source.bearer {
-                    match bearer_token(value.as_bytes()) {
+                    match bearer::token(value.as_bytes()) {
                         Some(token) => token,
                         None => continue,
                     }
@@ -158,23 +159,6 @@ fn merge<'a>(key: &mut Option<&'a [u8]>, candidate: &'a [u8]) -> Result<(), Cred
     Ok(())
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive, RFC 9110 §11.1),
-/// or `None` for another scheme. `Bearer` without a token gives an empty
-/// token, which is refused as malformed.
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    const SCHEME: &[u8] = b"bearer";
-    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
-        return None;
-    }
-    let rest = &value[SCHEME.len()..];
-    match rest.first() {
-        None => Some(rest),
-        Some(b' ' | b'\t') => Some(rest.trim_ascii()),
-        // `Bearerish …` is another scheme.
-        Some(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,15 +174,6 @@ mod tests {
             h.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
         h
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_ignored() {
-        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer_token(b"bEaReR \t abc "), Some(&b"abc"[..]));
-        assert_eq!(bearer_token(b"Bearer"), Some(&b""[..]));
-        assert_eq!(bearer_token(b"Basic abc"), None);
-        assert_eq!(bearer_token(b"Bearerabc"), None);
     }
 
     #[test]

@@ -15,9 +15,9 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 
+use crate::contract::{RequestId, X_REQUEST_ID};
 use crate::keys::Identity;
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_KEYGATE_KEY_ID: HeaderName = HeaderName::from_static("x-keygate-key-id");
@@ -39,58 +39,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
 ];
-
-/// Longest client-supplied request id that is kept.
-const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The id that ties a request's log lines, problem and upstream call
-/// together: the client's own if it is a sane token, else a fresh one.
-#[derive(Debug, Clone)]
-pub struct RequestId(HeaderValue);
-
-impl RequestId {
-    /// The client's `X-Request-Id` if it is 1–128 of `[A-Za-z0-9._-]`
-    /// (safe to log and to echo), else a new random one.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        match headers.get(X_REQUEST_ID) {
-            Some(value) if is_sane_request_id(value.as_bytes()) => RequestId(value.clone()),
-            _ => Self::generate(),
-        }
-    }
-
-    /// 128 random bits as 32 hex digits.
-    pub fn generate() -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bits = rand::random::<u128>();
-        let mut id = [0u8; 32];
-        for (i, digit) in id.iter_mut().enumerate() {
-            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        // Hex digits are always a valid header value.
-        RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0")))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only sane ASCII tokens are ever stored (see `from_headers`).
-        self.0.to_str().unwrap_or("")
-    }
-
-    pub fn header_value(&self) -> HeaderValue {
-        self.0.clone()
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-fn is_sane_request_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -321,18 +269,5 @@ mod tests {
             h.insert(TE, HeaderValue::from_static(value));
             assert_eq!(te_trailers(&h), yes, "{value}");
         }
-    }
-
-    #[test]
-    fn only_sane_request_ids_are_kept() {
-        let mut h = HeaderMap::new();
-        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
-        assert_eq!(RequestId::from_headers(&h).as_str(), "abc-123_x.y");
-        for bad in ["has space", "semi;colon", ""] {
-            h.insert(X_REQUEST_ID, HeaderValue::from_static(bad));
-            assert_eq!(RequestId::from_headers(&h).as_str().len(), 32, "{bad:?}");
-        }
-        h.insert(X_REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).expect("value"));
-        assert_eq!(RequestId::from_headers(&h).as_str().len(), 32);
     }
 }

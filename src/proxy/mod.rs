@@ -38,11 +38,11 @@ use self::auth::{CredentialSources, FoundIn};
 use self::body::LimitedBody;
 use self::forward::{ForwardError, Forwarder};
 use self::guard::FailureGuard;
-use self::headers::{Forwarding, RequestId};
-use self::problem::Problem;
+use self::headers::Forwarding;
 use self::routing::Routes;
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::contract::{ProxyCode, RequestId};
 use crate::keys::cidr::IpNet;
 use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
@@ -86,7 +86,7 @@ impl ClientConn {
 
 /// A refusal, with what its response needs beyond the problem itself.
 struct Refused {
-    problem: Problem,
+    problem: ProxyCode,
     detail: Option<&'static str>,
     rate: Option<RateInfo>,
 }
@@ -189,7 +189,7 @@ impl Proxy {
         if let Some(wait) = self.guard.blocked_for(client) {
             self.metrics.auth_failure(Refusal::RateLimited);
             let mut response = refuse(
-                Problem::Refused(Refusal::RateLimited),
+                ProxyCode::Refused(Refusal::RateLimited),
                 Some("Too many failed authentications from this address."),
                 &request_id,
                 peer,
@@ -204,20 +204,20 @@ impl Proxy {
         };
         if head_size(&parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
-            return (0, refuse(Problem::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
+            return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
         }
         let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
         let target = self.routes.resolve(parts.uri.path(), host);
         let route = target.index;
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
-            return (route, refuse(Problem::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
+            return (route, refuse(ProxyCode::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
         }
 
         let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
-            Err(_) => return (route, refuse(Problem::BadRequest, None, &request_id, peer, grpc)),
+            Err(_) => return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)),
         };
         if self.strip_credentials {
             self.credentials.strip(&mut parts.headers, found_in);
@@ -234,7 +234,7 @@ impl Proxy {
         }
         if http2 {
             if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
-                return (route, refuse(Problem::BadRequest, None, &request_id, peer, grpc));
+                return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc));
             }
         } else {
             // The upstream connection is HTTP/1.1 whatever the client spoke.
@@ -260,7 +260,7 @@ impl Proxy {
                             let detail = "The upstream switched protocols without a usable upgrade.";
                             return (
                                 route,
-                                refuse(Problem::UpstreamUnavailable, Some(detail), &request_id, peer, grpc),
+                                refuse(ProxyCode::UpstreamUnavailable, Some(detail), &request_id, peer, grpc),
                             );
                         }
                     }
@@ -292,13 +292,13 @@ impl Proxy {
                 auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
                 auth::CredentialError::Empty => Some("The API key is empty."),
             };
-            Refused { problem: Problem::Refused(e.refusal()), detail, rate: None }
+            Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None }
         })?;
         let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client) };
         let decision = self.keyset.load().decide(credential.key, &facts, now_ms(), self.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
-            Err(refusal) => Err(Refused { problem: Problem::Refused(refusal), detail: None, rate: decision.rate }),
+            Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
         }
     }
 
@@ -312,14 +312,14 @@ impl Proxy {
         peer: SocketAddr,
         grpc: bool,
     ) -> Response<ProxyBody> {
-        if let Problem::Refused(refusal) = refused.problem {
+        if let ProxyCode::Refused(refusal) = refused.problem {
             self.metrics.auth_failure(refusal);
             if refusal.status() == http::StatusCode::UNAUTHORIZED && refusal != Refusal::MissingKey {
                 self.guard.failure(client);
             }
         }
         let detail = match (refused.problem, refused.detail) {
-            (Problem::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
+            (ProxyCode::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
             (_, detail) => detail,
         };
         let mut response = refuse(refused.problem, detail, request_id, peer, grpc);
@@ -340,32 +340,32 @@ impl Proxy {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
                 tracing::warn!(request_id = %request_id, error = %error_chain(&**e), "upstream connect failed");
-                (Problem::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
+                (ProxyCode::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
             }
             ForwardError::Timeout(after) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
                 tracing::warn!(request_id = %request_id, after_ms = after.as_millis() as u64, "upstream timed out");
                 (
-                    Problem::UpstreamTimeout,
+                    ProxyCode::UpstreamTimeout,
                     format!("No answer from the upstream service within {} ms.", after.as_millis()),
                 )
             }
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
                 tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream exchange failed");
-                (Problem::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
+                (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
             }
             ForwardError::BodyTooLarge { limit } => {
-                (Problem::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
+                (ProxyCode::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
             }
             ForwardError::BodyTimeout(after) => {
                 tracing::debug!(request_id = %request_id, after_ms = after.as_millis() as u64, "request body too slow");
                 (
-                    Problem::BodyTimeout,
+                    ProxyCode::BodyTimeout,
                     format!("No request body data arrived for {} ms; the connection is closed.", after.as_millis()),
                 )
             }
-            ForwardError::ClientBody => (Problem::BadRequest, "The request body could not be read.".to_owned()),
+            ForwardError::ClientBody => (ProxyCode::BadRequest, "The request body could not be read.".to_owned()),
         };
         refuse(problem, Some(&detail), request_id, peer, grpc)
     }
@@ -374,7 +374,7 @@ impl Proxy {
 /// Logs a problem at debug (code and request id, never the credential) and
 /// builds its response (a gRPC status when `grpc`).
 fn refuse(
-    problem: Problem,
+    problem: ProxyCode,
     detail: Option<&str>,
     request_id: &RequestId,
     peer: SocketAddr,

@@ -4,7 +4,7 @@
 //!
 //! A gRPC request (`content-type: application/grpc…`) gets the same
 //! refusal as a gRPC "trailers-only" answer instead: HTTP 200, the status in
-//! `grpc-status` (`Problem::grpc_status` is the one mapping) and the code in
+//! `grpc-status` (`ProxyCode::grpc_status` is the one mapping) and the code in
 //! `grpc-message`, because gRPC clients read those and not the HTTP status.
 //!
 //! Nothing else in the proxy builds an error response. A problem never
@@ -14,79 +14,10 @@ use std::fmt::Write as _;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use serde::Serialize;
 
-use super::headers::{RequestId, X_REQUEST_ID};
 use super::ProxyBody;
+use crate::contract::{self, ProxyCode, RequestId, PROBLEM_JSON, X_REQUEST_ID};
 use crate::keys::Refusal;
-
-/// Where the `type` URIs of problems live; the code is appended.
-pub const TYPE_BASE: &str = "https://keygate.dev/problems/";
-
-/// Everything the proxy answers itself instead of the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    /// The key decision said no (401, 403, 429).
-    Refused(Refusal),
-    /// The request head is larger than `proxy.max_header_bytes`.
-    HeaderTooLarge,
-    /// The request body is larger than the route allows.
-    BodyTooLarge,
-    /// The client sent nothing more of its body for
-    /// `proxy.body_read_timeout_ms`.
-    BodyTimeout,
-    /// The request could not be read or forwarded as sent.
-    BadRequest,
-    /// The upstream could not be reached or broke the exchange.
-    UpstreamUnavailable,
-    /// The upstream did not answer within `upstream.response_timeout_ms`.
-    UpstreamTimeout,
-}
-
-impl From<Refusal> for Problem {
-    fn from(refusal: Refusal) -> Self {
-        Problem::Refused(refusal)
-    }
-}
-
-impl Problem {
-    /// The stable machine-readable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Problem::Refused(r) => r.code(),
-            Problem::HeaderTooLarge => "header_too_large",
-            Problem::BodyTooLarge => "body_too_large",
-            Problem::BodyTimeout => "body_timeout",
-            Problem::BadRequest => "bad_request",
-            Problem::UpstreamUnavailable => "upstream_unavailable",
-            Problem::UpstreamTimeout => "upstream_timeout",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            Problem::Refused(r) => r.status(),
-            Problem::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Problem::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Problem::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Problem::BadRequest => StatusCode::BAD_REQUEST,
-            Problem::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Problem::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Problem::Refused(r) => r.title(),
-            Problem::HeaderTooLarge => "The request headers are too large",
-            Problem::BodyTooLarge => "The request body is too large",
-            Problem::BodyTimeout => "The request body was sent too slowly",
-            Problem::BadRequest => "The request could not be forwarded as sent",
-            Problem::UpstreamUnavailable => "The upstream service is unavailable",
-            Problem::UpstreamTimeout => "The upstream service did not answer in time",
-        }
-    }
-}
 
 /// gRPC status codes (grpc/doc/statuscodes.md) the proxy answers with.
 pub mod grpc {
@@ -101,20 +32,20 @@ pub mod grpc {
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
-impl Problem {
+impl ProxyCode {
     /// The gRPC status a gRPC client gets for this problem.
     pub fn grpc_status(self) -> u8 {
         match self {
-            Problem::Refused(r) => match r.status() {
+            ProxyCode::Refused(r) => match r.status() {
                 StatusCode::UNAUTHORIZED => grpc::UNAUTHENTICATED,
                 StatusCode::FORBIDDEN => grpc::PERMISSION_DENIED,
                 // 429: rate limited, or blocked by the failed-auth guard.
                 _ => grpc::RESOURCE_EXHAUSTED,
             },
-            Problem::HeaderTooLarge | Problem::BodyTooLarge => grpc::RESOURCE_EXHAUSTED,
-            Problem::BadRequest => grpc::INVALID_ARGUMENT,
-            Problem::UpstreamUnavailable => grpc::UNAVAILABLE,
-            Problem::UpstreamTimeout | Problem::BodyTimeout => grpc::DEADLINE_EXCEEDED,
+            ProxyCode::HeaderTooLarge | ProxyCode::BodyTooLarge => grpc::RESOURCE_EXHAUSTED,
+            ProxyCode::BadRequest => grpc::INVALID_ARGUMENT,
+            ProxyCode::UpstreamUnavailable => grpc::UNAVAILABLE,
+            ProxyCode::UpstreamTimeout | ProxyCode::BodyTimeout => grpc::DEADLINE_EXCEEDED,
         }
     }
 }
@@ -130,7 +61,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 
 /// The answer for `problem`: problem+json, or a gRPC trailers-only
 /// response when the request is gRPC.
-pub fn answer(problem: Problem, detail: Option<&str>, request_id: &RequestId, grpc: bool) -> Response<ProxyBody> {
+pub fn answer(problem: ProxyCode, detail: Option<&str>, request_id: &RequestId, grpc: bool) -> Response<ProxyBody> {
     if grpc {
         grpc_response(problem, detail, request_id)
     } else {
@@ -141,7 +72,7 @@ pub fn answer(problem: Problem, detail: Option<&str>, request_id: &RequestId, gr
 /// A gRPC "trailers-only" response for `problem`: HTTP 200, no body,
 /// `grpc-status` and `grpc-message: <code>` or `<code>: <detail>` (the
 /// detail percent-encoded as gRPC wants).
-pub fn grpc_response(problem: Problem, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
+pub fn grpc_response(problem: ProxyCode, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
     let mut message = String::from(problem.code());
     if let Some(detail) = detail {
         message.push_str(": ");
@@ -163,16 +94,11 @@ pub fn grpc_response(problem: Problem, detail: Option<&str>, request_id: &Reques
     response
 }
 
-#[derive(Serialize)]
-struct Document<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-    request_id: &'a str,
+/// The problem+json document of `problem`.
+fn document<'a>(problem: ProxyCode, detail: Option<&'a str>, request_id: &'a RequestId) -> contract::Problem<'a> {
+    contract::Problem::new(problem.status(), problem.code(), problem.title())
+        .detail(detail)
+        .request_id(Some(request_id.as_str()))
 }
 
 /// The response for `problem`, with an optional human-readable `detail`.
@@ -181,37 +107,26 @@ struct Document<'a> {
 /// with `error="invalid_token"` when a credential was sent but refused.
 /// A 413 or 408 closes the connection: the client may still be sending a
 /// body that nobody will read.
-pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
-    let code = problem.code();
+pub fn response(problem: ProxyCode, detail: Option<&str>, request_id: &RequestId) -> Response<ProxyBody> {
     let status = problem.status();
-    let document = Document {
-        kind: format!("{TYPE_BASE}{code}"),
-        title: problem.title(),
-        status: status.as_u16(),
-        code,
-        detail,
-        request_id: request_id.as_str(),
-    };
-    // Serializing strings and integers cannot fail; the fallback keeps the
-    // status and code meaningful even so.
-    let body = serde_json::to_vec(&document).unwrap_or_else(|_| format!("{{\"code\":\"{code}\"}}").into_bytes());
+    let body = document(problem, detail, request_id).to_json();
     let mut response = Response::new(ProxyBody::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_REQUEST_ID, request_id.header_value());
     match problem {
-        Problem::Refused(Refusal::MissingKey) => {
+        ProxyCode::Refused(Refusal::MissingKey) => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\""));
         }
-        Problem::Refused(_) if status == StatusCode::UNAUTHORIZED => {
+        ProxyCode::Refused(_) if status == StatusCode::UNAUTHORIZED => {
             headers.insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"keygate\", error=\"invalid_token\""),
             );
         }
-        Problem::BodyTooLarge | Problem::BodyTimeout => {
+        ProxyCode::BodyTooLarge | ProxyCode::BodyTimeout => {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}
@@ -225,18 +140,10 @@ pub fn response(problem: Problem, detail: Option<&str>, request_id: &RequestId) 
 /// as it is, so it is built here, once per refusal.
 pub fn framing_refusal() -> Vec<u8> {
     let request_id = RequestId::generate();
-    let problem = Problem::BadRequest;
-    let document = Document {
-        kind: format!("{TYPE_BASE}{}", problem.code()),
-        title: problem.title(),
-        status: problem.status().as_u16(),
-        code: problem.code(),
-        detail: Some("The request's framing is malformed or ambiguous (RFC 9112)."),
-        request_id: request_id.as_str(),
-    };
-    let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{\"code\":\"bad_request\"}".to_vec());
+    let detail = Some("The request's framing is malformed or ambiguous (RFC 9112).");
+    let body = document(ProxyCode::BadRequest, detail, &request_id).to_json();
     let mut response = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n\
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: {PROBLEM_JSON}\r\ncache-control: no-store\r\n\
          {X_REQUEST_ID}: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )
@@ -258,7 +165,7 @@ mod tests {
     #[tokio::test]
     async fn document_has_the_rfc_9457_fields() {
         let id = RequestId::generate();
-        let response = response(Problem::Refused(Refusal::KeyRevoked), None, &id);
+        let response = response(ProxyCode::Refused(Refusal::KeyRevoked), None, &id);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let auth = response.headers().get(WWW_AUTHENTICATE).expect("challenge");
         assert!(auth.to_str().expect("ascii").contains("invalid_token"));
@@ -274,15 +181,15 @@ mod tests {
     fn grpc_refusals_are_trailers_only_with_the_mapped_status() {
         let id = RequestId::generate();
         for (problem, status) in [
-            (Problem::Refused(Refusal::MissingKey), "16"),
-            (Problem::Refused(Refusal::InsufficientPermission), "7"),
-            (Problem::Refused(Refusal::RateLimited), "8"),
-            (Problem::BodyTooLarge, "8"),
-            (Problem::HeaderTooLarge, "8"),
-            (Problem::BadRequest, "3"),
-            (Problem::UpstreamUnavailable, "14"),
-            (Problem::UpstreamTimeout, "4"),
-            (Problem::BodyTimeout, "4"),
+            (ProxyCode::Refused(Refusal::MissingKey), "16"),
+            (ProxyCode::Refused(Refusal::InsufficientPermission), "7"),
+            (ProxyCode::Refused(Refusal::RateLimited), "8"),
+            (ProxyCode::BodyTooLarge, "8"),
+            (ProxyCode::HeaderTooLarge, "8"),
+            (ProxyCode::BadRequest, "3"),
+            (ProxyCode::UpstreamUnavailable, "14"),
+            (ProxyCode::UpstreamTimeout, "4"),
+            (ProxyCode::BodyTimeout, "4"),
         ] {
             let response = answer(problem, Some("50% of 100%\n"), &id, true);
             assert_eq!(response.status(), StatusCode::OK);
@@ -318,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn non_401_problems_have_no_challenge() {
         let id = RequestId::generate();
-        let response = response(Problem::UpstreamTimeout, Some("after 30000 ms"), &id);
+        let response = response(ProxyCode::UpstreamTimeout, Some("after 30000 ms"), &id);
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
         assert_eq!(json(response).await["detail"], "after 30000 ms");

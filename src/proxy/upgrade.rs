@@ -15,7 +15,7 @@ use http::{request, response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::headers::RequestId;
+use crate::contract::RequestId;
 use crate::listener::strict::SwitchSignal;
 
 /// The client's side of a requested upgrade.

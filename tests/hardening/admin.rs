@@ -93,3 +93,46 @@ async fn unknown_field_with_an_empty_name_is_named() {
     let doc: Value = serde_json::from_str(&body).expect("json");
     assert!(doc["field"].as_str().is_some_and(|f| !f.is_empty()), "{body}");
 }
+
+/// Sends `GET uri` with the given headers; returns the response's
+/// `x-request-id`, status and body.
+async fn get_with(admin: &Admin, uri: &str, headers: &[(&str, String)]) -> (String, StatusCode, Value) {
+    let mut req = Request::builder().method(Method::GET).uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let res = admin.router.clone().oneshot(req.body(Body::empty()).expect("request")).await.expect("infallible");
+    let id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (id, status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The admin API keeps the proxy's request-id rule: a sane client id is
+/// echoed, else a new one of 32 hex digits; its problems carry it too.
+#[tokio::test]
+async fn admin_problems_carry_the_request_id() {
+    let admin = Admin::new().await;
+    let auth = ("authorization", format!("Bearer {TOKEN}"));
+    let uri = "/v1/keys/key_00000000000000000000";
+    let (id, status, doc) = get_with(&admin, uri, &[auth.clone(), ("x-request-id", "client-id_1.2".into())]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{doc}");
+    assert_eq!(id, "client-id_1.2");
+    assert_eq!(doc["request_id"], "client-id_1.2", "{doc}");
+    let (id, _, doc) = get_with(&admin, uri, &[auth, ("x-request-id", "not sane!".into())]).await;
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert_eq!(doc["request_id"], id.as_str(), "{doc}");
+}
+
+/// Admin tokens are read like proxy keys: `Bearer`, any case, then spaces
+/// or tabs.
+#[tokio::test]
+async fn admin_token_after_bearer_and_a_tab_is_accepted() {
+    let admin = Admin::new().await;
+    for value in [format!("Bearer\t{TOKEN}"), format!("bEaReR  {TOKEN}")] {
+        let (_, status, doc) = get_with(&admin, "/v1/accounts", &[("authorization", value)]).await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+    }
+    let (_, status, doc) = get_with(&admin, "/v1/accounts", &[("authorization", "Bearer\t".into())]).await;
+    assert_eq!((status, &doc["code"]), (StatusCode::UNAUTHORIZED, &Value::from("invalid_token")));
+}
