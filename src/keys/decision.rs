@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, QuantaClock};
@@ -14,8 +13,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
-use super::cidr::IpNet;
 use super::policy::Refusal;
+use super::restrictions::plain_path;
 use super::snapshot::{Identity, KeySet, KeyState};
 use crate::usage::outcome_index;
 
@@ -26,50 +25,6 @@ pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, QuantaClock, Stat
 pub struct Quota {
     pub requests: u32,
     pub per_seconds: u32,
-}
-
-/// A key's allowed client ranges and routes (empty = no restriction).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Restrictions {
-    pub ips: Vec<IpNet>,
-    pub routes: Vec<RouteRestriction>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRestriction {
-    pub path_prefix: String,
-    /// Empty: every method the key's permission allows.
-    pub methods: Vec<http::Method>,
-}
-
-impl RouteRestriction {
-    fn allows(&self, method: &http::Method, path: &str) -> bool {
-        let prefix = self.path_prefix.as_str();
-        let matches = path == prefix
-            || (path.starts_with(prefix)
-                && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')));
-        matches && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-    }
-}
-
-/// Whether a path means what it says to any upstream: no `.` or `..`
-/// segment (also with `;parameters`), no percent-encoded dot, slash or
-/// backslash, no backslash. A route restriction matches the raw path, and an
-/// upstream that normalises `/v1/reports/../admin` would serve `/admin`; so
-/// for keys with route restrictions, anything else is refused.
-fn plain_path(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    if bytes.contains(&b'\\') {
-        return false;
-    }
-    let encoded_special = bytes.windows(3).any(|w| {
-        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
-    });
-    !encoded_special
-        && path.split('/').all(|segment| {
-            let name = segment.split(';').next().unwrap_or("");
-            name != "." && name != ".."
-        })
 }
 
 /// What the decision needs to know about the request.
@@ -189,33 +144,11 @@ fn new_limiter(quota: Quota) -> Option<Limiter> {
     Some(RateLimiter::direct(gq).with_middleware::<StateInformationMiddleware>())
 }
 
-/// Builds the restrictions of a key from its stored lists; `None` when both
-/// are empty, so unrestricted keys carry no allocation.
-pub fn compile_restrictions(
-    ips: &[String],
-    routes: &[(String, Vec<String>)],
-) -> Result<Option<Arc<Restrictions>>, String> {
-    if ips.is_empty() && routes.is_empty() {
-        return Ok(None);
-    }
-    let ips = ips.iter().map(|s| IpNet::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let routes = routes
-        .iter()
-        .map(|(prefix, methods)| {
-            let methods = methods
-                .iter()
-                .map(|m| http::Method::from_bytes(m.as_bytes()).map_err(|_| format!("bad method {m:?}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(RouteRestriction { path_prefix: prefix.clone(), methods })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(Some(Arc::new(Restrictions { ips, routes })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::format::generate;
+    use crate::keys::restrictions::{Restrictions, RouteRule};
     use crate::keys::snapshot::{InlineId, KeyPolicy, PolicyRow};
     use crate::keys::{Changes, Permission};
     use http::Method;
@@ -251,8 +184,12 @@ mod tests {
     #[test]
     fn restrictions_refuse_other_addresses_and_routes() {
         let mut p = policy();
-        let routes = vec![("/v1/reports".to_string(), vec!["GET".to_string()]), ("/v1/orders/".to_string(), vec![])];
-        p.restrictions = compile_restrictions(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
+        let rule = |prefix: &str, methods: &[&str]| RouteRule {
+            path_prefix: prefix.into(),
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        let routes = [rule("/v1/reports", &["GET"]), rule("/v1/orders/", &[])];
+        p.restrictions = Restrictions::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
         let (set, key) = set_with(p);
         let d = |m: &Method, path: &str, ip: &str| {
             set.decide(key.as_bytes(), &facts(m, path, ip), 0, None).result.map(|_| ())

@@ -2,9 +2,12 @@ pub mod cidr;
 pub mod decision;
 pub mod format;
 pub mod policy;
+pub mod restrictions;
+pub mod route;
 pub mod snapshot;
 
-pub use decision::{Decision, Facts, Quota, RateInfo, Restrictions};
+pub use decision::{Decision, Facts, Quota, RateInfo};
 pub use format::{generate, KeyHash, Secret};
 pub use policy::{Environment, Permission, Refusal, Status};
+pub use restrictions::{RestrictionError, Restrictions, RouteRule};
 pub use snapshot::{Changes, Identity, InlineId, KeyPolicy, KeySet, KeyState, PolicyRow, RetiredRow};

@@ -17,9 +17,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use super::decision::{Limiter, Quota, Restrictions};
+use super::decision::{Limiter, Quota};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
+use super::restrictions::Restrictions;
 use crate::usage::{Counts, UsageTable};
 
 const SHARDS: usize = 256;

@@ -96,15 +96,11 @@ impl Proxy {
     /// the reloader publishes into.
     pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
         let proxy = &config.proxy;
-        let trusted_proxies = proxy
-            .trusted_proxies
-            .iter()
-            .map(|c| IpNet::parse(c).map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let settings = config.settings()?;
         Ok(Arc::new(Proxy {
             keyset,
             credentials: CredentialSources::new(&proxy.key_headers, proxy.key_query_param.as_deref())?,
-            routes: Routes::new(config)?,
+            routes: Routes::new(&settings),
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
             max_header_bytes: proxy.max_header_bytes,
@@ -122,7 +118,7 @@ impl Proxy {
                 .limits
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
-            trusted_proxies,
+            trusted_proxies: settings.trusted_proxies,
             guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
             metrics,
         }))

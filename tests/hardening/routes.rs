@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use keygate::keys::decision::RouteRestriction;
-use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Restrictions, Secret};
+use keygate::keys::{
+    generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Restrictions, RouteRule, Secret,
+};
 use keygate::proxy::Proxy;
 use keygate::shutdown::Shutdown;
 use tokio::net::TcpListener;
@@ -29,10 +30,8 @@ async fn restricted_gateway(upstream: &Upstream) -> (std::net::SocketAddr, Secre
         api_access: true,
         expires_at: None,
         quota: None,
-        restrictions: Some(Arc::new(Restrictions {
-            ips: vec![],
-            routes: vec![RouteRestriction { path_prefix: "/v1/reports".into(), methods: vec![] }],
-        })),
+        restrictions: Restrictions::parse(&[], &[RouteRule { path_prefix: "/v1/reports".into(), methods: vec![] }])
+            .expect("valid"),
     };
     let keyset = KeySet::empty().apply(Changes {
         revision: 1,

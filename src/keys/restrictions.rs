@@ -1,0 +1,172 @@
+//! A key's restrictions: the client ranges and routes it may be used from
+//! and on. One parse turns the stored or submitted lists into the compiled
+//! `Restrictions` the decision reads; the admin API validates with it and
+//! the store's reload builds with it, so what the admin accepted is what the
+//! proxy enforces. Owns no I/O.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::cidr::IpNet;
+use super::route::PathPrefix;
+
+/// Most entries in each list.
+pub const MAX_ITEMS: usize = 100;
+
+/// A route a key may call as the admin API and the store spell it: a path
+/// prefix and, optionally, only some methods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({ "path_prefix": "/v1/reports", "methods": ["GET"] }))]
+pub struct RouteRule {
+    /// Starts with `/`.
+    pub path_prefix: String,
+    /// HTTP methods (stored upper-case); empty means every method the
+    /// key's permission allows.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// A key's allowed client ranges and routes (empty = no restriction).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restrictions {
+    pub ips: Vec<IpNet>,
+    pub routes: Vec<RouteRestriction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRestriction {
+    pub path_prefix: PathPrefix,
+    /// Empty: every method the key's permission allows.
+    pub methods: Vec<http::Method>,
+}
+
+impl RouteRestriction {
+    pub(super) fn allows(&self, method: &http::Method, path: &str) -> bool {
+        self.path_prefix.matches(path) && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    /// The rule as stored and shown (methods upper-case).
+    pub fn rule(&self) -> RouteRule {
+        RouteRule {
+            path_prefix: self.path_prefix.to_string(),
+            methods: self.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+/// A restriction entry that cannot be enforced, with the field path it is
+/// at (`allowed_routes[0].methods[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictionError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for RestrictionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for RestrictionError {}
+
+fn fail(field: String, message: impl Into<String>) -> RestrictionError {
+    RestrictionError { field, message: message.into() }
+}
+
+/// `allowed_ips`, parsed (`10.1.2.3/8` becomes `10.0.0.0/8` when shown).
+pub fn parse_ips(values: &[String]) -> Result<Vec<IpNet>, RestrictionError> {
+    if values.len() > MAX_ITEMS {
+        return Err(fail("allowed_ips".into(), format!("at most {MAX_ITEMS} ranges")));
+    }
+    values.iter().enumerate().map(|(i, v)| IpNet::parse(v).map_err(|m| fail(format!("allowed_ips[{i}]"), m))).collect()
+}
+
+/// `allowed_routes`, parsed; methods are read case-insensitively.
+pub fn parse_routes(values: &[RouteRule]) -> Result<Vec<RouteRestriction>, RestrictionError> {
+    if values.len() > MAX_ITEMS {
+        return Err(fail("allowed_routes".into(), format!("at most {MAX_ITEMS} routes")));
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (i, rule) in values.iter().enumerate() {
+        let path_prefix =
+            PathPrefix::parse(&rule.path_prefix).map_err(|m| fail(format!("allowed_routes[{i}].path_prefix"), m))?;
+        let methods = rule
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let upper = m.to_ascii_uppercase();
+                http::Method::from_bytes(upper.as_bytes())
+                    .ok()
+                    .filter(|_| !upper.is_empty())
+                    .ok_or_else(|| fail(format!("allowed_routes[{i}].methods[{j}]"), "not an HTTP method"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(RouteRestriction { path_prefix, methods });
+    }
+    Ok(out)
+}
+
+impl Restrictions {
+    /// The compiled restrictions of a key's lists; `None` when both are
+    /// empty, so unrestricted keys carry no allocation.
+    pub fn parse(ips: &[String], routes: &[RouteRule]) -> Result<Option<Arc<Restrictions>>, RestrictionError> {
+        if ips.is_empty() && routes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Restrictions { ips: parse_ips(ips)?, routes: parse_routes(routes)? })))
+    }
+}
+
+/// Whether a path means what it says to any upstream: no `.` or `..`
+/// segment (also with `;parameters`), no percent-encoded dot, slash or
+/// backslash, no backslash. A route restriction matches the raw path, and an
+/// upstream that normalises `/v1/reports/../admin` would serve `/admin`; so
+/// for keys with route restrictions, anything else is refused.
+pub(super) fn plain_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return false;
+    }
+    let encoded_special = bytes.windows(3).any(|w| {
+        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
+    });
+    !encoded_special
+        && path.split('/').all(|segment| {
+            let name = segment.split(';').next().unwrap_or("");
+            name != "." && name != ".."
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(prefix: &str, methods: &[&str]) -> RouteRule {
+        RouteRule { path_prefix: prefix.into(), methods: methods.iter().map(|m| (*m).to_owned()).collect() }
+    }
+
+    #[test]
+    fn each_refusal_names_its_field() {
+        let field = |ips: &[&str], routes: &[RouteRule]| {
+            let ips: Vec<String> = ips.iter().map(|s| (*s).to_owned()).collect();
+            Restrictions::parse(&ips, routes).expect_err("invalid").field
+        };
+        assert_eq!(field(&["10.0.0.0/8", "x"], &[]), "allowed_ips[1]");
+        assert_eq!(field(&[], &[rule("/a", &["GET", "g e t"])]), "allowed_routes[0].methods[1]");
+        assert_eq!(field(&[], &[rule("/a", &[]), rule("a", &[])]), "allowed_routes[1].path_prefix");
+        assert_eq!(field(&[], &[rule("/a", &[""])]), "allowed_routes[0].methods[0]");
+    }
+
+    #[test]
+    fn parsed_lists_read_back_normalised() {
+        let r = Restrictions::parse(&["10.1.2.3/8".into()], &[rule("/r", &["get"])]).expect("valid").expect("some");
+        assert_eq!(r.ips[0].to_string(), "10.0.0.0/8");
+        assert_eq!(r.routes[0].rule(), rule("/r", &["GET"]));
+        assert_eq!(Restrictions::parse(&[], &[]), Ok(None));
+    }
+}
