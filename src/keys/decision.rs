@@ -214,6 +214,38 @@ mod tests {
     }
 
     #[test]
+    fn double_encoding_overlong_utf8_and_nul_are_refused_on_restricted_keys() {
+        let mut p = policy();
+        let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![] }];
+        p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let d = |path: &str| set.decide(key.as_bytes(), &facts(&get, path, "10.0.0.1"), 0, None).result.map(|_| ());
+        for sneaky in [
+            "/v1/reports/%252e%252e/admin",
+            "/v1/reports/%252E%252E%252Fadmin",
+            "/v1/reports/..%252fadmin",
+            "/v1/reports/%255c..",
+            "/v1/reports/%25252e",
+            "/v1/reports/%c0%ae%c0%ae/admin",
+            "/v1/reports/%C0%AF",
+            "/v1/reports/%c1%9c",
+            "/v1/reports/%e0%80%ae",
+            "/v1/reports/%f0%80%80%ae",
+            "/v1/reports/%00",
+            "/v1/reports/x%00.json",
+        ] {
+            assert_eq!(d(sneaky), Err(Refusal::RouteNotAllowed), "{sneaky}");
+        }
+        for plain in ["/v1/reports/100%25", "/v1/reports/caf%c3%a9", "/v1/reports/%e2%82%ac", "/v1/reports/%2541"] {
+            assert_eq!(d(plain), Ok(()), "{plain}");
+        }
+        // Keys without route restrictions are not judged on their paths.
+        let (open, key) = set_with(policy());
+        assert!(open.decide(key.as_bytes(), &facts(&get, "/%252e%00", "10.0.0.1"), 0, None).result.is_ok());
+    }
+
+    #[test]
     fn rate_limit_refuses_past_the_burst_and_counts_outcomes() {
         let mut p = policy();
         p.quota = Some(Quota { requests: 3, per_seconds: 60 });

@@ -123,23 +123,48 @@ impl Restrictions {
 }
 
 /// Whether a path means what it says to any upstream: no `.` or `..`
-/// segment (also with `;parameters`), no percent-encoded dot, slash or
-/// backslash, no backslash. A route restriction matches the raw path, and an
-/// upstream that normalises `/v1/reports/../admin` would serve `/admin`; so
-/// for keys with route restrictions, anything else is refused.
+/// segment (also with `;parameters`), no backslash, and no percent escape
+/// that hides one. A route restriction matches the raw path, and an upstream
+/// that normalises `/v1/reports/../admin` would serve `/admin`; so for keys
+/// with route restrictions, a path any decoder could turn into something
+/// else is refused.
 pub(super) fn plain_path(path: &str) -> bool {
     let bytes = path.as_bytes();
-    if bytes.contains(&b'\\') {
-        return false;
-    }
-    let encoded_special = bytes.windows(3).any(|w| {
-        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
-    });
-    !encoded_special
+    !bytes.contains(&b'\\')
+        && !hidden_escape(bytes)
         && path.split('/').all(|segment| {
             let name = segment.split(';').next().unwrap_or("");
             name != "." && name != ".."
         })
+}
+
+/// Whether the path percent-encodes something a decoder could act on:
+/// a dot, slash or backslash (`%2e`, `%2f`, `%5c`); a NUL (`%00`, which
+/// ends the path for C-string upstreams); an encoded `%` that decodes to
+/// one of those or to another escape on a second pass (`%252e`, `%2525`,
+/// `%25%32%65`); or an overlong UTF-8 lead (`%c0`, `%c1`, `%e0%80`–`%e0%9f`,
+/// `%f0%80`–`%f0%8f`), which lenient decoders read as `.` or `/`.
+fn hidden_escape(bytes: &[u8]) -> bool {
+    let escape = |i: usize| -> Option<u8> {
+        if bytes.get(i) != Some(&b'%') {
+            return None;
+        }
+        let hex = |b: u8| (b as char).to_digit(16);
+        Some((hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?) as u8)
+    };
+    (0..bytes.len()).any(|i| match escape(i) {
+        Some(b'.' | b'/' | b'\\' | 0 | 0xc0 | 0xc1) => true,
+        Some(b'%') => {
+            bytes.get(i + 3) == Some(&b'%')
+                || bytes.get(i + 3..i + 5).is_some_and(|next| {
+                    let next = [next[0].to_ascii_lowercase(), next[1].to_ascii_lowercase()];
+                    matches!(&next, b"2e" | b"2f" | b"5c" | b"25" | b"00")
+                })
+        }
+        Some(0xe0) => escape(i + 3).is_some_and(|b| (0x80..=0x9f).contains(&b)),
+        Some(0xf0) => escape(i + 3).is_some_and(|b| (0x80..=0x8f).contains(&b)),
+        _ => false,
+    })
 }
 
 #[cfg(test)]

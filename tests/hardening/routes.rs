@@ -86,3 +86,22 @@ async fn dot_segments_cannot_escape_an_allowed_route() {
     assert!(through.is_empty(), "let through: {through:#?}");
     assert_eq!(upstream.hits(), 0, "a path outside /v1/reports reached the upstream");
 }
+
+#[tokio::test]
+async fn double_encoding_overlong_utf8_and_nul_are_route_not_allowed() {
+    let upstream = Upstream::start().await;
+    let (addr, key) = restricted_gateway(&upstream).await;
+    for target in [
+        "/v1/reports/%252e%252e/admin",
+        "/v1/reports/%252e%252e%252fadmin",
+        "/v1/reports/%c0%ae%c0%ae/admin",
+        "/v1/reports/%c0%af..%c0%afadmin",
+        "/v1/reports/%e0%80%ae%e0%80%ae/admin",
+        "/v1/reports/daily%00.json",
+    ] {
+        let answer = get(addr, &key, target).await;
+        assert_eq!(answer.status(), Some(403), "{target}: {answer:?}");
+        assert!(answer.text.contains("route_not_allowed"), "{target}: {answer:?}");
+    }
+    assert_eq!(upstream.hits(), 0, "a disguised path reached the upstream");
+}
