@@ -228,7 +228,8 @@ pub async fn verify(
     let Some(p) = visible else { return Ok(Json(unknown)) };
     // The proxy's own decision: it counts as a use of the key and takes
     // from its rate limit, as a proxied request would.
-    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip };
+    // `verify` names no host: a route restriction bound to a host refuses it.
+    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None };
     let decision = keyset.decide(secret, &facts, now_ms(), state.default_quota);
     let verdict = Verdict {
         valid: decision.result.is_ok(),

@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(field(name("name", "  ").unwrap_err()), "name");
         assert_eq!(field(expires_at("2000-01-01T00:00:00Z", crate::clock::now_ms()).unwrap_err()), "expires_at");
         assert_eq!(field(allowed_ips(vec!["10.0.0.0/8".into(), "x".into()]).unwrap_err()), "allowed_ips[1]");
-        let rule = RouteRule { path_prefix: "/a".into(), methods: vec!["g e t".into()] };
+        let rule = RouteRule { path_prefix: "/a".into(), methods: vec!["g e t".into()], host: None };
         assert_eq!(field(allowed_routes(vec![rule]).unwrap_err()), "allowed_routes[0].methods[0]");
         let mut big = Metadata::new();
         big.insert("k".into(), serde_json::Value::String("x".repeat(5000)));

@@ -35,6 +35,9 @@ pub struct Facts<'a> {
     /// The client's address as configured to be trusted (`None`: unknown,
     /// which fails any IP restriction).
     pub client_ip: Option<IpAddr>,
+    /// The request's host as `route::request_host` gives it (`None`:
+    /// unknown, which fails any route restriction naming a host).
+    pub host: Option<&'a str>,
 }
 
 /// The state of a key's rate limit after this request, for the
@@ -93,7 +96,7 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
         return Err(Refusal::IpNotAllowed);
     }
     if !r.routes.is_empty()
-        && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path)))
+        && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path, facts.host)))
     {
         return Err(Refusal::RouteNotAllowed);
     }
@@ -178,7 +181,7 @@ mod tests {
     }
 
     fn facts<'a>(method: &'a Method, path: &'a str, ip: &str) -> Facts<'a> {
-        Facts { method, path, client_ip: ip.parse().ok() }
+        Facts { method, path, client_ip: ip.parse().ok(), host: None }
     }
 
     #[test]
@@ -187,6 +190,7 @@ mod tests {
         let rule = |prefix: &str, methods: &[&str]| RouteRule {
             path_prefix: prefix.into(),
             methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            host: None,
         };
         let routes = [rule("/v1/reports", &["GET"]), rule("/v1/orders/", &[])];
         p.restrictions = Restrictions::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
@@ -216,7 +220,7 @@ mod tests {
     #[test]
     fn double_encoding_overlong_utf8_and_nul_are_refused_on_restricted_keys() {
         let mut p = policy();
-        let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![] }];
+        let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![], host: None }];
         p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
         let (set, key) = set_with(p);
         let get = Method::GET;
@@ -243,6 +247,23 @@ mod tests {
         // Keys without route restrictions are not judged on their paths.
         let (open, key) = set_with(policy());
         assert!(open.decide(key.as_bytes(), &facts(&get, "/%252e%00", "10.0.0.1"), 0, None).result.is_ok());
+    }
+
+    #[test]
+    fn a_route_restriction_with_a_host_holds_only_on_that_host() {
+        let mut p = policy();
+        let routes = [RouteRule { path_prefix: "/v1".into(), methods: vec![], host: Some("a.example".into()) }];
+        p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let d = |host: Option<&str>| {
+            let f = Facts { host, ..facts(&get, "/v1/x", "10.0.0.1") };
+            set.decide(key.as_bytes(), &f, 0, None).result.map(|_| ())
+        };
+        assert_eq!(d(Some("a.example")), Ok(()));
+        assert_eq!(d(Some("A.EXAMPLE")), Ok(()));
+        assert_eq!(d(Some("b.example")), Err(Refusal::RouteNotAllowed));
+        assert_eq!(d(None), Err(Refusal::RouteNotAllowed));
     }
 
     #[test]

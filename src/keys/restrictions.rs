@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::cidr::IpNet;
-use super::route::PathPrefix;
+use super::route::{Hostname, PathPrefix};
 
 /// Most entries in each list.
 pub const MAX_ITEMS: usize = 100;
@@ -19,7 +19,7 @@ pub const MAX_ITEMS: usize = 100;
 /// prefix and, optionally, only some methods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({ "path_prefix": "/v1/reports", "methods": ["GET"] }))]
+#[schema(example = json!({ "host": null, "path_prefix": "/v1/reports", "methods": ["GET"] }))]
 pub struct RouteRule {
     /// Starts with `/`.
     pub path_prefix: String,
@@ -27,6 +27,11 @@ pub struct RouteRule {
     /// key's permission allows.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Only requests for this host (`Host`, lowercase, without port or
+    /// trailing dot); null or absent means any host. Always present in
+    /// records, like `methods`.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// A key's allowed client ranges and routes (empty = no restriction).
@@ -38,14 +43,19 @@ pub struct Restrictions {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRestriction {
+    /// `None`: any host.
+    pub host: Option<Hostname>,
     pub path_prefix: PathPrefix,
     /// Empty: every method the key's permission allows.
     pub methods: Vec<http::Method>,
 }
 
 impl RouteRestriction {
-    pub(super) fn allows(&self, method: &http::Method, path: &str) -> bool {
-        self.path_prefix.matches(path) && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    /// `host` is the request's, as `route::request_host` gives it.
+    pub(super) fn allows(&self, method: &http::Method, path: &str, host: Option<&str>) -> bool {
+        self.host.as_ref().is_none_or(|wanted| host.is_some_and(|h| wanted.matches(h)))
+            && self.path_prefix.matches(path)
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 
     /// The rule as stored and shown (methods upper-case).
@@ -53,6 +63,7 @@ impl RouteRestriction {
         RouteRule {
             path_prefix: self.path_prefix.to_string(),
             methods: self.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+            host: self.host.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -94,6 +105,12 @@ pub fn parse_routes(values: &[RouteRule]) -> Result<Vec<RouteRestriction>, Restr
     for (i, rule) in values.iter().enumerate() {
         let path_prefix =
             PathPrefix::parse(&rule.path_prefix).map_err(|m| fail(format!("allowed_routes[{i}].path_prefix"), m))?;
+        let host = rule
+            .host
+            .as_deref()
+            .map(Hostname::parse)
+            .transpose()
+            .map_err(|m| fail(format!("allowed_routes[{i}].host"), m))?;
         let methods = rule
             .methods
             .iter()
@@ -106,7 +123,7 @@ pub fn parse_routes(values: &[RouteRule]) -> Result<Vec<RouteRestriction>, Restr
                     .ok_or_else(|| fail(format!("allowed_routes[{i}].methods[{j}]"), "not an HTTP method"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        out.push(RouteRestriction { path_prefix, methods });
+        out.push(RouteRestriction { host, path_prefix, methods });
     }
     Ok(out)
 }
@@ -172,7 +189,7 @@ mod tests {
     use super::*;
 
     fn rule(prefix: &str, methods: &[&str]) -> RouteRule {
-        RouteRule { path_prefix: prefix.into(), methods: methods.iter().map(|m| (*m).to_owned()).collect() }
+        RouteRule { path_prefix: prefix.into(), methods: methods.iter().map(|m| (*m).to_owned()).collect(), host: None }
     }
 
     #[test]
@@ -185,6 +202,8 @@ mod tests {
         assert_eq!(field(&[], &[rule("/a", &["GET", "g e t"])]), "allowed_routes[0].methods[1]");
         assert_eq!(field(&[], &[rule("/a", &[]), rule("a", &[])]), "allowed_routes[1].path_prefix");
         assert_eq!(field(&[], &[rule("/a", &[""])]), "allowed_routes[0].methods[0]");
+        let bad_host = RouteRule { host: Some("a b".into()), ..rule("/a", &[]) };
+        assert_eq!(field(&[], &[bad_host]), "allowed_routes[0].host");
     }
 
     #[test]
@@ -193,5 +212,8 @@ mod tests {
         assert_eq!(r.ips[0].to_string(), "10.0.0.0/8");
         assert_eq!(r.routes[0].rule(), rule("/r", &["GET"]));
         assert_eq!(Restrictions::parse(&[], &[]), Ok(None));
+        let hosted = RouteRule { host: Some("API.Example.com:443".into()), ..rule("/r", &[]) };
+        let r = Restrictions::parse(&[], &[hosted]).expect("valid").expect("some");
+        assert_eq!(r.routes[0].rule().host.as_deref(), Some("api.example.com"));
     }
 }

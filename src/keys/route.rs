@@ -53,8 +53,8 @@ impl fmt::Display for PathPrefix {
     }
 }
 
-/// A host name as routes name it: lowercase, without port
-/// (`API.example.com:8443` is `api.example.com`).
+/// A host name as routes name it: lowercase, without port or trailing dot
+/// (`API.example.com.:8443` is `api.example.com`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hostname(String);
 
@@ -94,16 +94,20 @@ impl fmt::Display for Hostname {
     }
 }
 
-/// A request's `Host` without port, case kept (compared ignoring case):
-/// `api.example.com:8080` → `api.example.com`, `[::1]:80` → `[::1]`.
+/// A request's `Host` without port and trailing dot, case kept (compared
+/// ignoring case): `api.example.com.:8080` → `api.example.com`,
+/// `[::1]:80` → `[::1]`. A trailing dot names the same host in DNS; kept,
+/// `api.example.com.` would miss every host route.
 pub fn request_host(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
+    let host = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 #[cfg(test)]
@@ -130,11 +134,13 @@ mod tests {
         assert_eq!(request_host("api.example.com:8443"), "api.example.com");
         assert_eq!(request_host("[::1]:80"), "[::1]");
         assert_eq!(request_host("h"), "h");
+        assert_eq!(request_host("api.example.com."), "api.example.com");
+        assert_eq!(Hostname::parse("Api.Example.com.").expect("host").as_str(), "api.example.com");
         let host = Hostname::parse("API.Example.com").expect("host");
         assert_eq!(host.as_str(), "api.example.com");
         assert!(host.matches(request_host("Api.Example.Com:80")));
         assert!(!host.matches(request_host("api.example.com.evil")));
-        for bad in ["", "a..b", "a b", "a/b", "[nope]"] {
+        for bad in ["", ".", "a..b", "a b", "a/b", "[nope]"] {
             assert!(Hostname::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Hostname::parse("[::1]:80").expect("v6").as_str(), "[::1]");

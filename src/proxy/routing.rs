@@ -6,7 +6,7 @@
 //! first match is the best; matching compares bytes and allocates nothing.
 
 use crate::config::{Config, Settings};
-use crate::keys::route::{request_host, Hostname, PathPrefix};
+use crate::keys::route::{Hostname, PathPrefix};
 
 pub use crate::config::Upstream;
 
@@ -82,9 +82,9 @@ impl Routes {
         Routes { routes, default }
     }
 
-    /// The target for a request path and `Host` (port, if any, ignored).
+    /// The target for a request path and host (as `route::request_host`
+    /// gives it).
     pub fn resolve(&self, path: &str, host: Option<&str>) -> Target<'_> {
-        let host = host.map(request_host);
         let route = self.routes.iter().find(|r| r.matches(path, host)).unwrap_or(&self.default);
         Target { index: route.index, upstream: &route.upstream, body_limit: route.body_limit }
     }
@@ -114,7 +114,7 @@ mod tests {
     }
 
     fn to(routes: &Routes, path: &str, host: Option<&str>) -> String {
-        routes.resolve(path, host).upstream.authority.to_string()
+        routes.resolve(path, host.map(crate::keys::route::request_host)).upstream.authority.to_string()
     }
 
     #[test]
@@ -136,6 +136,8 @@ mod tests {
         let r = routes();
         assert_eq!(to(&r, "/v2/x", Some("api.example.com:8443")), "host:1");
         assert_eq!(to(&r, "/v2/x", Some("Api.Example.Com")), "host:1");
+        assert_eq!(to(&r, "/v2/x", Some("api.example.com.")), "host:1");
+        assert_eq!(to(&r, "/v2/x", Some("api.example.com.:8443")), "host:1");
         assert_eq!(to(&r, "/v2/x", Some("other.example.com")), "v2:1");
     }
 }
