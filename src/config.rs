@@ -16,7 +16,10 @@ use serde_yaml_ng::{Mapping, Value};
 use self::load::{apply_env, deserialize_collecting};
 
 mod load;
+mod settings;
 mod validate;
+
+pub use settings::{RouteSettings, Settings, Upstream};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -373,15 +376,24 @@ impl Config {
         let mut errors = apply_env(&mut value, env);
         let config = deserialize_collecting(value, &mut errors);
         let reported: BTreeSet<String> = errors.iter().map(|e| e.path.clone()).collect();
-        for e in config.validate() {
-            if !reported.contains(&e.path) {
-                errors.push(e);
-            }
-        }
+        let mut checked = config.validate();
+        config.parse_settings(&mut checked);
+        errors.extend(checked.into_iter().filter(|e| !reported.contains(&e.path)));
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError { errors })
+        }
+    }
+
+    /// The typed values the gateway runs on, or every error in the config.
+    /// `check-config` (through `load`) and `serve` both go through this, so
+    /// a config that passes the check starts.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut errors = self.validate();
+        match self.parse_settings(&mut errors) {
+            Some(settings) if errors.is_empty() => Ok(settings),
+            _ => Err(ConfigError { errors }),
         }
     }
 
@@ -428,6 +440,23 @@ mod tests {
         }
         let text = err.to_string();
         assert!(text.contains("store.bogus: unknown field"), "{text}");
+    }
+
+    #[test]
+    fn an_upstream_query_string_fails_the_check_that_serve_runs() {
+        let text = "upstream:\n  url: http://a\nroutes:\n  - path_prefix: /v2\n    upstream: http://b/base?x=1\n";
+        let err = Config::from_yaml(text, no_env()).expect_err("invalid");
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "routes[0].upstream");
+        // `serve` builds from `settings`, which refuses the same way instead
+        // of dropping the query.
+        let route =
+            RouteConfig { path_prefix: "/v2".into(), upstream: "http://b/base?x=1".into(), ..Default::default() };
+        let mut config = Config { routes: vec![route], ..Default::default() };
+        let err = config.settings().expect_err("invalid");
+        assert_eq!(err.errors[0].path, "routes[0].upstream");
+        config.routes[0].upstream = "http://b/base".into();
+        assert_eq!(config.settings().expect("valid").routes[0].upstream.base_path, "/base");
     }
 
     #[test]

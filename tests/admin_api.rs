@@ -168,6 +168,27 @@ async fn rotate_and_revoke_change_status_and_secret() {
 }
 
 #[tokio::test]
+async fn allowed_routes_carry_a_normalised_host_or_null() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let routes =
+        json!([{ "path_prefix": "/v1", "host": "API.Example.com." }, { "path_prefix": "/v2", "methods": ["get"] }]);
+    let (key, _) =
+        admin.key(json!({ "account_id": acc, "name": "k", "permission": "read", "allowed_routes": routes })).await;
+    assert_eq!(
+        key["allowed_routes"],
+        json!([
+            { "path_prefix": "/v1", "methods": [], "host": "api.example.com" },
+            { "path_prefix": "/v2", "methods": ["GET"], "host": null }
+        ])
+    );
+    let id = key["id"].as_str().expect("id");
+    let (s, shown) = admin.call(Method::GET, &format!("/v1/keys/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(shown["allowed_routes"], key["allowed_routes"]);
+}
+
+#[tokio::test]
 async fn validation_errors_name_the_field() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
@@ -188,6 +209,11 @@ async fn validation_errors_name_the_field() {
         (
             json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": { "requests": 0, "per_seconds": 1 } }),
             "rate_limit.requests",
+        ),
+        (
+            json!({ "account_id": acc, "name": "k", "permission": "read",
+                    "allowed_routes": [{ "path_prefix": "/v1", "host": "not a host" }] }),
+            "allowed_routes[0].host",
         ),
         (json!({ "account_id": acc, "name": "k", "permission": "read", "colour": "red" }), "colour"),
         (json!({ "account_id": acc, "name": "k", "permission": "read", "metadata": [1] }), "metadata"),

@@ -298,6 +298,17 @@ async fn key_record_schema_and_example_list_all_21_fields() {
     assert_eq!(schema["properties"]["created_at"]["format"], "date-time");
     assert_eq!(schema["properties"]["metadata"]["type"], "object");
 
+    let route = resolve(&doc, &schema["properties"]["allowed_routes"]["items"]);
+    let route_fields: BTreeSet<&str> =
+        route["properties"].as_object().expect("properties").keys().map(String::as_str).collect();
+    assert_eq!(route_fields, BTreeSet::from(["host", "methods", "path_prefix"]), "{route}");
+    let host = &route["properties"]["host"];
+    assert!(
+        host["type"].as_array().is_some_and(|t| t.contains(&json!("null")))
+            || host["oneOf"].as_array().is_some_and(|o| o.contains(&json!({ "type": "null" }))),
+        "allowed_routes[].host is nullable: {host}"
+    );
+
     // The wire agrees with the schema.
     let account = admin.account("Acme").await;
     let (key, _) = admin.key(json!({ "account_id": account, "name": "CI", "permission": "write" })).await;

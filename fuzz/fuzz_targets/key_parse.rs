@@ -69,7 +69,8 @@ fuzz_target!(|data: &[u8]| {
             (Ok(_), true) => assert_eq!(checked, Err(Refusal::InsufficientPermission)),
         }
     }
-    let facts = Facts { method: &Method::GET, path: "/", client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)) };
+    let facts =
+        Facts { method: &Method::GET, path: "/", client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), host: None };
     let decided = known.set.decide(data, &facts, 0, None);
     assert_eq!(decided.result.is_ok(), is_known);
 

@@ -232,7 +232,8 @@ pub async fn verify(
     let unknown =
         Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
     let Some(p) = visible else { return Ok(Json(unknown)) };
-    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip };
+    // `verify` names no host: a route restriction bound to a host refuses it.
+    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None };
     // A viewer changes nothing, counters included: its verify is a dry run.
     // Otherwise the proxy's own decision: it counts as a use of the key and
     // takes from its rate limit, as a proxied request would.

@@ -3,15 +3,14 @@
 
 use super::error::ApiError;
 use crate::clock::parse_rfc3339;
-use crate::keys::cidr::IpNet;
 use crate::keys::decision::{MAX_PER_SECONDS, MAX_REQUESTS};
+use crate::keys::restrictions::{self, RestrictionError};
 use crate::store::{Metadata, RateLimit, RouteRule};
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 1_000;
 /// Serialized size limit of a key's `metadata` object.
 pub const MAX_METADATA_BYTES: usize = 4_096;
-pub const MAX_LIST_ITEMS: usize = 100;
 /// Longest grace period a rotation may give the old secret: 30 days.
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -66,38 +65,20 @@ pub fn rate_limit(value: Option<RateLimit>) -> Result<Option<RateLimit>, ApiErro
     Ok(value)
 }
 
-/// CIDR ranges, normalised (`10.1.2.3/8` becomes `10.0.0.0/8`).
+/// CIDR ranges, parsed as the reload will parse them and stored
+/// normalised (`10.1.2.3/8` becomes `10.0.0.0/8`).
 pub fn allowed_ips(values: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if values.len() > MAX_LIST_ITEMS {
-        return Err(ApiError::invalid("allowed_ips", format!("at most {MAX_LIST_ITEMS} ranges")));
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            IpNet::parse(v).map(|n| n.to_string()).map_err(|m| ApiError::invalid(&format!("allowed_ips[{i}]"), m))
-        })
-        .collect()
+    Ok(restrictions::parse_ips(&values).map_err(refused)?.iter().map(ToString::to_string).collect())
 }
 
+/// Routes, parsed as the reload will parse them and stored normalised
+/// (methods upper-case).
 pub fn allowed_routes(values: Vec<RouteRule>) -> Result<Vec<RouteRule>, ApiError> {
-    if values.len() > MAX_LIST_ITEMS {
-        return Err(ApiError::invalid("allowed_routes", format!("at most {MAX_LIST_ITEMS} routes")));
-    }
-    let mut out = Vec::with_capacity(values.len());
-    for (i, mut rule) in values.into_iter().enumerate() {
-        if !rule.path_prefix.starts_with('/') || rule.path_prefix.len() > 1_000 {
-            return Err(ApiError::invalid(&format!("allowed_routes[{i}].path_prefix"), "must start with \"/\""));
-        }
-        for (j, m) in rule.methods.iter_mut().enumerate() {
-            *m = m.to_ascii_uppercase();
-            if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
-                return Err(ApiError::invalid(&format!("allowed_routes[{i}].methods[{j}]"), "not an HTTP method"));
-            }
-        }
-        out.push(rule);
-    }
-    Ok(out)
+    Ok(restrictions::parse_routes(&values).map_err(refused)?.iter().map(|r| r.rule()).collect())
+}
+
+fn refused(e: RestrictionError) -> ApiError {
+    ApiError::invalid(&e.field, e.message)
 }
 
 pub fn metadata(value: Metadata) -> Result<Metadata, ApiError> {
@@ -121,7 +102,7 @@ mod tests {
         assert_eq!(field(name("name", "  ").unwrap_err()), "name");
         assert_eq!(field(expires_at("2000-01-01T00:00:00Z", crate::clock::now_ms()).unwrap_err()), "expires_at");
         assert_eq!(field(allowed_ips(vec!["10.0.0.0/8".into(), "x".into()]).unwrap_err()), "allowed_ips[1]");
-        let rule = RouteRule { path_prefix: "/a".into(), methods: vec!["g e t".into()] };
+        let rule = RouteRule { path_prefix: "/a".into(), methods: vec!["g e t".into()], host: None };
         assert_eq!(field(allowed_routes(vec![rule]).unwrap_err()), "allowed_routes[0].methods[0]");
         let mut big = Metadata::new();
         big.insert("k".into(), serde_json::Value::String("x".repeat(5000)));

@@ -56,7 +56,7 @@ pub struct Limits {
     /// Allowed client IP range (CIDR); repeat for several; replaces the list on update
     #[arg(long = "allowed-ip", value_name = "CIDR")]
     allowed_ips: Vec<String>,
-    /// Allowed route: /prefix or /prefix:GET,HEAD; repeat for several; replaces the list on update
+    /// Allowed route: /prefix, /prefix:GET,HEAD, or //host/prefix:GET for one host only; repeat for several; replaces the list on update
     #[arg(long = "allowed-route", value_parser = parse_route, value_name = "ROUTE")]
     allowed_routes: Vec<Value>,
     /// Free-form JSON object; replaces the metadata on update
@@ -226,19 +226,30 @@ const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 /// a method list; an upper-case suffix that is not one is a typo, refused.
 pub fn parse_route(text: &str) -> Result<Value, String> {
     let text = text.trim();
-    if !text.starts_with('/') {
+    // `//host/prefix` names a host, as a URL's authority would.
+    let (host, route) = match text.strip_prefix("//") {
+        Some(rest) => match rest.find('/') {
+            Some(slash) if slash > 0 => (Some(&rest[..slash]), &rest[slash..]),
+            _ => return Err(format!("{text:?}: a host route is //host/prefix (e.g. //api.example.com/v1:GET)")),
+        },
+        None => (None, text),
+    };
+    if !route.starts_with('/') {
         return Err(format!("{text:?}: a route starts with / (e.g. /v1/reports:GET,HEAD)"));
     }
-    if let Some((path, suffix)) = text.rsplit_once(':') {
+    let mut rule = json!({ "path_prefix": route, "methods": null });
+    if let Some((path, suffix)) = route.rsplit_once(':') {
         let methods: Vec<String> = suffix.split(',').map(|m| m.trim().to_ascii_uppercase()).collect();
         if methods.iter().all(|m| METHODS.contains(&m.as_str())) {
-            return Ok(json!({ "path_prefix": path, "methods": methods }));
-        }
-        if suffix.chars().all(|c| c.is_ascii_uppercase() || c == ',') {
+            rule = json!({ "path_prefix": path, "methods": methods });
+        } else if suffix.chars().all(|c| c.is_ascii_uppercase() || c == ',') {
             return Err(format!("{text:?}: unknown method in {suffix:?}; known: {}", METHODS.join(",")));
         }
     }
-    Ok(json!({ "path_prefix": text, "methods": null }))
+    if let (Some(host), Value::Object(fields)) = (host, &mut rule) {
+        fields.insert("host".into(), Value::String(host.to_owned()));
+    }
+    Ok(rule)
 }
 
 #[cfg(test)]
@@ -302,6 +313,11 @@ mod tests {
             parse_route("/v1/items:batch:POST"),
             Ok(json!({"path_prefix": "/v1/items:batch", "methods": ["POST"]}))
         );
+        assert_eq!(
+            parse_route("//api.example.com/v1:GET"),
+            Ok(json!({"path_prefix": "/v1", "methods": ["GET"], "host": "api.example.com"}))
+        );
+        assert!(parse_route("//api.example.com").is_err() && parse_route("///v1").is_err());
         assert!(parse_route("/v1:GTE").is_err());
         assert!(parse_route("v1/reports").is_err());
     }

@@ -143,7 +143,10 @@ pub fn routes(value: Option<&Value>) -> String {
     let shown: Vec<String> = items
         .iter()
         .map(|route| {
-            let prefix = cell(route.get("path_prefix"));
+            let prefix = match route.get("host").and_then(Value::as_str) {
+                Some(host) => format!("//{host}{}", cell(route.get("path_prefix"))),
+                None => cell(route.get("path_prefix")),
+            };
             match route.get("methods").and_then(Value::as_array) {
                 Some(methods) if !methods.is_empty() => {
                     let methods: Vec<String> = methods.iter().map(|m| cell(Some(m))).collect();

@@ -1,27 +1,17 @@
-//! What types alone cannot check: URLs, prefixes, ranges, files. Every
-//! problem is collected with its field path, none stops the others.
+//! What types alone cannot check and no typed value holds: ranges, names,
+//! files. (Upstream URLs, route prefixes and hosts and CIDR ranges are
+//! parsed into `Settings` by `settings.rs`.) Every problem is collected with
+//! its field path, none stops the others.
 
 use super::{Config, FieldError};
 use crate::store::redact;
 
 impl Config {
-    /// Checks what types alone cannot: URLs, prefixes, ranges, files.
+    /// Checks what types alone cannot: ranges, names, files.
     pub(super) fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let mut err = |path: &str, message: String| errors.push(FieldError { path: path.into(), message });
 
-        check_upstream_url(&self.upstream.url).err().into_iter().for_each(|m| err("upstream.url", m));
-        for (i, route) in self.routes.iter().enumerate() {
-            if !route.path_prefix.starts_with('/') {
-                err(&format!("routes[{i}].path_prefix"), format!("must start with \"/\", got {:?}", route.path_prefix));
-            }
-            if let Err(m) = check_upstream_url(&route.upstream) {
-                err(&format!("routes[{i}].upstream"), m);
-            }
-            if route.host.as_deref().is_some_and(|h| h.is_empty()) {
-                err(&format!("routes[{i}].host"), "must not be empty".into());
-            }
-        }
         let url = &self.store.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             err("store.url", format!("must start with sqlite:// or postgres://, got {:?}", redact(url)));
@@ -91,11 +81,6 @@ impl Config {
                 err(path, format!("must be 1-32 of a-z, 0-9 and inner \"_\", got {prefix:?}"));
             }
         }
-        for (i, cidr) in self.proxy.trusted_proxies.iter().enumerate() {
-            if let Err(m) = crate::keys::cidr::IpNet::parse(cidr) {
-                err(&format!("proxy.trusted_proxies[{i}]"), m);
-            }
-        }
         if let Some(q) = self.limits.default_per_key {
             if q.requests == 0 {
                 err("limits.default_per_key.requests", "must be at least 1".into());
@@ -138,20 +123,4 @@ impl Config {
         }
         errors
     }
-}
-
-fn check_upstream_url(url: &str) -> Result<(), String> {
-    let shown = redact(url);
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL {shown:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(format!("must be an http:// or https:// URL, got {shown:?}")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("has no host: {shown:?}"));
-    }
-    if uri.query().is_some() {
-        return Err(format!("must not have a query string: {shown:?}"));
-    }
-    Ok(())
 }

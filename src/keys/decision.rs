@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, QuantaClock};
@@ -14,9 +13,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
-use super::cidr::IpNet;
 use super::counters::Outcome;
 use super::policy::Refusal;
+use super::restrictions::plain_path;
 use super::snapshot::{Identity, KeySet, KeyState};
 
 pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, QuantaClock, StateInformationMiddleware>;
@@ -28,50 +27,6 @@ pub struct Quota {
     pub per_seconds: u32,
 }
 
-/// A key's allowed client ranges and routes (empty = no restriction).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Restrictions {
-    pub ips: Vec<IpNet>,
-    pub routes: Vec<RouteRestriction>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRestriction {
-    pub path_prefix: String,
-    /// Empty: every method the key's permission allows.
-    pub methods: Vec<http::Method>,
-}
-
-impl RouteRestriction {
-    fn allows(&self, method: &http::Method, path: &str) -> bool {
-        let prefix = self.path_prefix.as_str();
-        let matches = path == prefix
-            || (path.starts_with(prefix)
-                && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')));
-        matches && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-    }
-}
-
-/// Whether a path means what it says to any upstream: no `.` or `..`
-/// segment (also with `;parameters`), no percent-encoded dot, slash or
-/// backslash, no backslash. A route restriction matches the raw path, and an
-/// upstream that normalises `/v1/reports/../admin` would serve `/admin`; so
-/// for keys with route restrictions, anything else is refused.
-fn plain_path(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    if bytes.contains(&b'\\') {
-        return false;
-    }
-    let encoded_special = bytes.windows(3).any(|w| {
-        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e') | (b'2', b'f') | (b'5', b'c'))
-    });
-    !encoded_special
-        && path.split('/').all(|segment| {
-            let name = segment.split(';').next().unwrap_or("");
-            name != "." && name != ".."
-        })
-}
-
 /// What the decision needs to know about the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -80,6 +35,9 @@ pub struct Facts<'a> {
     /// The client's address as configured to be trusted (`None`: unknown,
     /// which fails any IP restriction).
     pub client_ip: Option<IpAddr>,
+    /// The request's host as `route::request_host` gives it (`None`:
+    /// unknown, which fails any route restriction naming a host).
+    pub host: Option<&'a str>,
 }
 
 /// The state of a key's rate limit after this request, for the
@@ -153,7 +111,7 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
         return Err(Refusal::IpNotAllowed);
     }
     if !r.routes.is_empty()
-        && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path)))
+        && (!plain_path(facts.path) || !r.routes.iter().any(|route| route.allows(facts.method, facts.path, facts.host)))
     {
         return Err(Refusal::RouteNotAllowed);
     }
@@ -212,33 +170,11 @@ fn new_limiter(quota: Quota) -> Option<Limiter> {
     Some(RateLimiter::direct(gq).with_middleware::<StateInformationMiddleware>())
 }
 
-/// Builds the restrictions of a key from its stored lists; `None` when both
-/// are empty, so unrestricted keys carry no allocation.
-pub fn compile_restrictions(
-    ips: &[String],
-    routes: &[(String, Vec<String>)],
-) -> Result<Option<Arc<Restrictions>>, String> {
-    if ips.is_empty() && routes.is_empty() {
-        return Ok(None);
-    }
-    let ips = ips.iter().map(|s| IpNet::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let routes = routes
-        .iter()
-        .map(|(prefix, methods)| {
-            let methods = methods
-                .iter()
-                .map(|m| http::Method::from_bytes(m.as_bytes()).map_err(|_| format!("bad method {m:?}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(RouteRestriction { path_prefix: prefix.clone(), methods })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(Some(Arc::new(Restrictions { ips, routes })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::format::generate;
+    use crate::keys::restrictions::{Restrictions, RouteRule};
     use crate::keys::snapshot::{InlineId, KeyPolicy, PolicyRow};
     use crate::keys::{Changes, Permission};
     use http::Method;
@@ -268,14 +204,19 @@ mod tests {
     }
 
     fn facts<'a>(method: &'a Method, path: &'a str, ip: &str) -> Facts<'a> {
-        Facts { method, path, client_ip: ip.parse().ok() }
+        Facts { method, path, client_ip: ip.parse().ok(), host: None }
     }
 
     #[test]
     fn restrictions_refuse_other_addresses_and_routes() {
         let mut p = policy();
-        let routes = vec![("/v1/reports".to_string(), vec!["GET".to_string()]), ("/v1/orders/".to_string(), vec![])];
-        p.restrictions = compile_restrictions(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
+        let rule = |prefix: &str, methods: &[&str]| RouteRule {
+            path_prefix: prefix.into(),
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            host: None,
+        };
+        let routes = [rule("/v1/reports", &["GET"]), rule("/v1/orders/", &[])];
+        p.restrictions = Restrictions::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
         let (set, key) = set_with(p);
         let d = |m: &Method, path: &str, ip: &str| {
             set.decide(key.as_bytes(), &facts(m, path, ip), 0, None).result.map(|_| ())
@@ -297,6 +238,55 @@ mod tests {
             assert_eq!(d(&Method::GET, escape, "10.0.0.1"), Err(Refusal::RouteNotAllowed), "{escape}");
         }
         assert_eq!(d(&Method::GET, "/v1/reports/2026.11..12", "10.0.0.1"), Ok(()), "dots inside a name are fine");
+    }
+
+    #[test]
+    fn double_encoding_overlong_utf8_and_nul_are_refused_on_restricted_keys() {
+        let mut p = policy();
+        let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![], host: None }];
+        p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let d = |path: &str| set.decide(key.as_bytes(), &facts(&get, path, "10.0.0.1"), 0, None).result.map(|_| ());
+        for sneaky in [
+            "/v1/reports/%252e%252e/admin",
+            "/v1/reports/%252E%252E%252Fadmin",
+            "/v1/reports/..%252fadmin",
+            "/v1/reports/%255c..",
+            "/v1/reports/%25252e",
+            "/v1/reports/%c0%ae%c0%ae/admin",
+            "/v1/reports/%C0%AF",
+            "/v1/reports/%c1%9c",
+            "/v1/reports/%e0%80%ae",
+            "/v1/reports/%f0%80%80%ae",
+            "/v1/reports/%00",
+            "/v1/reports/x%00.json",
+        ] {
+            assert_eq!(d(sneaky), Err(Refusal::RouteNotAllowed), "{sneaky}");
+        }
+        for plain in ["/v1/reports/100%25", "/v1/reports/caf%c3%a9", "/v1/reports/%e2%82%ac", "/v1/reports/%2541"] {
+            assert_eq!(d(plain), Ok(()), "{plain}");
+        }
+        // Keys without route restrictions are not judged on their paths.
+        let (open, key) = set_with(policy());
+        assert!(open.decide(key.as_bytes(), &facts(&get, "/%252e%00", "10.0.0.1"), 0, None).result.is_ok());
+    }
+
+    #[test]
+    fn a_route_restriction_with_a_host_holds_only_on_that_host() {
+        let mut p = policy();
+        let routes = [RouteRule { path_prefix: "/v1".into(), methods: vec![], host: Some("a.example".into()) }];
+        p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+        let (set, key) = set_with(p);
+        let get = Method::GET;
+        let d = |host: Option<&str>| {
+            let f = Facts { host, ..facts(&get, "/v1/x", "10.0.0.1") };
+            set.decide(key.as_bytes(), &f, 0, None).result.map(|_| ())
+        };
+        assert_eq!(d(Some("a.example")), Ok(()));
+        assert_eq!(d(Some("A.EXAMPLE")), Ok(()));
+        assert_eq!(d(Some("b.example")), Err(Refusal::RouteNotAllowed));
+        assert_eq!(d(None), Err(Refusal::RouteNotAllowed));
     }
 
     #[test]
@@ -322,7 +312,7 @@ mod tests {
     fn a_dry_run_spends_nothing_and_counts_nothing() {
         let mut p = policy();
         p.quota = Some(Quota { requests: 2, per_seconds: 60 });
-        p.restrictions = compile_restrictions(&["10.0.0.0/8".into()], &[]).expect("valid");
+        p.restrictions = Restrictions::parse(&["10.0.0.0/8".into()], &[]).expect("valid");
         let (set, key) = set_with(p);
         let get = Method::GET;
         let inside = facts(&get, "/", "10.0.0.1");

@@ -18,9 +18,10 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::counters::{Counts, UsageTable};
-use super::decision::{Limiter, Quota, Restrictions};
+use super::decision::{Limiter, Quota};
 use super::format::{self, KeyHash};
 use super::policy::{Permission, Refusal};
+use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
 
 const SHARDS: usize = 256;

@@ -44,6 +44,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
 use crate::keys::cidr::IpNet;
+use crate::keys::route;
 use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
@@ -96,15 +97,11 @@ impl Proxy {
     /// the reloader publishes into.
     pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
         let proxy = &config.proxy;
-        let trusted_proxies = proxy
-            .trusted_proxies
-            .iter()
-            .map(|c| IpNet::parse(c).map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let settings = config.settings()?;
         Ok(Arc::new(Proxy {
             keyset,
             credentials: CredentialSources::new(&proxy.key_headers, proxy.key_query_param.as_deref())?,
-            routes: Routes::new(config)?,
+            routes: Routes::new(&settings),
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
             max_header_bytes: proxy.max_header_bytes,
@@ -122,7 +119,7 @@ impl Proxy {
                 .limits
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
-            trusted_proxies,
+            trusted_proxies: settings.trusted_proxies,
             guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
             metrics,
         }))
@@ -206,8 +203,7 @@ impl Proxy {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
         }
-        let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
-        let target = self.routes.resolve(parts.uri.path(), host);
+        let target = self.routes.resolve(parts.uri.path(), request_host(&parts));
         let route = target.index;
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
@@ -294,7 +290,8 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None }
         })?;
-        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client) };
+        let facts =
+            Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client), host: request_host(parts) };
         let decision = self.keyset.load().decide(credential.key, &facts, now_ms(), self.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
@@ -386,6 +383,13 @@ fn refuse(
 
 /// The request head's size as the limit counts it: method, target and
 /// header names and values, without framing.
+/// The request's host (`Host`, or the URI's authority in HTTP/2), without
+/// port or trailing dot: what host routes and key restrictions match.
+fn request_host(parts: &Parts) -> Option<&str> {
+    let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
+    host.map(route::request_host)
+}
+
 fn head_size(parts: &Parts) -> usize {
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + parts.uri.authority().map_or(0, |a| a.as_str().len());

@@ -20,8 +20,7 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::{on_pool, Pool, Result, RouteRule, Store, StoreError};
-use crate::keys::decision::compile_restrictions;
-use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, Quota, RetiredRow};
+use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, Quota, Restrictions, RetiredRow};
 
 /// A key's row as the reloader needs it: read by column name through sqlx,
 /// or, in SQLite's full load, from a JSON array in field order (the account's
@@ -201,9 +200,7 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
     } else {
         serde_json::from_str(&row.allowed_routes).map_err(|_| corrupt(&row.id, "allowed_routes"))?
     };
-    let routes: Vec<(String, Vec<String>)> = routes.into_iter().map(|r| (r.path_prefix, r.methods)).collect();
-    let restrictions =
-        compile_restrictions(&ips, &routes).map_err(|e| corrupt(&row.id, &format!("restriction ({e})")))?;
+    let restrictions = Restrictions::parse(&ips, &routes).map_err(|e| corrupt(&row.id, &e.field))?;
     let policy = KeyPolicy {
         id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
         account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::keys::RouteRule;
 use crate::keys::{Environment, KeyHash, Permission, Status};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,19 +30,6 @@ pub struct RateLimit {
     pub requests: u32,
     #[schema(minimum = 1, maximum = 86400)]
     pub per_seconds: u32,
-}
-
-/// A route a key may call: a path prefix and, optionally, only some methods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "path_prefix": "/v1/reports", "methods": ["GET"] }))]
-pub struct RouteRule {
-    /// Starts with `/`.
-    pub path_prefix: String,
-    /// HTTP methods (stored upper-case); empty means every method the
-    /// key's permission allows.
-    #[serde(default)]
-    pub methods: Vec<String>,
 }
 
 pub type Metadata = serde_json::Map<String, serde_json::Value>;

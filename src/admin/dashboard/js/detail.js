@@ -38,7 +38,7 @@ function fields(key, account) {
     row(
       "Allowed routes",
       key.allowed_routes && key.allowed_routes.length
-        ? h("ul", { class: "plain" }, key.allowed_routes.map((r) => h("li", {}, h("code", {}, (r.methods && r.methods.length ? r.methods.join(",") + " " : "") + r.path_prefix))))
+        ? h("ul", { class: "plain" }, key.allowed_routes.map((r) => h("li", {}, h("code", {}, (r.methods && r.methods.length ? r.methods.join(",") + " " : "") + (r.host ? "//" + r.host : "") + r.path_prefix))))
         : none("Every route"),
     ),
     row("Metadata", key.metadata && Object.keys(key.metadata).length ? h("pre", { class: "json" }, JSON.stringify(key.metadata, null, 2)) : none()),
