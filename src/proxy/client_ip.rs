@@ -9,8 +9,13 @@ use http::HeaderMap;
 
 use crate::keys::cidr::IpNet;
 
+/// Whether `peer` is one of the trusted proxies.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(peer))
+}
+
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: IpAddr| is_trusted(ip, trusted);
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;
     }

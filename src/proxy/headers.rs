@@ -3,9 +3,12 @@
 //! `X-Forwarded-For`/`-Proto` and the request id.
 //!
 //! Identity headers are always deleted before they are set: whatever a
-//! client sends under those names is never passed on. Credential stripping
-//! belongs to `auth`, which knows where the key was found.
-
+//! client sends under those names is never passed on, nor under a spelling
+//! with `_` for `-` (CGI-style servers merge the two). Forwarding headers
+//! from a peer that is not a trusted proxy, and by default headers with `_`
+//! and method/URL override headers, are removed in the same single pass over
+//! the request's header names. Credential stripping belongs to `auth`,
+//! which knows where the key was found.
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -15,6 +18,8 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 
+use super::overrides;
+use crate::config::{HeaderRule, ProxyConfig};
 use crate::keys::Identity;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -23,6 +28,10 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_KEYGATE_KEY_ID: HeaderName = HeaderName::from_static("x-keygate-key-id");
 pub const X_KEYGATE_ACCOUNT_ID: HeaderName = HeaderName::from_static("x-keygate-account-id");
 pub const X_KEYGATE_PERMISSION: HeaderName = HeaderName::from_static("x-keygate-permission");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -38,6 +47,27 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
+];
+
+/// What a proxy in front of keygate says about the client; believed only
+/// from a trusted proxy (`X-Forwarded-For` is rewritten instead).
+const FORWARDING_CLAIMS: [HeaderName; 4] = [FORWARDED, X_REAL_IP, X_FORWARDED_HOST, X_FORWARDED_PORT];
+
+/// Names with `-` that keygate sets or strips, besides the credential
+/// headers, `x-keygate-*` and the override headers: a client header equal to
+/// one of them with `_` read as `-` never passes.
+const MANAGED_WITH_DASH: [&str; 11] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-request-id",
+    "x-real-ip",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "proxy-authenticate",
+    "proxy-authorization",
 ];
 
 /// Longest client-supplied request id that is kept.
@@ -98,10 +128,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // lookup per hop-by-hop name: most messages carry none of them.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
-        }
+        present |= hop_by_hop_bit(name);
     }
+    remove_hop_by_hop_present(headers, present);
+}
+
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    HOP_BY_HOP.iter().position(|h| h == name).map_or(0, |i| 1 << i)
+}
+
+/// Removes the hop-by-hop headers whose bits are set in `present`.
+fn remove_hop_by_hop_present(headers: &mut HeaderMap, present: u16) {
     if present == 0 {
         return;
     }
@@ -124,6 +161,70 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// Which client headers `prepare_request` removes beyond the ones it always
+/// manages; built once from the config.
+#[derive(Debug, Clone)]
+pub struct ClientHeaders {
+    underscores: HeaderRule,
+    overrides: HeaderRule,
+    /// The credential headers with a `-` in their name (`x-api-key`), whose
+    /// `_` spellings never pass.
+    credentials: Vec<HeaderName>,
+}
+
+impl ClientHeaders {
+    pub fn new(config: &ProxyConfig) -> Self {
+        let credentials = config
+            .key_headers
+            .iter()
+            .filter(|name| name.contains('-'))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        ClientHeaders { underscores: config.underscore_headers, overrides: config.override_headers, credentials }
+    }
+
+    /// Whether the override headers reach the upstream (and so must be
+    /// decided on).
+    pub fn passes_overrides(&self) -> bool {
+        self.overrides == HeaderRule::Pass
+    }
+
+    /// Whether a client header named `name` (never a hop-by-hop one) is
+    /// removed. Called for every header of every request: names without
+    /// `_` that start with neither `x` nor `f` are answered at once.
+    fn removes(&self, name: &HeaderName, trusted_peer: bool) -> bool {
+        let text = name.as_str();
+        if text.as_bytes().contains(&b'_') {
+            return self.underscores == HeaderRule::Drop || self.is_managed_spelling(text);
+        }
+        match text.as_bytes().first() {
+            Some(b'x') | Some(b'f') => {
+                (self.overrides == HeaderRule::Drop && overrides::is_override(name))
+                    || (!trusted_peer && FORWARDING_CLAIMS.iter().any(|h| h == name))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `name` (lowercase, with `_`) is a managed header with `_` read
+    /// as `-`.
+    fn is_managed_spelling(&self, name: &str) -> bool {
+        let same = |managed: &str| {
+            name.len() == managed.len()
+                && name.bytes().zip(managed.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+        };
+        same_prefix(name, "x-keygate-")
+            || MANAGED_WITH_DASH.iter().any(|m| same(m))
+            || overrides::METHOD_HEADERS.iter().chain(overrides::URL_HEADERS.iter()).any(|h| same(h.as_str()))
+            || self.credentials.iter().any(|h| same(h.as_str()))
+    }
+}
+
+/// Whether `name` starts with `prefix` with `_` in `name` read as `-`.
+fn same_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// Whether the client said it accepts trailers (`TE: trailers`, RFC 9110
@@ -158,17 +259,20 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
 #[derive(Debug, Clone)]
 pub struct Forwarding {
     pub peer: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are believed.
+    trusted: bool,
     forwarded_for: HeaderValue,
     proto: HeaderValue,
 }
 
 impl Forwarding {
-    pub fn new(peer: IpAddr, tls: bool) -> Self {
+    pub fn new(peer: IpAddr, tls: bool, trusted: bool) -> Self {
         let peer = peer.to_canonical();
         let mut text = [0u8; 64];
         let len = write_ip(&mut text, peer);
         Forwarding {
             peer,
+            trusted,
             // An address is always a valid header value.
             forwarded_for: HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown")),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -180,16 +284,32 @@ impl Forwarding {
 const ADDED_HEADERS: usize = 7;
 
 /// Rewrites a client's request headers for the upstream (after `auth` has
-/// stripped the credential): hop-by-hop removed, identity, forwarding and
-/// request id headers set, `Host` set to the upstream's authority.
+/// stripped the credential): hop-by-hop headers and what `client_headers`
+/// removes go, identity, forwarding and request id headers are set, `Host`
+/// is set to the upstream's authority.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     identity: &Identity,
     forwarding: &Forwarding,
     request_id: &RequestId,
     upstream_host: &HeaderValue,
+    client_headers: &ClientHeaders,
 ) {
-    remove_hop_by_hop(headers);
+    // One pass over the names present; `removed` allocates only for a
+    // request that has such headers.
+    let mut hop_by_hop = 0u16;
+    let mut removed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let bit = hop_by_hop_bit(name);
+        hop_by_hop |= bit;
+        if bit == 0 && client_headers.removes(name, forwarding.trusted) {
+            removed.push(name.clone());
+        }
+    }
+    remove_hop_by_hop_present(headers, hop_by_hop);
+    for name in &removed {
+        headers.remove(name);
+    }
     headers.reserve(ADDED_HEADERS);
     // `insert` replaces every client-supplied value of these names. Ids are
     // base62 with `_`, so the fallback never happens.
@@ -211,9 +331,15 @@ pub fn prepare_response(headers: &mut HeaderMap, request_id: &RequestId) {
     headers.insert(X_REQUEST_ID, request_id.header_value());
 }
 
-/// Appends the peer to the `X-Forwarded-For` chain, joining the client's
-/// lines (if any) into one. Values that are not text are dropped.
+/// From a trusted proxy, appends the peer to the `X-Forwarded-For` chain,
+/// joining the lines (if any) into one; values that are not text are
+/// dropped. From anyone else, the chain is the peer alone: many upstreams
+/// read the leftmost entry, which the client would otherwise choose.
 fn set_forwarded_for(headers: &mut HeaderMap, forwarding: &Forwarding) {
+    if !forwarding.trusted {
+        headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
+        return;
+    }
     let mut chain = String::new();
     for value in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(text) = value.to_str() {
@@ -294,6 +420,47 @@ mod tests {
         assert_eq!(left, vec!["x-kept"]);
     }
 
+    fn defaults() -> ClientHeaders {
+        ClientHeaders::new(&ProxyConfig::default())
+    }
+
+    #[test]
+    fn underscore_spellings_of_managed_headers_are_recognised() {
+        let passing = ClientHeaders::new(&ProxyConfig { underscore_headers: HeaderRule::Pass, ..Default::default() });
+        for managed in [
+            "x_keygate_key_id",
+            "x-keygate_anything",
+            "x_forwarded_for",
+            "x_request_id",
+            "x_api_key",
+            "x_http_method_override",
+            "x_original_url",
+            "proxy_authorization",
+        ] {
+            let name = HeaderName::from_static(managed);
+            assert!(passing.removes(&name, true), "{managed}");
+        }
+        for kept in ["x_custom", "x_keygate", "x_forwarded_forx", "accept"] {
+            assert!(!passing.removes(&HeaderName::from_static(kept), true), "{kept}");
+            assert_eq!(defaults().removes(&HeaderName::from_static(kept), true), kept.contains('_'), "{kept}");
+        }
+    }
+
+    #[test]
+    fn forwarding_claims_pass_only_from_trusted_peers() {
+        for name in [FORWARDED, X_REAL_IP, X_FORWARDED_HOST, X_FORWARDED_PORT] {
+            assert!(defaults().removes(&name, false), "{name}");
+            assert!(!defaults().removes(&name, true), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        let peer: IpAddr = "10.0.0.7".parse().expect("ip");
+        let id = RequestId::generate();
+        let forwarding = Forwarding::new(peer, false, false);
+        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.7");
+    }
+
     #[test]
     fn spoofed_identity_is_replaced_and_forwarded_for_appended() {
         let mut h = HeaderMap::new();
@@ -304,7 +471,8 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let id = RequestId::generate();
         let peer: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
-        prepare_request(&mut h, &identity(), &Forwarding::new(peer, false), &id, &HeaderValue::from_static("up:80"));
+        let forwarding = Forwarding::new(peer, false, true);
+        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
         assert_eq!(h.get_all(X_KEYGATE_KEY_ID).iter().count(), 1);
         assert_eq!(h[X_KEYGATE_KEY_ID], "key_1");
         assert_eq!(h[X_KEYGATE_PERMISSION], "read");

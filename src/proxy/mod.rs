@@ -17,6 +17,7 @@ pub mod client_ip;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod overrides;
 pub mod pool;
 pub mod problem;
 pub mod routing;
@@ -38,7 +39,7 @@ use self::auth::{CredentialSources, FoundIn};
 use self::body::LimitedBody;
 use self::forward::{ForwardError, Forwarder};
 use self::guard::FailureGuard;
-use self::headers::{Forwarding, RequestId};
+use self::headers::{ClientHeaders, Forwarding, RequestId};
 use self::problem::Problem;
 use self::routing::Routes;
 use crate::clock::now_ms;
@@ -61,6 +62,7 @@ pub struct Proxy {
     routes: Routes,
     forwarder: Forwarder,
     strip_credentials: bool,
+    client_headers: ClientHeaders,
     max_header_bytes: usize,
     body_read_timeout: Duration,
     listener: ListenerOptions,
@@ -79,8 +81,9 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls) }
+    /// `trusted`: the peer is one of `proxy.trusted_proxies`.
+    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Self {
+        ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls, trusted) }
     }
 }
 
@@ -107,6 +110,7 @@ impl Proxy {
             routes: Routes::new(config)?,
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
+            client_headers: ClientHeaders::new(proxy),
             max_header_bytes: proxy.max_header_bytes,
             body_read_timeout: Duration::from_millis(proxy.body_read_timeout_ms),
             listener: ListenerOptions {
@@ -157,7 +161,8 @@ impl Proxy {
     ) {
         let options = self.listener.clone();
         let make_service = move |peer: SocketAddr, tls: bool| {
-            let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls)));
+            let trusted = client_ip::is_trusted(peer.ip(), &self.trusted_proxies);
+            let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls, trusted)));
             hyper::service::service_fn(move |request| {
                 let conn = Arc::clone(&conn);
                 async move { Ok::<_, Infallible>(conn.0.handle(request, &conn.1).await) }
@@ -228,7 +233,14 @@ impl Proxy {
         // headers.
         let http2 = target.upstream.http2 && upgrade.is_none();
         let te_trailers = http2 && headers::te_trailers(&parts.headers);
-        headers::prepare_request(&mut parts.headers, &identity, &conn.forwarding, &request_id, &target.upstream.host);
+        headers::prepare_request(
+            &mut parts.headers,
+            &identity,
+            &conn.forwarding,
+            &request_id,
+            &target.upstream.host,
+            &self.client_headers,
+        );
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
