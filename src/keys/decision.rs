@@ -132,6 +132,16 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// Whether `decide` would let the request pass its key checks and
+    /// restrictions, without taking from the rate limit or counting usage:
+    /// for the other methods and paths a request names (override headers).
+    pub fn permits(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64) -> Result<(), Refusal> {
+        let found = self.find(key)?;
+        found.status(facts.method, now_ms).and_then(|()| restrictions(found.state, facts))
+    }
+}
+
 fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
     let Some(r) = &state.policy.restrictions else { return Ok(()) };
     if !r.ips.is_empty() && !facts.client_ip.is_some_and(|ip| r.ips.iter().any(|net| net.contains(ip))) {

@@ -307,7 +307,34 @@ impl Proxy {
             Refused { problem: Problem::Refused(e.refusal()), detail, rate: None }
         })?;
         let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client) };
-        let decision = self.keyset.load().decide(credential.key, &facts, now_ms(), self.default_quota);
+        let keyset = self.keyset.load();
+        let now = now_ms();
+        let named = if self.client_headers.passes_overrides() {
+            overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
+                problem: Problem::BadRequest,
+                detail: Some("A method or URL override header names no method or path."),
+                rate: None,
+            })?
+        } else {
+            None
+        };
+        // The upstream may act on any mix of the request line and what the
+        // override headers name: each must be allowed. The first refused
+        // one is the request's decision, counted once like any other.
+        let mut decided = facts;
+        if let Some(named) = &named {
+            let paths = || std::iter::once(parts.uri.path()).chain(named.paths.iter().map(String::as_str));
+            'search: for method in std::iter::once(&parts.method).chain(&named.methods) {
+                for path in paths() {
+                    let alternative = Facts { method, path, ..facts };
+                    if keyset.permits(credential.key, &alternative, now).is_err() {
+                        decided = alternative;
+                        break 'search;
+                    }
+                }
+            }
+        }
+        let decision = keyset.decide(credential.key, &decided, now, self.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
             Err(refusal) => Err(Refused { problem: Problem::Refused(refusal), detail: None, rate: decision.rate }),
