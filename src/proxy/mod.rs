@@ -190,8 +190,12 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
+        // An unknown client (an unreadable forwarded entry) passes no
+        // address restriction; the guard then counts its failures against
+        // the peer that forwarded it.
         let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
-        if let Some(wait) = self.guard.blocked_for(client) {
+        let guarded = client.unwrap_or(peer.ip());
+        if let Some(wait) = self.guard.blocked_for(guarded) {
             self.metrics.auth_failure(Refusal::RateLimited);
             let mut response = refuse(
                 Problem::Refused(Refusal::RateLimited),
@@ -205,7 +209,7 @@ impl Proxy {
         }
         let (identity, found_in, rate) = match self.authenticate(&parts, client) {
             Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(refused, client, &request_id, peer, grpc)),
+            Err(refused) => return (0, self.refused(refused, guarded, &request_id, peer, grpc)),
         };
         if head_size(&parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
@@ -296,7 +300,7 @@ impl Proxy {
     fn authenticate(
         &self,
         parts: &Parts,
-        client: std::net::IpAddr,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
         let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
@@ -306,7 +310,7 @@ impl Proxy {
             };
             Refused { problem: Problem::Refused(e.refusal()), detail, rate: None }
         })?;
-        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client) };
+        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client };
         let keyset = self.keyset.load();
         let now = now_ms();
         let named = if self.client_headers.passes_overrides() {

@@ -7,7 +7,7 @@ use http::Method;
 
 use crate::support::config;
 use crate::support::upstream::Upstream;
-use crate::{KeySpec, OneKeyGateway};
+use crate::{assert_refused, KeySpec, OneKeyGateway};
 
 const SPOOFED: [(&str, &str); 5] = [
     ("x-forwarded-for", "203.0.113.9"),
@@ -40,4 +40,22 @@ async fn trusted_proxy_forwarding_headers_pass() {
     assert_eq!(seen["x-forwarded-host"], serde_json::json!(["internal.example"]));
     assert_eq!(seen["x-forwarded-port"], serde_json::json!(["8443"]));
     assert!(seen.get("forwarded").is_some(), "{seen}");
+}
+
+/// A key allowed only from the load balancer's own range (127.0.0.0/8 here)
+/// must not pass for a client behind it, whatever form the entry takes.
+#[tokio::test]
+async fn forwarded_for_entries_with_a_port_name_the_client() {
+    let upstream = Upstream::start().await;
+    let mut cfg = config(&upstream.url(""));
+    cfg.proxy.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let spec = KeySpec { allowed_ips: vec!["127.0.0.0/8".into()], ..KeySpec::read() };
+    let gw = OneKeyGateway::start(cfg, spec).await;
+    assert_eq!(gw.send(Method::GET, "/x", &[]).await.status.as_u16(), 200, "the balancer itself passes");
+    assert_eq!(gw.send(Method::GET, "/x", &[("x-forwarded-for", "127.0.0.9:443")]).await.status.as_u16(), 200);
+    for entry in ["203.0.113.7:443", "[2001:db8::1]:443", "[2001:db8::1]", "not-an-address", "203.0.113.7:x"] {
+        let reply = gw.send(Method::GET, "/x", &[("x-forwarded-for", entry)]).await;
+        assert_refused(&reply, 403, "ip_not_allowed");
+    }
+    assert_eq!(upstream.hits(), 2);
 }
