@@ -63,11 +63,19 @@ pub struct LimitsConfig {
     pub failed_auth_per_minute: u32,
     /// Failures allowed at once before the per-minute rate applies.
     pub failed_auth_burst: u32,
+    /// IPv6 clients are counted by network of this many bits (32–128),
+    /// not by address: one holder of a /64 is one client.
+    pub failed_auth_ipv6_prefix: u8,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { default_per_key: None, failed_auth_per_minute: 1_000, failed_auth_burst: 200 }
+        LimitsConfig {
+            default_per_key: None,
+            failed_auth_per_minute: 1_000,
+            failed_auth_burst: 200,
+            failed_auth_ipv6_prefix: 64,
+        }
     }
 }
 
@@ -511,6 +519,20 @@ mod tests {
         let err = Config::from_yaml("proxy:\n  body_read_timeout_ms: 0\n", no_env()).expect_err("zero");
         assert_eq!(err.errors[0].path, "proxy.body_read_timeout_ms", "{err}");
         assert!(err.to_string().contains("must be greater than 0"), "{err}");
+    }
+
+    #[test]
+    fn failed_auth_ipv6_prefix_is_checked_by_name() {
+        assert_eq!(Config::default().limits.failed_auth_ipv6_prefix, 64);
+        for ok in ["32", "128"] {
+            let text = format!("limits:\n  failed_auth_ipv6_prefix: {ok}\n");
+            assert!(Config::from_yaml(&text, no_env()).is_ok(), "{ok}");
+        }
+        for bad in ["31", "129", "0"] {
+            let text = format!("limits:\n  failed_auth_ipv6_prefix: {bad}\n");
+            let err = Config::from_yaml(&text, no_env()).expect_err(bad);
+            assert_eq!(err.errors[0].path, "limits.failed_auth_ipv6_prefix", "{err}");
+        }
     }
 
     #[test]

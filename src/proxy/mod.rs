@@ -127,7 +127,11 @@ impl Proxy {
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
             trusted_proxies,
-            guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
+            guard: FailureGuard::new(
+                config.limits.failed_auth_per_minute,
+                config.limits.failed_auth_burst,
+                config.limits.failed_auth_ipv6_prefix,
+            ),
             metrics,
         }))
     }
