@@ -3,10 +3,8 @@
 //! `X-Forwarded-For`/`-Proto` and the request id.
 //!
 //! Identity headers are always deleted before they are set: whatever a
-//! client sends under those names is never passed on, nor under a spelling
-//! with `_` for `-` (CGI-style servers merge the two). Forwarding headers
-//! from a peer that is not a trusted proxy, and by default headers with `_`
-//! and method/URL override headers, are removed in the same single pass over
+//! client sends under those names is never passed on. What else a client
+//! may not send (`client_headers`) is removed in the same single pass over
 //! the request's header names. Credential stripping belongs to `auth`,
 //! which knows where the key was found.
 use std::net::IpAddr;
@@ -18,8 +16,7 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 
-use super::overrides;
-use crate::config::{HeaderRule, ProxyConfig};
+use super::client_headers::ClientHeaders;
 use crate::keys::Identity;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,10 +25,6 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_KEYGATE_KEY_ID: HeaderName = HeaderName::from_static("x-keygate-key-id");
 pub const X_KEYGATE_ACCOUNT_ID: HeaderName = HeaderName::from_static("x-keygate-account-id");
 pub const X_KEYGATE_PERMISSION: HeaderName = HeaderName::from_static("x-keygate-permission");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -47,27 +40,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
-];
-
-/// What a proxy in front of keygate says about the client; believed only
-/// from a trusted proxy (`X-Forwarded-For` is rewritten instead).
-const FORWARDING_CLAIMS: [HeaderName; 4] = [FORWARDED, X_REAL_IP, X_FORWARDED_HOST, X_FORWARDED_PORT];
-
-/// Names with `-` that keygate sets or strips, besides the credential
-/// headers, `x-keygate-*` and the override headers: a client header equal to
-/// one of them with `_` read as `-` never passes.
-const MANAGED_WITH_DASH: [&str; 11] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-request-id",
-    "x-real-ip",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "proxy-authenticate",
-    "proxy-authorization",
 ];
 
 /// Longest client-supplied request id that is kept.
@@ -133,7 +105,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_hop_by_hop_present(headers, present);
 }
 
-fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+pub(super) fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     HOP_BY_HOP.iter().position(|h| h == name).map_or(0, |i| 1 << i)
 }
 
@@ -161,70 +133,6 @@ fn remove_hop_by_hop_present(headers: &mut HeaderMap, present: u16) {
             headers.remove(name);
         }
     }
-}
-
-/// Which client headers `prepare_request` removes beyond the ones it always
-/// manages; built once from the config.
-#[derive(Debug, Clone)]
-pub struct ClientHeaders {
-    underscores: HeaderRule,
-    overrides: HeaderRule,
-    /// The credential headers with a `-` in their name (`x-api-key`), whose
-    /// `_` spellings never pass.
-    credentials: Vec<HeaderName>,
-}
-
-impl ClientHeaders {
-    pub fn new(config: &ProxyConfig) -> Self {
-        let credentials = config
-            .key_headers
-            .iter()
-            .filter(|name| name.contains('-'))
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        ClientHeaders { underscores: config.underscore_headers, overrides: config.override_headers, credentials }
-    }
-
-    /// Whether the override headers reach the upstream (and so must be
-    /// decided on).
-    pub fn passes_overrides(&self) -> bool {
-        self.overrides == HeaderRule::Pass
-    }
-
-    /// Whether a client header named `name` (never a hop-by-hop one) is
-    /// removed. Called for every header of every request: names without
-    /// `_` that start with neither `x` nor `f` are answered at once.
-    fn removes(&self, name: &HeaderName, trusted_peer: bool) -> bool {
-        let text = name.as_str();
-        if text.as_bytes().contains(&b'_') {
-            return self.underscores == HeaderRule::Drop || self.is_managed_spelling(text);
-        }
-        match text.as_bytes().first() {
-            Some(b'x') | Some(b'f') => {
-                (self.overrides == HeaderRule::Drop && overrides::is_override(name))
-                    || (!trusted_peer && FORWARDING_CLAIMS.iter().any(|h| h == name))
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `name` (lowercase, with `_`) is a managed header with `_` read
-    /// as `-`.
-    fn is_managed_spelling(&self, name: &str) -> bool {
-        let same = |managed: &str| {
-            name.len() == managed.len()
-                && name.bytes().zip(managed.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
-        };
-        same_prefix(name, "x-keygate-")
-            || MANAGED_WITH_DASH.iter().any(|m| same(m))
-            || overrides::METHOD_HEADERS.iter().chain(overrides::URL_HEADERS.iter()).any(|h| same(h.as_str()))
-            || self.credentials.iter().any(|h| same(h.as_str()))
-    }
-}
-
-/// Whether `name` starts with `prefix` with `_` in `name` read as `-`.
-fn same_prefix(name: &str, prefix: &str) -> bool {
-    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// Whether the client said it accepts trailers (`TE: trailers`, RFC 9110
@@ -421,37 +329,11 @@ mod tests {
     }
 
     fn defaults() -> ClientHeaders {
-        ClientHeaders::new(&ProxyConfig::default())
+        ClientHeaders::new(&crate::config::ProxyConfig::default())
     }
 
     #[test]
-    fn underscore_spellings_of_managed_headers_are_recognised() {
-        let passing = ClientHeaders::new(&ProxyConfig { underscore_headers: HeaderRule::Pass, ..Default::default() });
-        for managed in [
-            "x_keygate_key_id",
-            "x-keygate_anything",
-            "x_forwarded_for",
-            "x_request_id",
-            "x_api_key",
-            "x_http_method_override",
-            "x_original_url",
-            "proxy_authorization",
-        ] {
-            let name = HeaderName::from_static(managed);
-            assert!(passing.removes(&name, true), "{managed}");
-        }
-        for kept in ["x_custom", "x_keygate", "x_forwarded_forx", "accept"] {
-            assert!(!passing.removes(&HeaderName::from_static(kept), true), "{kept}");
-            assert_eq!(defaults().removes(&HeaderName::from_static(kept), true), kept.contains('_'), "{kept}");
-        }
-    }
-
-    #[test]
-    fn forwarding_claims_pass_only_from_trusted_peers() {
-        for name in [FORWARDED, X_REAL_IP, X_FORWARDED_HOST, X_FORWARDED_PORT] {
-            assert!(defaults().removes(&name, false), "{name}");
-            assert!(!defaults().removes(&name, true), "{name}");
-        }
+    fn an_untrusted_peers_forwarded_for_is_replaced() {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         let peer: IpAddr = "10.0.0.7".parse().expect("ip");

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_headers;
 pub mod client_ip;
 pub mod forward;
 pub mod guard;
@@ -37,9 +38,10 @@ use tokio::net::TcpListener;
 
 use self::auth::{CredentialSources, FoundIn};
 use self::body::LimitedBody;
+use self::client_headers::ClientHeaders;
 use self::forward::{ForwardError, Forwarder};
 use self::guard::FailureGuard;
-use self::headers::{ClientHeaders, Forwarding, RequestId};
+use self::headers::{Forwarding, RequestId};
 use self::problem::Problem;
 use self::routing::Routes;
 use crate::clock::now_ms;
