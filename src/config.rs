@@ -66,11 +66,19 @@ pub struct LimitsConfig {
     pub failed_auth_per_minute: u32,
     /// Failures allowed at once before the per-minute rate applies.
     pub failed_auth_burst: u32,
+    /// IPv6 clients are counted by network of this many bits (32–128),
+    /// not by address: one holder of a /64 is one client.
+    pub failed_auth_ipv6_prefix: u8,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { default_per_key: None, failed_auth_per_minute: 1_000, failed_auth_burst: 200 }
+        LimitsConfig {
+            default_per_key: None,
+            failed_auth_per_minute: 1_000,
+            failed_auth_burst: 200,
+            failed_auth_ipv6_prefix: 64,
+        }
     }
 }
 
@@ -131,8 +139,19 @@ pub struct ProxyConfig {
     /// Remove the credential header before forwarding.
     pub strip_credentials: bool,
     /// Peers (CIDR) whose `X-Forwarded-For` is believed when deciding the
-    /// client's address; from anyone else the direct peer address counts.
+    /// client's address; from anyone else the direct peer address counts,
+    /// `X-Forwarded-For` is replaced by it, and `Forwarded`, `X-Real-IP`,
+    /// `X-Forwarded-Host` and `X-Forwarded-Port` are removed.
     pub trusted_proxies: Vec<String>,
+    /// Client headers with `_` in their name: `drop` (nginx's default) or
+    /// `pass`. CGI-style servers read `X_Foo` as `X-Foo`; whatever this
+    /// says, a `_` spelling of a header keygate manages never passes.
+    pub underscore_headers: HeaderRule,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
+    /// `X-Original-URL` and `X-Rewrite-URL`: `drop`, or `pass`, where the
+    /// key's permission and route restrictions must also allow the method
+    /// and path they name.
+    pub override_headers: HeaderRule,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub drain_timeout_ms: u64,
     /// Threads serving the proxy port, each a single-threaded runtime with
@@ -162,12 +181,23 @@ impl Default for ProxyConfig {
             key_query_param: None,
             strip_credentials: true,
             trusted_proxies: Vec::new(),
+            underscore_headers: HeaderRule::Drop,
+            override_headers: HeaderRule::Drop,
             drain_timeout_ms: 30_000,
             workers: 0,
             http2_cleartext: false,
             max_connections: 10_000,
         }
     }
+}
+
+/// Whether a class of client headers reaches the upstream.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderRule {
+    #[default]
+    Drop,
+    Pass,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -518,6 +548,31 @@ mod tests {
         let err = Config::from_yaml("proxy:\n  body_read_timeout_ms: 0\n", no_env()).expect_err("zero");
         assert_eq!(err.errors[0].path, "proxy.body_read_timeout_ms", "{err}");
         assert!(err.to_string().contains("must be greater than 0"), "{err}");
+    }
+
+    #[test]
+    fn failed_auth_ipv6_prefix_is_checked_by_name() {
+        assert_eq!(Config::default().limits.failed_auth_ipv6_prefix, 64);
+        for ok in ["32", "128"] {
+            let text = format!("limits:\n  failed_auth_ipv6_prefix: {ok}\n");
+            assert!(Config::from_yaml(&text, no_env()).is_ok(), "{ok}");
+        }
+        for bad in ["31", "129", "0"] {
+            let text = format!("limits:\n  failed_auth_ipv6_prefix: {bad}\n");
+            let err = Config::from_yaml(&text, no_env()).expect_err(bad);
+            assert_eq!(err.errors[0].path, "limits.failed_auth_ipv6_prefix", "{err}");
+        }
+    }
+
+    #[test]
+    fn header_rules_are_drop_or_pass() {
+        let c = Config::from_yaml("proxy:\n  underscore_headers: pass\n  override_headers: drop\n", no_env());
+        let c = c.expect("valid");
+        assert_eq!((c.proxy.underscore_headers, c.proxy.override_headers), (HeaderRule::Pass, HeaderRule::Drop));
+        let env = vec![("KEYGATE_PROXY_OVERRIDE_HEADERS".to_string(), "pass".to_string())];
+        assert_eq!(Config::from_yaml("", env).expect("valid").proxy.override_headers, HeaderRule::Pass);
+        let err = Config::from_yaml("proxy:\n  underscore_headers: maybe\n", no_env()).expect_err("invalid");
+        assert_eq!(err.errors[0].path, "proxy.underscore_headers", "{err}");
     }
 
     #[test]

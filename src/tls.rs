@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, Context};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -60,7 +61,7 @@ pub fn upstream_client_config(ca_file: Option<&str>) -> anyhow::Result<ClientCon
     if let Some(file) = ca_file {
         let pem = std::fs::read(file).with_context(|| format!("upstream.ca_file: cannot read {file}"))?;
         let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.with_context(|| format!("upstream.ca_file: invalid PEM in {file}"))?;
             roots.add(cert).with_context(|| format!("upstream.ca_file: an unusable CA certificate in {file}"))?;
             added += 1;
@@ -225,15 +226,16 @@ fn certified_key(
     key_file: &Path,
     provider: &CryptoProvider,
 ) -> anyhow::Result<CertifiedKey> {
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .with_context(|| format!("invalid PEM in certificate file {}", cert_file.display()))?;
     if chain.is_empty() {
         return Err(anyhow!("no certificate found in {}", cert_file.display()));
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-        .with_context(|| format!("invalid PEM in key file {}", key_file.display()))?
-        .ok_or_else(|| anyhow!("no private key found in {}", key_file.display()))?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        PemError::NoItemsFound => anyhow!("no private key found in {}", key_file.display()),
+        _ => anyhow!("invalid PEM in key file {}", key_file.display()),
+    })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
         anyhow!("the key in {} does not fit the certificate in {}: {e}", key_file.display(), cert_file.display())
     })

@@ -92,6 +92,12 @@ impl Config {
         if self.limits.failed_auth_per_minute > 0 && self.limits.failed_auth_burst == 0 {
             err("limits.failed_auth_burst", "must be at least 1 when the guard is on".into());
         }
+        if !(32..=128).contains(&self.limits.failed_auth_ipv6_prefix) {
+            err(
+                "limits.failed_auth_ipv6_prefix",
+                format!("must be between 32 and 128, got {}", self.limits.failed_auth_ipv6_prefix),
+            );
+        }
         if self.usage.flush_interval_ms < 10 {
             err("usage.flush_interval_ms", "must be at least 10".into());
         }

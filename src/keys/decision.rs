@@ -92,7 +92,8 @@ impl KeySet {
 }
 
 impl KeySet {
-    /// `decide` without its side effects, for a dry-run verify: the key
+    /// `decide` without its side effects, for a dry-run verify and for the other methods and paths a request
+    /// names (override headers): the key
     /// checks and the restrictions, but nothing taken from the rate limit and
     /// nothing counted. The limiter cannot be read without taking from it,
     /// so a dry run does not evaluate the rate limit: it never answers

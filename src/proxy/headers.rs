@@ -3,9 +3,10 @@
 //! `X-Forwarded-For`/`-Proto` and the request id.
 //!
 //! Identity headers are always deleted before they are set: whatever a
-//! client sends under those names is never passed on. Credential stripping
-//! belongs to `auth`, which knows where the key was found.
-
+//! client sends under those names is never passed on. What else a client
+//! may not send (`client_headers`) is removed in the same single pass over
+//! the request's header names. Credential stripping belongs to `auth`,
+//! which knows where the key was found.
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 
+use super::client_headers::ClientHeaders;
 use crate::contract::{RequestId, X_REQUEST_ID};
 use crate::keys::Identity;
 
@@ -46,10 +48,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // lookup per hop-by-hop name: most messages carry none of them.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
-        }
+        present |= hop_by_hop_bit(name);
     }
+    remove_hop_by_hop_present(headers, present);
+}
+
+pub(super) fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    HOP_BY_HOP.iter().position(|h| h == name).map_or(0, |i| 1 << i)
+}
+
+/// Removes the hop-by-hop headers whose bits are set in `present`.
+fn remove_hop_by_hop_present(headers: &mut HeaderMap, present: u16) {
     if present == 0 {
         return;
     }
@@ -106,17 +115,20 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
 #[derive(Debug, Clone)]
 pub struct Forwarding {
     pub peer: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are believed.
+    trusted: bool,
     forwarded_for: HeaderValue,
     proto: HeaderValue,
 }
 
 impl Forwarding {
-    pub fn new(peer: IpAddr, tls: bool) -> Self {
+    pub fn new(peer: IpAddr, tls: bool, trusted: bool) -> Self {
         let peer = peer.to_canonical();
         let mut text = [0u8; 64];
         let len = write_ip(&mut text, peer);
         Forwarding {
             peer,
+            trusted,
             // An address is always a valid header value.
             forwarded_for: HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown")),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -128,16 +140,32 @@ impl Forwarding {
 const ADDED_HEADERS: usize = 7;
 
 /// Rewrites a client's request headers for the upstream (after `auth` has
-/// stripped the credential): hop-by-hop removed, identity, forwarding and
-/// request id headers set, `Host` set to the upstream's authority.
+/// stripped the credential): hop-by-hop headers and what `client_headers`
+/// removes go, identity, forwarding and request id headers are set, `Host`
+/// is set to the upstream's authority.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     identity: &Identity,
     forwarding: &Forwarding,
     request_id: &RequestId,
     upstream_host: &HeaderValue,
+    client_headers: &ClientHeaders,
 ) {
-    remove_hop_by_hop(headers);
+    // One pass over the names present; `removed` allocates only for a
+    // request that has such headers.
+    let mut hop_by_hop = 0u16;
+    let mut removed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let bit = hop_by_hop_bit(name);
+        hop_by_hop |= bit;
+        if bit == 0 && client_headers.removes(name, forwarding.trusted) {
+            removed.push(name.clone());
+        }
+    }
+    remove_hop_by_hop_present(headers, hop_by_hop);
+    for name in &removed {
+        headers.remove(name);
+    }
     headers.reserve(ADDED_HEADERS);
     // `insert` replaces every client-supplied value of these names. Ids are
     // base62 with `_`, so the fallback never happens.
@@ -159,9 +187,15 @@ pub fn prepare_response(headers: &mut HeaderMap, request_id: &RequestId) {
     headers.insert(X_REQUEST_ID, request_id.header_value());
 }
 
-/// Appends the peer to the `X-Forwarded-For` chain, joining the client's
-/// lines (if any) into one. Values that are not text are dropped.
+/// From a trusted proxy, appends the peer to the `X-Forwarded-For` chain,
+/// joining the lines (if any) into one; values that are not text are
+/// dropped. From anyone else, the chain is the peer alone: many upstreams
+/// read the leftmost entry, which the client would otherwise choose.
 fn set_forwarded_for(headers: &mut HeaderMap, forwarding: &Forwarding) {
+    if !forwarding.trusted {
+        headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
+        return;
+    }
     let mut chain = String::new();
     for value in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(text) = value.to_str() {
@@ -242,6 +276,21 @@ mod tests {
         assert_eq!(left, vec!["x-kept"]);
     }
 
+    fn defaults() -> ClientHeaders {
+        ClientHeaders::new(&crate::config::ProxyConfig::default())
+    }
+
+    #[test]
+    fn an_untrusted_peers_forwarded_for_is_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        let peer: IpAddr = "10.0.0.7".parse().expect("ip");
+        let id = RequestId::generate();
+        let forwarding = Forwarding::new(peer, false, false);
+        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.7");
+    }
+
     #[test]
     fn spoofed_identity_is_replaced_and_forwarded_for_appended() {
         let mut h = HeaderMap::new();
@@ -252,7 +301,8 @@ mod tests {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let id = RequestId::generate();
         let peer: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
-        prepare_request(&mut h, &identity(), &Forwarding::new(peer, false), &id, &HeaderValue::from_static("up:80"));
+        let forwarding = Forwarding::new(peer, false, true);
+        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
         assert_eq!(h.get_all(X_KEYGATE_KEY_ID).iter().count(), 1);
         assert_eq!(h[X_KEYGATE_KEY_ID], "key_1");
         assert_eq!(h[X_KEYGATE_PERMISSION], "read");

@@ -13,10 +13,12 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_headers;
 pub mod client_ip;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod overrides;
 pub mod pool;
 pub mod problem;
 pub mod routing;
@@ -36,6 +38,7 @@ use tokio::net::TcpListener;
 
 use self::auth::{CredentialSources, FoundIn};
 use self::body::LimitedBody;
+use self::client_headers::ClientHeaders;
 use self::forward::{ForwardError, Forwarder};
 use self::guard::FailureGuard;
 use self::headers::Forwarding;
@@ -62,6 +65,7 @@ pub struct Proxy {
     routes: Routes,
     forwarder: Forwarder,
     strip_credentials: bool,
+    client_headers: ClientHeaders,
     max_header_bytes: usize,
     body_read_timeout: Duration,
     listener: ListenerOptions,
@@ -80,8 +84,9 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls) }
+    /// `trusted`: the peer is one of `proxy.trusted_proxies`.
+    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Self {
+        ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls, trusted) }
     }
 }
 
@@ -104,6 +109,7 @@ impl Proxy {
             routes: Routes::new(&settings),
             forwarder: Forwarder::new(&config.upstream)?,
             strip_credentials: proxy.strip_credentials,
+            client_headers: ClientHeaders::new(proxy),
             max_header_bytes: proxy.max_header_bytes,
             body_read_timeout: Duration::from_millis(proxy.body_read_timeout_ms),
             listener: ListenerOptions {
@@ -120,7 +126,11 @@ impl Proxy {
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
             trusted_proxies: settings.trusted_proxies,
-            guard: FailureGuard::new(config.limits.failed_auth_per_minute, config.limits.failed_auth_burst),
+            guard: FailureGuard::new(
+                config.limits.failed_auth_per_minute,
+                config.limits.failed_auth_burst,
+                config.limits.failed_auth_ipv6_prefix,
+            ),
             metrics,
         }))
     }
@@ -154,7 +164,8 @@ impl Proxy {
     ) {
         let options = self.listener.clone();
         let make_service = move |peer: SocketAddr, tls: bool| {
-            let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls)));
+            let trusted = client_ip::is_trusted(peer.ip(), &self.trusted_proxies);
+            let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls, trusted)));
             hyper::service::service_fn(move |request| {
                 let conn = Arc::clone(&conn);
                 async move { Ok::<_, Infallible>(conn.0.handle(request, &conn.1).await) }
@@ -182,8 +193,12 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
+        // An unknown client (an unreadable forwarded entry) passes no
+        // address restriction; the guard then counts its failures against
+        // the peer that forwarded it.
         let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
-        if let Some(wait) = self.guard.blocked_for(client) {
+        let guarded = client.unwrap_or(peer.ip());
+        if let Some(wait) = self.guard.blocked_for(guarded) {
             self.metrics.auth_failure(Refusal::RateLimited);
             let mut response = refuse(
                 ProxyCode::Refused(Refusal::RateLimited),
@@ -197,7 +212,7 @@ impl Proxy {
         }
         let (identity, found_in, rate) = match self.authenticate(&parts, client) {
             Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(refused, client, &request_id, peer, grpc)),
+            Err(refused) => return (0, self.refused(refused, guarded, &request_id, peer, grpc)),
         };
         if head_size(&parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
@@ -224,7 +239,14 @@ impl Proxy {
         // headers.
         let http2 = target.upstream.http2 && upgrade.is_none();
         let te_trailers = http2 && headers::te_trailers(&parts.headers);
-        headers::prepare_request(&mut parts.headers, &identity, &conn.forwarding, &request_id, &target.upstream.host);
+        headers::prepare_request(
+            &mut parts.headers,
+            &identity,
+            &conn.forwarding,
+            &request_id,
+            &target.upstream.host,
+            &self.client_headers,
+        );
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
@@ -280,7 +302,7 @@ impl Proxy {
     fn authenticate(
         &self,
         parts: &Parts,
-        client: std::net::IpAddr,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
         let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
@@ -290,9 +312,35 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None }
         })?;
-        let facts =
-            Facts { method: &parts.method, path: parts.uri.path(), client_ip: Some(client), host: request_host(parts) };
-        let decision = self.keyset.load().decide(credential.key, &facts, now_ms(), self.default_quota);
+        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
+        let keyset = self.keyset.load();
+        let now = now_ms();
+        let named = if self.client_headers.passes_overrides() {
+            overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
+                problem: ProxyCode::BadRequest,
+                detail: Some("A method or URL override header names no method or path."),
+                rate: None,
+            })?
+        } else {
+            None
+        };
+        // The upstream may act on any mix of the request line and what the
+        // override headers name: each must be allowed. The first refused
+        // one is the request's decision, counted once like any other.
+        let mut decided = facts;
+        if let Some(named) = &named {
+            let paths = || std::iter::once(parts.uri.path()).chain(named.paths.iter().map(String::as_str));
+            'search: for method in std::iter::once(&parts.method).chain(&named.methods) {
+                for path in paths() {
+                    let alternative = Facts { method, path, ..facts };
+                    if keyset.dry_run(credential.key, &alternative, now).is_err() {
+                        decided = alternative;
+                        break 'search;
+                    }
+                }
+            }
+        }
+        let decision = keyset.decide(credential.key, &decided, now, self.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
             Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),

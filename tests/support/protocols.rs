@@ -18,7 +18,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -129,8 +130,8 @@ async fn h2_answer(req: Request<Incoming>) -> Response<Body> {
 /// `http/1.1` in ALPN; every request gets the JSON description of
 /// `h2c_upstream`, whose `version` says which protocol it came over.
 pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Counted {
-    let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>().expect("certificate");
-    let key = rustls_pemfile::private_key(&mut &key_pem[..]).expect("key").expect("a key");
+    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().expect("certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem).expect("a key");
     let mut config = rustls::ServerConfig::builder_with_provider(keygate::tls::provider())
         .with_safe_default_protocol_versions()
         .expect("protocols")
