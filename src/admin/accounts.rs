@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
@@ -16,29 +16,9 @@ use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
 };
-use super::{validate, Actor, AdminState};
-use crate::store::{AccountPatch, AuditContext};
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "name": "Acme Corp", "api_access": true }))]
-pub struct CreateAccount {
-    name: String,
-    /// Default `true`.
-    #[serde(default)]
-    api_access: Option<bool>,
-}
-
-/// An edit: absent fields stay as they are.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "api_access": false }))]
-pub struct UpdateAccount {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    api_access: Option<bool>,
-}
+use super::{Actor, AdminState};
+use crate::service::{CreateAccount, UpdateAccount};
+use crate::store::AuditContext;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -81,9 +61,7 @@ pub async fn create(
     if actor.account_id.is_some() {
         return Err(ApiError::Forbidden("a token confined to an account cannot create accounts"));
     }
-    let name = validate::name("name", &body.name)?;
-    let account = state.store.create_account(&name, body.api_access.unwrap_or(true), &audit).await?;
-    state.publish().await;
+    let account = state.service.create_account(body, &audit).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
@@ -175,11 +153,6 @@ pub async fn update(
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
     actor.require_write()?;
-    let patch = AccountPatch {
-        name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-        api_access: body.api_access,
-    };
-    let (_, after) = state.store.update_account(&id, &patch, &audit).await?;
-    state.publish().await;
+    let after = state.service.update_account(&id, body, &audit).await?;
     Ok(Json(after.into()))
 }

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -86,6 +87,18 @@ impl From<StoreError> for ApiError {
                 ApiError::StoreUnavailable
             }
             StoreError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid { field, message } => ApiError::Invalid { field, message },
+            ServiceError::Refused(refusal) => {
+                ApiError::Refused { code: refusal.code(), message: refusal.title().to_owned() }
+            }
+            ServiceError::Store(e) => e.into(),
         }
     }
 }
