@@ -11,16 +11,34 @@ use super::*;
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::keys::{KeyHash, Permission, Refusal};
-use crate::store::{AuditContext, Role, StoreError};
+use crate::store::{AuditContext, KeyRecord, Role, StoreError};
 
 async fn store(dir: &TempDir) -> Store {
     let url = format!("sqlite://{}", dir.path().join("k.db").display());
     Store::connect(&StoreConfig { url, ..StoreConfig::default() }).await.expect("open the store")
 }
 
-async fn online(dir: &TempDir) -> (Service, Arc<Reloader>) {
-    let reloader = Reloader::start(store(dir).await).await.expect("reloader");
-    (Service::new(Arc::clone(&reloader), &KeysConfig::default()), reloader)
+/// A service on a running node's reloader, with one account ("Acme").
+struct Online {
+    service: Service,
+    reloader: Arc<Reloader>,
+    account_id: String,
+    _dir: TempDir,
+}
+
+impl Online {
+    async fn start() -> Online {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reloader = Reloader::start(store(&dir).await).await.expect("reloader");
+        let service = Service::new(Arc::clone(&reloader), &KeysConfig::default());
+        let account = service.create_account(account("Acme"), &audit()).await.expect("account");
+        Online { service, reloader, account_id: account.id, _dir: dir }
+    }
+
+    /// A new key on the account.
+    async fn key(&self) -> Issued<KeyRecord> {
+        self.service.create_key(key(&self.account_id), &audit()).await.expect("key")
+    }
 }
 
 fn audit() -> AuditContext {
@@ -54,78 +72,73 @@ fn check(reloader: &Reloader, secret: &Secret) -> std::result::Result<(), Refusa
 
 #[tokio::test]
 async fn key_writes_are_in_the_snapshot_when_the_call_returns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (service, reloader) = online(&dir).await;
-    let acc = service.create_account(account("Acme"), &audit()).await.expect("account");
-    let created = service.create_key(key(&acc.id), &audit()).await.expect("key");
-    assert_eq!(check(&reloader, &created.secret), Ok(()), "a new key works at once");
+    let node = Online::start().await;
+    let created = node.key().await;
+    assert_eq!(check(&node.reloader, &created.secret), Ok(()), "a new key works at once");
 
-    let rotated = service.rotate_key(&created.record, None, &audit()).await.expect("rotate");
-    assert_eq!(check(&reloader, &rotated.secret), Ok(()), "the new secret works at once");
-    assert!(check(&reloader, &created.secret).is_err(), "the old secret stops at once without grace");
+    let rotated = node.service.rotate_key(&created.record, None, &audit()).await.expect("rotate");
+    assert_eq!(check(&node.reloader, &rotated.secret), Ok(()), "the new secret works at once");
+    assert!(check(&node.reloader, &created.secret).is_err(), "the old secret stops at once without grace");
 
     let edit = UpdateKey { enabled: Some(false), ..UpdateKey::default() };
-    service.update_key(&rotated.record.id, edit, &audit()).await.expect("disable");
-    assert_eq!(check(&reloader, &rotated.secret), Err(Refusal::KeyDisabled));
+    node.service.update_key(&rotated.record.id, edit, &audit()).await.expect("disable");
+    assert_eq!(check(&node.reloader, &rotated.secret), Err(Refusal::KeyDisabled));
 
-    service.revoke_key(&rotated.record.id, &audit()).await.expect("revoke");
-    assert_eq!(check(&reloader, &rotated.secret), Err(Refusal::KeyRevoked));
+    node.service.revoke_key(&rotated.record.id, &audit()).await.expect("revoke");
+    assert_eq!(check(&node.reloader, &rotated.secret), Err(Refusal::KeyRevoked));
 }
 
 #[tokio::test]
 async fn api_access_off_is_in_force_at_once_and_refuses_new_keys() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (service, reloader) = online(&dir).await;
-    let acc = service.create_account(account("Acme"), &audit()).await.expect("account");
-    let created = service.create_key(key(&acc.id), &audit()).await.expect("key");
+    let node = Online::start().await;
+    let created = node.key().await;
 
     let off = UpdateAccount { name: None, api_access: Some(false) };
-    service.update_account(&acc.id, off, &audit()).await.expect("api_access off");
-    assert_eq!(check(&reloader, &created.secret), Err(Refusal::ApiAccessDisabled));
-    let refused = service.create_key(key(&acc.id), &audit()).await;
+    node.service.update_account(&node.account_id, off, &audit()).await.expect("api_access off");
+    assert_eq!(check(&node.reloader, &created.secret), Err(Refusal::ApiAccessDisabled));
+    let refused = node.service.create_key(key(&node.account_id), &audit()).await;
     assert!(matches!(refused, Err(ServiceError::Refused(Refusal::ApiAccessDisabled))), "{refused:?}");
 }
 
 #[tokio::test]
 async fn bulk_revoke_and_leak_report_are_in_force_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (service, reloader) = online(&dir).await;
-    let acc = service.create_account(account("Acme"), &audit()).await.expect("account");
-    let a = service.create_key(key(&acc.id), &audit()).await.expect("key a");
-    let b = service.create_key(key(&acc.id), &audit()).await.expect("key b");
+    let node = Online::start().await;
+    let a = node.key().await;
+    let b = node.key().await;
 
     let ids = vec![a.record.id.clone(), "key_none".into()];
-    let (revoked, not_found) = service.revoke_keys(ids, None, &audit()).await.expect("bulk revoke");
+    let (revoked, not_found) = node.service.revoke_keys(ids, None, &audit()).await.expect("bulk revoke");
     assert_eq!((revoked, not_found), (vec![a.record.id.clone()], vec!["key_none".to_owned()]));
-    assert_eq!(check(&reloader, &a.secret), Err(Refusal::KeyRevoked));
+    assert_eq!(check(&node.reloader, &a.secret), Err(Refusal::KeyRevoked));
 
-    service.report_leak(b.secret.expose(), None, &audit()).await.expect("leak");
-    assert_eq!(check(&reloader, &b.secret), Err(Refusal::KeyRevoked));
+    node.service.report_leak(b.secret.expose(), None, &audit()).await.expect("leak");
+    assert_eq!(check(&node.reloader, &b.secret), Err(Refusal::KeyRevoked));
 }
 
 #[tokio::test]
 async fn an_invalid_request_writes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (service, _) = online(&dir).await;
-    let acc = service.create_account(account("Acme"), &audit()).await.expect("account");
-    let before = service.store().revision().await.expect("revision");
+    let node = Online::start().await;
+    let before = node.service.store().revision().await.expect("revision");
     let cases: Vec<(CreateKey, &str)> = vec![
-        (CreateKey { allowed_ips: vec!["10.0.0.0/8".into(), "nope".into()], ..key(&acc.id) }, "allowed_ips[1]"),
-        (CreateKey { name: " \t ".into(), ..key(&acc.id) }, "name"),
-        (CreateKey { expires_at: Some("2000-01-01T00:00:00Z".into()), ..key(&acc.id) }, "expires_at"),
+        (
+            CreateKey { allowed_ips: vec!["10.0.0.0/8".into(), "nope".into()], ..key(&node.account_id) },
+            "allowed_ips[1]",
+        ),
+        (CreateKey { name: " \t ".into(), ..key(&node.account_id) }, "name"),
+        (CreateKey { expires_at: Some("2000-01-01T00:00:00Z".into()), ..key(&node.account_id) }, "expires_at"),
         (key("acc_none"), "account_id"),
     ];
     for (req, field) in cases {
-        match service.create_key(req, &audit()).await {
+        match node.service.create_key(req, &audit()).await {
             Err(ServiceError::Invalid { field: f, .. }) => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),
         }
     }
     assert!(matches!(
-        service.revoke_keys(Vec::new(), None, &audit()).await,
+        node.service.revoke_keys(Vec::new(), None, &audit()).await,
         Err(ServiceError::Invalid { field, .. }) if field == "ids"
     ));
-    assert_eq!(service.store().revision().await.expect("revision"), before, "a refused write bumped the revision");
+    assert_eq!(node.service.store().revision().await.expect("revision"), before, "a refused write bumped the revision");
 }
 
 #[tokio::test]
