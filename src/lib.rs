@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod tls;

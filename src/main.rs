@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keygate::admin::tokens::{TokenView, ADMIN_TOKEN_PREFIX};
+use keygate::admin::tokens::TokenView;
 use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
 use keygate::config::{Config, LogFormat};
 use keygate::server::{Gateway, ProxyRuntime};
-use keygate::store::{AuditContext, Store, StoreError};
+use keygate::service::{CreateToken, Service, ServiceError};
+use keygate::store::{AuditContext, Role, Store};
 
 #[derive(Parser)]
 #[command(name = "keygate", version, about = "API-key authentication gateway")]
@@ -74,9 +75,9 @@ enum AdminTokenCommand {
         /// A name to recognise the token by.
         #[arg(long)]
         name: String,
-        /// owner (everything), admin (accounts and keys) or viewer (read only).
-        #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "viewer"])]
-        role: String,
+        /// What the token may do.
+        #[arg(long, value_enum, default_value = "owner")]
+        role: Role,
         /// Confine the token to this account.
         #[arg(long)]
         account: Option<String>,
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
         }
         Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => runtime()
             .map_or(ExitCode::FAILURE, |rt| {
-                rt.block_on(create_admin_token(&config, &name, &role, account.as_deref(), json))
+                rt.block_on(create_admin_token(&config, CreateToken { name, role, account_id: account }, json))
             }),
         Command::AdminToken { command: AdminTokenCommand::List { client } } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_admin_token_list(&client)))
@@ -134,13 +135,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn create_admin_token(
-    path: &std::path::Path,
-    name: &str,
-    role: &str,
-    account: Option<&str>,
-    json: bool,
-) -> ExitCode {
+/// Mints a token through the same service as `POST /v1/admin-tokens`, so
+/// the same checks hold with no server running.
+async fn create_admin_token(path: &std::path::Path, req: CreateToken, json: bool) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -155,25 +152,28 @@ async fn create_admin_token(
             return ExitCode::from(3);
         }
     };
-    let secret = keygate::keys::generate(ADMIN_TOKEN_PREFIX);
     let audit =
         AuditContext { actor_id: "cli".into(), actor_name: "keygate admin-token create".into(), ..Default::default() };
-    let created = store.create_admin_token(name, role, account, &secret.hash(), &secret.preview(), &audit).await;
-    store.close().await;
+    let service = Service::offline(store, &config.keys);
+    let created = service.create_admin_token(req, &audit).await;
+    service.store().close().await;
     match created {
-        Ok(token) => {
+        Ok(issued) => {
+            let (token, secret) = (issued.record, issued.secret);
             if json {
                 let out = serde_json::json!({ "token": TokenView::from(token), "secret": secret.expose() });
                 println!("{out}");
             } else {
-                eprintln!("created {} admin token {} ({})", token.role, token.id, token.name);
+                eprintln!("created {} admin token {} ({})", token.role.as_str(), token.id, token.name);
                 eprintln!("warning: this token is shown only once and cannot be shown again; store it now");
                 println!("{}", secret.expose());
             }
             ExitCode::SUCCESS
         }
-        Err(StoreError::NotFound) => {
-            eprintln!("error: --account: no such account");
+        Err(ServiceError::Invalid { field, message }) => {
+            // The request's field names, as the options that set them.
+            let option = if field == "account_id" { "account" } else { field.as_str() };
+            eprintln!("error: --{option}: {message}");
             ExitCode::from(1)
         }
         Err(e) => {

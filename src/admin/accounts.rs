@@ -6,41 +6,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use super::json::{not_null, AccountView, JsonBody, ListView};
+use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
 use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
 };
-use super::{validate, Actor, AdminState};
-use crate::store::{AccountPatch, AuditContext};
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "name": "Acme Corp", "api_access": true }))]
-pub struct CreateAccount {
-    name: String,
-    /// Default `true`.
-    #[serde(default)]
-    api_access: Option<bool>,
-}
-
-/// An edit: absent fields stay as they are; neither can be `null`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "api_access": false }))]
-pub struct UpdateAccount {
-    #[serde(default, deserialize_with = "not_null")]
-    #[schema(nullable = false)]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
-    #[schema(nullable = false)]
-    api_access: Option<bool>,
-}
+use super::{Actor, AdminState};
+use crate::service::{CreateAccount, UpdateAccount};
+use crate::store::AuditContext;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,9 +61,7 @@ pub async fn create(
     if actor.account_id.is_some() {
         return Err(ApiError::Forbidden("a token confined to an account cannot create accounts"));
     }
-    let name = validate::name("name", &body.name)?;
-    let account = state.store.create_account(&name, body.api_access.unwrap_or(true), &audit).await?;
-    state.publish().await;
+    let account = state.service.create_account(body, &audit).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
@@ -183,11 +159,6 @@ pub async fn update(
     if actor.account_id.is_some() && body.api_access.is_some() {
         return Err(ApiError::Forbidden("a token confined to an account cannot change its api_access"));
     }
-    let patch = AccountPatch {
-        name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-        api_access: body.api_access,
-    };
-    let (_, after) = state.store.update_account(&id, &patch, &audit).await?;
-    state.publish().await;
+    let after = state.service.update_account(&id, body, &audit).await?;
     Ok(Json(after.into()))
 }

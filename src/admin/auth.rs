@@ -14,19 +14,7 @@ use super::error::ApiError;
 use super::AdminState;
 use crate::contract::{bearer, RequestId, X_REQUEST_ID};
 use crate::keys::KeyHash;
-use crate::store::AuditContext;
-
-/// What an admin token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything, admin tokens included.
-    Owner,
-    /// Manage accounts and keys.
-    Admin,
-    /// Read only.
-    Viewer,
-}
+use crate::store::{AuditContext, Role};
 
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
@@ -36,25 +24,6 @@ pub struct Actor {
     pub role: Role,
     /// Confined to this account when set.
     pub account_id: Option<String>,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Viewer => "viewer",
-        }
-    }
 }
 
 impl Actor {
@@ -119,13 +88,7 @@ pub async fn require_token(
         // The store lookup is by hash: equal hashes are found by the index,
         // so no byte of the token is compared in variable time.
         _ => match state.store.admin_token_by_hash(&hash).await? {
-            Some(t) => Actor {
-                role: Role::parse(&t.role)
-                    .ok_or_else(|| ApiError::Internal(format!("admin token {} has role {:?}", t.id, t.role)))?,
-                id: t.id,
-                name: t.name,
-                account_id: t.account_id,
-            },
+            Some(t) => Actor { role: t.role, id: t.id, name: t.name, account_id: t.account_id },
             None => return Err(ApiError::InvalidToken),
         },
     };

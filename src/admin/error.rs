@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::current_request_id;
 use crate::contract::{AdminCode, Problem, RequestId, PROBLEM_JSON};
 use crate::keys::Refusal;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -87,6 +88,19 @@ impl From<StoreError> for ApiError {
                 ApiError::StoreUnavailable
             }
             StoreError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid { field, message } => ApiError::Invalid { field, message },
+            ServiceError::Refused(Refusal::ApiAccessDisabled) => ApiError::api_access_disabled(),
+            // No other refusal is a service's today; should one be, it is the
+            // caller's to mend, never a fault of keygate's.
+            ServiceError::Refused(refusal) => ApiError::Refused(AdminCode::Forbidden, refusal.title().to_owned()),
+            ServiceError::Store(e) => e.into(),
         }
     }
 }

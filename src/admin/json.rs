@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -63,30 +63,6 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = if field.is_empty() || field.ends_with('.') { "(body)".to_owned() } else { field };
         ApiError::Invalid { field, message }
     })
-}
-
-/// For PATCH bodies: a field that is absent stays `None`, a field set to
-/// `null` becomes `Some(None)`.
-pub fn nullable<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// For PATCH bodies, fields that cannot be cleared: absent stays `None`,
-/// `null` is refused naming the field (rather than read as "leave alone",
-/// which is what absent means).
-pub fn not_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    match Option::<T>::deserialize(d)? {
-        Some(v) => Ok(Some(v)),
-        None => Err(serde::de::Error::custom("cannot be null: leave the field out to keep it as it is")),
-    }
 }
 
 /// A key record: every field is present, `null` when unset. Times are

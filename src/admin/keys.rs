@@ -11,101 +11,19 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Path, Query};
-use super::json::{not_null, nullable, JsonBody, KeyView, ListView, SecretView};
+use super::json::{JsonBody, KeyView, ListView, SecretView};
 use super::openapi::{
     Conflict, Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
 };
-use super::{validate, Actor, AdminState};
+use super::{Actor, AdminState};
 use crate::clock::now_ms;
-use crate::keys::{format, Environment, Permission, Status};
-use crate::store::{
-    AuditContext, Cursor, KeyFilter, KeyPatch, KeyRecord, Metadata, NewKey, RateLimit, RouteRule, StoreError,
-};
+use crate::keys::{Permission, Status};
+use crate::service::{CreateKey, Issued, UpdateKey};
+use crate::store::{AuditContext, Cursor, KeyFilter, KeyRecord};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
-
-/// A new key. Unset fields take the defaults shown.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
-    "name": "reporting service",
-    "permission": "read",
-    "description": "nightly export job",
-    "expires_at": "2026-03-01T00:00:00Z",
-    "rate_limit": { "requests": 100, "per_seconds": 60 },
-    "allowed_ips": ["10.0.0.0/8"],
-    "allowed_routes": [{ "path_prefix": "/v1/reports", "methods": ["GET"] }],
-    "metadata": { "team": "billing" }
-}))]
-pub struct CreateKey {
-    /// `acc_…`: an account the token may see, with API access on.
-    account_id: String,
-    name: String,
-    permission: Permission,
-    #[serde(default)]
-    description: Option<String>,
-    /// Default `live`.
-    #[serde(default)]
-    environment: Option<Environment>,
-    /// In the future; `null`: never expires.
-    #[serde(default)]
-    #[schema(format = DateTime)]
-    expires_at: Option<String>,
-    /// Default `true`.
-    #[serde(default)]
-    enabled: Option<bool>,
-    #[serde(default)]
-    rate_limit: Option<RateLimit>,
-    /// CIDR ranges; empty: anywhere.
-    #[serde(default)]
-    allowed_ips: Vec<String>,
-    /// Empty: every route.
-    #[serde(default)]
-    allowed_routes: Vec<RouteRule>,
-    /// Free-form JSON object, at most 4 KiB.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Metadata>,
-}
-
-/// An edit: absent fields stay as they are; `null` clears an optional field
-/// (`description`, `expires_at`, `rate_limit`, `allowed_ips`,
-/// `allowed_routes`, `metadata`) and is refused for the others. Lists and
-/// `metadata` are replaced whole.
-#[derive(Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "enabled": false, "expires_at": null, "metadata": { "team": "billing", "ticket": "OPS-42" } }))]
-pub struct UpdateKey {
-    #[serde(default, deserialize_with = "not_null")]
-    #[schema(nullable = false)]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "not_null")]
-    #[schema(nullable = false)]
-    permission: Option<Permission>,
-    #[serde(default, deserialize_with = "not_null")]
-    #[schema(nullable = false)]
-    enabled: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(format = DateTime)]
-    expires_at: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    rate_limit: Option<Option<RateLimit>>,
-    /// `null` or `[]`: any client address.
-    #[serde(default, deserialize_with = "nullable")]
-    allowed_ips: Option<Option<Vec<String>>>,
-    /// `null` or `[]`: every route.
-    #[serde(default, deserialize_with = "nullable")]
-    allowed_routes: Option<Option<Vec<RouteRule>>>,
-    /// Free-form JSON object, at most 4 KiB; `null` or `{}`: none.
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Option<Metadata>>,
-}
 
 /// The body may be empty: the old secret then stops working at once.
 #[derive(Deserialize, Default, ToSchema)]
@@ -163,6 +81,11 @@ pub(super) async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> 
     Ok(key)
 }
 
+/// The answer to a create or a rotation: the record and its new secret.
+fn secret_view(issued: Issued<KeyRecord>) -> SecretView {
+    SecretView { key: KeyView::new(issued.record, now_ms()), secret: issued.secret.expose().to_owned() }
+}
+
 /// Create a key
 ///
 /// Admin or owner. The answer holds the secret, shown this once; a key is in
@@ -192,41 +115,11 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
     actor.require_write()?;
-    let now = now_ms();
+    // Another account's id reads as unknown, so a confined token learns
+    // nothing about it.
     actor.require_account(&body.account_id).map_err(|_| ApiError::invalid("account_id", "no such account"))?;
-    let account = match state.store.get_account(&body.account_id).await {
-        Err(StoreError::NotFound) => return Err(ApiError::invalid("account_id", "no such account")),
-        other => other?,
-    };
-    if !account.api_access {
-        return Err(ApiError::api_access_disabled());
-    }
-    let environment = body.environment.unwrap_or(Environment::Live);
-    let prefix = match environment {
-        Environment::Live => &state.live_prefix,
-        Environment::Test => &state.test_prefix,
-    };
-    let secret = format::generate(prefix);
-    let new = NewKey {
-        name: validate::name("name", &body.name)?,
-        description: validate::description(body.description)?,
-        expires_at: body.expires_at.as_deref().map(|e| validate::expires_at(e, now)).transpose()?,
-        rate_limit: validate::rate_limit(body.rate_limit)?,
-        allowed_ips: validate::allowed_ips(body.allowed_ips)?,
-        allowed_routes: validate::allowed_routes(body.allowed_routes)?,
-        metadata: validate::metadata(body.metadata.unwrap_or_default())?,
-        account_id: account.id,
-        permission: body.permission,
-        environment,
-        prefix: prefix.clone(),
-        preview: secret.preview(),
-        hash: secret.hash(),
-        enabled: body.enabled.unwrap_or(true),
-    };
-    let key = state.store.create_key(&new, &audit).await?;
-    state.publish().await;
-    tracing::info!(key_id = %key.id, account_id = %key.account_id, "key created");
-    Ok((StatusCode::CREATED, Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() })))
+    let issued = state.service.create_key(body, &audit).await?;
+    Ok((StatusCode::CREATED, Json(secret_view(issued))))
 }
 
 /// List and search keys
@@ -333,21 +226,7 @@ pub async fn update(
 ) -> Result<Json<KeyView>, ApiError> {
     visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
-    let now = now_ms();
-    let patch = KeyPatch {
-        name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-        description: body.description.map(validate::description).transpose()?,
-        permission: body.permission,
-        enabled: body.enabled,
-        expires_at: body.expires_at.map(|e| e.map(|e| validate::expires_at(&e, now)).transpose()).transpose()?,
-        rate_limit: body.rate_limit.map(validate::rate_limit).transpose()?,
-        // `null` clears a list or the metadata: the empty value is "none".
-        allowed_ips: body.allowed_ips.map(|v| validate::allowed_ips(v.unwrap_or_default())).transpose()?,
-        allowed_routes: body.allowed_routes.map(|v| validate::allowed_routes(v.unwrap_or_default())).transpose()?,
-        metadata: body.metadata.map(|v| validate::metadata(v.unwrap_or_default())).transpose()?,
-    };
-    let (_, after) = state.store.update_key(&id, &patch, &audit).await?;
-    state.publish().await;
+    let after = state.service.update_key(&id, body, &audit).await?;
     Ok(Json(KeyView::new(after, now_ms())))
 }
 
@@ -385,24 +264,8 @@ pub async fn rotate(
 ) -> Result<Json<SecretView>, ApiError> {
     let key = visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
-    let grace = body.grace_period_seconds.unwrap_or(0);
-    if grace > validate::MAX_GRACE_SECONDS {
-        return Err(ApiError::invalid(
-            "grace_period_seconds",
-            format!("must be at most {} (30 days)", validate::MAX_GRACE_SECONDS),
-        ));
-    }
-    let prefix = match key.environment {
-        Environment::Live => &state.live_prefix,
-        Environment::Test => &state.test_prefix,
-    };
-    let secret = format::generate(prefix);
-    let now = now_ms();
-    let old_valid_until = now + (grace as i64) * 1000;
-    let key = state.store.rotate_key(&id, &secret.hash(), &secret.preview(), old_valid_until, &audit).await?;
-    state.publish().await;
-    tracing::info!(key_id = %key.id, grace_seconds = grace, "key rotated");
-    Ok(Json(SecretView { key: KeyView::new(key, now), secret: secret.expose().to_owned() }))
+    let issued = state.service.rotate_key(&key, body.grace_period_seconds, &audit).await?;
+    Ok(Json(secret_view(issued)))
 }
 
 /// Revoke a key
@@ -434,9 +297,7 @@ pub async fn revoke(
 ) -> Result<Json<KeyView>, ApiError> {
     visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
-    let key = state.store.revoke_key(&id, &audit).await?;
-    state.publish().await;
-    tracing::info!(key_id = %key.id, "key revoked");
+    let key = state.service.revoke_key(&id, &audit).await?;
     Ok(Json(KeyView::new(key, now_ms())))
 }
 

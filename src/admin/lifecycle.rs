@@ -15,10 +15,7 @@ use super::openapi::{Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarg
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{Facts, KeyHash, Permission, Refusal};
-use crate::store::{AuditContext, Leak};
-
-/// Most ids one bulk revocation takes.
-pub const MAX_BULK: usize = 1_000;
+use crate::store::AuditContext;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -130,15 +127,7 @@ pub async fn bulk_revoke(
     JsonBody(body): JsonBody<BulkRevoke>,
 ) -> Result<Json<BulkRevoked>, ApiError> {
     actor.require_write()?;
-    if body.ids.is_empty() || body.ids.len() > MAX_BULK {
-        return Err(ApiError::invalid("ids", format!("must hold 1 to {MAX_BULK} key ids")));
-    }
-    let mut ids = body.ids;
-    ids.sort();
-    ids.dedup();
-    let (revoked, not_found) = state.store.revoke_keys(&ids, actor.account_id.as_deref(), "key.revoke", &audit).await?;
-    state.publish().await;
-    tracing::info!(revoked = revoked.len(), not_found = not_found.len(), "bulk revocation");
+    let (revoked, not_found) = state.service.revoke_keys(body.ids, actor.account_id.as_deref(), &audit).await?;
     Ok(Json(BulkRevoked { revoked, not_found }))
 }
 
@@ -172,15 +161,7 @@ pub async fn report_leak(
     JsonBody(body): JsonBody<SecretBody>,
 ) -> Result<(StatusCode, Json<LeakAccepted>), ApiError> {
     actor.require_write()?;
-    if body.secret.is_empty() || body.secret.len() > 1024 {
-        return Err(ApiError::invalid("secret", "must be 1 to 1024 characters"));
-    }
-    let hash = KeyHash::of(body.secret.as_bytes());
-    let leak = state.store.report_leak(&hash, actor.account_id.as_deref(), &audit).await?;
-    if leak != Leak::Nothing {
-        state.publish().await;
-        tracing::warn!(outcome = ?leak, "leaked secret reported and disabled");
-    }
+    state.service.report_leak(&body.secret, actor.account_id.as_deref(), &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(LeakAccepted { status: "accepted" })))
 }
 

@@ -3,8 +3,10 @@
 //!
 //! `router(state)` is a value, testable with `oneshot`; `serve` runs it on
 //! the shared listener. Every `/v1` route takes `Authorization: Bearer
-//! <admin token>`. Writes go to the store and then reload this node's
-//! snapshot before answering, so they are in force when the caller sees 2xx.
+//! <admin token>`. Handlers check who may ask (`Actor`) and hand every
+//! write to the `service`, which validates, writes, audits and reloads this
+//! node's snapshot before answering, so a write is in force when the caller
+//! sees 2xx.
 
 mod accounts;
 mod auth;
@@ -18,7 +20,6 @@ mod lifecycle;
 pub mod openapi;
 pub mod tokens;
 mod usage;
-pub mod validate;
 
 use std::sync::Arc;
 
@@ -28,19 +29,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{require_token, require_unconfined, Actor, Role};
+pub use crate::store::Role;
+pub use auth::{require_token, require_unconfined, Actor};
 
 use crate::config::Config;
 use crate::keys::{KeyHash, Quota};
 use crate::reload::Reloader;
+use crate::service::Service;
 use crate::store::Store;
 
 /// What every admin handler can reach.
 pub struct AdminState {
+    /// For reads; every write goes through `service`.
     pub store: Store,
+    pub service: Service,
     pub reloader: Arc<Reloader>,
-    pub live_prefix: String,
-    pub test_prefix: String,
     /// Hash of `KEYGATE_ADMIN_TOKEN`, an owner token, when set.
     pub owner_token: Option<KeyHash>,
     /// `limits.default_per_key`, for verify's decision.
@@ -51,23 +54,14 @@ impl AdminState {
     pub fn new(config: &Config, reloader: Arc<Reloader>, owner_token: Option<&str>) -> Arc<AdminState> {
         Arc::new(AdminState {
             store: reloader.store().clone(),
+            service: Service::new(Arc::clone(&reloader), &config.keys),
             reloader,
-            live_prefix: config.keys.live_prefix.clone(),
-            test_prefix: config.keys.test_prefix.clone(),
             owner_token: owner_token.filter(|t| !t.is_empty()).map(|t| KeyHash::of(t.as_bytes())),
             default_quota: config
                 .limits
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
         })
-    }
-
-    /// Brings this node's snapshot up to date after a write. A failure is
-    /// logged, not returned: the write is committed and the poller retries.
-    pub async fn publish(&self) {
-        if let Err(e) = self.reloader.reload().await {
-            tracing::warn!(error = %e, "reload after an admin write failed; the poller will retry");
-        }
     }
 }
 

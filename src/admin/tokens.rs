@@ -17,25 +17,10 @@ use super::openapi::{
     Forbidden, Internal, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge, Unauthorized,
     ValidationFailed,
 };
-use super::{validate, Actor, AdminState, Role};
+use super::{Actor, AdminState, Role};
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::keys::format;
-use crate::store::{AdminToken, AuditContext, AuditEntry, AuditFilter, StoreError};
-
-/// Prefix of admin tokens, so people and secret scanners can tell them from
-/// API keys.
-pub const ADMIN_TOKEN_PREFIX: &str = "kga";
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "name": "ci deploys", "role": "admin", "account_id": "acc_7Lk2PqW9xZr4Tn8VbM1s" }))]
-pub struct CreateToken {
-    name: String,
-    role: Role,
-    /// Confines the token to this account; `null`: every account.
-    #[serde(default)]
-    account_id: Option<String>,
-}
+use crate::service::CreateToken;
+use crate::store::{AdminToken, AuditContext, AuditEntry, AuditFilter};
 
 /// An admin token; its secret is never shown again.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,8 +36,7 @@ pub struct TokenView {
     /// `tok_…`.
     pub id: String,
     pub name: String,
-    #[schema(value_type = Role)]
-    pub role: String,
+    pub role: Role,
     /// The account the token is confined to; `null`: every account.
     #[schema(required = true)]
     pub account_id: Option<String>,
@@ -196,20 +180,11 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     actor.require_owner()?;
-    let name = validate::name("name", &body.name)?;
     // A confined owner mints tokens for its own account only.
     let account_id = actor.scope(body.account_id).ok_or_else(|| ApiError::invalid("account_id", "no such account"))?;
-    let secret = format::generate(ADMIN_TOKEN_PREFIX);
-    let token = match state
-        .store
-        .create_admin_token(&name, body.role.as_str(), account_id.as_deref(), &secret.hash(), &secret.preview(), &audit)
-        .await
-    {
-        Err(StoreError::NotFound) => return Err(ApiError::invalid("account_id", "no such account")),
-        other => other?,
-    };
-    tracing::info!(token_id = %token.id, role = %token.role, "admin token created");
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: token.into(), secret: secret.expose().to_owned() })))
+    let issued = state.service.create_admin_token(CreateToken { account_id, ..body }, &audit).await?;
+    let secret = issued.secret.expose().to_owned();
+    Ok((StatusCode::CREATED, Json(CreatedToken { token: issued.record.into(), secret })))
 }
 
 /// List admin tokens
@@ -265,8 +240,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     actor.require_owner()?;
-    state.store.delete_admin_token(&id, actor.account_id.as_deref(), &audit).await?;
-    tracing::info!(token_id = %id, "admin token deleted");
+    state.service.delete_admin_token(&id, actor.account_id.as_deref(), &audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,52 @@ use serde::{Deserialize, Serialize};
 pub use crate::keys::RouteRule;
 use crate::keys::{Environment, KeyHash, Permission, Status};
 
+/// What an admin token may do. Stored as its lowercase name; the same
+/// names on the wire and on the command line (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, admin tokens included.
+    Owner,
+    /// Manage accounts and keys.
+    Admin,
+    /// Read only.
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// A role column holding a name no version of keygate wrote.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown admin token role {0:?}")]
+pub struct UnknownRole(String);
+
+/// Decodes the `role` column.
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+
+    fn try_from(s: String) -> Result<Role, UnknownRole> {
+        Role::parse(&s).ok_or(UnknownRole(s))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
     pub id: String,

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::audit::{record_audit, AuditContext};
-use super::{on_pool, Result, Store, StoreError};
+use super::{on_pool, Result, Role, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
 use crate::keys::KeyHash;
@@ -13,8 +13,8 @@ use crate::keys::KeyHash;
 pub struct AdminToken {
     pub id: String,
     pub name: String,
-    /// `owner`, `admin` or `viewer`.
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub account_id: Option<String>,
     pub preview: String,
     pub created_at: i64,
@@ -26,7 +26,7 @@ impl Store {
     pub async fn create_admin_token(
         &self,
         name: &str,
-        role: &str,
+        role: Role,
         account_id: Option<&str>,
         hash: &KeyHash,
         preview: &str,
@@ -36,7 +36,7 @@ impl Store {
         let token = AdminToken {
             id: new_id("tok"),
             name: name.to_owned(),
-            role: role.to_owned(),
+            role,
             account_id: account_id.map(str::to_owned),
             preview: preview.to_owned(),
             created_at: now,
@@ -57,7 +57,7 @@ impl Store {
             )
             .bind(&token.id)
             .bind(&token.name)
-            .bind(&token.role)
+            .bind(token.role.as_str())
             .bind(&token.account_id)
             .bind(hash.as_bytes().as_slice())
             .bind(&token.preview)

@@ -62,6 +62,28 @@ fn offline_viewer_token_reads_but_cannot_revoke_and_can_be_deleted() {
     assert_eq!(again.code, Some(1), "{}", again.stderr);
 }
 
+/// The offline command runs the same checks as `POST /v1/admin-tokens`: a
+/// blank or control-character name is refused and nothing is written.
+#[test]
+fn offline_token_create_refuses_an_invalid_name() {
+    let gw = Gateway::start();
+    for name in ["   ", "ci\u{7}bell"] {
+        let out = Command::new(BIN)
+            .args(["admin-token", "create", "--config"])
+            .arg(&gw.config)
+            .args(["--name", name, "--role", "viewer"])
+            .env_remove("KEYGATE_ADMIN_TOKEN")
+            .output()
+            .expect("run admin-token create");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "name {name:?} accepted: {stderr}");
+        assert!(stderr.starts_with("error: --name: "), "{stderr}");
+        assert!(out.stdout.is_empty(), "a secret was printed for a refused token");
+    }
+    let tokens = gw.cli(&["admin-token", "list", "--json"]).ok("admin-token list").json();
+    assert_eq!(tokens["items"], serde_json::json!([]), "a refused token was stored: {tokens}");
+}
+
 #[test]
 fn audit_lists_who_did_what_newest_first() {
     let gw = Gateway::start();
