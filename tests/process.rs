@@ -22,14 +22,20 @@ fn yaml(dir: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) -> S
     )
 }
 
-#[tokio::test]
-async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+/// The binary in `dir` in front of a real upstream, with one read key.
+async fn serving_with_a_key(dir: &std::path::Path) -> (process::Process, String) {
     let upstream = harness::upstream::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
+    let p = process::spawn(dir, &yaml(dir, upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
     let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
     let acc = admin.account("A").await;
     let (_, secret) = admin.key(&acc, "read").await;
+    (p, secret)
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
     let proxy = p.proxy;
     let in_flight: Vec<_> = (0..5)
         .map(|_| {
@@ -54,12 +60,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
 
 #[tokio::test]
 async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_ok() {
-    let upstream = harness::upstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
-    let acc = admin.account("A").await;
-    let (_, secret) = admin.key(&acc, "read").await;
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
     let (readyz, healthz) = (format!("http://{}/readyz", p.admin), format!("http://{}/healthz", p.admin));
     let ready = send(Method::GET, &readyz, &[], "").await;
     assert_eq!((ready.status, ready.json()["status"].as_str()), (StatusCode::OK, Some("ready")));

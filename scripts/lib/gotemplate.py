@@ -56,15 +56,8 @@ def parse(items, i=0, stop=("end",)):
         if word in stop or (word == "else" and "else" in stop):
             return nodes, i, body
         if word in ("if", "with"):
-            cond = body[len(word) :].strip()
-            then, i, ended = parse(items, i, ("end", "else"))
-            otherwise = []
-            if ended.startswith("else if "):
-                rest, i = parse_else_if(items, i, ended[len("else ") :])
-                otherwise = [rest]
-            elif ended == "else":
-                otherwise, i, _ = parse(items, i, ("end",))
-            nodes.append((word, cond, then, otherwise))
+            node, i = parse_branches(items, i, word, body[len(word) :].strip())
+            nodes.append(node)
         elif word == "define":
             name = json.loads(body[len("define") :].strip())
             inner, i, _ = parse(items, i, ("end",))
@@ -78,16 +71,17 @@ def parse(items, i=0, stop=("end",)):
     return nodes, i, None
 
 
-def parse_else_if(items, i, action):
-    cond = action[len("if") :].strip()
+def parse_branches(items, i, word, cond):
+    """The body of an `if`/`with` after its action, through its `end`; an
+    `else if` chain shares that one `end`."""
     then, i, ended = parse(items, i, ("end", "else"))
     otherwise = []
     if ended.startswith("else if "):
-        rest, i = parse_else_if(items, i, ended[len("else ") :])
-        otherwise = [rest]
+        node, i = parse_branches(items, i, "if", ended[len("else if ") :].strip())
+        otherwise = [node]
     elif ended == "else":
         otherwise, i, _ = parse(items, i, ("end",))
-    return ("if", cond, then, otherwise), i
+    return (word, cond, then, otherwise), i
 
 
 def tokens(expr):
