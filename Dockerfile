@@ -16,6 +16,9 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
+# The release profile keeps line tables for profiling on a host; the image
+# drops them (80 MB -> about 20 MB) and keeps the symbols for backtraces.
+ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # Dependencies first, so that a source change does not rebuild them: a
 # stub crate with the real manifest and lock file.
 COPY Cargo.toml Cargo.lock ./
