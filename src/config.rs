@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_yaml_ng::{Mapping, Value};
+use serde_json::{Map, Value};
 
-use self::load::{apply_env, deserialize_collecting};
+use self::load::{apply_env, deserialize_collecting, parse_yaml};
 
 mod load;
 mod settings;
@@ -395,12 +395,11 @@ impl Config {
 
     /// Parses YAML text with the given environment overrides, then validates.
     pub fn from_yaml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut value: Value =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one("(file)", format!("not valid YAML: {e}")))?;
+        let mut value = parse_yaml(text).map_err(|e| ConfigError::one("(file)", format!("not valid YAML: {e}")))?;
         if value.is_null() {
-            value = Value::Mapping(Mapping::new());
+            value = Value::Object(Map::new());
         }
-        if !value.is_mapping() {
+        if !value.is_object() {
             return Err(ConfigError::one("(file)", "the top level must be a mapping of sections"));
         }
         let mut errors = apply_env(&mut value, env);
@@ -436,7 +435,7 @@ impl Config {
         shape.proxy.key_query_param = Some(String::new());
         shape.upstream.ca_file = Some(String::new());
         shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
-        serde_yaml_ng::to_value(shape).unwrap_or(Value::Null)
+        serde_json::to_value(shape).unwrap_or(Value::Null)
     }
 }
 
@@ -580,5 +579,22 @@ mod tests {
         let env = vec![("KEYGATE_UPSTREAM_CONNECT_TIMEOUT_MS".to_string(), "soon".to_string())];
         let err = Config::from_yaml("", env).expect_err("invalid");
         assert_eq!(err.errors[0].path, "upstream.connect_timeout_ms");
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_line_and_shows_no_text() {
+        let text = "store:\n  url: postgres://keygate:hunter2@db/keygate\nproxy: [\n";
+        let err = Config::from_yaml(text, no_env()).expect_err("invalid");
+        let shown = err.to_string();
+        assert_eq!(err.errors[0].path, "(file)");
+        assert!(shown.contains("line"), "no location: {shown}");
+        assert!(!shown.contains("hunter2"), "the text leaked: {shown}");
+    }
+
+    #[test]
+    fn anchors_and_comments_load() {
+        let text = "# c\nlimits: &l\n  default_per_key: { requests: 5, per_seconds: 1 }\n";
+        let config = Config::from_yaml(text, no_env()).expect("valid");
+        assert_eq!(config.limits.default_per_key.map(|q| q.requests), Some(5));
     }
 }

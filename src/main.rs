@@ -1,11 +1,12 @@
 //! The `keygate` command: `serve`, `check-config`, `admin-token create`
 //! (offline), and the admin API client (`keys`, `accounts`, `audit`,
-//! `admin-token list|delete`).
+//! `admin-token list|delete`), and `completions`/`man`, generated from
+//! these same definitions so they never drift from the parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use keygate::admin::tokens::TokenView;
 use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
 use keygate::config::{Config, LogFormat};
@@ -64,6 +65,13 @@ enum Command {
         #[command(flatten)]
         filters: AuditArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +121,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, log_format } => serve(&config, log_format.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Keys { client, command } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_keys(&client, command)))
         }

@@ -7,7 +7,10 @@
 //! into one `key_id="other"` series per outcome. Histograms are resolved
 //! per route and status class at start-up, so recording one is a few atomic
 //! adds. Gauges about the snapshot, the store and the usage flush are set
-//! at scrape time.
+//! at scrape time, and so are the failure counters kept by the reloader and
+//! the flusher: a name ending in `_total` is always a counter. Also
+//! `keygate_build_info{version}` and, on Linux, the standard `process_*`
+//! metrics (CPU, memory, open files).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,8 +20,8 @@ use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::clock::now_ms;
@@ -46,9 +49,9 @@ pub struct Metrics {
     snapshot_revision: IntGauge,
     snapshot_age: Gauge,
     store_up: IntGauge,
-    reload_failures: IntGauge,
+    reload_failures: IntCounter,
     flush_lag: Gauge,
-    flush_failures: IntGauge,
+    flush_failures: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,16 +100,27 @@ impl Metrics {
             "Seconds since the snapshot was last confirmed current with the store.",
         )?;
         let store_up = IntGauge::new("keygate_store_up", "1 when the store answered the last check, 0 when not.")?;
-        let reload_failures = IntGauge::new("keygate_reload_failures_total", "Failed reloads and revision checks.")?;
+        let reload_failures = IntCounter::new("keygate_reload_failures_total", "Failed reloads and revision checks.")?;
         let flush_lag =
             Gauge::new("keygate_usage_flush_lag_seconds", "Seconds since usage was last written to the store.")?;
         let flush_failures =
-            IntGauge::new("keygate_usage_flush_failures_total", "Failed usage flushes (their counts are retried).")?;
+            IntCounter::new("keygate_usage_flush_failures_total", "Failed usage flushes (their counts are retried).")?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("keygate_build_info", "Always 1; the version of the running binary is in the label."),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         registry.register(Box::new(durations_vec))?;
         registry.register(Box::new(failures_vec))?;
         registry.register(Box::new(upstream_vec))?;
-        for g in [&snapshot_keys, &snapshot_revision, &store_up, &reload_failures, &flush_failures] {
+        for g in [&snapshot_keys, &snapshot_revision, &store_up] {
             registry.register(Box::new(g.clone()))?;
+        }
+        for c in [&reload_failures, &flush_failures] {
+            registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(snapshot_age.clone()))?;
         registry.register(Box::new(flush_lag.clone()))?;
@@ -152,14 +166,24 @@ impl Metrics {
         let last = reloader.last_success_ms();
         self.snapshot_age.set(if last > 0 { (now_ms() - last).max(0) as f64 / 1000.0 } else { -1.0 });
         self.store_up.set(i64::from(reloader.store_up()));
-        self.reload_failures.set(reloader.failures() as i64);
+        catch_up(&self.reload_failures, reloader.failures());
         self.flush_lag.set(flusher.lag_seconds());
-        self.flush_failures.set(flusher.failures.load(Ordering::Relaxed) as i64);
+        catch_up(&self.flush_failures, flusher.failures.load(Ordering::Relaxed));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Brings a counter up to the running total kept by its owner (which only
+/// grows), so it is a true counter without a second increment on the path
+/// that counts.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let shown = counter.get();
+    if total > shown {
+        counter.inc_by(total - shown);
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Gateway {
     pub flusher: Arc<Flusher>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
+    /// Stops the admin listener once everything else has drained.
+    admin_stop: Shutdown,
+    admin_task: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -116,7 +119,7 @@ impl Gateway {
         }
         tracing::info!(addr = %proxy_addr, "proxy listening");
 
-        let state = AdminState::new(config, Arc::clone(&reloader), admin_token);
+        let state = AdminState::draining_with(config, Arc::clone(&reloader), admin_token, shutdown.clone());
         let scrape = Arc::new(Scrape { metrics, reloader: Arc::clone(&reloader), flusher: Arc::clone(&flusher) });
         let mut metrics_route = Router::new().route("/metrics", get(render_metrics)).with_state(scrape);
         if !config.admin.public_metrics {
@@ -144,10 +147,14 @@ impl Gateway {
         let make_service = move |peer: SocketAddr, _tls: bool| {
             TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))))
         };
-        tasks.push(tokio::spawn(listener::serve(admin_listener, admin_tls, make_service, opts, shutdown.clone())));
+        // The admin port outlives the proxy's drain, so that `/readyz` can
+        // say `draining` to a load balancer while requests in flight finish.
+        let admin_stop = Shutdown::new();
+        let admin_task =
+            tokio::spawn(listener::serve(admin_listener, admin_tls, make_service, opts, admin_stop.clone()));
         tracing::info!(addr = %admin_addr, "admin listening");
 
-        Ok(Gateway { proxy_addr, admin_addr, reloader, flusher, shutdown, tasks })
+        Ok(Gateway { proxy_addr, admin_addr, reloader, flusher, shutdown, tasks, admin_stop, admin_task })
     }
 
     /// A handle that stops the gateway when triggered (signals use it).
@@ -156,7 +163,7 @@ impl Gateway {
     }
 
     /// Waits until the gateway has been told to stop and every listener has
-    /// drained, writes the usage counted since the last flush, then closes
+    /// drained (the admin listener last), writes the usage counted since the last flush, then closes
     /// the store.
     pub async fn wait(self) {
         self.shutdown.wait().await;
@@ -164,6 +171,10 @@ impl Gateway {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "a gateway task failed while stopping");
             }
+        }
+        self.admin_stop.trigger();
+        if let Err(e) = self.admin_task.await {
+            tracing::error!(error = %e, "the admin listener failed while stopping");
         }
         match self.flusher.flush().await {
             Ok(keys) => tracing::info!(keys, "final usage flush"),

@@ -247,8 +247,13 @@ async fn admin_token_is_required() {
     assert_eq!((s, v["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_token")));
     let (s, v) = admin.call_as(Some("wrong"), Method::GET, "/v1/keys", None).await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
-    let (s, _) = admin.call_as(None, Method::GET, "/healthz", None).await;
+    let (s, v) = admin.call_as(None, Method::GET, "/healthz", None).await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["status"].as_str(), v["store"].as_str(), v["redis"].as_str()),
+        (Some("ok"), Some("up"), Some("off")),
+        "{v}"
+    );
     let (s, v) = admin.call_as(None, Method::GET, "/readyz", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["store"], "up");

@@ -7,6 +7,8 @@
 //! `cli/lifecycle.rs` holds bulk-revoke, verify and report-leak; `cli/tokens.rs`
 //! admin tokens (offline create, roles, list, delete) and the audit trail.
 
+#[path = "cli/generated.rs"]
+mod generated;
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/tokens.rs"]

@@ -119,7 +119,7 @@ async fn a_revocation_made_while_the_listener_was_cut_reaches_the_replica() {
 }
 
 #[tokio::test]
-async fn a_replica_serves_from_its_snapshot_while_the_store_is_down_then_resyncs() {
+async fn a_replica_serves_from_its_snapshot_and_stays_ready_while_the_store_is_down_then_resyncs() {
     let Some(db) = pg::fresh().await else { return };
     let relay = Relay::start().await;
     let a = replica(db.url(), 200).await;
@@ -135,10 +135,14 @@ async fn a_replica_serves_from_its_snapshot_while_the_store_is_down_then_resyncs
     relay.down();
     let admin_b = &b.admin;
     within(Duration::from_secs(5), || async {
-        let r = send(Method::GET, &format!("http://{}/readyz", admin_b.addr), &[], "").await;
-        r.status == StatusCode::SERVICE_UNAVAILABLE && r.json()["store"] == "down"
+        let r = send(Method::GET, &format!("http://{}/healthz", admin_b.addr), &[], "").await;
+        r.status == StatusCode::OK && r.json()["store"] == "down"
     })
     .await;
+    // Fail static: an outage must not pull every replica out of service.
+    let r = send(Method::GET, &format!("http://{}/readyz", admin_b.addr), &[], "").await;
+    assert_eq!((r.status, r.json()["status"].as_str()), (StatusCode::OK, Some("ready")), "readyz with the store down");
+    assert_eq!(r.json()["store"], "down");
     for _ in 0..20 {
         let r = get_with_key(b.proxy(), "/", &secret).await;
         assert_eq!(r.status, StatusCode::OK, "no 5xx for a valid key while the store is down");

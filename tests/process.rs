@@ -22,14 +22,20 @@ fn yaml(dir: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) -> S
     )
 }
 
-#[tokio::test]
-async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+/// The binary in `dir` in front of a real upstream, with one read key.
+async fn serving_with_a_key(dir: &std::path::Path) -> (process::Process, String) {
     let upstream = harness::upstream::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
+    let p = process::spawn(dir, &yaml(dir, upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
     let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
     let acc = admin.account("A").await;
     let (_, secret) = admin.key(&acc, "read").await;
+    (p, secret)
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
     let proxy = p.proxy;
     let in_flight: Vec<_> = (0..5)
         .map(|_| {
@@ -50,6 +56,35 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     .expect("join");
     assert!(status.0.success(), "exit status {:?}; log:\n{}", status.0, status.1);
     assert!(status.1.contains("stopped"));
+}
+
+#[tokio::test]
+async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_ok() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
+    let (readyz, healthz) = (format!("http://{}/readyz", p.admin), format!("http://{}/healthz", p.admin));
+    let ready = send(Method::GET, &readyz, &[], "").await;
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let health = send(Method::GET, &healthz, &[], "").await.json();
+    assert_eq!(
+        (health["status"].as_str(), health["store"].as_str(), health["redis"].as_str()),
+        (Some("ok"), Some("up"), Some("off"))
+    );
+    assert!(health["revision"].as_i64().expect("revision") > 0, "{health}");
+    assert!(health["snapshot_age_seconds"].as_f64().expect("age") >= 0.0, "{health}");
+
+    let proxy = p.proxy;
+    let in_flight = tokio::spawn(async move { get_with_key(proxy, "/slow/1500", &secret).await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.sigterm();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let draining = send(Method::GET, &readyz, &[], "").await;
+    assert_eq!(draining.status, StatusCode::SERVICE_UNAVAILABLE, "readyz while draining");
+    assert_eq!(draining.json()["status"], "draining");
+    assert_eq!(send(Method::GET, &healthz, &[], "").await.status, StatusCode::OK, "still alive while draining");
+    assert_eq!(in_flight.await.expect("join"), StatusCode::OK, "the request in flight finished");
+    let status = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(10))).await.expect("join");
+    assert!(status.success());
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Per-key usage, Prometheus metrics, rate limits, the failed-auth guard and
 //! per-key restrictions (issue 5), end to end.
 
+#[path = "usage_metrics/grafana.rs"]
+mod grafana;
 mod harness;
 
 use std::time::Duration;

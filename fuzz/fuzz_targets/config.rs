@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(shown.lines().count() > e.errors.len());
         }
         Ok(config) => {
-            let text = serde_yaml_ng::to_string(&config).expect("a valid config serializes");
+            let text = serde_saphyr::to_string(&config).expect("a valid config serializes");
             match Config::from_yaml(&text, Vec::new()) {
                 Ok(again) => assert_eq!(again, config, "round trip changed the config:\n{text}"),
                 Err(e) => panic!("a valid config was refused after a round trip: {e}\n{text}"),

@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::keys::{KeyHash, Quota};
 use crate::reload::Reloader;
 use crate::service::Service;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 /// What every admin handler can reach.
@@ -48,10 +49,22 @@ pub struct AdminState {
     pub owner_token: Option<KeyHash>,
     /// `limits.default_per_key`, for verify's decision.
     pub default_quota: Option<Quota>,
+    /// Triggered when the gateway starts draining: `/readyz` answers 503.
+    pub draining: Shutdown,
 }
 
 impl AdminState {
     pub fn new(config: &Config, reloader: Arc<Reloader>, owner_token: Option<&str>) -> Arc<AdminState> {
+        Self::draining_with(config, reloader, owner_token, Shutdown::new())
+    }
+
+    /// `new`, with `/readyz` following `draining` (the gateway's shutdown).
+    pub fn draining_with(
+        config: &Config,
+        reloader: Arc<Reloader>,
+        owner_token: Option<&str>,
+        draining: Shutdown,
+    ) -> Arc<AdminState> {
         Arc::new(AdminState {
             store: reloader.store().clone(),
             service: Service::new(Arc::clone(&reloader), &config.keys),
@@ -61,6 +74,7 @@ impl AdminState {
                 .limits
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
+            draining,
         })
     }
 }

@@ -3,9 +3,20 @@
 //! path instead of stopping at the first. Reads no file and no environment
 //! itself: `Config::from_yaml` hands it both.
 
-use serde_yaml_ng::{Mapping, Value};
+use serde_json::{Map, Value};
 
 use super::{Config, FieldError};
+
+/// Parses YAML text into a tree of plain values (the same tree JSON has:
+/// config keys are strings). The error carries the line and column but no
+/// snippet of the text, which may hold a password in a URL.
+pub(super) fn parse_yaml(text: &str) -> Result<Value, String> {
+    let options = serde_saphyr::options! { with_snippet: false, crop_radius: 0 };
+    match serde_saphyr::from_str_with_options::<Option<Value>>(text, options) {
+        Ok(value) => Ok(value.unwrap_or(Value::Null)),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// Sets each leaf of the shape whose `KEYGATE_<PATH>` variable is present.
 /// Values are read as YAML scalars (or flow sequences) except where the field
@@ -21,7 +32,7 @@ pub(super) fn apply_env(value: &mut Value, env: impl IntoIterator<Item = (String
         let parsed = if is_string {
             Value::String(raw.clone())
         } else {
-            match serde_yaml_ng::from_str::<Value>(raw) {
+            match parse_yaml(raw) {
                 Ok(v) => v,
                 Err(e) => {
                     errors.push(FieldError { path: path.join("."), message: format!("{name} is not valid: {e}") });
@@ -36,13 +47,11 @@ pub(super) fn apply_env(value: &mut Value, env: impl IntoIterator<Item = (String
 
 fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
     match value {
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map {
-                if let Some(k) = k.as_str() {
-                    path.push(k.to_owned());
-                    collect_leaves(v, path, out);
-                    path.pop();
-                }
+                path.push(k.clone());
+                collect_leaves(v, path, out);
+                path.pop();
             }
         }
         other => out.push((path.clone(), other.is_string())),
@@ -52,16 +61,15 @@ fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<Stri
 fn set_path(value: &mut Value, path: &[String], leaf: Value) {
     let mut node = value;
     for (i, key) in path.iter().enumerate() {
-        if !node.is_mapping() {
-            *node = Value::Mapping(Mapping::new());
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
         }
-        let Value::Mapping(map) = node else { return };
-        let k = Value::String(key.clone());
+        let Value::Object(map) = node else { return };
         if i + 1 == path.len() {
-            map.insert(k, leaf);
+            map.insert(key.clone(), leaf);
             return;
         }
-        node = map.entry(k).or_insert(Value::Null);
+        node = map.entry(key.clone()).or_insert(Value::Null);
     }
 }
 
@@ -123,11 +131,11 @@ fn remove_path(value: &mut Value, path: &[String]) -> bool {
     for seg in parents {
         node = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             Some(i) => match (node, i.parse::<usize>()) {
-                (Value::Sequence(seq), Ok(i)) if i < seq.len() => &mut seq[i],
+                (Value::Array(seq), Ok(i)) if i < seq.len() => &mut seq[i],
                 _ => return false,
             },
             None => match node {
-                Value::Mapping(map) => match map.get_mut(seg.as_str()) {
+                Value::Object(map) => match map.get_mut(seg.as_str()) {
                     Some(v) => v,
                     None => return false,
                 },
@@ -136,14 +144,14 @@ fn remove_path(value: &mut Value, path: &[String]) -> bool {
         };
     }
     match (node, last.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
-        (Value::Sequence(seq), Some(i)) => match i.parse::<usize>() {
+        (Value::Array(seq), Some(i)) => match i.parse::<usize>() {
             Ok(i) if i < seq.len() => {
                 seq.remove(i);
                 true
             }
             _ => false,
         },
-        (Value::Mapping(map), None) => map.remove(last.as_str()).is_some(),
+        (Value::Object(map), None) => map.remove(last.as_str()).is_some(),
         _ => false,
     }
 }

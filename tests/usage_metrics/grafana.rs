@@ -1,0 +1,93 @@
+//! The Grafana dashboard (`grafana/keygate-dashboard.json`) against a real
+//! gateway's `/metrics` after some traffic: every metric a panel queries is
+//! exposed, every panel over a metric with an `account_id` label follows the
+//! `$account` filter, and every `_total` name is a counter.
+
+use std::collections::BTreeSet;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::harness::client::{get_with_key, send};
+use super::harness::Gateway;
+use super::metrics;
+
+/// Every `keygate_*` or `process_*` name in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find(|c: char| c.is_ascii_lowercase()) {
+        rest = &rest[at..];
+        let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let word = &rest[..end];
+        if word.starts_with("keygate_") || word.starts_with("process_") {
+            names.push(word.to_owned());
+        }
+        rest = &rest[end..];
+    }
+    names
+}
+
+/// `(panel title, expr)` of every query in the dashboard, the `$account`
+/// variable's own query included.
+fn queries() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/keygate-dashboard.json");
+    let board: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read dashboard")).expect("json");
+    let mut out = Vec::new();
+    for panel in board["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("title").to_owned();
+        for target in panel["targets"].as_array().expect("targets") {
+            out.push((title.clone(), target["expr"].as_str().expect("expr").to_owned()));
+        }
+    }
+    for var in board["templating"]["list"].as_array().expect("variables") {
+        if let Some(q) = var["query"]["query"].as_str() {
+            out.push((format!("variable {}", var["name"]), q.to_owned()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_queries_is_exposed_and_account_filters_per_account_panels() {
+    let gw = Gateway::start().await;
+    let acc = gw.admin.account("A").await;
+    let (_, secret) = gw.admin.key(&acc, "read").await;
+    assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::OK);
+    let post = format!("http://{}/", gw.proxy());
+    let refused = send(Method::POST, &post, &[("authorization", &format!("Bearer {secret}"))], "x").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    get_with_key(gw.proxy(), "/", "kg_live_not_a_key").await;
+    let text = metrics(&gw).await;
+
+    let exposed: BTreeSet<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
+    let with_account: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("account_id=\""))
+        .filter_map(|l| l.split('{').next())
+        .collect();
+    assert!(with_account.contains("keygate_key_requests_total"), "no per-account series after traffic:\n{text}");
+    let queries = queries();
+    assert!(queries.len() > 10, "dashboard has too few queries");
+    for (title, expr) in &queries {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{title}: no keygate metric in {expr}");
+        for name in &names {
+            assert!(exposed.contains(name.as_str()), "{title}: {name} is not on /metrics");
+            if with_account.contains(name.as_str()) && !title.starts_with("variable") {
+                assert!(expr.contains("account_id=~\"$account\""), "{title}: {name} ignores $account: {expr}");
+            }
+        }
+    }
+
+    let version = format!("keygate_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.lines().any(|l| l == version), "no {version}");
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut parts = line.split_whitespace().skip(2);
+        let (name, kind) = (parts.next().expect("name"), parts.next().expect("type"));
+        if name.ends_with("_total") {
+            assert_eq!(kind, "counter", "{name} ends in _total but is a {kind}");
+        }
+    }
+}
