@@ -216,7 +216,7 @@ pub fn compile_restrictions(
 mod tests {
     use super::*;
     use crate::keys::format::generate;
-    use crate::keys::snapshot::{InlineId, KeyPolicy, PolicyRow};
+    use crate::keys::snapshot::{KeyPolicy, PolicyRow};
     use crate::keys::{Changes, Permission};
     use http::Method;
 
@@ -231,17 +231,7 @@ mod tests {
     }
 
     fn policy() -> KeyPolicy {
-        KeyPolicy {
-            id: InlineId::new("key_1").expect("id"),
-            account_id: InlineId::new("acc_1").expect("id"),
-            permission: Permission::Write,
-            enabled: true,
-            revoked: false,
-            api_access: true,
-            expires_at: None,
-            quota: None,
-            restrictions: None,
-        }
+        KeyPolicy::builder("key_1", "acc_1").build()
     }
 
     fn facts<'a>(method: &'a Method, path: &'a str, ip: &str) -> Facts<'a> {
