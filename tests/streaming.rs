@@ -2,7 +2,7 @@
 //! response reaches the client chunk by chunk, not buffered, and a client
 //! that goes away cancels the upstream exchange.
 
-mod harness;
+mod kit;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream;
-use harness::Gateway;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use kit::AdminCalls;
+use kit::{Gateway, TestGateway};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -61,7 +62,7 @@ async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
 }
 
 async fn gateway_in_front_of(upstream: SocketAddr) -> Gateway {
-    Gateway::start_with(move |c| c.upstream.url = format!("http://{upstream}")).await
+    TestGateway::new().config(move |c| c.upstream.url = format!("http://{upstream}")).start().await
 }
 
 #[tokio::test]

@@ -2,28 +2,20 @@
 //! problem+json (DESIGN.md §4), including the ones axum's extractors make,
 //! and a 422 names the field at fault.
 
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::harness::{Admin, TOKEN};
+use crate::kit::{Admin, TOKEN};
 
 /// Calls the router; returns the status, the content type and the body.
 async fn call(admin: &Admin, method: Method, uri: &str, body: &str) -> (StatusCode, String, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .expect("request");
-    let res = admin.router.clone().oneshot(req).await.expect("infallible");
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let res = admin.request(method, uri, &headers, body.to_owned()).await;
     let status = res.status();
     let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = res.body();
+    (status, content_type, String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// axum's own extractor rejections (an id that is not UTF-8 once

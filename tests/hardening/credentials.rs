@@ -9,13 +9,13 @@ use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::client::{empty, send};
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, send};
+use crate::kit::{config, ProxyGateway};
 use crate::{exchange, gateway};
 
 /// Sends a GET for `/x` with the raw header `line` (no CRLF) and no other
 /// credential; returns the answer.
-async fn with_header_line(gw: &Gateway, line: &[u8]) -> crate::Answer {
+async fn with_header_line(gw: &ProxyGateway, line: &[u8]) -> crate::Answer {
     let mut bytes = b"GET /x HTTP/1.1\r\nHost: gw\r\n".to_vec();
     bytes.extend_from_slice(line);
     bytes.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -155,7 +155,7 @@ async fn connection_naming_upstream() -> std::net::SocketAddr {
 #[tokio::test]
 async fn headers_named_in_connection_are_stripped_both_ways() {
     let upstream = connection_naming_upstream().await;
-    let gw = Gateway::start(config(&format!("http://{upstream}"))).await;
+    let gw = ProxyGateway::start(config(&format!("http://{upstream}"))).await;
     let req = gw
         .request(Method::GET, "/x", &gw.keys.write)
         .header("connection", "x-secret")

@@ -3,49 +3,25 @@
 //! A key allowed `/v1/reports` must not reach anything an upstream would
 //! resolve outside `/v1/reports`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use keygate::keys::decision::RouteRestriction;
-use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Restrictions, Secret};
-use keygate::proxy::Proxy;
-use keygate::shutdown::Shutdown;
-use tokio::net::TcpListener;
+use keygate::keys::{generate, KeyPolicy, Permission, Restrictions, Secret};
 
 use crate::exchange;
-use crate::support::config;
-use crate::support::upstream::Upstream;
+use crate::kit::upstream::Upstream;
+use crate::kit::TestGateway;
 
 /// A proxy whose one key may only GET under `/v1/reports`.
 async fn restricted_gateway(upstream: &Upstream) -> (std::net::SocketAddr, Secret) {
     let key = generate("kg_live");
-    let policy = KeyPolicy {
-        id: InlineId::new("key_reports").expect("id"),
-        account_id: InlineId::new("acc_main").expect("id"),
-        permission: Permission::Read,
-        enabled: true,
-        revoked: false,
-        api_access: true,
-        expires_at: None,
-        quota: None,
-        restrictions: Some(Arc::new(Restrictions {
-            ips: vec![],
-            routes: vec![RouteRestriction { path_prefix: "/v1/reports".into(), methods: vec![] }],
-        })),
-    };
-    let keyset = KeySet::empty().apply(Changes {
-        revision: 1,
-        keys: vec![PolicyRow { hash: key.hash(), policy }],
-        retired: vec![],
-    });
-    let keyset = Arc::new(ArcSwap::from_pointee(keyset));
-    let metrics = keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 10).expect("metrics");
-    let proxy = Proxy::new(&config(&upstream.url("")), keyset, metrics).expect("proxy");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(proxy.serve(listener, None, Shutdown::new()));
-    (addr, key)
+    let reports = RouteRestriction { path_prefix: "/v1/reports".into(), methods: vec![] };
+    let row = KeyPolicy::builder("key_reports", "acc_main")
+        .permission(Permission::Read)
+        .restrictions(Restrictions { ips: vec![], routes: vec![reports] })
+        .row(key.hash());
+    let gw = TestGateway::new().upstream(upstream.url("")).key(row).proxy().await;
+    (gw.addr, key)
 }
 
 async fn get(addr: std::net::SocketAddr, key: &Secret, target: &str) -> crate::Answer {

@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::exchange;
-use crate::support::client::{empty, send};
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, send};
+use crate::kit::{config, ProxyGateway};
 
 #[derive(Clone, Copy)]
 enum Fault {
@@ -71,14 +71,14 @@ async fn commit(mut stream: TcpStream, fault: Fault) {
     }
 }
 
-async fn gateway_before(fault: Fault) -> Gateway {
+async fn gateway_before(fault: Fault) -> ProxyGateway {
     let upstream = faulty_upstream(fault).await;
     let mut cfg = config(&format!("http://{upstream}"));
     cfg.upstream.response_timeout_ms = 500;
-    Gateway::start(cfg).await
+    ProxyGateway::start(cfg).await
 }
 
-async fn assert_problem(gw: &Gateway, status: u16, code: &str) {
+async fn assert_problem(gw: &ProxyGateway, status: u16, code: &str) {
     let reply = send(gw.request(Method::GET, "/x", &gw.keys.write).body(empty()).expect("request")).await;
     assert_eq!(reply.status.as_u16(), status, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.header("content-type"), Some("application/problem+json"));

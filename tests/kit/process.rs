@@ -1,19 +1,39 @@
-//! The real `keygate` binary as a child process: a config file in a temp
-//! dir, the listening addresses read from its log, stderr captured for
-//! inspection, SIGTERM to stop it.
-#![allow(dead_code)]
+//! The real `keygate` binary as a child process, the one way tests run it:
+//! `serve` on a config file in a temp dir (the listening addresses read
+//! from its log, stderr captured for inspection, SIGTERM to stop it), and
+//! one-shot commands (the CLI) with their exit code and output.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The binary, with no log filter or admin client settings inherited from
+/// the environment the tests run in.
+pub fn keygate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    cmd.env_remove("RUST_LOG").env_remove("KEYGATE_ADMIN_URL").env_remove("KEYGATE_ADMIN_TOKEN").env("NO_COLOR", "1");
+    cmd
+}
+
+/// The smallest config for `serve`: listeners on port 0, the SQLite store
+/// `dir/keygate.db`, and `upstream_url`. Callers append other sections.
+pub fn yaml(dir: &Path, upstream_url: &str) -> String {
+    format!(
+        "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"sqlite://{}\" }}\nupstream: {{ url: \"{upstream_url}\" }}\n",
+        dir.join("keygate.db").display()
+    )
+}
+
+/// A running `keygate serve`.
 pub struct Process {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The config file it runs with (for offline commands on its store).
+    pub config: PathBuf,
     pub log: Arc<Mutex<String>>,
 }
 
@@ -21,8 +41,8 @@ pub struct Process {
 pub fn spawn(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Process {
     let config = dir.join("keygate.yaml");
     std::fs::write(&config, yaml).expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    cmd.arg("serve").arg("--config").arg(&config).env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut cmd = keygate();
+    cmd.arg("serve").arg("--config").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -46,7 +66,7 @@ pub fn spawn(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Process {
         }
     });
     let (mut proxy, mut admin) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.is_none() || admin.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
@@ -55,7 +75,7 @@ pub fn spawn(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Process {
             Err(_) => panic!("keygate did not start: {}", log.lock().expect("log")),
         }
     }
-    Process { child, proxy: proxy.expect("proxy"), admin: admin.expect("admin"), log }
+    Process { child, proxy: proxy.expect("proxy"), admin: admin.expect("admin"), config, log }
 }
 
 impl Process {
@@ -85,5 +105,51 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The outcome of one run of the binary.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts exit code 0, showing both outputs when it is not.
+    pub fn ok(self, what: &str) -> Run {
+        assert_eq!(self.code, Some(0), "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs `keygate args…` with `env` and `input` on stdin (none: stdin is
+/// empty) to the end.
+pub fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Run {
+    let mut cmd = keygate();
+    cmd.args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run keygate");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A command that exits before reading (a usage error) closes the
+        // pipe; its exit code is what the test looks at, so a failed write
+        // is no failure. Dropping `stdin` closes it, so a read to the end
+        // finishes.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("run keygate");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::client::{tls_client_config, TestBody};
+use super::http::{tls_client_config, TestBody};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -79,15 +79,18 @@ where
 /// a JSON description: `version`, `method`, `path`, `headers`.
 pub async fn h2c_upstream() -> Counted {
     accept_loop(|tcp, hits| async move {
-        let service = service_fn(move |req: Request<Incoming>| {
-            hits.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, Infallible>(h2_answer(req).await) }
-        });
+        let service = service_fn(move |req| counted_answer(Arc::clone(&hits), req));
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(tcp), service)
             .await;
     })
     .await
+}
+
+/// [`h2_answer`], counted in `hits`.
+async fn counted_answer(hits: Arc<AtomicUsize>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    Ok(h2_answer(req).await)
 }
 
 async fn h2_answer(req: Request<Incoming>) -> Response<Body> {
@@ -143,10 +146,7 @@ pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Counted {
         let acceptor = acceptor.clone();
         async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let service = service_fn(move |req: Request<Incoming>| {
-                hits.fetch_add(1, Ordering::SeqCst);
-                async move { Ok::<_, Infallible>(h2_answer(req).await) }
-            });
+            let service = service_fn(move |req| counted_answer(Arc::clone(&hits), req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await;

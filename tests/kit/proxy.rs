@@ -1,13 +1,6 @@
-//! Test support for the proxy's black-box tests: a gateway bound to
-//! 127.0.0.1:0 with a real `KeySet` (one key per decision outcome), a real
-//! upstream (`upstream`), and clients (`client`). Keeps each test to the
-//! few lines that state its contract row.
-
-#![allow(dead_code)]
-
-pub mod client;
-pub mod protocols;
-pub mod upstream;
+//! The proxy alone, bound to 127.0.0.1:0, over a fixed `KeySet` with one key
+//! per decision outcome ([`Keys`]) and no store: for tests of the proxy's
+//! own contract (headers, limits, protocols, TLS) that need no admin API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +8,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::Method;
 use keygate::config::Config;
-use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
+use keygate::keys::{generate, Changes, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
 use keygate::proxy::Proxy;
 use keygate::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use self::client::{empty, TestBody};
+use super::http::{empty, TestBody};
+use super::TestGateway;
 
 /// One key for each outcome of the key decision.
 pub struct Keys {
@@ -45,62 +39,46 @@ impl Keys {
         }
     }
 
-    fn key_set(&self) -> KeySet {
-        let row = |secret: &Secret, id: &str, edit: fn(&mut KeyPolicy)| {
-            let mut policy = KeyPolicy {
-                id: InlineId::new(id).expect("id"),
-                account_id: InlineId::new("acc_main").expect("id"),
-                permission: Permission::Write,
-                enabled: true,
-                revoked: false,
-                api_access: true,
-                expires_at: None,
-                quota: None,
-                restrictions: None,
-            };
-            edit(&mut policy);
-            PolicyRow { hash: secret.hash(), policy }
-        };
-        let keys = vec![
-            row(&self.write, "key_write", |_| {}),
-            row(&self.read, "key_read", |p| p.permission = Permission::Read),
-            row(&self.expired, "key_expired", |p| p.expires_at = Some(1_000)),
-            row(&self.disabled, "key_disabled", |p| p.enabled = false),
-            row(&self.revoked, "key_revoked", |p| p.revoked = true),
-            row(&self.no_access, "key_noaccess", |p| {
-                p.account_id = InlineId::new("acc_free").expect("id");
-                p.api_access = false;
-            }),
-        ];
-        KeySet::empty().apply(Changes { revision: 1, keys, retired: vec![] })
+    fn rows(&self) -> Vec<PolicyRow> {
+        let key = |id: &str| KeyPolicy::builder(id, "acc_main");
+        vec![
+            key("key_write").row(self.write.hash()),
+            key("key_read").permission(Permission::Read).row(self.read.hash()),
+            key("key_expired").expires_at(1_000).row(self.expired.hash()),
+            key("key_disabled").enabled(false).row(self.disabled.hash()),
+            key("key_revoked").revoked(true).row(self.revoked.hash()),
+            KeyPolicy::builder("key_noaccess", "acc_free").api_access(false).row(self.no_access.hash()),
+        ]
     }
 }
 
-/// The default test configuration: everything default but the upstream,
-/// and a drain short enough for a test.
-pub fn config(upstream_url: &str) -> Config {
-    let mut config = Config::default();
-    config.upstream.url = upstream_url.to_owned();
-    config.proxy.drain_timeout_ms = 5_000;
-    config
-}
-
 /// A proxy serving on 127.0.0.1:0.
-pub struct Gateway {
+pub struct ProxyGateway {
     pub addr: SocketAddr,
     pub keys: Keys,
     pub shutdown: Shutdown,
     pub task: JoinHandle<()>,
 }
 
-impl Gateway {
-    pub async fn start(config: Config) -> Gateway {
+impl ProxyGateway {
+    /// The proxy with `config` (see [`super::config`]).
+    pub async fn start(config: Config) -> ProxyGateway {
         Self::start_tls(config, None).await
     }
 
-    pub async fn start_tls(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Gateway {
+    pub async fn start_tls(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> ProxyGateway {
+        Self::serve(config, tls, Vec::new()).await
+    }
+
+    async fn serve(config: Config, tls: Option<Arc<rustls::ServerConfig>>, extra: Vec<PolicyRow>) -> ProxyGateway {
         let keys = Keys::new();
-        let keyset = Arc::new(ArcSwap::from_pointee(keys.key_set()));
+        let mut rows = keys.rows();
+        rows.extend(extra);
+        let keyset = Arc::new(ArcSwap::from_pointee(KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: rows,
+            retired: vec![],
+        })));
         let metrics =
             keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 100).expect("metrics");
         let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
@@ -108,7 +86,7 @@ impl Gateway {
         let addr = listener.local_addr().expect("proxy addr");
         let shutdown = Shutdown::new();
         let task = tokio::spawn(proxy.serve(listener, tls, shutdown.clone()));
-        Gateway { addr, keys, shutdown, task }
+        ProxyGateway { addr, keys, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,5 +101,18 @@ impl Gateway {
     /// `GET path` with the write key.
     pub fn get(&self, path: &str) -> http::Request<TestBody> {
         self.request(Method::GET, path, &self.keys.write).body(empty()).expect("request")
+    }
+}
+
+impl TestGateway<'_> {
+    /// Starts the proxy alone over [`Keys`] and the keys given with
+    /// [`TestGateway::key`]; the upstream must be given.
+    pub async fn proxy(mut self) -> ProxyGateway {
+        let upstream = self.upstream_url().expect("a proxy-only gateway needs TestGateway::upstream");
+        let (tls, extra) = (self.tls.take(), std::mem::take(&mut self.keys));
+        // The proxy alone never opens the store; the dir only completes the config.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = self.build(&dir, &upstream);
+        ProxyGateway::serve(config, tls, extra).await
     }
 }

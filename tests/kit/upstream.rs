@@ -1,4 +1,4 @@
-//! A real upstream for the proxy tests: a hyper server on 127.0.0.1:0 that
+//! The echo upstream every test uses: a hyper server on 127.0.0.1:0 that
 //! answers with what it received — method, path, query, headers, and the
 //! length and blake3 hash of the body (read as a stream) — as JSON.
 //!
@@ -20,8 +20,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
+
+use super::protocols::header_map;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -115,16 +117,7 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
             }
         }
     }
-    let mut headers = Map::new();
-    for name in parts.headers.keys() {
-        let values: Vec<Value> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        headers.insert(name.as_str().to_owned(), Value::Array(values));
-    }
+    let headers = header_map(&parts.headers);
     let doc = json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),

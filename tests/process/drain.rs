@@ -21,8 +21,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::client::AdminClient;
-use crate::harness::{self, process};
+use crate::kit::AdminCalls;
+use crate::kit::{self, process};
 
 const CLIENTS: usize = 24;
 const UPSTREAM_MS: u64 = 300;
@@ -138,8 +138,8 @@ async fn sigterm_under_concurrent_load_answers_every_accepted_request_and_flushe
          usage: {{ flush_interval_ms: 600000 }}\n",
         dir.path().join("keygate.db").display()
     );
-    let mut p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let mut p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
     let account = admin.account("A").await;
     let (key_id, secret) = admin.key(&account, "read").await;
 
@@ -198,8 +198,8 @@ async fn sigterm_under_concurrent_load_answers_every_accepted_request_and_flushe
     assert!(!log.contains("drain timed out") && exited_after < Duration::from_secs(10), "{exited_after:?}:\n{log}");
 
     // The final flush wrote every proxied request.
-    let p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
     let (s, key) = admin.call(Method::GET, &format!("/v1/keys/{key_id}"), None).await;
     assert_eq!(s, StatusCode::OK, "{key}");
     assert_eq!(key["usage_count"], ok, "usage after the restart: {key}");
