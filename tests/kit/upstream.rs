@@ -1,6 +1,7 @@
 //! The echo upstream every test uses: a hyper server on 127.0.0.1:0 that
-//! answers with what it received — method, path, query, headers, and the
-//! length and blake3 hash of the body (read as a stream) — as JSON.
+//! answers with what it received — method, path, query (`null` when
+//! absent), headers (each name with the list of its values), and the length
+//! and blake3 hash of the body (read as a stream) — as JSON.
 //!
 //! Request headers steer it: `x-delay-ms: N` waits before answering,
 //! `x-respond-hop: 1` adds hop-by-hop headers to the response, and paths
