@@ -18,8 +18,7 @@ use keygate::config::{Config, QuotaConfig};
 use keygate::keys::Secret;
 use kit::http::{empty, send, TestBody};
 use kit::protocols::{
-    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, tls_upstream, upgrade_upstream, Counted,
-    H2Reply,
+    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, tls_upstream, upgrade_upstream, H2Reply,
 };
 use kit::upstream::{closed_port_url, Upstream};
 use kit::AdminCalls;
@@ -140,7 +139,7 @@ async fn h2c_is_not_spoken_unless_configured() {
 #[tokio::test]
 async fn http2_upstream_gets_one_shared_connection_per_thread() {
     let upstream = h2c_upstream().await;
-    let mut cfg = config(&upstream.url());
+    let mut cfg = config(&upstream.url(""));
     cfg.upstream.http2 = true;
     let gw = ProxyGateway::start(cfg).await;
     let first = send(gw.get("/first")).await;
@@ -174,7 +173,7 @@ fn grpc_call(gw: &ProxyGateway, key: Option<&Secret>, path: &str) -> (mpsc::Send
 #[tokio::test]
 async fn grpc_streams_both_ways_and_its_trailers_arrive() {
     let upstream = h2c_upstream().await;
-    let mut cfg = h2c_config(&upstream.url());
+    let mut cfg = h2c_config(&upstream.url(""));
     cfg.upstream.http2 = true;
     let gw = ProxyGateway::start(cfg).await;
     let mut h2 = h2c_client(gw.addr).await.expect("h2c handshake");
@@ -294,9 +293,9 @@ async fn read_exactly(tcp: &mut TcpStream, n: usize) -> String {
     String::from_utf8(buf).expect("text")
 }
 
-async fn upgrade_gateway() -> (Counted, ProxyGateway) {
+async fn upgrade_gateway() -> (Upstream, ProxyGateway) {
     let upstream = upgrade_upstream().await;
-    let gw = ProxyGateway::start(config(&upstream.url())).await;
+    let gw = ProxyGateway::start(config(&upstream.url(""))).await;
     (upstream, gw)
 }
 
@@ -363,7 +362,7 @@ async fn an_upstream_that_does_not_switch_is_passed_through() {
 #[tokio::test]
 async fn an_upgrade_is_counted_once() {
     let upstream = upgrade_upstream().await;
-    let url = upstream.url();
+    let url = upstream.url("");
     let gw = kit::TestGateway::new().config(|c| c.upstream.url = url).start().await;
     let account = gw.admin.account("ws").await;
     let (key_id, secret) = gw.admin.key(&account, "write").await;
@@ -468,7 +467,7 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_kept() {
 #[tokio::test]
 async fn an_open_tunnel_counts_against_the_connection_limit() {
     let upstream = upgrade_upstream().await;
-    let mut cfg = config(&upstream.url());
+    let mut cfg = config(&upstream.url(""));
     cfg.proxy.max_connections = 1;
     let gw = ProxyGateway::start(cfg).await;
     let (mut tunnel, head) = upgrade(gw.addr, "/ws", Some(gw.keys.write.expose())).await;

@@ -20,7 +20,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::AdminCalls;
 use kit::{Gateway, TestGateway};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 type Chunks = StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
@@ -28,12 +27,9 @@ type Chunks = StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infalli
 /// An upstream whose every response streams: one event at once, then one
 /// every 400 ms, until the receiving side goes away — which it records.
 async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let cancelled = Arc::clone(&cancelled);
+    kit::upstream::serve(move |tcp, _| {
+        let cancelled = Arc::clone(&cancelled);
+        async move {
             let service = service_fn(move |_req: Request<Incoming>| {
                 let cancelled = Arc::clone(&cancelled);
                 async move {
@@ -55,10 +51,11 @@ async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
                     )
                 }
             });
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(tcp), service));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         }
-    });
-    addr
+    })
+    .await
+    .addr
 }
 
 async fn gateway_in_front_of(upstream: SocketAddr) -> Gateway {
