@@ -181,15 +181,20 @@ async fn the_configured_default_limit_applies_to_keys_without_their_own() {
     }
 }
 
-#[tokio::test]
-async fn repeated_failed_authentications_block_the_address_before_lookup() {
-    let gw = TestGateway::new()
-        .config(|c| {
+/// A gateway allowing 60 failed authentications a minute, `burst` at once.
+async fn failed_auth_gateway(burst: u32) -> Gateway {
+    TestGateway::new()
+        .config(move |c| {
             c.limits.failed_auth_per_minute = 60;
-            c.limits.failed_auth_burst = 3;
+            c.limits.failed_auth_burst = burst;
         })
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn repeated_failed_authentications_block_the_address_before_lookup() {
+    let gw = failed_auth_gateway(3).await;
     let acc = gw.admin.account("A").await;
     let (_, good) = gw.admin.key(&acc, "read").await;
     let bad = format!("{}0", &good[..good.len() - 1]);
@@ -200,13 +205,7 @@ async fn repeated_failed_authentications_block_the_address_before_lookup() {
     assert_eq!((blocked.status, blocked.code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
     assert!(blocked.headers.contains_key("retry-after"));
     // A missing key is no guess and does not count.
-    let other = TestGateway::new()
-        .config(|c| {
-            c.limits.failed_auth_per_minute = 60;
-            c.limits.failed_auth_burst = 1;
-        })
-        .start()
-        .await;
+    let other = failed_auth_gateway(1).await;
     for _ in 0..5 {
         let r = fetch(Method::GET, &format!("http://{}/", other.proxy()), &[], "").await;
         assert_eq!(r.code(), "missing_key");
