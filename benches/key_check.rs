@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Method;
-use keygate::keys::{format, Changes, InlineId, KeyHash, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
+use keygate::keys::{format, Changes, KeyHash, KeyPolicy, KeySet, Permission, Secret};
 
 const KEYS: usize = 1_000_000;
 
@@ -26,19 +26,11 @@ fn rows(secrets: &[Secret]) -> Changes {
     let keys = secrets
         .iter()
         .enumerate()
-        .map(|(i, s)| PolicyRow {
-            hash: s.hash(),
-            policy: KeyPolicy {
-                id: InlineId::new(&format!("key_{i:020}")).expect("short id"),
-                account_id: InlineId::new(&format!("acc_{:020}", i % 1000)).expect("short id"),
-                permission: if i % 2 == 0 { Permission::Read } else { Permission::Write },
-                enabled: true,
-                revoked: false,
-                api_access: true,
-                expires_at: Some(i64::MAX),
-                quota: None,
-                restrictions: None,
-            },
+        .map(|(i, s)| {
+            KeyPolicy::builder(&format!("key_{i:020}"), &format!("acc_{:020}", i % 1000))
+                .permission(if i % 2 == 0 { Permission::Read } else { Permission::Write })
+                .expires_at(i64::MAX)
+                .row(s.hash())
         })
         .collect();
     Changes { revision: 1, keys, retired: Vec::new() }

@@ -1,10 +1,11 @@
 //! The admin API's key and account routes (DESIGN.md §4), against the real
 //! router and a real SQLite file.
 
-mod harness;
+mod kit;
 
-use harness::Admin;
 use http::{Method, StatusCode};
+use kit::Admin;
+use kit::AdminCalls;
 use serde_json::json;
 
 const RECORD_FIELDS: [&str; 21] = [
@@ -36,7 +37,9 @@ async fn create_key_shows_the_secret_once_and_every_field() {
     let admin = Admin::new().await;
     let acc = admin.account("Acme").await;
     let (key, secret) = admin
-        .key(json!({ "account_id": acc, "name": "CI", "permission": "read", "description": "Production access" }))
+        .create_key(
+            json!({ "account_id": acc, "name": "CI", "permission": "read", "description": "Production access" }),
+        )
         .await;
     assert!(secret.starts_with("kg_live_") && secret.len() == 46, "{secret}");
     for field in RECORD_FIELDS {
@@ -61,8 +64,9 @@ async fn create_key_shows_the_secret_once_and_every_field() {
 async fn test_environment_keys_have_the_test_prefix() {
     let admin = Admin::new().await;
     let acc = admin.account("Acme").await;
-    let (key, secret) =
-        admin.key(json!({ "account_id": acc, "name": "dev", "permission": "write", "environment": "test" })).await;
+    let (key, secret) = admin
+        .create_key(json!({ "account_id": acc, "name": "dev", "permission": "write", "environment": "test" }))
+        .await;
     assert!(secret.starts_with("kg_test_"));
     assert_eq!(key["prefix"], "kg_test");
 }
@@ -74,10 +78,12 @@ async fn list_filters_searches_and_pages_newest_first() {
     let b = admin.account("B").await;
     for i in 0..5 {
         let perm = if i % 2 == 0 { "read" } else { "write" };
-        admin.key(json!({ "account_id": a, "name": format!("key {i}"), "permission": perm })).await;
+        admin.create_key(json!({ "account_id": a, "name": format!("key {i}"), "permission": perm })).await;
     }
     admin
-        .key(json!({ "account_id": b, "name": "Billing export", "permission": "read", "description": "Nightly JOB" }))
+        .create_key(
+            json!({ "account_id": b, "name": "Billing export", "permission": "read", "description": "Nightly JOB" }),
+        )
         .await;
 
     let (_, all) = admin.call(Method::GET, "/v1/keys", None).await;
@@ -117,7 +123,7 @@ async fn patch_edits_disables_and_clears_fields() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
     let (key, _) = admin
-        .key(json!({ "account_id": acc, "name": "k", "permission": "read", "expires_at": "2999-01-01T00:00:00Z", "description": "d" }))
+        .create_key(json!({ "account_id": acc, "name": "k", "permission": "read", "expires_at": "2999-01-01T00:00:00Z", "description": "d" }))
         .await;
     let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
     let (s, v) = admin
@@ -141,7 +147,7 @@ async fn patch_edits_disables_and_clears_fields() {
 async fn rotate_and_revoke_change_status_and_secret() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
-    let (key, old) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
+    let (key, old) = admin.create_key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
     let id = key["id"].as_str().expect("id");
     let (s, rotated) =
         admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 60 }))).await;
@@ -151,7 +157,7 @@ async fn rotate_and_revoke_change_status_and_secret() {
     assert_eq!(rotated["key"]["id"], id, "same record");
     assert!(rotated["key"]["rotated_at"].is_string());
     // Rotating with no body at all works too (no grace).
-    let (s, _) = admin.call_as(Some(harness::TOKEN), Method::POST, &format!("/v1/keys/{id}/rotate"), None).await;
+    let (s, _) = admin.call_as(Some(kit::TOKEN), Method::POST, &format!("/v1/keys/{id}/rotate"), None).await;
     assert_eq!(s, StatusCode::OK);
 
     let (s, revoked) = admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
@@ -173,8 +179,9 @@ async fn allowed_routes_carry_a_normalised_host_or_null() {
     let acc = admin.account("A").await;
     let routes =
         json!([{ "path_prefix": "/v1", "host": "API.Example.com." }, { "path_prefix": "/v2", "methods": ["get"] }]);
-    let (key, _) =
-        admin.key(json!({ "account_id": acc, "name": "k", "permission": "read", "allowed_routes": routes })).await;
+    let (key, _) = admin
+        .create_key(json!({ "account_id": acc, "name": "k", "permission": "read", "allowed_routes": routes }))
+        .await;
     assert_eq!(
         key["allowed_routes"],
         json!([
@@ -224,7 +231,7 @@ async fn validation_errors_name_the_field() {
         assert_eq!(v["code"], "validation_failed");
         assert_eq!(v["field"], field, "{body} -> {v}");
     }
-    let (s, v) = admin.call_as(Some(harness::TOKEN), Method::POST, "/v1/keys", Some("{not json".into())).await;
+    let (s, v) = admin.call_as(Some(kit::TOKEN), Method::POST, "/v1/keys", Some("{not json".into())).await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
     let (s, v) = admin.call(Method::GET, "/v1/keys?limit=0", None).await;
     assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("limit")));
@@ -233,7 +240,7 @@ async fn validation_errors_name_the_field() {
     let (s, v) = admin.call(Method::GET, "/v1/keys?cursor=garbage", None).await;
     assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor")));
     let big = json!({ "name": "x".repeat(70 * 1024) }).to_string();
-    let (s, v) = admin.call_as(Some(harness::TOKEN), Method::POST, "/v1/accounts", Some(big)).await;
+    let (s, v) = admin.call_as(Some(kit::TOKEN), Method::POST, "/v1/accounts", Some(big)).await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")));
     // Nothing was written by any of the refused requests.
     let (_, keys) = admin.call(Method::GET, "/v1/keys", None).await;
@@ -301,7 +308,7 @@ async fn accounts_without_api_access_cannot_get_keys() {
 async fn admin_writes_reach_the_snapshot_before_the_answer() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
-    let (key, secret) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
+    let (key, secret) = admin.create_key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
     let keyset = admin.reloader.keyset();
     let now = keygate::clock::now_ms();
     assert!(keyset.load().check(secret.as_bytes(), &Method::GET, now).is_ok());

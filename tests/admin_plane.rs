@@ -1,13 +1,14 @@
 //! The admin plane for teams (issue 4): roles and confined admin tokens,
 //! the audit trail, bulk and leak revocation, and verify.
 
-mod harness;
+mod kit;
 
 use std::time::{Duration, Instant};
 
-use harness::client::{get_with_key, send};
-use harness::{Admin, Gateway};
 use http::{Method, StatusCode};
+use kit::http::{fetch, get_with_key};
+use kit::AdminCalls;
+use kit::{Admin, Gateway};
 use serde_json::{json, Value};
 
 struct World {
@@ -32,10 +33,10 @@ async fn world() -> World {
     let admin = Admin::new().await;
     let acc_a = admin.account("Tenant A").await;
     let acc_b = admin.account("Tenant B").await;
-    let (ka, _) = admin.key(json!({ "account_id": acc_a, "name": "a", "permission": "read" })).await;
-    let (kb, _) = admin.key(json!({ "account_id": acc_b, "name": "b", "permission": "read" })).await;
+    let (ka, _) = admin.create_key(json!({ "account_id": acc_a, "name": "a", "permission": "read" })).await;
+    let (kb, _) = admin.create_key(json!({ "account_id": acc_b, "name": "b", "permission": "read" })).await;
     let tokens = vec![
-        ("owner", Some(harness::TOKEN.to_string())),
+        ("owner", Some(kit::TOKEN.to_string())),
         ("admin", Some(token(&admin, "admin", None).await)),
         ("viewer", Some(token(&admin, "viewer", None).await)),
         ("confined", Some(token(&admin, "admin", Some(&acc_a)).await)),
@@ -186,7 +187,7 @@ async fn every_write_is_audited_without_secrets() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
     admin.call(Method::PATCH, &format!("/v1/accounts/{acc}"), Some(json!({ "name": "A!" }))).await;
-    let (key, s1) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
+    let (key, s1) = admin.create_key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
     let id = key["id"].as_str().expect("id").to_owned();
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "name": "k2", "permission": "write" }))).await;
     admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "enabled": false }))).await;
@@ -241,7 +242,7 @@ async fn every_write_is_audited_without_secrets() {
         assert!(e["request_id"].as_str().is_some_and(|r| !r.is_empty()));
     }
     let text = audit.to_string();
-    for secret in [&s1, &s2, &t, &harness::TOKEN.to_string()] {
+    for secret in [&s1, &s2, &t, &kit::TOKEN.to_string()] {
         assert!(!text.contains(&secret[8..]), "a secret is in the audit trail");
     }
     let update = items.iter().find(|e| e["action"] == "key.update").expect("update");
@@ -262,7 +263,8 @@ async fn bulk_revoke_reports_each_id() {
     let acc = admin.account("A").await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (k, _) = admin.key(json!({ "account_id": acc, "name": format!("k{i}"), "permission": "read" })).await;
+        let (k, _) =
+            admin.create_key(json!({ "account_id": acc, "name": format!("k{i}"), "permission": "read" })).await;
         ids.push(k["id"].as_str().expect("id").to_owned());
     }
     let body = json!({ "ids": [ids[0], ids[1], "key_missing"] });
@@ -284,8 +286,8 @@ async fn bulk_revoke_reports_each_id() {
 async fn bulk_revoke_is_all_or_nothing_when_the_store_fails() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
-    let (k1, _) = admin.key(json!({ "account_id": acc, "name": "k1", "permission": "read" })).await;
-    let (k2, _) = admin.key(json!({ "account_id": acc, "name": "k2", "permission": "read" })).await;
+    let (k1, _) = admin.create_key(json!({ "account_id": acc, "name": "k1", "permission": "read" })).await;
+    let (k2, _) = admin.create_key(json!({ "account_id": acc, "name": "k2", "permission": "read" })).await;
     // Make the second revocation fail inside the transaction.
     let db = admin.dir.path().join("keygate.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
@@ -366,7 +368,7 @@ async fn verify_gives_the_proxys_decision_for_every_code() {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let headers = [("x-api-key", secret)];
-        let proxied = send(
+        let proxied = fetch(
             Method::from_bytes(method.as_bytes()).expect("method"),
             &format!("http://{}/x", gw.proxy()),
             &headers,

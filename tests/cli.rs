@@ -9,96 +9,34 @@
 
 #[path = "cli/generated.rs"]
 mod generated;
+mod kit;
+
 #[path = "cli/lifecycle.rs"]
 mod lifecycle;
 #[path = "cli/tokens.rs"]
 mod tokens;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use kit::process::{self, Process, Run};
+use kit::TOKEN;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keygate");
-const TOKEN: &str = "test-admin-token-0123456789-abcdefghijklmnop";
-
-/// A running `keygate serve`, stopped with SIGTERM (SIGKILL as a last resort)
-/// when dropped, so a failing assertion does not leave it behind.
+/// A running `keygate serve` on a SQLite store, killed when dropped so a
+/// failing assertion does not leave it behind.
 struct Gateway {
-    child: Child,
+    _process: Process,
     admin_url: String,
     /// The configuration file `serve` runs with, for offline `admin-token create`.
-    config: PathBuf,
-    logs: mpsc::Receiver<String>,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Gateway {
     fn start() -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("keygate.yaml");
-        let db = dir.path().join("k.db");
-        std::fs::write(
-            &config,
-            format!(
-                "proxy:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n\
-                 store:\n  url: \"sqlite://{}\"\nupstream:\n  url: http://127.0.0.1:1\n",
-                db.display()
-            ),
-        )
-        .expect("write config");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("KEYGATE_ADMIN_TOKEN", TOKEN)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keygate serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, logs) = mpsc::channel();
-        // Keep draining the log for the life of the process, or a full pipe would block it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut gateway = Gateway { child, admin_url: String::new(), config, logs, _dir: dir };
-        gateway.admin_url = format!("http://{}", gateway.wait_for_addresses());
-        gateway
-    }
-
-    /// Reads the log until both listeners have reported their address; returns the admin one.
-    fn wait_for_addresses(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut admin, mut proxy) = (None, None);
-        let mut seen = Vec::new();
-        while admin.is_none() || proxy.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.logs.recv_timeout(left) {
-                Ok(line) => {
-                    let line = strip_ansi(&line);
-                    if line.contains("admin listening") {
-                        admin = addr_field(&line);
-                    } else if line.contains("proxy listening") {
-                        proxy = addr_field(&line);
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    panic!("keygate serve did not report both listeners (exit: {status:?}); log:\n{}", seen.join("\n"));
-                }
-            }
-        }
-        admin.unwrap_or_default()
+        let yaml = process::yaml(dir.path(), "http://127.0.0.1:1");
+        let process = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", TOKEN)]);
+        let admin_url = format!("http://{}", process.admin);
+        let config = process.config.clone();
+        Gateway { _process: process, admin_url, config, _dir: dir }
     }
 
     /// Runs the CLI against this gateway with the right token.
@@ -131,96 +69,17 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The outcome of one CLI run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self, what: &str) -> Run {
-        assert_eq!(self.code, Some(0), "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
 fn run(args: &[&str], token: Option<&str>, admin_url: &str) -> Run {
     run_input(args, token, admin_url, None)
 }
 
 /// Runs the CLI with `input` on stdin (none: stdin is empty).
 fn run_input(args: &[&str], token: Option<&str>, admin_url: &str, input: Option<&str>) -> Run {
-    let mut cmd = Command::new(BIN);
     // After the subcommand: `keys`/`accounts` carry the client options.
-    cmd.args(args)
-        .arg("--admin-url")
-        .arg(admin_url)
-        .env_remove("KEYGATE_ADMIN_URL")
-        .env_remove("KEYGATE_ADMIN_TOKEN")
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(token) = token {
-        cmd.env("KEYGATE_ADMIN_TOKEN", token);
-    }
-    let mut child = cmd.spawn().expect("run keygate");
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A CLI that exits before reading (a usage error) closes the pipe; its
-        // exit code is what the test looks at, so a failed write is no failure.
-        let _ = stdin.write_all(input.as_bytes());
-        // Dropping `stdin` closes it, so a read to the end finishes.
-    }
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("run keygate");
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
-
-/// `addr=127.0.0.1:PORT` from a text log line.
-fn addr_field(line: &str) -> Option<String> {
-    let start = line.find("addr=")? + "addr=".len();
-    let value: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
-    Some(value.trim_matches('"').to_owned())
-}
-
-/// Removes terminal colour codes, in case the log format colours its fields.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let mut full = args.to_vec();
+    full.extend(["--admin-url", admin_url]);
+    let env: Vec<(&str, &str)> = token.map(|t| ("KEYGATE_ADMIN_TOKEN", t)).into_iter().collect();
+    process::run(&full, &env, input)
 }
 
 #[test]
@@ -304,7 +163,7 @@ fn key_lifecycle_create_list_rotate_revoke_show() {
     assert_eq!(past.code, Some(1), "{}", past.stderr);
     assert!(past.stderr.starts_with("error: 422") && past.stderr.contains("expires_at"), "{}", past.stderr);
 
-    let wrong = run(&["keys", "list"], Some("not-the-admin-token-but-just-as-long-1234"), &gw.admin_url);
+    let wrong = run(&["keys", "list"], Some("not-the-admin-token-but-as-long-1"), &gw.admin_url);
     assert_eq!(wrong.code, Some(1), "wrong token: {}", wrong.stderr);
     assert!(wrong.stderr.starts_with("error: 4"), "{}", wrong.stderr);
 

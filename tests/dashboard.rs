@@ -3,10 +3,10 @@
 //! errors) carries the security headers. The browser tests in `e2e/` drive
 //! the page itself.
 
-mod harness;
+mod kit;
 
-use harness::{Admin, TOKEN};
 use http::{Method, StatusCode};
+use kit::{Admin, TOKEN};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -90,7 +90,7 @@ async fn api_responses_and_errors_carry_the_security_headers_too() {
 
 #[tokio::test]
 async fn metrics_on_the_running_gateway_carry_the_security_headers() {
-    let gw = harness::Gateway::start().await;
+    let gw = kit::Gateway::start().await;
     let mut stream = tokio::net::TcpStream::connect(gw.gateway.admin_addr).await.expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream

@@ -2,13 +2,14 @@
 //! upstream. Key lifecycle changes made through the admin API are felt by
 //! the proxy at once; changes made by another process arrive by polling.
 
-mod harness;
+mod kit;
 
 use std::time::{Duration, Instant};
 
-use harness::client::{get_with_key, send};
-use harness::Gateway;
 use http::{Method, StatusCode};
+use kit::http::{fetch, get_with_key};
+use kit::AdminCalls;
+use kit::Gateway;
 use serde_json::json;
 
 #[tokio::test]
@@ -21,9 +22,9 @@ async fn valid_key_reaches_the_upstream_with_its_identity() {
     let seen = r.json();
     assert_eq!(seen["path"], "/orders");
     assert_eq!(seen["query"], "x=1");
-    assert_eq!(seen["headers"]["x-keygate-key-id"], id.as_str());
-    assert_eq!(seen["headers"]["x-keygate-account-id"], acc.as_str());
-    assert_eq!(seen["headers"]["x-keygate-permission"], "write");
+    assert_eq!(seen["headers"]["x-keygate-key-id"][0], id.as_str());
+    assert_eq!(seen["headers"]["x-keygate-account-id"][0], acc.as_str());
+    assert_eq!(seen["headers"]["x-keygate-permission"][0], "write");
     assert!(seen["headers"].get("authorization").is_none(), "credential stripped");
 }
 
@@ -89,7 +90,7 @@ async fn permission_change_applies_at_once() {
     let auth = format!("Bearer {secret}");
     let url = format!("http://{}/orders", gw.proxy());
     let headers = [("authorization", auth.as_str())];
-    let post = || send(Method::POST, &url, &headers, "{}");
+    let post = || fetch(Method::POST, &url, &headers, "{}");
     let r = post().await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::FORBIDDEN, "insufficient_permission"));
     gw.admin.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({ "permission": "write" }))).await;
@@ -129,10 +130,10 @@ async fn expiry_is_checked_against_the_clock_on_every_request() {
 #[tokio::test]
 async fn admin_routes_are_not_reachable_through_the_proxy() {
     let gw = Gateway::start().await;
-    let r = send(
+    let r = fetch(
         Method::GET,
         &format!("http://{}/v1/keys", gw.proxy()),
-        &[("authorization", &format!("Bearer {}", harness::TOKEN))],
+        &[("authorization", &format!("Bearer {}", kit::TOKEN))],
         "",
     )
     .await;
@@ -151,14 +152,10 @@ async fn admin_routes_are_not_reachable_through_the_proxy() {
 async fn a_change_made_by_another_process_is_picked_up_by_polling() {
     let gw = Gateway::start().await;
     let dir = gw.dir.path();
-    let yaml = format!(
-        "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"sqlite://{}\" }}\nupstream: {{ url: \"http://{}\" }}\n",
-        dir.join("keygate.db").display(),
-        gw.upstream
-    );
+    let yaml = kit::process::yaml(dir, &format!("http://{}", gw.upstream));
     let other_dir = tempfile::tempdir().expect("tempdir");
-    let other = harness::process::spawn(other_dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let other_admin = harness::client::AdminClient { addr: other.admin, token: harness::TOKEN.into() };
+    let other = kit::process::spawn(other_dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let other_admin = kit::admin_client(other.admin);
     let acc = other_admin.account("Made elsewhere").await;
     let (id, secret) = other_admin.key(&acc, "read").await;
     let started = Instant::now();

@@ -8,8 +8,7 @@
 //! misbehave, and what the fuzzers found on the admin API. A test that
 //! documents a product bug stays `#[ignore = "bug: …"]` until it is fixed.
 
-mod harness;
-mod support;
+mod kit;
 
 #[path = "hardening/admin.rs"]
 mod admin;
@@ -25,8 +24,8 @@ mod upstream_faults;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::upstream::Upstream;
-use support::{config, Gateway};
+use kit::upstream::Upstream;
+use kit::{config, ProxyGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -72,22 +71,22 @@ pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Answer
     Answer { text: String::from_utf8_lossy(&out).into_owned(), closed }
 }
 
-pub async fn gateway() -> (Upstream, Gateway) {
+pub async fn gateway() -> (Upstream, ProxyGateway) {
     let upstream = Upstream::start().await;
-    let gateway = Gateway::start(config(&upstream.url(""))).await;
+    let gateway = ProxyGateway::start(config(&upstream.url(""))).await;
     (upstream, gateway)
 }
 
 /// A request head with the write key and `extra` header lines (each ending
 /// in CRLF), and `body` after it.
-pub fn request(gw: &Gateway, first_line: &str, extra: &str, body: &str) -> Vec<u8> {
+pub fn request(gw: &ProxyGateway, first_line: &str, extra: &str, body: &str) -> Vec<u8> {
     format!("{first_line}\r\nHost: gw\r\nX-API-Key: {}\r\n{extra}\r\n{body}", gw.keys.write.expose()).into_bytes()
 }
 
 /// Sends `bytes`, followed by a pipelined request for `/smuggled` on the
 /// same connection, and checks that the gateway answered 400, closed the
 /// connection, and let nothing through to the upstream.
-async fn assert_refused(upstream: &Upstream, gw: &Gateway, bytes: Vec<u8>) -> Answer {
+async fn assert_refused(upstream: &Upstream, gw: &ProxyGateway, bytes: Vec<u8>) -> Answer {
     let before = upstream.hits();
     let mut bytes = bytes;
     bytes.extend_from_slice(&request(gw, "GET /smuggled HTTP/1.1", "", ""));
@@ -101,7 +100,7 @@ async fn assert_refused(upstream: &Upstream, gw: &Gateway, bytes: Vec<u8>) -> An
 
 /// `assert_refused`, and the answer is the gateway's own problem (framing
 /// judged before hyper, see `listener::strict`), not hyper's bare 400.
-async fn assert_refused_as_problem(upstream: &Upstream, gw: &Gateway, bytes: Vec<u8>) {
+async fn assert_refused_as_problem(upstream: &Upstream, gw: &ProxyGateway, bytes: Vec<u8>) {
     let answer = assert_refused(upstream, gw, bytes).await;
     assert!(answer.text.contains("application/problem+json"), "{answer:?}");
     assert!(answer.text.contains("\"code\":\"bad_request\""), "{answer:?}");

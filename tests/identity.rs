@@ -9,7 +9,7 @@
 //! `identity/forwarding.rs` forwarding headers from trusted and untrusted
 //! peers.
 
-mod support;
+mod kit;
 
 #[path = "identity/forwarding.rs"]
 mod forwarding;
@@ -19,17 +19,12 @@ mod overrides;
 mod underscores;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use http::Method;
 use keygate::config::Config;
-use keygate::keys::{Restrictions, RouteRule};
-use keygate::keys::{generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
-use keygate::proxy::Proxy;
-use keygate::shutdown::Shutdown;
-use support::client::{empty, send, Reply};
-use tokio::net::TcpListener;
+use keygate::keys::{generate, KeyPolicy, Permission, Restrictions, RouteRule, Secret};
+use kit::http::{empty, send, Reply};
+use kit::TestGateway;
 
 /// What a key may do, for a gateway with that one key.
 pub struct KeySpec {
@@ -58,42 +53,26 @@ pub struct OneKeyGateway {
 impl OneKeyGateway {
     pub async fn start(config: Config, spec: KeySpec) -> Self {
         let key = generate("kg_live");
-        let policy = KeyPolicy {
-            id: InlineId::new("key_one").expect("id"),
-            account_id: InlineId::new("acc_main").expect("id"),
-            permission: spec.permission,
-            enabled: true,
-            revoked: false,
-            api_access: true,
-            expires_at: None,
-            quota: None,
-            restrictions: Restrictions::parse(
-                &spec.allowed_ips,
-                &spec
-                    .allowed_routes
-                    .iter()
-                    .map(|(path_prefix, methods)| RouteRule {
-                        path_prefix: path_prefix.clone(),
-                        methods: methods.clone(),
-                        host: None,
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .expect("restrictions"),
-        };
-        let keyset = KeySet::empty().apply(Changes {
-            revision: 1,
-            keys: vec![PolicyRow { hash: key.hash(), policy }],
-            retired: vec![],
-        });
-        let keyset = Arc::new(ArcSwap::from_pointee(keyset));
-        let metrics =
-            keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 10).expect("metrics");
-        let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(proxy.serve(listener, None, Shutdown::new()));
-        OneKeyGateway { addr, key }
+        let routes: Vec<RouteRule> = spec
+            .allowed_routes
+            .iter()
+            .map(|(path_prefix, methods)| RouteRule {
+                path_prefix: path_prefix.clone(),
+                methods: methods.clone(),
+                host: None,
+            })
+            .collect();
+        let mut policy = KeyPolicy::builder("key_one", "acc_main").permission(spec.permission);
+        if let Some(restrictions) = Restrictions::parse(&spec.allowed_ips, &routes).expect("restrictions") {
+            policy = policy.restrictions((*restrictions).clone());
+        }
+        let gw = TestGateway::new()
+            .upstream(config.upstream.url.clone())
+            .config(move |c| *c = config)
+            .key(policy.row(key.hash()))
+            .proxy()
+            .await;
+        OneKeyGateway { addr: gw.addr, key }
     }
 
     /// Sends `method path` with the key and `headers`.

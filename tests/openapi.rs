@@ -4,16 +4,14 @@
 //! must be served, and each operation must document its token, success and
 //! errors.
 
-mod harness;
+mod kit;
 
 use std::collections::BTreeSet;
 
-use axum::body::Body;
-use harness::Admin;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
+use kit::Admin;
+use kit::AdminCalls;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 /// DESIGN.md §4, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`).
@@ -72,12 +70,10 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Fetches the document without a token, checking its content type.
 async fn document(admin: &Admin) -> Value {
-    let req = Request::get("/openapi.json").body(Body::empty()).expect("request");
-    let res = admin.router.clone().oneshot(req).await.expect("infallible");
+    let res = admin.raw(Method::GET, "/openapi.json", &[]).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/json");
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    serde_json::from_slice(&bytes).expect("the document is JSON")
+    serde_json::from_slice(res.body()).expect("the document is JSON")
 }
 
 /// Every (METHOD, path) the document describes.
@@ -141,7 +137,7 @@ async fn every_documented_operation_is_served_as_documented() {
     let doc = document(&admin).await;
     // Real records, so a 404 can only mean the route is missing.
     let account = admin.account("Acme").await;
-    let (key, _) = admin.key(json!({ "account_id": account, "name": "CI", "permission": "read" })).await;
+    let (key, _) = admin.create_key(json!({ "account_id": account, "name": "CI", "permission": "read" })).await;
     let (s, token) =
         admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer" }))).await;
     assert_eq!(s, StatusCode::CREATED, "{token}");
@@ -159,7 +155,7 @@ async fn every_documented_operation_is_served_as_documented() {
         let method_ = Method::from_bytes(method.as_bytes()).expect("method");
         let body = matches!(method.as_str(), "POST" | "PATCH").then(|| "{}".to_owned());
 
-        let (status, answer) = admin.call_as(Some(harness::TOKEN), method_.clone(), &uri, body.clone()).await;
+        let (status, answer) = admin.call_as(Some(kit::TOKEN), method_.clone(), &uri, body.clone()).await;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {uri} is documented but not served: {status} {answer}"
@@ -179,7 +175,7 @@ async fn every_documented_operation_is_served_as_documented() {
             METHODS.iter().copied().filter(|m| doc["paths"][&path].get(m.to_ascii_lowercase()).is_some()).collect();
         for other in METHODS.iter().filter(|m| !served.contains(*m)) {
             let (status, _) =
-                admin.call_as(Some(harness::TOKEN), Method::from_bytes(other.as_bytes()).expect("m"), &uri, None).await;
+                admin.call_as(Some(kit::TOKEN), Method::from_bytes(other.as_bytes()).expect("m"), &uri, None).await;
             assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path} is served but not documented");
         }
     }
@@ -311,7 +307,7 @@ async fn key_record_schema_and_example_list_all_21_fields() {
 
     // The wire agrees with the schema.
     let account = admin.account("Acme").await;
-    let (key, _) = admin.key(json!({ "account_id": account, "name": "CI", "permission": "write" })).await;
+    let (key, _) = admin.create_key(json!({ "account_id": account, "name": "CI", "permission": "write" })).await;
     let wire: BTreeSet<String> = key.as_object().expect("record").keys().cloned().collect();
     assert_eq!(wire, fields, "a created key's record");
 }

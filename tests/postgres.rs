@@ -2,24 +2,27 @@
 //! on 127.0.0.1:5432 with a fresh database per test. Outside CI these skip
 //! when the server is unreachable; with CI=true they fail instead.
 
-mod harness;
+mod kit;
 
 use std::time::{Duration, Instant};
 
-use harness::client::{get_with_key, send};
-use harness::pg::{self, Relay};
-use harness::{Admin, Gateway};
 use http::{Method, StatusCode};
+use kit::http::{fetch, get_with_key};
+use kit::pg::{self, Relay};
+use kit::AdminCalls;
+use kit::{Gateway, TestGateway};
 use serde_json::json;
 
 async fn replica(url: String, poll_ms: u64) -> Gateway {
-    Gateway::start_with(move |c| {
-        c.store.url = url;
-        c.store.poll_interval_ms = poll_ms;
-        c.store.connect_timeout_ms = 1_000;
-        c.usage.flush_interval_ms = 600_000;
-    })
-    .await
+    TestGateway::new()
+        .postgres(url)
+        .config(move |c| {
+            c.store.poll_interval_ms = poll_ms;
+            c.store.connect_timeout_ms = 1_000;
+            c.usage.flush_interval_ms = 600_000;
+        })
+        .start()
+        .await
 }
 
 /// Waits until `check` holds, up to `limit`; returns how long it took.
@@ -40,14 +43,14 @@ where
 async fn the_admin_api_works_the_same_on_postgres() {
     let Some(db) = pg::fresh().await else { return };
     let url = db.url();
-    let admin = Admin::new_with(move |c| c.store.url = url).await;
+    let admin = TestGateway::new().postgres(url).admin().await;
     let acc = admin.account("Acme").await;
     let (key, secret) = admin
-        .key(json!({ "account_id": acc, "name": "Billing", "permission": "read", "description": "Nightly JOB" }))
+        .create_key(json!({ "account_id": acc, "name": "Billing", "permission": "read", "description": "Nightly JOB" }))
         .await;
     let id = key["id"].as_str().expect("id").to_owned();
     for i in 0..4 {
-        admin.key(json!({ "account_id": acc, "name": format!("k{i}"), "permission": "write", "allowed_ips": ["10.0.0.0/8"] })).await;
+        admin.create_key(json!({ "account_id": acc, "name": format!("k{i}"), "permission": "write", "allowed_ips": ["10.0.0.0/8"] })).await;
     }
     let (_, found) = admin.call(Method::GET, "/v1/keys?q=job", None).await;
     assert_eq!(found["items"].as_array().expect("items").len(), 1, "search is case-insensitive on PostgreSQL too");
@@ -133,14 +136,14 @@ async fn a_replica_serves_from_its_snapshot_and_stays_ready_while_the_store_is_d
     .await;
 
     relay.down();
-    let admin_b = &b.admin;
+    let admin_b = b.gateway.admin_addr;
     within(Duration::from_secs(5), || async {
-        let r = send(Method::GET, &format!("http://{}/healthz", admin_b.addr), &[], "").await;
+        let r = fetch(Method::GET, &format!("http://{}/healthz", admin_b), &[], "").await;
         r.status == StatusCode::OK && r.json()["store"] == "down"
     })
     .await;
     // Fail static: an outage must not pull every replica out of service.
-    let r = send(Method::GET, &format!("http://{}/readyz", admin_b.addr), &[], "").await;
+    let r = fetch(Method::GET, &format!("http://{}/readyz", admin_b), &[], "").await;
     assert_eq!((r.status, r.json()["status"].as_str()), (StatusCode::OK, Some("ready")), "readyz with the store down");
     assert_eq!(r.json()["store"], "down");
     for _ in 0..20 {
@@ -150,7 +153,7 @@ async fn a_replica_serves_from_its_snapshot_and_stays_ready_while_the_store_is_d
     let (s, v) = b.admin.call(Method::POST, "/v1/accounts", Some(json!({ "name": "x" }))).await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable")));
     within(Duration::from_secs(5), || async {
-        let metrics = send(Method::GET, &format!("http://{}/metrics", admin_b.addr), &[], "").await;
+        let metrics = fetch(Method::GET, &format!("http://{}/metrics", admin_b), &[], "").await;
         String::from_utf8_lossy(&metrics.body).contains("keygate_store_up 0")
     })
     .await;
@@ -164,7 +167,7 @@ async fn a_replica_serves_from_its_snapshot_and_stays_ready_while_the_store_is_d
     })
     .await;
     within(Duration::from_secs(5), || async {
-        send(Method::GET, &format!("http://{}/readyz", admin_b.addr), &[], "").await.status == StatusCode::OK
+        fetch(Method::GET, &format!("http://{}/readyz", admin_b), &[], "").await.status == StatusCode::OK
     })
     .await;
     // Usage counted during the outage reaches the store once it is back.

@@ -2,45 +2,41 @@
 //! config errors before listening, an unreachable store, and secrets that
 //! never reach a log line.
 
-mod harness;
+mod kit;
 
 #[path = "process/drain.rs"]
 mod drain;
 
-use std::process::Command;
 use std::time::Duration;
 
-use harness::client::{get_with_key, send, AdminClient};
-use harness::process;
 use http::{Method, StatusCode};
+use keygate::cli::client::AdminClient;
+use kit::http::{fetch, get_with_key};
+use kit::process;
+use kit::AdminCalls;
 use serde_json::json;
 
 fn yaml(dir: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"sqlite://{}\" }}\nupstream: {{ url: \"http://{upstream}\" }}\n{extra}",
-        dir.join("keygate.db").display()
-    )
-}
-
-/// The binary in `dir` in front of a real upstream, with one read key.
-async fn serving_with_a_key(dir: &std::path::Path) -> (process::Process, String) {
-    let upstream = harness::upstream::start().await;
-    let p = process::spawn(dir, &yaml(dir, upstream, ""), &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
-    let acc = admin.account("A").await;
-    let (_, secret) = admin.key(&acc, "read").await;
-    (p, secret)
+    process::yaml(dir, &format!("http://{upstream}")) + extra
 }
 
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let upstream = kit::upstream::Upstream::start().await.addr;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut p, secret) = serving_with_a_key(dir.path()).await;
+    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
+    let acc = admin.account("A").await;
+    let (_, secret) = admin.key(&acc, "read").await;
     let proxy = p.proxy;
     let in_flight: Vec<_> = (0..5)
         .map(|_| {
             let secret = secret.clone();
-            tokio::spawn(async move { get_with_key(proxy, "/slow/700", &secret).await.status })
+            let auth = format!("Bearer {secret}");
+            tokio::spawn(async move {
+                let headers = [("authorization", auth.as_str()), ("x-delay-ms", "700")];
+                fetch(Method::GET, &format!("http://{proxy}/slow"), &headers, "").await.status
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -61,11 +57,15 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
 #[tokio::test]
 async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_ok() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut p, secret) = serving_with_a_key(dir.path()).await;
+    let upstream = kit::upstream::Upstream::start().await.addr;
+    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
+    let acc = admin.account("A").await;
+    let (_, secret) = admin.key(&acc, "read").await;
     let (readyz, healthz) = (format!("http://{}/readyz", p.admin), format!("http://{}/healthz", p.admin));
-    let ready = send(Method::GET, &readyz, &[], "").await;
+    let ready = fetch(Method::GET, &readyz, &[], "").await;
     assert_eq!((ready.status, ready.json()["status"].as_str()), (StatusCode::OK, Some("ready")));
-    let health = send(Method::GET, &healthz, &[], "").await.json();
+    let health = fetch(Method::GET, &healthz, &[], "").await.json();
     assert_eq!(
         (health["status"].as_str(), health["store"].as_str(), health["redis"].as_str()),
         (Some("ok"), Some("up"), Some("off"))
@@ -74,14 +74,18 @@ async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_
     assert!(health["snapshot_age_seconds"].as_f64().expect("age") >= 0.0, "{health}");
 
     let proxy = p.proxy;
-    let in_flight = tokio::spawn(async move { get_with_key(proxy, "/slow/1500", &secret).await.status });
+    let in_flight = tokio::spawn(async move {
+        let auth = format!("Bearer {secret}");
+        let headers = [("authorization", auth.as_str()), ("x-delay-ms", "1500")];
+        fetch(Method::GET, &format!("http://{proxy}/slow"), &headers, "").await.status
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.sigterm();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let draining = send(Method::GET, &readyz, &[], "").await;
+    let draining = fetch(Method::GET, &readyz, &[], "").await;
     assert_eq!(draining.status, StatusCode::SERVICE_UNAVAILABLE, "readyz while draining");
     assert_eq!(draining.json()["status"], "draining");
-    assert_eq!(send(Method::GET, &healthz, &[], "").await.status, StatusCode::OK, "still alive while draining");
+    assert_eq!(fetch(Method::GET, &healthz, &[], "").await.status, StatusCode::OK, "still alive while draining");
     assert_eq!(in_flight.await.expect("join"), StatusCode::OK, "the request in flight finished");
     let status = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(10))).await.expect("join");
     assert!(status.success());
@@ -89,19 +93,19 @@ async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_
 
 #[tokio::test]
 async fn no_secret_appears_in_any_log_line() {
-    let upstream = harness::upstream::start().await;
+    let upstream = kit::upstream::Upstream::start().await.addr;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = process::spawn(
         dir.path(),
         &yaml(dir.path(), upstream, "log: { level: debug }\n"),
-        &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)],
+        &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)],
     );
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let admin = kit::admin_client(p.admin);
     let acc = admin.account("A").await;
     let (id, first) = admin.key(&acc, "read").await;
     let mut secrets = vec![first.clone()];
     get_with_key(p.proxy, "/", &first).await;
-    send(Method::POST, &format!("http://{}/", p.proxy), &[("x-api-key", first.as_str())], "x").await;
+    fetch(Method::POST, &format!("http://{}/", p.proxy), &[("x-api-key", first.as_str())], "x").await;
     let (_, v) =
         admin.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(json!({ "grace_period_seconds": 5 }))).await;
     let second = v["secret"].as_str().expect("secret").to_owned();
@@ -112,7 +116,8 @@ async fn no_secret_appears_in_any_log_line() {
     let typo = format!("{}x", &second[..second.len() - 1]);
     get_with_key(p.proxy, "/", &typo).await;
     secrets.push(typo);
-    AdminClient { addr: p.admin, token: "wrong-admin-token-123456".into() }.call(Method::GET, "/v1/keys", None).await;
+    let wrong = AdminClient::new(&format!("http://{}", p.admin), Some("wrong-admin-token-123456")).expect("client");
+    wrong.call(Method::GET, "/v1/keys", None).await;
     admin.call(Method::POST, &format!("/v1/keys/{id}/revoke"), None).await;
     get_with_key(p.proxy, "/", &second).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -122,7 +127,7 @@ async fn no_secret_appears_in_any_log_line() {
         let random_part = &secret[8..40];
         assert!(!log.contains(random_part), "a secret reached the log:\n{log}");
     }
-    assert!(!log.contains(harness::TOKEN) && !log.contains("wrong-admin-token"), "an admin token reached the log");
+    assert!(!log.contains(kit::TOKEN) && !log.contains("wrong-admin-token"), "an admin token reached the log");
 }
 
 #[test]
@@ -135,8 +140,7 @@ fn invalid_config_names_the_field_and_exits_before_listening() {
     )
     .expect("write");
     for sub in ["serve", "check-config"] {
-        let out =
-            Command::new(env!("CARGO_BIN_EXE_keygate")).arg(sub).arg("--config").arg(&file).output().expect("run");
+        let out = process::keygate().arg(sub).arg("--config").arg(&file).output().expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{sub}: {stderr}");
         for field in ["proxy.max_body_bytes", "upstream.url", "store.urll"] {
@@ -144,7 +148,7 @@ fn invalid_config_names_the_field_and_exits_before_listening() {
         }
         assert!(!stderr.contains("listening"), "{stderr}");
     }
-    let ok = Command::new(env!("CARGO_BIN_EXE_keygate"))
+    let ok = process::keygate()
         .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/keygate.yaml")])
         .output()
         .expect("run");
@@ -160,8 +164,7 @@ fn unreachable_store_is_a_clear_error_before_listening() {
         "proxy: { listen: 127.0.0.1:0 }\nadmin: { listen: 127.0.0.1:0 }\nstore: { url: \"postgres://nobody@127.0.0.1:1/none\", connect_timeout_ms: 500 }\n",
     )
     .expect("write");
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_keygate")).arg("serve").arg("--config").arg(&file).output().expect("run");
+    let out = process::keygate().arg("serve").arg("--config").arg(&file).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("cannot connect to the store at postgres://nobody@127.0.0.1:1/none"), "{stderr}");

@@ -4,8 +4,7 @@
 //! upgrades (WebSocket) tunnelled after the key decision. Real servers and
 //! clients only.
 
-mod harness;
-mod support;
+mod kit;
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,14 +16,14 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use keygate::config::{Config, QuotaConfig};
 use keygate::keys::Secret;
-use rustls::pki_types::CertificateDer;
-use support::client::{empty, send, TestBody};
-use support::protocols::{
-    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, tls_upstream, upgrade_upstream, Counted,
-    H2Reply,
+use kit::http::{empty, send, TestBody};
+use kit::protocols::{
+    grpc_frame, h2_over, h2_send, h2c_client, h2c_upstream, tls_connect, tls_upstream, upgrade_upstream, H2Reply,
 };
-use support::upstream::{closed_port_url, Upstream};
-use support::{config, Gateway};
+use kit::upstream::{closed_port_url, Upstream};
+use kit::AdminCalls;
+use kit::{config, ProxyGateway};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -36,7 +35,7 @@ fn h2c_config(upstream_url: &str) -> Config {
 }
 
 /// `method path` over HTTP/2 to the gateway, with `key` in `X-API-Key`.
-fn h2_request(gw: &Gateway, method: Method, path: &str, key: Option<&Secret>) -> http::request::Builder {
+fn h2_request(gw: &ProxyGateway, method: Method, path: &str, key: Option<&Secret>) -> http::request::Builder {
     let mut req = Request::builder().method(method).uri(gw.url(path));
     if let Some(key) = key {
         req = req.header("x-api-key", key.expose());
@@ -67,7 +66,7 @@ async fn http2_over_tls_is_chosen_by_alpn() {
     let shutdown = keygate::shutdown::Shutdown::new();
     let alpn = keygate::tls::Alpn::Http2AndHttp1;
     let server = keygate::tls::server_config(&tls, alpn, Duration::from_secs(60), &shutdown).expect("tls config");
-    let gw = Gateway::start_tls(cfg, Some(server)).await;
+    let gw = ProxyGateway::start_tls(cfg, Some(server)).await;
 
     let (stream, picked) = tls_connect(gw.addr, std::slice::from_ref(&cert), &[b"h2", b"http/1.1"]).await;
     assert_eq!(picked.as_deref(), Some(&b"h2"[..]));
@@ -97,7 +96,7 @@ async fn http2_over_tls_is_chosen_by_alpn() {
 #[tokio::test]
 async fn h2c_with_prior_knowledge_when_configured() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(h2c_config(&upstream.url(""))).await;
+    let gw = ProxyGateway::start(h2c_config(&upstream.url(""))).await;
     let mut h2 = h2c_client(gw.addr).await.expect("h2c handshake");
     let req = h2_request(&gw, Method::GET, "/h2c", Some(&gw.keys.write)).body(empty()).expect("request");
     let reply = h2_send(&mut h2, req).await.expect("h2c exchange");
@@ -124,7 +123,7 @@ async fn h2c_with_prior_knowledge_when_configured() {
 #[tokio::test]
 async fn h2c_is_not_spoken_unless_configured() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&upstream.url(""))).await;
+    let gw = ProxyGateway::start(config(&upstream.url(""))).await;
     let refused = async {
         let mut h2 = h2c_client(gw.addr).await?;
         let req = h2_request(&gw, Method::GET, "/h2c", Some(&gw.keys.write)).body(empty()).expect("request");
@@ -140,9 +139,9 @@ async fn h2c_is_not_spoken_unless_configured() {
 #[tokio::test]
 async fn http2_upstream_gets_one_shared_connection_per_thread() {
     let upstream = h2c_upstream().await;
-    let mut cfg = config(&upstream.url());
+    let mut cfg = config(&upstream.url(""));
     cfg.upstream.http2 = true;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let first = send(gw.get("/first")).await;
     assert_eq!(first.status, StatusCode::OK);
     let seen = first.json();
@@ -160,7 +159,7 @@ async fn http2_upstream_gets_one_shared_connection_per_thread() {
 }
 
 /// A gRPC call's request body fed by hand, one message at a time.
-fn grpc_call(gw: &Gateway, key: Option<&Secret>, path: &str) -> (mpsc::Sender<Bytes>, Request<TestBody>) {
+fn grpc_call(gw: &ProxyGateway, key: Option<&Secret>, path: &str) -> (mpsc::Sender<Bytes>, Request<TestBody>) {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let frames = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(Frame::data(b)), rx)) });
     let req = h2_request(gw, Method::POST, path, key)
@@ -174,9 +173,9 @@ fn grpc_call(gw: &Gateway, key: Option<&Secret>, path: &str) -> (mpsc::Sender<By
 #[tokio::test]
 async fn grpc_streams_both_ways_and_its_trailers_arrive() {
     let upstream = h2c_upstream().await;
-    let mut cfg = h2c_config(&upstream.url());
+    let mut cfg = h2c_config(&upstream.url(""));
     cfg.upstream.http2 = true;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let mut h2 = h2c_client(gw.addr).await.expect("h2c handshake");
     let (tx, req) = grpc_call(&gw, Some(&gw.keys.write), "/echo.Echo/Chat");
     tx.send(grpc_frame(b"first")).await.expect("send");
@@ -226,7 +225,7 @@ fn assert_grpc_refusal(reply: &H2Reply, status: &str, code: &str) {
 #[tokio::test]
 async fn grpc_refusals_are_grpc_statuses() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(h2c_config(&upstream.url(""))).await;
+    let gw = ProxyGateway::start(h2c_config(&upstream.url(""))).await;
     let mut h2 = h2c_client(gw.addr).await.expect("h2c handshake");
     let unknown = keygate::keys::generate("kg_live");
     for (key, status, code) in [
@@ -252,7 +251,7 @@ async fn grpc_refusals_are_grpc_statuses() {
 async fn grpc_rate_limit_and_upstream_failures_are_grpc_statuses() {
     let mut cfg = h2c_config(&closed_port_url());
     cfg.limits.default_per_key = Some(QuotaConfig { requests: 1, per_seconds: 60 });
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let mut h2 = h2c_client(gw.addr).await.expect("h2c handshake");
     let (tx, req) = grpc_call(&gw, Some(&gw.keys.write), "/svc.Svc/Call");
     drop(tx);
@@ -294,9 +293,9 @@ async fn read_exactly(tcp: &mut TcpStream, n: usize) -> String {
     String::from_utf8(buf).expect("text")
 }
 
-async fn upgrade_gateway() -> (Counted, Gateway) {
+async fn upgrade_gateway() -> (Upstream, ProxyGateway) {
     let upstream = upgrade_upstream().await;
-    let gw = Gateway::start(config(&upstream.url())).await;
+    let gw = ProxyGateway::start(config(&upstream.url(""))).await;
     (upstream, gw)
 }
 
@@ -363,8 +362,8 @@ async fn an_upstream_that_does_not_switch_is_passed_through() {
 #[tokio::test]
 async fn an_upgrade_is_counted_once() {
     let upstream = upgrade_upstream().await;
-    let url = upstream.url();
-    let gw = harness::Gateway::start_with(|c| c.upstream.url = url).await;
+    let url = upstream.url("");
+    let gw = kit::TestGateway::new().config(|c| c.upstream.url = url).start().await;
     let account = gw.admin.account("ws").await;
     let (key_id, secret) = gw.admin.key(&account, "write").await;
     let (mut tcp, head) = upgrade(gw.proxy(), "/ws", Some(&secret)).await;
@@ -376,7 +375,7 @@ async fn an_upgrade_is_counted_once() {
     }
     drop(tcp);
     let metrics =
-        harness::client::send(Method::GET, &format!("http://{}/metrics", gw.gateway.admin_addr), &[], "").await.body;
+        kit::http::fetch(Method::GET, &format!("http://{}/metrics", gw.gateway.admin_addr), &[], "").await.body;
     let metrics = String::from_utf8(metrics.to_vec()).expect("utf-8");
     let line = |prefix: &str| {
         metrics
@@ -402,7 +401,7 @@ async fn an_upgrade_to_h2c_is_not_forwarded() {
          HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nX-API-Key: {}\r\n\r\n",
         gw.keys.write.expose()
     );
-    let answer = support::client::raw(gw.addr, head.as_bytes(), Duration::from_millis(500)).await;
+    let answer = kit::http::raw(gw.addr, head.as_bytes(), Duration::from_millis(500)).await;
     // The upstream saw no `Upgrade` (it answers "plain"): no tunnel that
     // would carry requests keygate never decides on.
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("plain"), "{answer}");
@@ -420,7 +419,7 @@ async fn https_upstream_with_a_private_ca_over_http1_and_http2() {
     let url = format!("https://localhost:{}", upstream.addr.port());
 
     // Without the CA the upstream's certificate is not trusted: 502.
-    let gw = Gateway::start(config(&url)).await;
+    let gw = ProxyGateway::start(config(&url)).await;
     let res = send(gw.request(Method::GET, "/x", &gw.keys.read).body(empty()).expect("request")).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
 
@@ -428,7 +427,7 @@ async fn https_upstream_with_a_private_ca_over_http1_and_http2() {
         let mut cfg = config(&url);
         cfg.upstream.ca_file = Some(tls.cert_file.clone());
         cfg.upstream.http2 = http2;
-        let gw = Gateway::start(cfg).await;
+        let gw = ProxyGateway::start(cfg).await;
         let res = send(gw.request(Method::GET, "/over-tls", &gw.keys.read).body(empty()).expect("request")).await;
         assert_eq!(res.status, StatusCode::OK, "http2: {http2}");
         let seen = res.json();
@@ -446,7 +445,7 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_kept() {
     let upstream = Upstream::start().await;
     let mut cfg = h2c_config(&upstream.url(""));
     cfg.proxy.header_read_timeout_ms = 300;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let mut busy = h2c_client(gw.addr).await.expect("h2c handshake");
     let idle = h2c_client(gw.addr).await.expect("h2c handshake");
     // 1.2 s: four idle periods.
@@ -468,9 +467,9 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_kept() {
 #[tokio::test]
 async fn an_open_tunnel_counts_against_the_connection_limit() {
     let upstream = upgrade_upstream().await;
-    let mut cfg = config(&upstream.url());
+    let mut cfg = config(&upstream.url(""));
     cfg.proxy.max_connections = 1;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let (mut tunnel, head) = upgrade(gw.addr, "/ws", Some(gw.keys.write.expose())).await;
     assert!(head.starts_with("http/1.1 101 "), "{head}");
     assert_eq!(read_exactly(&mut tunnel, 20).await, "hello from upstream\n");

@@ -3,7 +3,7 @@
 //! per row of the refusal table; `proxy/` holds headers, bodies and limits,
 //! and serving (TLS, certificate reload, shutdown).
 
-mod support;
+mod kit;
 
 #[path = "proxy/headers.rs"]
 mod headers;
@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request, StatusCode};
 use keygate::keys::Secret;
-use support::client::{empty, send, Reply};
-use support::upstream::{closed_port_url, Upstream};
-use support::{config, Gateway};
+use kit::http::{empty, send, Reply};
+use kit::upstream::{closed_port_url, Upstream};
+use kit::{config, ProxyGateway};
 
-async fn gateway() -> (Upstream, Gateway) {
+async fn gateway() -> (Upstream, ProxyGateway) {
     let upstream = Upstream::start().await;
-    let gateway = Gateway::start(config(&upstream.url(""))).await;
+    let gateway = ProxyGateway::start(config(&upstream.url(""))).await;
     (upstream, gateway)
 }
 
@@ -38,7 +38,7 @@ fn assert_problem(reply: &Reply, status: u16, code: &str) {
     assert_eq!(doc["request_id"].as_str(), reply.header("x-request-id"));
 }
 
-async fn with_key(gw: &Gateway, method: Method, key: &Secret) -> Reply {
+async fn with_key(gw: &ProxyGateway, method: Method, key: &Secret) -> Reply {
     send(gw.request(method, "/x", key).body(empty()).expect("request")).await
 }
 
@@ -113,7 +113,7 @@ async fn read_key_cannot_post() {
 
 #[tokio::test]
 async fn upstream_unavailable_on_closed_port() {
-    let gw = Gateway::start(config(&closed_port_url())).await;
+    let gw = ProxyGateway::start(config(&closed_port_url())).await;
     assert_problem(&send(gw.get("/x")).await, 502, "upstream_unavailable");
 }
 
@@ -122,7 +122,7 @@ async fn upstream_timeout_on_slow_upstream() {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.upstream.response_timeout_ms = 300;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let started = Instant::now();
     let req = gw.request(Method::GET, "/slow", &gw.keys.write).header("x-delay-ms", "5000");
     assert_problem(&send(req.body(empty()).expect("request")).await, 504, "upstream_timeout");
@@ -146,13 +146,13 @@ async fn bearer_and_x_api_key_both_work() {
 #[tokio::test]
 async fn query_parameter_key_only_when_configured() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&upstream.url(""))).await;
+    let gw = ProxyGateway::start(config(&upstream.url(""))).await;
     let key = gw.keys.write.expose().to_owned();
-    let url = |gw: &Gateway| gw.url(&format!("/q?x=1&api_key={key}"));
+    let url = |gw: &ProxyGateway| gw.url(&format!("/q?x=1&api_key={key}"));
     assert_problem(&send(Request::get(url(&gw)).body(empty()).expect("request")).await, 401, "missing_key");
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.key_query_param = Some("api_key".into());
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let key = gw.keys.write.expose().to_owned();
     let reply = send(Request::get(gw.url(&format!("/q?x=1&api_key={key}"))).body(empty()).expect("request")).await;
     assert_eq!(reply.status, StatusCode::OK);

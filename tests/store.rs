@@ -3,12 +3,13 @@
 //! row-by-row change reader reads, for every kind of key and across pages;
 //! usage written in batches must add up exactly.
 
-mod harness;
+mod kit;
 
-use harness::Admin;
 use http::{Method, StatusCode};
 use keygate::keys::Changes;
 use keygate::store::UsageDelta;
+use kit::Admin;
+use kit::AdminCalls;
 use serde_json::json;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
@@ -50,7 +51,7 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
     let admin = Admin::new().await;
     let open = admin.account("Open").await;
     let closed = admin.account("Closed").await;
-    let (_, closed_key) = admin.key(json!({ "account_id": closed, "name": "c", "permission": "read" })).await;
+    let (_, closed_key) = admin.create_key(json!({ "account_id": closed, "name": "c", "permission": "read" })).await;
     let bodies = [
         json!({ "account_id": open, "name": "plain", "permission": "read" }),
         json!({ "account_id": open, "name": "w", "permission": "write", "expires_at": "2999-01-01T00:00:00Z" }),
@@ -61,7 +62,7 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
     ];
     let mut ids = Vec::new();
     for body in bodies {
-        let (key, _) = admin.key(body).await;
+        let (key, _) = admin.create_key(body).await;
         ids.push(key["id"].as_str().expect("id").to_owned());
     }
     let (s, _) = admin.call(Method::PATCH, &format!("/v1/keys/{}", ids[0]), Some(json!({ "enabled": false }))).await;
@@ -99,7 +100,7 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
 async fn usage_deltas_add_up_across_batches_and_repeats() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
-    let (_, _) = admin.key(json!({ "account_id": acc, "name": "template", "permission": "read" })).await;
+    let (_, _) = admin.create_key(json!({ "account_id": acc, "name": "template", "permission": "read" })).await;
     let pool = bulk_keys(&admin, 1200).await;
     let store = admin.reloader.store();
     let hour = 3_600_000 * 490_000;

@@ -2,7 +2,7 @@
 //! response reaches the client chunk by chunk, not buffered, and a client
 //! that goes away cancels the upstream exchange.
 
-mod harness;
+mod kit;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream;
-use harness::Gateway;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use kit::AdminCalls;
+use kit::{Gateway, TestGateway};
 use tokio::sync::mpsc;
 
 type Chunks = StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
@@ -27,12 +27,9 @@ type Chunks = StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infalli
 /// An upstream whose every response streams: one event at once, then one
 /// every 400 ms, until the receiving side goes away — which it records.
 async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let cancelled = Arc::clone(&cancelled);
+    kit::upstream::serve(move |tcp, _| {
+        let cancelled = Arc::clone(&cancelled);
+        async move {
             let service = service_fn(move |_req: Request<Incoming>| {
                 let cancelled = Arc::clone(&cancelled);
                 async move {
@@ -54,14 +51,15 @@ async fn streaming_upstream(cancelled: Arc<AtomicBool>) -> SocketAddr {
                     )
                 }
             });
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(tcp), service));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         }
-    });
-    addr
+    })
+    .await
+    .addr
 }
 
 async fn gateway_in_front_of(upstream: SocketAddr) -> Gateway {
-    Gateway::start_with(move |c| c.upstream.url = format!("http://{upstream}")).await
+    TestGateway::new().config(move |c| c.upstream.url = format!("http://{upstream}")).start().await
 }
 
 #[tokio::test]

@@ -3,11 +3,12 @@
 //! `null`, `/metrics` for confined tokens, dry-run verify, enforceable rate
 //! limits, retired-secret pruning and passwords kept out of messages.
 
-mod harness;
+mod kit;
 
-use harness::client::{get_with_key, send, AdminClient};
-use harness::{Admin, Gateway};
 use http::{Method, StatusCode};
+use keygate::cli::client::AdminClient;
+use kit::http::{fetch, get_with_key};
+use kit::{Admin, AdminCalls, Gateway, TestGateway};
 use serde_json::{json, Value};
 
 /// An admin token with `role`, confined to `account` when given.
@@ -50,7 +51,7 @@ async fn confined_admin_cannot_reopen_its_account() {
 
 #[tokio::test]
 async fn metrics_need_an_unconfined_token() {
-    let gw = Gateway::start_with(|c| c.admin.public_metrics = false).await;
+    let gw = TestGateway::new().config(|c| c.admin.public_metrics = false).start().await;
     let acc = gw.admin.account("Tenant").await;
     let mut tokens = Vec::new();
     for (role, account) in [("viewer", Some(&acc)), ("admin", Some(&acc)), ("viewer", None)] {
@@ -65,7 +66,7 @@ async fn metrics_need_an_unconfined_token() {
         async move {
             let auth = token.map(|t| format!("Bearer {t}"));
             let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-            send(Method::GET, &url, &headers, "").await
+            fetch(Method::GET, &url, &headers, "").await
         }
     };
     for confined in &tokens[..2] {
@@ -74,7 +75,7 @@ async fn metrics_need_an_unconfined_token() {
         assert!(!String::from_utf8_lossy(&r.body).contains("keygate_"), "no series for a confined token");
     }
     assert_eq!(scrape(Some(tokens[2].clone())).await.status, StatusCode::OK, "an unconfined viewer may scrape");
-    assert_eq!(scrape(Some(harness::TOKEN.to_owned())).await.status, StatusCode::OK);
+    assert_eq!(scrape(Some(kit::TOKEN.to_owned())).await.status, StatusCode::OK);
     assert_eq!(scrape(None).await.status, StatusCode::UNAUTHORIZED);
     gw.gateway.stop().await;
 }
@@ -124,7 +125,7 @@ fn serve_never_prints_the_store_password() {
 
 async fn full_key(admin: &Admin, acc: &str) -> Value {
     let (key, _) = admin
-        .key(json!({
+        .create_key(json!({
             "account_id": acc, "name": "k", "permission": "read",
             "description": "d", "expires_at": "2099-01-01T00:00:00Z",
             "rate_limit": { "requests": 5, "per_seconds": 60 },
@@ -220,7 +221,8 @@ async fn a_viewers_verify_is_a_dry_run() {
     for account in [None, Some(&acc)] {
         let body = json!({ "name": "v", "role": "viewer", "account_id": account });
         let (_, v) = gw.admin.call(Method::POST, "/v1/admin-tokens", Some(body)).await;
-        viewers.push(AdminClient { addr: gw.gateway.admin_addr, token: v["secret"].as_str().expect("s").into() });
+        let url = format!("http://{}", gw.gateway.admin_addr);
+        viewers.push(AdminClient::new(&url, v["secret"].as_str()).expect("viewer client"));
     }
     for viewer in &viewers {
         for dry_run in [None, Some(false)] {
@@ -285,7 +287,7 @@ async fn rate_limits_are_bounded_to_what_can_be_enforced() {
         let (s, v) = call_as(&admin, &confined, Method::POST, "/v1/keys", create(limit.clone())).await;
         assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)), "{limit}: {v}");
     }
-    let (key, secret) = admin.key(create(json!({ "requests": 1, "per_seconds": 86_400 }))).await;
+    let (key, secret) = admin.create_key(create(json!({ "requests": 1, "per_seconds": 86_400 }))).await;
     let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
     for (limit, field) in &refused {
         let (s, v) = call_as(&admin, &confined, Method::PATCH, &path, json!({ "rate_limit": limit })).await;
@@ -309,7 +311,7 @@ async fn a_patch_that_keeps_the_limit_keeps_the_bucket() {
     let acc = admin.account("A").await;
     let limit = json!({ "requests": 3, "per_seconds": 60 });
     let (key, secret) =
-        admin.key(json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": limit })).await;
+        admin.create_key(json!({ "account_id": acc, "name": "k", "permission": "read", "rate_limit": limit })).await;
     let path = format!("/v1/keys/{}", key["id"].as_str().expect("id"));
     for _ in 0..3 {
         assert_eq!(verify(&admin, &secret, true).await, "allowed");
@@ -341,7 +343,7 @@ async fn retired_rows(admin: &Admin) -> i64 {
 async fn rotations_do_not_pile_up_retired_secrets() {
     let admin = Admin::new().await;
     let acc = admin.account("A").await;
-    let (key, first) = admin.key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
+    let (key, first) = admin.create_key(json!({ "account_id": acc, "name": "k", "permission": "read" })).await;
     let rotate = format!("/v1/keys/{}/rotate", key["id"].as_str().expect("id"));
     let (s, v) = admin.call(Method::POST, &rotate, Some(json!({}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -3,25 +3,26 @@
 
 #[path = "usage_metrics/grafana.rs"]
 mod grafana;
-mod harness;
+mod kit;
 
 use std::time::Duration;
 
-use harness::client::{get_with_key, send, AdminClient};
-use harness::{process, Gateway};
 use http::{Method, StatusCode};
+use keygate::cli::client::AdminClient;
+use kit::http::{fetch, get_with_key};
+use kit::AdminCalls;
+use kit::{process, Gateway, TestGateway};
 use serde_json::json;
 
 async fn key_with(admin: &AdminClient, acc: &str, extra: serde_json::Value) -> (String, String) {
     let mut body = json!({ "account_id": acc, "name": "k", "permission": "write" });
     body.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
-    let (s, v) = admin.call(Method::POST, "/v1/keys", Some(body)).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    (v["key"]["id"].as_str().expect("id").to_owned(), v["secret"].as_str().expect("secret").to_owned())
+    let (key, secret) = admin.create_key(body).await;
+    (key["id"].as_str().expect("id").to_owned(), secret)
 }
 
 async fn metrics(gw: &Gateway) -> String {
-    let r = send(Method::GET, &format!("http://{}/metrics", gw.gateway.admin_addr), &[], "").await;
+    let r = fetch(Method::GET, &format!("http://{}/metrics", gw.gateway.admin_addr), &[], "").await;
     assert_eq!(r.status, StatusCode::OK);
     String::from_utf8(r.body.to_vec()).expect("utf-8")
 }
@@ -39,15 +40,12 @@ fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
 
 #[tokio::test]
 async fn usage_count_is_exact_across_a_restart() {
-    let upstream = harness::upstream::start().await;
+    let upstream = kit::upstream::Upstream::start().await.addr;
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = format!(
-        "proxy: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nstore: {{ url: \"sqlite://{}\" }}\nupstream: {{ url: \"http://{upstream}\" }}\nusage: {{ flush_interval_ms: 600000 }}\n",
-        dir.path().join("k.db").display()
-    );
-    let env = [("KEYGATE_ADMIN_TOKEN", harness::TOKEN)];
+    let yaml = process::yaml(dir.path(), &format!("http://{upstream}")) + "usage: { flush_interval_ms: 600000 }\n";
+    let env = [("KEYGATE_ADMIN_TOKEN", kit::TOKEN)];
     let mut first = process::spawn(dir.path(), &yaml, &env);
-    let admin = AdminClient { addr: first.admin, token: harness::TOKEN.into() };
+    let admin = kit::admin_client(first.admin);
     let acc = admin.account("A").await;
     let (id, secret) = admin.key(&acc, "read").await;
     for _ in 0..25 {
@@ -59,7 +57,7 @@ async fn usage_count_is_exact_across_a_restart() {
     assert!(status.success());
 
     let second = process::spawn(dir.path(), &yaml, &env);
-    let admin = AdminClient { addr: second.admin, token: harness::TOKEN.into() };
+    let admin = kit::admin_client(second.admin);
     let (_, key) = admin.call(Method::GET, &format!("/v1/keys/{id}"), None).await;
     assert_eq!(key["usage_count"], 25, "{key}");
     assert!(key["last_used_at"].is_string());
@@ -67,7 +65,7 @@ async fn usage_count_is_exact_across_a_restart() {
 
 #[tokio::test]
 async fn a_failed_flush_is_retried_without_loss() {
-    let gw = Gateway::start_with(|c| c.usage.flush_interval_ms = 600_000).await;
+    let gw = TestGateway::new().config(|c| c.usage.flush_interval_ms = 600_000).start().await;
     let acc = gw.admin.account("A").await;
     let (id, secret) = gw.admin.key(&acc, "read").await;
     for _ in 0..7 {
@@ -103,7 +101,7 @@ async fn metrics_have_per_key_series_for_used_keys_only() {
     for _ in 0..3 {
         get_with_key(gw.proxy(), "/", &secret).await;
     }
-    send(Method::POST, &format!("http://{}/", gw.proxy()), &[("x-api-key", secret.as_str())], "").await;
+    fetch(Method::POST, &format!("http://{}/", gw.proxy()), &[("x-api-key", secret.as_str())], "").await;
     get_with_key(gw.proxy(), "/", "kg_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
     let text = metrics(&gw).await;
     let per_key = samples(&text, "keygate_key_requests_total");
@@ -131,7 +129,7 @@ async fn metrics_have_per_key_series_for_used_keys_only() {
 
 #[tokio::test]
 async fn per_key_series_are_capped_with_an_other_series() {
-    let gw = Gateway::start_with(|c| c.metrics.per_key_limit = 2).await;
+    let gw = TestGateway::new().config(|c| c.metrics.per_key_limit = 2).start().await;
     let acc = gw.admin.account("A").await;
     let mut keys = Vec::new();
     for n in 1..=4 {
@@ -171,10 +169,10 @@ async fn rate_limited_key_gets_429_with_headers_then_recovers() {
 
 #[tokio::test]
 async fn the_configured_default_limit_applies_to_keys_without_their_own() {
-    let gw = Gateway::start_with(|c| {
-        c.limits.default_per_key = Some(keygate::config::QuotaConfig { requests: 1, per_seconds: 60 })
-    })
-    .await;
+    let gw = TestGateway::new()
+        .config(|c| c.limits.default_per_key = Some(keygate::config::QuotaConfig { requests: 1, per_seconds: 60 }))
+        .start()
+        .await;
     let acc = gw.admin.account("A").await;
     let (_, plain) = gw.admin.key(&acc, "read").await;
     let (_, own) = key_with(&gw.admin, &acc, json!({ "rate_limit": { "requests": 5, "per_seconds": 60 } })).await;
@@ -185,13 +183,20 @@ async fn the_configured_default_limit_applies_to_keys_without_their_own() {
     }
 }
 
+/// A gateway allowing 60 failed authentications a minute, `burst` at once.
+async fn failed_auth_gateway(burst: u32) -> Gateway {
+    TestGateway::new()
+        .config(move |c| {
+            c.limits.failed_auth_per_minute = 60;
+            c.limits.failed_auth_burst = burst;
+        })
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn repeated_failed_authentications_block_the_address_before_lookup() {
-    let gw = Gateway::start_with(|c| {
-        c.limits.failed_auth_per_minute = 60;
-        c.limits.failed_auth_burst = 3;
-    })
-    .await;
+    let gw = failed_auth_gateway(3).await;
     let acc = gw.admin.account("A").await;
     let (_, good) = gw.admin.key(&acc, "read").await;
     let bad = format!("{}0", &good[..good.len() - 1]);
@@ -202,13 +207,9 @@ async fn repeated_failed_authentications_block_the_address_before_lookup() {
     assert_eq!((blocked.status, blocked.code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
     assert!(blocked.headers.contains_key("retry-after"));
     // A missing key is no guess and does not count.
-    let other = Gateway::start_with(|c| {
-        c.limits.failed_auth_per_minute = 60;
-        c.limits.failed_auth_burst = 1;
-    })
-    .await;
+    let other = failed_auth_gateway(1).await;
     for _ in 0..5 {
-        let r = send(Method::GET, &format!("http://{}/", other.proxy()), &[], "").await;
+        let r = fetch(Method::GET, &format!("http://{}/", other.proxy()), &[], "").await;
         assert_eq!(r.code(), "missing_key");
     }
 }
@@ -229,38 +230,38 @@ async fn ip_and_route_restrictions_answer_403() {
     let r = get_with_key(gw.proxy(), "/v1/orders", &reports).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::FORBIDDEN, "route_not_allowed"));
     let r =
-        send(Method::POST, &format!("http://{}/v1/reports", gw.proxy()), &[("x-api-key", reports.as_str())], "").await;
+        fetch(Method::POST, &format!("http://{}/v1/reports", gw.proxy()), &[("x-api-key", reports.as_str())], "").await;
     assert_eq!(r.code(), "route_not_allowed");
 }
 
 #[tokio::test]
 async fn forwarded_for_counts_only_from_trusted_proxies() {
     let restricted = json!({ "allowed_ips": ["203.0.113.0/24"] });
-    let trusting = Gateway::start_with(|c| c.proxy.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let trusting = TestGateway::new().config(|c| c.proxy.trusted_proxies = vec!["127.0.0.1/32".into()]).start().await;
     let acc = trusting.admin.account("A").await;
     let (_, secret) = key_with(&trusting.admin, &acc, restricted.clone()).await;
     let xff = [("x-api-key", secret.as_str()), ("x-forwarded-for", "203.0.113.5")];
-    let r = send(Method::GET, &format!("http://{}/", trusting.proxy()), &xff, "").await;
+    let r = fetch(Method::GET, &format!("http://{}/", trusting.proxy()), &xff, "").await;
     assert_eq!(r.status, StatusCode::OK, "a trusted proxy vouches for the client");
-    assert_eq!(r.json()["headers"]["x-forwarded-for"], "203.0.113.5, 127.0.0.1");
+    assert_eq!(r.json()["headers"]["x-forwarded-for"][0], "203.0.113.5, 127.0.0.1");
 
     let plain = Gateway::start().await;
     let acc = plain.admin.account("A").await;
     let (_, secret) = key_with(&plain.admin, &acc, restricted).await;
     let xff = [("x-api-key", secret.as_str()), ("x-forwarded-for", "203.0.113.5")];
-    let r = send(Method::GET, &format!("http://{}/", plain.proxy()), &xff, "").await;
+    let r = fetch(Method::GET, &format!("http://{}/", plain.proxy()), &xff, "").await;
     assert_eq!(r.code(), "ip_not_allowed", "a spoofed X-Forwarded-For from an untrusted peer is ignored");
 }
 
 #[tokio::test]
 async fn usage_over_time_is_bucketed_by_hour_day_and_outcome() {
-    let gw = Gateway::start_with(|c| c.usage.flush_interval_ms = 600_000).await;
+    let gw = TestGateway::new().config(|c| c.usage.flush_interval_ms = 600_000).start().await;
     let acc = gw.admin.account("A").await;
     let (id, secret) = gw.admin.key(&acc, "read").await;
     for _ in 0..5 {
         get_with_key(gw.proxy(), "/", &secret).await;
     }
-    send(Method::DELETE, &format!("http://{}/", gw.proxy()), &[("x-api-key", secret.as_str())], "").await;
+    fetch(Method::DELETE, &format!("http://{}/", gw.proxy()), &[("x-api-key", secret.as_str())], "").await;
     gw.gateway.flusher.flush().await.expect("flush");
     get_with_key(gw.proxy(), "/", &secret).await;
     gw.gateway.flusher.flush().await.expect("flush");

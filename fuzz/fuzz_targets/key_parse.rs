@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use http::Method;
 use keygate::keys::format::{self, preview, FormatError};
 use keygate::keys::{
-    generate, Changes, Facts, InlineId, KeyHash, KeyPolicy, KeySet, Permission, PolicyRow, Refusal, Secret,
+    generate, Changes, Facts, KeyHash, KeyPolicy, KeySet, Permission, Refusal, Secret,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -25,22 +25,8 @@ struct Known {
 
 static KNOWN: LazyLock<Known> = LazyLock::new(|| {
     let key = generate("kg_live");
-    let policy = KeyPolicy {
-        id: InlineId::new("key_fuzz").expect("id"),
-        account_id: InlineId::new("acc_fuzz").expect("id"),
-        permission: Permission::Read,
-        enabled: true,
-        revoked: false,
-        api_access: true,
-        expires_at: None,
-        quota: None,
-        restrictions: None,
-    };
-    let set = KeySet::empty().apply(Changes {
-        revision: 1,
-        keys: vec![PolicyRow { hash: key.hash(), policy }],
-        retired: vec![],
-    });
+    let row = KeyPolicy::builder("key_fuzz", "acc_fuzz").permission(Permission::Read).row(key.hash());
+    let set = KeySet::empty().apply(Changes { revision: 1, keys: vec![row], retired: vec![] });
     Known { set, key }
 });
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{Method, Request, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -133,6 +133,33 @@ impl AdminClient {
 
     /// Sends one request and returns the JSON answer (`Null` for an empty 2xx body).
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        let url = format!("{}{path}", self.base);
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                CliError::Server(format!("{status} from {url} is not JSON ({e}); is --admin-url the admin port?"))
+            });
+        }
+        let problem = Problem::from_response(status, &bytes);
+        if status.is_server_error() {
+            Err(CliError::Server(problem.to_string()))
+        } else {
+            Err(CliError::Refused(Box::new(problem)))
+        }
+    }
+
+    /// Sends one request and returns the status and body as they came, error
+    /// answers included; only a failed exchange is an error. For callers that
+    /// look at refusals themselves (the test kit checks status and `code`).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder()
             .method(method)
@@ -166,21 +193,7 @@ impl AdminClient {
                 Ok(Err(e)) => return Err(CliError::Server(format!("reading the answer from {url} failed: {e}"))),
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
-
-        if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                CliError::Server(format!("{status} from {url} is not JSON ({e}); is --admin-url the admin port?"))
-            });
-        }
-        let problem = Problem::from_response(status, &bytes);
-        if status.is_server_error() {
-            Err(CliError::Server(problem.to_string()))
-        } else {
-            Err(CliError::Refused(Box::new(problem)))
-        }
+        Ok((status, bytes))
     }
 }
 

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
     use crate::keys::format::generate;
     use crate::keys::restrictions::{Restrictions, RouteRule};
-    use crate::keys::snapshot::{InlineId, KeyPolicy, PolicyRow};
+    use crate::keys::snapshot::{KeyPolicy, PolicyRow};
     use crate::keys::{Changes, Permission};
     use http::Method;
 
@@ -191,17 +191,7 @@ mod tests {
     }
 
     fn policy() -> KeyPolicy {
-        KeyPolicy {
-            id: InlineId::new("key_1").expect("id"),
-            account_id: InlineId::new("acc_1").expect("id"),
-            permission: Permission::Write,
-            enabled: true,
-            revoked: false,
-            api_access: true,
-            expires_at: None,
-            quota: None,
-            restrictions: None,
-        }
+        KeyPolicy::builder("key_1", "acc_1").build()
     }
 
     fn facts<'a>(method: &'a Method, path: &'a str, ip: &str) -> Facts<'a> {

@@ -1,3 +1,4 @@
+pub mod builder;
 pub mod cidr;
 pub mod counters;
 pub mod decision;
@@ -8,6 +9,7 @@ mod retired;
 pub mod route;
 pub mod snapshot;
 
+pub use builder::KeyPolicyBuilder;
 pub use counters::{Counts, Outcome, UsageTable};
 pub use decision::{Decision, Facts, Quota, RateInfo};
 pub use format::{generate, KeyHash, Secret};

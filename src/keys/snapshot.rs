@@ -454,17 +454,7 @@ pub(super) mod tests {
     use http::Method;
 
     pub(in crate::keys) fn policy(id: &str) -> KeyPolicy {
-        KeyPolicy {
-            id: InlineId::new(id).expect("short id"),
-            account_id: InlineId::new("acc_1").expect("short id"),
-            permission: Permission::Write,
-            enabled: true,
-            revoked: false,
-            api_access: true,
-            expires_at: None,
-            quota: None,
-            restrictions: None,
-        }
+        KeyPolicy::builder(id, "acc_1").build()
     }
 
     #[test]

@@ -312,7 +312,8 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None }
         })?;
-        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
+        let facts =
+            Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
         let keyset = self.keyset.load();
         let now = now_ms();
         let named = if self.client_headers.passes_overrides() {

@@ -6,10 +6,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use super::BIN;
+use crate::kit::process;
 
 fn keygate(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().expect("run keygate");
+    let out = process::keygate().args(args).output().expect("run keygate");
     assert!(out.status.success(), "keygate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
@@ -39,7 +39,7 @@ fn completions_cover_every_subcommand_and_bash_parses_them() {
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         assert!(keygate(&["completions", shell]).contains("check-config"), "{shell} completion lacks check-config");
     }
-    let out = Command::new(BIN).args(["completions", "tcsh"]).output().expect("run keygate");
+    let out = process::keygate().args(["completions", "tcsh"]).output().expect("run keygate");
     assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
 }
 

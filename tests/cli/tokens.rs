@@ -2,21 +2,15 @@
 //! gateway reads, used with their role's limits, listed and deleted over the
 //! API; and the audit trail those actions leave.
 
-use std::process::Command;
-
-use super::{run, Gateway, BIN};
+use super::{run, Gateway};
+use crate::kit::process;
 
 /// `keygate admin-token create` (offline) into the gateway's store; returns the secret.
 fn mint(gw: &Gateway, name: &str, role: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["admin-token", "create", "--config"])
-        .arg(&gw.config)
-        .args(["--name", name, "--role", role])
-        .env_remove("KEYGATE_ADMIN_TOKEN")
-        .output()
-        .expect("run admin-token create");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "admin-token create: {}", String::from_utf8_lossy(&out.stderr));
+    let config = gw.config.to_str().expect("utf-8 path");
+    let out = process::run(&["admin-token", "create", "--config", config, "--name", name, "--role", role], &[], None);
+    let stdout = &out.stdout;
+    assert_eq!(out.code, Some(0), "admin-token create: {}", out.stderr);
     let secret = stdout.trim().to_owned();
     assert!(secret.starts_with("kga_"), "stdout is the secret alone: {stdout:?}");
     secret
@@ -68,7 +62,7 @@ fn offline_viewer_token_reads_but_cannot_revoke_and_can_be_deleted() {
 fn offline_token_create_refuses_an_invalid_name() {
     let gw = Gateway::start();
     for name in ["   ", "ci\u{7}bell"] {
-        let out = Command::new(BIN)
+        let out = crate::kit::process::keygate()
             .args(["admin-token", "create", "--config"])
             .arg(&gw.config)
             .args(["--name", name, "--role", "viewer"])

@@ -2,28 +2,20 @@
 //! problem+json (DESIGN.md §4), including the ones axum's extractors make,
 //! and a 422 names the field at fault.
 
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::harness::{Admin, TOKEN};
+use crate::kit::{Admin, TOKEN};
 
 /// Calls the router; returns the status, the content type and the body.
 async fn call(admin: &Admin, method: Method, uri: &str, body: &str) -> (StatusCode, String, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .expect("request");
-    let res = admin.router.clone().oneshot(req).await.expect("infallible");
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let res = admin.request(method, uri, &headers, body.to_owned()).await;
     let status = res.status();
     let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = res.body();
+    (status, content_type, String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// axum's own extractor rejections (an id that is not UTF-8 once
@@ -97,15 +89,10 @@ async fn unknown_field_with_an_empty_name_is_named() {
 /// Sends `GET uri` with the given headers; returns the response's
 /// `x-request-id`, status and body.
 async fn get_with(admin: &Admin, uri: &str, headers: &[(&str, String)]) -> (String, StatusCode, Value) {
-    let mut req = Request::builder().method(Method::GET).uri(uri);
-    for (name, value) in headers {
-        req = req.header(*name, value);
-    }
-    let res = admin.router.clone().oneshot(req.body(Body::empty()).expect("request")).await.expect("infallible");
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let res = admin.raw(Method::GET, uri, &headers).await;
     let id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (id, status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (id, res.status(), serde_json::from_slice(res.body()).unwrap_or(Value::Null))
 }
 
 /// The admin API keeps the proxy's request-id rule: a sane client id is

@@ -6,16 +6,16 @@
 use std::time::Duration;
 
 use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
 
-use crate::support::client::{empty, send};
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, send};
+use crate::kit::upstream::{read_head, serve};
+use crate::kit::{config, ProxyGateway};
 use crate::{exchange, gateway};
 
 /// Sends a GET for `/x` with the raw header `line` (no CRLF) and no other
 /// credential; returns the answer.
-async fn with_header_line(gw: &Gateway, line: &[u8]) -> crate::Answer {
+async fn with_header_line(gw: &ProxyGateway, line: &[u8]) -> crate::Answer {
     let mut bytes = b"GET /x HTTP/1.1\r\nHost: gw\r\n".to_vec();
     bytes.extend_from_slice(line);
     bytes.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -127,35 +127,23 @@ async fn the_same_credential_twice_is_one_credential_and_both_are_stripped() {
 /// An upstream that answers every request with `Connection: x-secret` and
 /// the header it names, plus what it received as the body.
 async fn connection_naming_upstream() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let seen = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nConnection: x-secret, x-other\r\nX-Secret: upstream-private\r\nX-Other: 1\r\nX-Kept: yes\r\nContent-Length: {}\r\n\r\n{seen}",
-                    seen.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    addr
+    serve(|mut stream, _| async move {
+        let Some(head) = read_head(&mut stream).await else { return };
+        let seen = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nConnection: x-secret, x-other\r\nX-Secret: upstream-private\r\nX-Other: 1\r\nX-Kept: yes\r\nContent-Length: {}\r\n\r\n{seen}",
+            seen.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+    })
+    .await
+    .addr
 }
 
 #[tokio::test]
 async fn headers_named_in_connection_are_stripped_both_ways() {
     let upstream = connection_naming_upstream().await;
-    let gw = Gateway::start(config(&format!("http://{upstream}"))).await;
+    let gw = ProxyGateway::start(config(&format!("http://{upstream}"))).await;
     let req = gw
         .request(Method::GET, "/x", &gw.keys.write)
         .header("connection", "x-secret")

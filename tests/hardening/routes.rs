@@ -3,54 +3,39 @@
 //! A key allowed `/v1/reports` must not reach anything an upstream would
 //! resolve outside `/v1/reports`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use keygate::config::{Config, RouteConfig};
-use keygate::keys::{
-    generate, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Restrictions, RouteRule, Secret,
-};
-use keygate::proxy::Proxy;
-use keygate::shutdown::Shutdown;
-use tokio::net::TcpListener;
+use keygate::config::RouteConfig;
+use keygate::keys::{generate, KeyPolicy, Permission, Restrictions, RouteRule, Secret};
 
 use crate::exchange;
-use crate::support::config;
-use crate::support::upstream::Upstream;
+use crate::kit::upstream::Upstream;
+use crate::kit::TestGateway;
 
 /// A proxy whose one key may only GET under `/v1/reports`.
 async fn restricted_gateway(upstream: &Upstream) -> (std::net::SocketAddr, Secret) {
     let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![], host: None }];
-    gateway_with(config(&upstream.url("")), Restrictions::parse(&[], &routes).expect("valid")).await
+    gateway_with(upstream.url(""), vec![], Restrictions::parse(&[], &routes).expect("valid")).await
 }
 
-/// A proxy on `config` whose one key has `restrictions`.
-async fn gateway_with(config: Config, restrictions: Option<Arc<Restrictions>>) -> (std::net::SocketAddr, Secret) {
+/// A proxy in front of `upstream` with `routes`, whose one key has `restrictions`.
+async fn gateway_with(
+    upstream: String,
+    routes: Vec<RouteConfig>,
+    restrictions: Option<std::sync::Arc<Restrictions>>,
+) -> (std::net::SocketAddr, Secret) {
     let key = generate("kg_live");
-    let policy = KeyPolicy {
-        id: InlineId::new("key_reports").expect("id"),
-        account_id: InlineId::new("acc_main").expect("id"),
-        permission: Permission::Read,
-        enabled: true,
-        revoked: false,
-        api_access: true,
-        expires_at: None,
-        quota: None,
-        restrictions,
-    };
-    let keyset = KeySet::empty().apply(Changes {
-        revision: 1,
-        keys: vec![PolicyRow { hash: key.hash(), policy }],
-        retired: vec![],
-    });
-    let keyset = Arc::new(ArcSwap::from_pointee(keyset));
-    let metrics = keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 10).expect("metrics");
-    let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(proxy.serve(listener, None, Shutdown::new()));
-    (addr, key)
+    let mut policy = KeyPolicy::builder("key_reports", "acc_main").permission(Permission::Read);
+    if let Some(restrictions) = restrictions {
+        policy = policy.restrictions((*restrictions).clone());
+    }
+    let gw = TestGateway::new()
+        .upstream(upstream)
+        .config(move |c| c.routes = routes)
+        .key(policy.row(key.hash()))
+        .proxy()
+        .await;
+    (gw.addr, key)
 }
 
 async fn get(addr: std::net::SocketAddr, key: &Secret, target: &str) -> crate::Answer {
@@ -119,15 +104,14 @@ async fn double_encoding_overlong_utf8_and_nul_are_route_not_allowed() {
 
 /// A gateway whose default upstream is `a` and whose host `b.example` is
 /// routed to `b`, with one key restricted by `routes`.
-async fn two_hosts(a: &Upstream, b: &Upstream, routes: &[RouteRule]) -> (std::net::SocketAddr, Secret) {
-    let mut config = config(&a.url(""));
-    config.routes = vec![RouteConfig {
+async fn two_hosts(a: &Upstream, b: &Upstream, routes_allowed: &[RouteRule]) -> (std::net::SocketAddr, Secret) {
+    let routes = vec![RouteConfig {
         path_prefix: "/".into(),
         host: Some("b.example".into()),
         upstream: b.url(""),
         ..Default::default()
     }];
-    gateway_with(config, Restrictions::parse(&[], routes).expect("valid")).await
+    gateway_with(a.url(""), routes, Restrictions::parse(&[], routes_allowed).expect("valid")).await
 }
 
 #[tokio::test]

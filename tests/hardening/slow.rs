@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::kit::upstream::Upstream;
+use crate::kit::{config, ProxyGateway};
 use crate::read_until_closed;
-use crate::support::upstream::Upstream;
-use crate::support::{config, Gateway};
 
 const HEADER_TIMEOUT_MS: u64 = 1_000;
 const BODY_TIMEOUT_MS: u64 = HEADER_TIMEOUT_MS / 4;
 const DRIBBLE: Duration = Duration::from_millis(500);
 
-async fn slow_gateway() -> (Upstream, Gateway) {
+async fn slow_gateway() -> (Upstream, ProxyGateway) {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.header_read_timeout_ms = HEADER_TIMEOUT_MS;
     cfg.proxy.body_read_timeout_ms = BODY_TIMEOUT_MS;
-    (upstream, Gateway::start(cfg).await)
+    (upstream, ProxyGateway::start(cfg).await)
 }
 
 /// Writes `bytes` one at a time, `DRIBBLE` apart, until the server stops
@@ -47,7 +47,7 @@ async fn dribble(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Optio
     None
 }
 
-fn slow_head(gw: &Gateway) -> Vec<u8> {
+fn slow_head(gw: &ProxyGateway) -> Vec<u8> {
     let mut head = format!("GET /x HTTP/1.1\r\nHost: gw\r\nX-API-Key: {}\r\n", gw.keys.write.expose()).into_bytes();
     head.extend(std::iter::repeat_n(b'a', 200));
     head
@@ -181,7 +181,7 @@ async fn connection_limit_pauses_accepting_until_a_connection_closes() {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.max_connections = 2;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let idle = TcpStream::connect(gw.addr).await.expect("connect");
     let _other = TcpStream::connect(gw.addr).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;

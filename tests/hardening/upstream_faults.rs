@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::exchange;
-use crate::support::client::{empty, send};
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, send};
+use crate::kit::upstream::{read_head, serve};
+use crate::kit::{config, ProxyGateway};
 
 #[derive(Clone, Copy)]
 enum Fault {
@@ -28,24 +29,12 @@ enum Fault {
 
 /// An upstream that reads each request head and then commits `fault`.
 async fn faulty_upstream(fault: Fault) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(commit(stream, fault));
-        }
-    });
-    addr
+    serve(move |stream, _| commit(stream, fault)).await.addr
 }
 
 async fn commit(mut stream: TcpStream, fault: Fault) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
+    if read_head(&mut stream).await.is_none() {
+        return;
     }
     let reset = |stream: TcpStream| {
         // SO_LINGER 0: close() sends RST instead of FIN.
@@ -71,14 +60,14 @@ async fn commit(mut stream: TcpStream, fault: Fault) {
     }
 }
 
-async fn gateway_before(fault: Fault) -> Gateway {
+async fn gateway_before(fault: Fault) -> ProxyGateway {
     let upstream = faulty_upstream(fault).await;
     let mut cfg = config(&format!("http://{upstream}"));
     cfg.upstream.response_timeout_ms = 500;
-    Gateway::start(cfg).await
+    ProxyGateway::start(cfg).await
 }
 
-async fn assert_problem(gw: &Gateway, status: u16, code: &str) {
+async fn assert_problem(gw: &ProxyGateway, status: u16, code: &str) {
     let reply = send(gw.request(Method::GET, "/x", &gw.keys.write).body(empty()).expect("request")).await;
     assert_eq!(reply.status.as_u16(), status, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.header("content-type"), Some("application/problem+json"));

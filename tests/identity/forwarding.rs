@@ -5,8 +5,8 @@
 
 use http::Method;
 
-use crate::support::config;
-use crate::support::upstream::Upstream;
+use crate::kit::config;
+use crate::kit::upstream::Upstream;
 use crate::{assert_refused, KeySpec, OneKeyGateway};
 
 const SPOOFED: [(&str, &str); 5] = [

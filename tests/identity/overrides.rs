@@ -5,8 +5,8 @@
 use http::Method;
 use keygate::config::HeaderRule;
 
-use crate::support::config;
-use crate::support::upstream::Upstream;
+use crate::kit::config;
+use crate::kit::upstream::Upstream;
 use crate::{assert_refused, KeySpec, OneKeyGateway};
 
 const OVERRIDES: [(&str, &str); 5] = [

@@ -4,8 +4,8 @@
 
 use http::Method;
 
-use crate::support::config;
-use crate::support::upstream::Upstream;
+use crate::kit::config;
+use crate::kit::upstream::Upstream;
 use crate::{KeySpec, OneKeyGateway};
 
 /// `_` spellings of headers keygate sets or strips, as a client would

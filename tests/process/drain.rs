@@ -19,10 +19,10 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::harness::client::AdminClient;
-use crate::harness::{self, process};
+use crate::kit::AdminCalls;
+use crate::kit::{self, process};
 
 const CLIENTS: usize = 24;
 const UPSTREAM_MS: u64 = 300;
@@ -30,30 +30,25 @@ const UPSTREAM_MS: u64 = 300;
 /// An upstream that answers after `UPSTREAM_MS` and records the `x-seq` of
 /// every request it was sent: the requests keygate accepted.
 async fn recording_upstream() -> (SocketAddr, Arc<Mutex<HashSet<u64>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let record = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let record = Arc::clone(&record);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let record = Arc::clone(&record);
-                    async move {
-                        let seq = req.headers().get("x-seq").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                        record.lock().expect("seen").extend(seq);
-                        tokio::time::sleep(Duration::from_millis(UPSTREAM_MS)).await;
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
-                    }
-                });
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    let upstream = kit::upstream::serve(move |stream, _| {
+        let record = Arc::clone(&record);
+        async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let record = Arc::clone(&record);
+                async move {
+                    let seq = req.headers().get("x-seq").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    record.lock().expect("seen").extend(seq);
+                    tokio::time::sleep(Duration::from_millis(UPSTREAM_MS)).await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+                }
             });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         }
-    });
-    (addr, seen)
+    })
+    .await;
+    (upstream.addr, seen)
 }
 
 #[derive(Debug, PartialEq)]
@@ -138,8 +133,8 @@ async fn sigterm_under_concurrent_load_answers_every_accepted_request_and_flushe
          usage: {{ flush_interval_ms: 600000 }}\n",
         dir.path().join("keygate.db").display()
     );
-    let mut p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let mut p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
     let account = admin.account("A").await;
     let (key_id, secret) = admin.key(&account, "read").await;
 
@@ -198,8 +193,8 @@ async fn sigterm_under_concurrent_load_answers_every_accepted_request_and_flushe
     assert!(!log.contains("drain timed out") && exited_after < Duration::from_secs(10), "{exited_after:?}:\n{log}");
 
     // The final flush wrote every proxied request.
-    let p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", harness::TOKEN)]);
-    let admin = AdminClient { addr: p.admin, token: harness::TOKEN.into() };
+    let p = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let admin = kit::admin_client(p.admin);
     let (s, key) = admin.call(Method::GET, &format!("/v1/keys/{key_id}"), None).await;
     assert_eq!(s, StatusCode::OK, "{key}");
     assert_eq!(key["usage_count"], ok, "usage after the restart: {key}");

@@ -5,9 +5,9 @@
 use http::{Method, Request};
 
 use crate::gateway;
-use crate::support::client::{empty, send};
-use crate::support::upstream::Upstream;
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, send};
+use crate::kit::upstream::Upstream;
+use crate::kit::{config, ProxyGateway};
 
 #[tokio::test]
 async fn credential_is_stripped_before_forwarding() {
@@ -24,7 +24,7 @@ async fn credential_is_stripped_before_forwarding() {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.strip_credentials = false;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let seen = send(gw.get("/x")).await.json();
     assert_eq!(seen["headers"]["x-api-key"][0], gw.keys.write.expose());
 }

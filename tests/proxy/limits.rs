@@ -8,9 +8,9 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use keygate::config::RouteConfig;
 
-use crate::support::client::{chunked, empty, full, raw, send};
-use crate::support::upstream::Upstream;
-use crate::support::{config, Gateway};
+use crate::kit::http::{chunked, empty, full, raw, send};
+use crate::kit::upstream::Upstream;
+use crate::kit::{config, ProxyGateway};
 use crate::{assert_problem, gateway};
 
 #[tokio::test]
@@ -35,11 +35,11 @@ async fn eight_mib_body_round_trips_intact() {
     assert_eq!(seen["body_blake3"], sent.to_hex().as_str());
 }
 
-async fn small_body_limit() -> (Upstream, Gateway) {
+async fn small_body_limit() -> (Upstream, ProxyGateway) {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.max_body_bytes = 64 * 1024;
-    (upstream, Gateway::start(cfg).await)
+    (upstream, ProxyGateway::start(cfg).await)
 }
 
 #[tokio::test]
@@ -87,7 +87,7 @@ async fn slow_client_is_cut_off_by_the_header_read_timeout() {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(""));
     cfg.proxy.header_read_timeout_ms = 300;
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let started = Instant::now();
     raw(gw.addr, b"GET /x HTTP/1.1\r\nHost: gw\r\n", Duration::from_secs(10)).await;
     let waited = started.elapsed();
@@ -107,7 +107,7 @@ async fn routes_by_prefix_and_host_to_other_upstreams() {
         http2: None,
     };
     cfg.routes = vec![route("/v2", None, second.url("/base")), route("/tenant", Some("api.example"), second.url(""))];
-    let gw = Gateway::start(cfg).await;
+    let gw = ProxyGateway::start(cfg).await;
     let seen = send(gw.get("/v2/things?x=1")).await.json();
     assert_eq!(seen["path"], "/base/v2/things");
     assert_eq!(seen["query"], "x=1");

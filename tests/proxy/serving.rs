@@ -9,9 +9,9 @@ use http::{Method, Request, StatusCode};
 use rustls::pki_types::CertificateDer;
 
 use crate::gateway;
-use crate::support::client::{empty, raw, send, send_tls, TestBody};
-use crate::support::upstream::Upstream;
-use crate::support::{config, Gateway};
+use crate::kit::http::{empty, raw, send, send_tls, TestBody};
+use crate::kit::upstream::Upstream;
+use crate::kit::{config, ProxyGateway};
 
 fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
@@ -25,7 +25,7 @@ fn write_certificate(dir: &Path) -> CertificateDer<'static> {
     pair.cert.der().clone()
 }
 
-async fn tls_gateway(dir: &Path) -> (Gateway, CertificateDer<'static>) {
+async fn tls_gateway(dir: &Path) -> (ProxyGateway, CertificateDer<'static>) {
     let first = write_certificate(dir);
     let upstream = Upstream::start().await;
     let tls = keygate::config::TlsConfig {
@@ -38,10 +38,10 @@ async fn tls_gateway(dir: &Path) -> (Gateway, CertificateDer<'static>) {
     let server =
         keygate::tls::server_config(&tls, keygate::tls::Alpn::Http2AndHttp1, Duration::from_millis(100), &shutdown)
             .expect("tls config");
-    (Gateway::start_tls(cfg, Some(server)).await, first)
+    (ProxyGateway::start_tls(cfg, Some(server)).await, first)
 }
 
-fn request(gw: &Gateway) -> Request<TestBody> {
+fn request(gw: &ProxyGateway) -> Request<TestBody> {
     Request::get("/tls")
         .header("host", "localhost")
         .header("x-api-key", gw.keys.write.expose())

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::harness::client::{get_with_key, send};
-use super::harness::Gateway;
+use super::kit::http::{fetch, get_with_key};
+use super::kit::{AdminCalls, Gateway};
 use super::metrics;
 
 /// Every `keygate_*` or `process_*` name in a PromQL expression.
@@ -55,7 +55,7 @@ async fn every_metric_the_dashboard_queries_is_exposed_and_account_filters_per_a
     let (_, secret) = gw.admin.key(&acc, "read").await;
     assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::OK);
     let post = format!("http://{}/", gw.proxy());
-    let refused = send(Method::POST, &post, &[("authorization", &format!("Bearer {secret}"))], "x").await;
+    let refused = fetch(Method::POST, &post, &[("authorization", &format!("Bearer {secret}"))], "x").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     get_with_key(gw.proxy(), "/", "kg_live_not_a_key").await;
     let text = metrics(&gw).await;

@@ -22,73 +22,33 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::client::{tls_client_config, TestBody};
+use super::http::{tls_client_config, TestBody};
+use super::upstream::{serve, Upstream};
 
 type Body = BoxBody<Bytes, Infallible>;
-
-/// A running upstream and what it has seen.
-pub struct Counted {
-    pub addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Counted {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// Requests received so far.
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// Accepts connections on 127.0.0.1:0 and hands each to `serve`.
-async fn accept_loop<F, Fut>(serve: F) -> Counted
-where
-    F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("upstream addr");
-    let connections = Arc::new(AtomicUsize::new(0));
-    let hits = Arc::new(AtomicUsize::new(0));
-    let (accepted, counter) = (Arc::clone(&connections), Arc::clone(&hits));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            accepted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(tcp, Arc::clone(&counter)));
-        }
-    });
-    Counted { addr, connections, hits }
-}
 
 /// An HTTP/2 upstream with prior knowledge (h2c). A gRPC request
 /// (`application/grpc`) has its body echoed frame by frame as it arrives,
 /// then the trailers `grpc-status: 0` and `grpc-message: echoed`; its
 /// response headers say which `te` arrived (`x-seen-te`). Anything else gets
 /// a JSON description: `version`, `method`, `path`, `headers`.
-pub async fn h2c_upstream() -> Counted {
-    accept_loop(|tcp, hits| async move {
-        let service = service_fn(move |req: Request<Incoming>| {
-            hits.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, Infallible>(h2_answer(req).await) }
-        });
+pub async fn h2c_upstream() -> Upstream {
+    serve(|tcp, hits| async move {
+        let service = service_fn(move |req| counted_answer(Arc::clone(&hits), req));
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(tcp), service)
             .await;
     })
     .await
+}
+
+/// [`h2_answer`], counted in `hits`.
+async fn counted_answer(hits: Arc<AtomicUsize>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    Ok(h2_answer(req).await)
 }
 
 async fn h2_answer(req: Request<Incoming>) -> Response<Body> {
@@ -129,7 +89,7 @@ async fn h2_answer(req: Request<Incoming>) -> Response<Body> {
 /// An upstream over TLS with `cert` and `key` (PEM), offering `h2` and
 /// `http/1.1` in ALPN; every request gets the JSON description of
 /// `h2c_upstream`, whose `version` says which protocol it came over.
-pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Counted {
+pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Upstream {
     let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().expect("certificate");
     let key = PrivateKeyDer::from_pem_slice(key_pem).expect("a key");
     let mut config = rustls::ServerConfig::builder_with_provider(keygate::tls::provider())
@@ -140,14 +100,11 @@ pub async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> Counted {
         .expect("server config");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    accept_loop(move |tcp, hits| {
+    serve(move |tcp, hits| {
         let acceptor = acceptor.clone();
         async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let service = service_fn(move |req: Request<Incoming>| {
-                hits.fetch_add(1, Ordering::SeqCst);
-                async move { Ok::<_, Infallible>(h2_answer(req).await) }
-            });
+            let service = service_fn(move |req| counted_answer(Arc::clone(&hits), req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
@@ -172,8 +129,8 @@ pub fn header_map(headers: &HeaderMap) -> Value {
 /// `hello from upstream\n` and echoes every byte it reads until the client
 /// closes. Under `/refuse`, an upgrade request gets `403 no switching here`
 /// instead; any other request gets `200 plain`.
-pub async fn upgrade_upstream() -> Counted {
-    accept_loop(|tcp, hits| async move {
+pub async fn upgrade_upstream() -> Upstream {
+    serve(|tcp, hits| async move {
         let service = service_fn(move |mut req: Request<Incoming>| {
             hits.fetch_add(1, Ordering::SeqCst);
             async move {

@@ -1,6 +1,7 @@
-//! A real upstream for the proxy tests: a hyper server on 127.0.0.1:0 that
-//! answers with what it received — method, path, query, headers, and the
-//! length and blake3 hash of the body (read as a stream) — as JSON.
+//! The echo upstream every test uses: a hyper server on 127.0.0.1:0 that
+//! answers with what it received — method, path, query (`null` when
+//! absent), headers (each name with the list of its values), and the length
+//! and blake3 hash of the body (read as a stream) — as JSON.
 //!
 //! Request headers steer it: `x-delay-ms: N` waits before answering,
 //! `x-respond-hop: 1` adds hop-by-hop headers to the response, and paths
@@ -20,39 +21,33 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Map, Value};
-use tokio::net::TcpListener;
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::protocols::header_map;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// A running upstream; it lives until the test's runtime ends.
+/// A running upstream and what it has seen; it lives until the test's
+/// runtime ends.
 pub struct Upstream {
     pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     hits: Arc<AtomicUsize>,
 }
 
 impl Upstream {
+    /// The echo upstream.
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        answer(req)
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        Upstream { addr, hits }
+        serve(|tcp, hits| async move {
+            let service = service_fn(move |req| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                answer(req)
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+        })
+        .await
     }
 
     /// `http://127.0.0.1:<port>` plus `base_path`.
@@ -60,10 +55,53 @@ impl Upstream {
         format!("http://{}{}", self.addr, base_path)
     }
 
-    /// Requests that reached this upstream so far.
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests that reached this upstream so far (as counted by `serve`'s
+    /// function).
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// Any upstream: accepts connections on 127.0.0.1:0 and hands each, with the
+/// request counter, to `serve` on a task of its own.
+pub async fn serve<F, Fut>(serve: F) -> Upstream
+where
+    F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (accepted, counter) = (Arc::clone(&connections), Arc::clone(&hits));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(tcp, Arc::clone(&counter)));
+        }
+    });
+    Upstream { addr, connections, hits }
+}
+
+/// Reads from `stream` until a whole request head (through its blank line)
+/// has arrived, for upstreams that answer with raw bytes; `None` when the
+/// peer closes first.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
 }
 
 /// A URL nothing listens on: a port bound and released at once.
@@ -115,16 +153,7 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
             }
         }
     }
-    let mut headers = Map::new();
-    for name in parts.headers.keys() {
-        let values: Vec<Value> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        headers.insert(name.as_str().to_owned(), Value::Array(values));
-    }
+    let headers = header_map(&parts.headers);
     let doc = json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),

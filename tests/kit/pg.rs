@@ -2,7 +2,6 @@
 //! test ends, and a TCP relay in front of the server that a test can cut to
 //! simulate the store going away. When the server is unreachable the tests
 //! skip — except with CI=true, where they fail loudly.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
-//! Clients for the proxy tests: hyper's pooled client for ordinary requests,
-//! raw TCP for what well-behaved clients cannot send (a head that never
-//! ends, a body over the limit), and a rustls client that reports the
-//! certificate the server presented.
+//! Clients for tests: hyper's pooled client for ordinary requests (one
+//! [`Reply`] type for every answer), raw TCP for what well-behaved clients
+//! cannot send (a head that never ends, a body over the limit), and a
+//! rustls client that reports the certificate the server presented.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
@@ -34,9 +34,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as JSON; `Null` for an empty body.
     pub fn json(&self) -> serde_json::Value {
+        if self.body.is_empty() {
+            return serde_json::Value::Null;
+        }
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The problem's `code`, or "" for a non-problem answer.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -69,6 +78,21 @@ pub async fn send(req: Request<TestBody>) -> Reply {
     tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.expect("exchange timed out")
 }
 
+/// `method url` with `headers` and `body`, on a fresh client.
+pub async fn fetch(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let mut req = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    send(req.body(full(body)).expect("request")).await
+}
+
+/// GET through the proxy at `proxy` with a Bearer key.
+pub async fn get_with_key(proxy: SocketAddr, path: &str, key: &str) -> Reply {
+    let auth = format!("Bearer {key}");
+    fetch(Method::GET, &format!("http://{proxy}{path}"), &[("authorization", &auth)], Bytes::new()).await
+}
+
 /// Writes `bytes` on a new connection and reads until the server closes it
 /// or `wait` passes; returns what came back as text.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
@@ -86,9 +110,6 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Sends `req` (origin-form URI, `Host` set) over TLS to `addr` for
-/// `localhost`, trusting `roots`; returns the answer and the certificate
-/// the server presented.
 /// A TLS client configuration trusting only `roots`, offering `alpn`.
 pub fn tls_client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut store = rustls::RootCertStore::empty();
@@ -104,6 +125,9 @@ pub fn tls_client_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> r
     config
 }
 
+/// Sends `req` (origin-form URI, `Host` set) over TLS to `addr` for
+/// `localhost`, trusting `roots`; returns the answer and the certificate
+/// the server presented.
 pub async fn send_tls(
     addr: SocketAddr,
     roots: &[CertificateDer<'static>],
