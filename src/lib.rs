@@ -1,4 +1,4 @@
-//! keygate: an API-key authentication gateway. See DESIGN.md for the parts.
+//! keygate: an API-key authentication gateway. See docs/architecture.md for the parts, docs/ for the contract.
 
 pub mod admin;
 pub mod cli;

@@ -1,6 +1,6 @@
 //! The accept loop shared by the proxy and admin ports: TCP (and optionally
 //! TLS) connections served by hyper, with the head limits and timeouts of
-//! DESIGN.md §3 and a bounded graceful drain.
+//! docs/proxy.md#limits-and-timeouts and a bounded graceful drain.
 //!
 //! Which protocol a connection speaks is decided once, when it opens: over
 //! TLS, by ALPN (`h2` is only ever chosen when the TLS config offers it, see

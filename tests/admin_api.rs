@@ -1,4 +1,4 @@
-//! The admin API's key and account routes (DESIGN.md §4), against the real
+//! The admin API's key and account routes (docs/admin-api.md#routes), against the real
 //! router and a real SQLite file.
 
 mod kit;

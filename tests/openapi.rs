@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the admin API's OpenAPI document, generated from the
 //! handlers' types, against the real router and a real SQLite file. The
-//! document must list exactly the routes of DESIGN.md §4, every one of them
+//! document must list exactly the routes of docs/admin-api.md#routes, every one of them
 //! must be served, and each operation must document its token, success and
 //! errors.
 
@@ -13,7 +13,7 @@ use kit::Admin;
 use kit::AdminCalls;
 use serde_json::{json, Value};
 
-/// DESIGN.md §4, route by route, plus the dashboard's two additions
+/// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`).
 const V1_ROUTES: [(&str, &str); 20] = [
     ("POST", "/v1/accounts"),
@@ -41,7 +41,7 @@ const V1_ROUTES: [(&str, &str); 20] = [
 /// Served without a token.
 const OPEN_ROUTES: [(&str, &str); 3] = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")];
 
-/// The key record of DESIGN.md §4.
+/// The key record of docs/admin-api.md#shapes.
 const KEY_FIELDS: [&str; 21] = [
     "id",
     "account_id",

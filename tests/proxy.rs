@@ -1,4 +1,4 @@
-//! The proxy contract of DESIGN.md §3, black-box: a real gateway on
+//! The proxy contract of docs/proxy.md, black-box: a real gateway on
 //! 127.0.0.1:0, a real upstream, real HTTP clients. This file holds one test
 //! per row of the refusal table; `proxy/` holds headers, bodies and limits,
 //! and serving (TLS, certificate reload, shutdown).

@@ -1,6 +1,6 @@
 //! JSON in and out of the admin API: the body extractor that turns every
 //! rejection into a problem naming the field, and the views (the JSON shapes
-//! of DESIGN.md §4) built from store records.
+//! of docs/admin-api.md#shapes) built from store records.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

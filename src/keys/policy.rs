@@ -1,5 +1,5 @@
 //! The vocabulary of a key decision: permission, environment, status and the
-//! refusal codes of DESIGN.md §3, each with its stable `code` and HTTP status.
+//! refusal codes of docs/proxy.md#refusals, each with its stable `code` and HTTP status.
 //! Shared by the proxy, the admin API and the store; owns no I/O.
 
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,7 @@ impl Refusal {
         Refusal::RateLimited,
     ];
 
-    /// The stable machine-readable code of DESIGN.md §3.
+    /// The stable machine-readable code of docs/proxy.md#refusals.
     pub const fn code(self) -> &'static str {
         match self {
             Refusal::MissingKey => "missing_key",

@@ -362,7 +362,7 @@ impl KeySet {
         self.shards.iter().flat_map(|s| s.states.iter())
     }
 
-    /// The key decision without side effects, in the order of DESIGN.md §3:
+    /// The key decision without side effects, in the order of docs/proxy.md#refusals:
     /// shape and checksum, lookup, revoked (or an old secret past its grace),
     /// expired, disabled, account access, permission. `decide` adds the
     /// per-key restrictions, the rate limit and the usage count.

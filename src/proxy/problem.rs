@@ -1,6 +1,6 @@
 //! The one place where a refusal or a proxy error becomes an HTTP answer:
 //! `application/problem+json` (RFC 9457) with the stable `code` of
-//! DESIGN.md §3 and the request id.
+//! docs/proxy.md#refusals and the request id.
 //!
 //! A gRPC request (`content-type: application/grpc…`) gets the same
 //! refusal as a gRPC "trailers-only" answer instead: HTTP 200, the status in

@@ -1,5 +1,5 @@
 //! What the fuzzers found on the admin API, kept as tests: every refusal is
-//! problem+json (DESIGN.md §4), including the ones axum's extractors make,
+//! problem+json (docs/admin-api.md#errors), including the ones axum's extractors make,
 //! and a 422 names the field at fault.
 
 use http::{Method, StatusCode};

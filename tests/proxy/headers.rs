@@ -1,4 +1,4 @@
-//! Header handling (DESIGN.md §3): the credential stripped, identity
+//! Header handling (docs/proxy.md#what-the-upstream-gets): the credential stripped, identity
 //! headers set and never trusted from the client, hop-by-hop headers removed
 //! both ways, forwarding headers and the request id.
 

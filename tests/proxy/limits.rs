@@ -1,4 +1,4 @@
-//! Bodies and limits (DESIGN.md §3): bodies stream intact both ways, 413
+//! Bodies and limits (docs/proxy.md#limits-and-timeouts): bodies stream intact both ways, 413
 //! for bodies over the route's limit (declared or streamed), 431 for large
 //! heads, slow clients cut off; and routing by prefix and host.
 

@@ -1,4 +1,4 @@
-//! Serving (DESIGN.md §3): TLS on the proxy listener, certificates reloaded
+//! Serving (docs/proxy.md#tls-and-shutdown): TLS on the proxy listener, certificates reloaded
 //! without restart, and a graceful shutdown that lets in-flight requests
 //! finish.
 
