@@ -1,4 +1,4 @@
-//! The identity contract (docs/security): whatever a client writes, the
+//! The identity contract (SECURITY.md): whatever a client writes, the
 //! upstream can trust the headers keygate manages, and a key's restrictions
 //! hold against headers that make frameworks change the method, the path or
 //! the client's address. Black-box: a real gateway on 127.0.0.1:0 and a real
