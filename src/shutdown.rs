@@ -54,8 +54,26 @@ impl Shutdown {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    /// Triggers on SIGTERM or SIGINT.
+    /// Triggers on SIGTERM or SIGINT. SIGHUP never stops the process
+    /// (`systemctl reload` sends it): until the configuration can be
+    /// reloaded live, it is logged and the running configuration kept.
     pub fn on_signal(&self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tracing::warn!(
+                                "SIGHUP received: live reload is not supported yet; the running configuration is kept"
+                            );
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+            }
+        }
         let this = self.clone();
         tokio::spawn(async move {
             let ctrl_c = tokio::signal::ctrl_c();

@@ -20,14 +20,20 @@ fn yaml(dir: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) -> S
     process::yaml(dir, &format!("http://{upstream}")) + extra
 }
 
-#[tokio::test]
-async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+/// The binary in `dir` in front of a real upstream, with one read key.
+async fn serving_with_a_key(dir: &std::path::Path) -> (process::Process, String) {
     let upstream = kit::upstream::Upstream::start().await.addr;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
+    let p = process::spawn(dir, &yaml(dir, upstream, ""), &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
     let admin = kit::admin_client(p.admin);
     let acc = admin.account("A").await;
     let (_, secret) = admin.key(&acc, "read").await;
+    (p, secret)
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
     let proxy = p.proxy;
     let in_flight: Vec<_> = (0..5)
         .map(|_| {
@@ -57,11 +63,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
 #[tokio::test]
 async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_ok() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream = kit::upstream::Upstream::start().await.addr;
-    let mut p = process::spawn(dir.path(), &yaml(dir.path(), upstream, ""), &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)]);
-    let admin = kit::admin_client(p.admin);
-    let acc = admin.account("A").await;
-    let (_, secret) = admin.key(&acc, "read").await;
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
     let (readyz, healthz) = (format!("http://{}/readyz", p.admin), format!("http://{}/healthz", p.admin));
     let ready = fetch(Method::GET, &readyz, &[], "").await;
     assert_eq!((ready.status, ready.json()["status"].as_str()), (StatusCode::OK, Some("ready")));
@@ -87,6 +89,22 @@ async fn readyz_says_draining_while_requests_in_flight_finish_and_healthz_stays_
     assert_eq!(draining.json()["status"], "draining");
     assert_eq!(fetch(Method::GET, &healthz, &[], "").await.status, StatusCode::OK, "still alive while draining");
     assert_eq!(in_flight.await.expect("join"), StatusCode::OK, "the request in flight finished");
+    let status = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(10))).await.expect("join");
+    assert!(status.success());
+}
+
+/// `systemctl reload` sends SIGHUP: it must never stop the gateway.
+#[tokio::test]
+async fn sighup_never_stops_the_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
+    for _ in 0..3 {
+        p.signal("HUP");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(get_with_key(p.proxy, "/", &secret).await.status, StatusCode::OK, "still serving after SIGHUP");
+    assert!(p.log().contains("SIGHUP received"), "{}", p.log());
+    p.sigterm();
     let status = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(10))).await.expect("join");
     assert!(status.success());
 }

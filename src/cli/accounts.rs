@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{encode_query_value, CliError};
 use super::table::{self, Table};
-use super::{fetch_list, out, out_json, print_list, ClientArgs};
+use super::{fetch_list, out, out_json, print_list, ClientArgs, Paging};
 
 #[derive(Subcommand, Debug)]
 pub enum AccountsCommand {
@@ -24,15 +24,8 @@ pub enum AccountsCommand {
     },
     /// List accounts
     List {
-        /// Accounts per page
-        #[arg(long)]
-        limit: Option<u32>,
-        /// Start at this page (from a previous `next cursor`)
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow every page
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// Show one account
     Show {
@@ -65,9 +58,8 @@ pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError
             let account = client.post("/v1/accounts", &body).await?;
             print_account(json, &account);
         }
-        AccountsCommand::List { limit, cursor, all } => {
-            let filters = [("limit", limit.map(|l| l.to_string()))];
-            let (items, next) = fetch_list(&client, "/v1/accounts", &filters, cursor, all).await?;
+        AccountsCommand::List { paging } => {
+            let (items, next) = fetch_list(&client, "/v1/accounts", &[], paging).await?;
             print_list(json, items.clone(), next, accounts_table(&items));
         }
         AccountsCommand::Show { id } => {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::client::CliError;
 use super::table::{self, Table};
-use super::{fetch_list, print_list, ClientArgs};
+use super::{fetch_list, print_list, ClientArgs, Paging};
 
 /// `keygate audit`'s filters and paging.
 #[derive(clap::Args, Debug)]
@@ -36,15 +36,8 @@ pub struct AuditArgs {
     /// Only events before this time, RFC 3339
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
     until: Option<String>,
-    /// Events per page
-    #[arg(long)]
-    limit: Option<u32>,
-    /// Start at this page (from a previous `next cursor`)
-    #[arg(long)]
-    cursor: Option<String>,
-    /// Follow every page
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    paging: Paging,
 }
 
 /// Runs `keygate audit`.
@@ -57,9 +50,8 @@ pub async fn run(args: &ClientArgs, cmd: AuditArgs) -> Result<(), CliError> {
         ("action", cmd.action),
         ("since", cmd.since),
         ("until", cmd.until),
-        ("limit", cmd.limit.map(|l| l.to_string())),
     ];
-    let (items, next) = fetch_list(&client, "/v1/audit", &filters, cmd.cursor, cmd.all).await?;
+    let (items, next) = fetch_list(&client, "/v1/audit", &filters, cmd.paging).await?;
     let table = audit_table(&items);
     print_list(args.json, items, next, table);
     Ok(())

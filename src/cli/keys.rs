@@ -13,7 +13,7 @@ use super::client::{encode_query_value, CliError};
 use super::lifecycle::{self, BulkRevokeArgs, SecretSource, VerifyArgs};
 use super::parse::{name, time_in, Changes, Environment, Limits, Permission, Status};
 use super::table::{self, Table};
-use super::{fetch_list, out, out_json, print_list, try_out, ClientArgs};
+use super::{fetch_list, out, out_json, print_list, try_out, ClientArgs, Paging};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -51,15 +51,8 @@ pub enum KeysCommand {
         /// Only keys in this status
         #[arg(long, value_enum)]
         status: Option<Status>,
-        /// Keys per page
-        #[arg(long)]
-        limit: Option<u32>,
-        /// Start at this page (from a previous `next cursor`)
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow every page
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// Show one key
     Show {
@@ -128,15 +121,10 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
             let answer = client()?.post("/v1/keys", &Value::Object(body)).await?;
             print_secret(json, &answer, "created", None)
         }
-        KeysCommand::List { account, q, permission, status, limit, cursor, all } => {
-            let filters = [
-                ("account_id", account),
-                ("q", q),
-                ("permission", permission.map(name)),
-                ("status", status.map(name)),
-                ("limit", limit.map(|l| l.to_string())),
-            ];
-            let (items, next) = fetch_list(&client()?, "/v1/keys", &filters, cursor, all).await?;
+        KeysCommand::List { account, q, permission, status, paging } => {
+            let filters =
+                [("account_id", account), ("q", q), ("permission", permission.map(name)), ("status", status.map(name))];
+            let (items, next) = fetch_list(&client()?, "/v1/keys", &filters, paging).await?;
             let table = keys_table(&items);
             print_list(json, items, next, table);
             Ok(())

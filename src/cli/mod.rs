@@ -147,20 +147,34 @@ fn out_json(value: &Value) {
     out(&format!("{text}\n"));
 }
 
-/// Fetches one page of a `{items, next_cursor}` list, or every page when `all`
-/// is set (following `next_cursor` from `cursor` on). Returns the items and
-/// the cursor of the next page, if any is left.
+/// How a list command pages: the same three options on every list.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Paging {
+    /// Items per page
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Start at this page (from a previous `next cursor`)
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Follow every page
+    #[arg(long)]
+    all: bool,
+}
+
+/// Fetches one page of a `{items, next_cursor}` list, or every page when
+/// `--all` is given (following `next_cursor` from `--cursor` on). Returns the
+/// items and the cursor of the next page, if any is left.
 async fn fetch_list(
     client: &AdminClient,
     path: &str,
     filters: &[(&str, Option<String>)],
-    cursor: Option<String>,
-    all: bool,
+    paging: Paging,
 ) -> Result<(Vec<Value>, Option<String>), CliError> {
+    let Paging { limit, mut cursor, all } = paging;
     let mut items = Vec::new();
-    let mut cursor = cursor;
     loop {
         let mut pairs = filters.to_vec();
+        pairs.push(("limit", limit.map(|l| l.to_string())));
         pairs.push(("cursor", cursor.clone()));
         let page = client.get(&format!("{path}{}", client::query_string(&pairs))).await?;
         let Some(page_items) = page.get("items").and_then(Value::as_array) else {

@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 
 use super::client::{encode_query_value, CliError};
 use super::table::{self, Table};
-use super::{fetch_list, out, out_json, print_list, ClientArgs};
+use super::{fetch_list, out, out_json, print_list, ClientArgs, Paging};
 
 /// Lists every admin token (the API answers in one page).
 pub async fn list(args: &ClientArgs) -> Result<(), CliError> {
     let client = args.client()?;
-    let (items, next) = fetch_list(&client, "/v1/admin-tokens", &[], None, true).await?;
+    let (items, next) = fetch_list(&client, "/v1/admin-tokens", &[], Paging { all: true, ..Paging::default() }).await?;
     let table = tokens_table(&items);
     print_list(args.json, items, next, table);
     Ok(())

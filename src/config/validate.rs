@@ -4,6 +4,7 @@
 //! its field path, none stops the others.
 
 use super::{Config, FieldError};
+use crate::keys::decision::{MAX_PER_SECONDS, MAX_REQUESTS};
 use crate::store::redact;
 
 impl Config {
@@ -82,11 +83,12 @@ impl Config {
             }
         }
         if let Some(q) = self.limits.default_per_key {
-            if q.requests == 0 {
-                err("limits.default_per_key.requests", "must be at least 1".into());
+            // The bounds a key's own limit has: every value in them is enforced.
+            if !(1..=MAX_REQUESTS).contains(&q.requests) {
+                err("limits.default_per_key.requests", format!("must be between 1 and {MAX_REQUESTS}"));
             }
-            if q.per_seconds == 0 || q.per_seconds > 86_400 {
-                err("limits.default_per_key.per_seconds", "must be between 1 and 86400".into());
+            if !(1..=MAX_PER_SECONDS).contains(&q.per_seconds) {
+                err("limits.default_per_key.per_seconds", format!("must be between 1 and {MAX_PER_SECONDS}"));
             }
         }
         if self.limits.failed_auth_per_minute > 0 && self.limits.failed_auth_burst == 0 {
@@ -128,5 +130,22 @@ impl Config {
             }
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, QuotaConfig};
+
+    #[test]
+    fn a_default_limit_beyond_the_bounds_of_a_keys_own_is_refused() {
+        let paths = |requests, per_seconds| {
+            let mut config = Config::default();
+            config.limits.default_per_key = Some(QuotaConfig { requests, per_seconds });
+            config.validate().into_iter().map(|e| e.path).collect::<Vec<_>>()
+        };
+        assert!(paths(1_000_000, 86_400).is_empty());
+        assert_eq!(paths(4_294_967_295, 1), ["limits.default_per_key.requests"]);
+        assert_eq!(paths(0, 0), ["limits.default_per_key.requests", "limits.default_per_key.per_seconds"]);
     }
 }

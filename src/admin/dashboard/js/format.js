@@ -98,7 +98,9 @@ export function duration(seconds) {
   return `${Math.round(seconds / 60)} minutes`;
 }
 
-/** "GET, HEAD /v1/reports" style lines back into route rules. */
+/** "GET, HEAD /v1/reports" style lines back into route rules; a path
+ * written "//api.example.com/v1" binds the rule to that host, as the CLI
+ * writes it, so an edit never drops a rule's host. */
 export function parseRoutes(text) {
   const rules = [];
   for (const raw of text.split("\n")) {
@@ -107,13 +109,18 @@ export function parseRoutes(text) {
     const parts = line.split(/[\s,]+/).filter(Boolean);
     const path = parts.find((p) => p.startsWith("/"));
     const methods = parts.filter((p) => !p.startsWith("/")).map((m) => m.toUpperCase());
-    rules.push(methods.length ? { path_prefix: path || "", methods } : { path_prefix: path || "" });
+    const bound = /^\/\/([^/]+)(\/.*)?$/.exec(path || "");
+    const rule = bound ? { host: bound[1], path_prefix: bound[2] || "/" } : { path_prefix: path || "" };
+    if (methods.length) rule.methods = methods;
+    rules.push(rule);
   }
   return rules;
 }
 
 export function formatRoutes(rules) {
-  return (rules || []).map((r) => (r.methods && r.methods.length ? r.methods.join(",") + " " : "") + r.path_prefix).join("\n");
+  return (rules || [])
+    .map((r) => (r.methods && r.methods.length ? r.methods.join(",") + " " : "") + (r.host ? "//" + r.host : "") + r.path_prefix)
+    .join("\n");
 }
 
 export function lines(text) {

@@ -90,7 +90,7 @@ function restrictions(f) {
     h("summary", {}, "Limits and restrictions"),
     field("Rate limit", f.rate.control, { name: "rate_limit", optional: true, hint: "Leave blank for the gateway's default." }),
     field("Allowed IP ranges", f.ips, { name: "allowed_ips", optional: true, hint: "CIDR ranges, one per line. Blank: from anywhere." }),
-    field("Allowed routes", f.routes, { name: "allowed_routes", optional: true, hint: "A path prefix per line, optionally after methods (GET,HEAD /v1/orders). Blank: every route." }),
+    field("Allowed routes", f.routes, { name: "allowed_routes", optional: true, hint: "A path prefix per line, optionally after methods (GET,HEAD /v1/orders); //host/prefix for one host only. Blank: every route." }),
   );
 }
 
