@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         "seeded {} keys in {} accounts into {} in {:.2} s",
         args.keys,
         accounts.len(),
-        keygate::store::redact(&config.store.url),
+        keygate::config::redact(&config.store.url),
         started.elapsed().as_secs_f64()
     );
     Ok(())

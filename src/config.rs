@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
-
 mod load;
+mod redact;
 mod settings;
 mod validate;
-
+pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
 
 /// The whole configuration.

@@ -30,7 +30,7 @@ impl Upstream {
     /// (a query would have nowhere to go: the request brings its own).
     pub fn parse(url: &str) -> Result<Self, String> {
         // Errors show the URL with any password masked.
-        let shown = || crate::store::redact(url);
+        let shown = || super::redact(url);
         let uri: Uri = url.parse().map_err(|e| format!("not a URL {:?}: {e}", shown()))?;
         let scheme = match uri.scheme() {
             Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),

@@ -3,9 +3,9 @@
 //! parsed into `Settings` by `settings.rs`.) Every problem is collected with
 //! its field path, none stops the others.
 
+use super::redact;
 use super::{Config, FieldError};
 use crate::keys::decision::{MAX_PER_SECONDS, MAX_REQUESTS};
-use crate::store::redact;
 
 impl Config {
     /// Checks what types alone cannot: ranges, names, files.
