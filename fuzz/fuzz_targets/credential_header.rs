@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(param) = sources.query_param_to_strip(credential.found_in) {
         let upstream = Upstream::parse("http://upstream:8080/base").expect("upstream");
-        if let Ok(rewritten) = upstream_uri(&upstream, uri.path_and_query(), Some(param)) {
+        if let Ok(rewritten) = upstream_uri(&upstream, uri.clone(), Some(param)) {
             let leaked = rewritten
                 .query()
                 .into_iter()
