@@ -92,12 +92,12 @@ impl KeySet {
 }
 
 impl KeySet {
-    /// `decide` without its side effects, for a dry-run verify and for the other methods and paths a request
-    /// names (override headers): the key
-    /// checks and the restrictions, but nothing taken from the rate limit and
-    /// nothing counted. The limiter cannot be read without taking from it,
-    /// so a dry run does not evaluate the rate limit: it never answers
-    /// `rate_limited`.
+    /// `decide` without its side effects: the key checks and the
+    /// restrictions, but nothing taken from the rate limit and nothing
+    /// counted. For a dry-run verify, and for the other methods and paths a
+    /// request names in override headers. The limiter cannot be read without
+    /// taking from it, so a dry run does not evaluate the rate limit: it
+    /// never answers `rate_limited`.
     pub fn dry_run(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64) -> Result<Identity, Refusal> {
         let found = self.find(key)?;
         found.status(facts.method, now_ms)?;
