@@ -15,11 +15,15 @@ use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
 mod load;
+mod log;
 mod redact;
 mod settings;
+mod telemetry;
 mod validate;
+pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
+pub use telemetry::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -46,6 +50,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Traces over OTLP.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `requests` per `per_seconds`.
@@ -325,29 +331,6 @@ impl Default for KeysConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `text` or `json` (one JSON object per line).
-    pub format: LogFormat,
-    /// A tracing filter: `info`, `keygate=debug,info`, …
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: "info".into() }
-    }
-}
-
 /// One thing wrong with the configuration, at one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -435,6 +418,7 @@ impl Config {
         shape.proxy.key_query_param = Some(String::new());
         shape.upstream.ca_file = Some(String::new());
         shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
+        shape.telemetry.otlp_endpoint = Some(String::new());
         serde_json::to_value(shape).unwrap_or(Value::Null)
     }
 }

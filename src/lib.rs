@@ -14,5 +14,6 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod usage;

@@ -225,7 +225,7 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         Some(_) => LogFormat::Text,
         None => config.log.format,
     };
-    init_logging(format, &config.log.level);
+    init_logging(format, &config.log.level, config.log.access);
     // The proxy gets one single-threaded runtime per core (see
     // `ProxyRuntime::Threads`); the admin port and background work share
     // one more on this thread.
@@ -259,10 +259,11 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
     })
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+fn init_logging(format: LogFormat, level: &str, access: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = keygate::telemetry::access::let_through(filter, access);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -140,6 +140,11 @@ impl Metrics {
         }))
     }
 
+    /// Adds a part's own metrics (`telemetry`'s) to the scrape.
+    pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// Records one answered request.
     pub fn observe(&self, route: usize, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;

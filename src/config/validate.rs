@@ -129,6 +129,7 @@ impl Config {
                 }
             }
         }
+        self.telemetry.check(&mut errors);
         errors
     }
 }

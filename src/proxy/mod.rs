@@ -10,6 +10,8 @@
 //! (WebSocket) are decided here like any request, then tunnelled by
 //! `upgrade`.
 //! Keys never reach a log line: refusals log the code and request id only.
+//! Traces and the access log are `telemetry`'s: the proxy hands it a
+//! `Record` to fill only when one of them is on.
 
 pub mod auth;
 pub mod body;
@@ -52,6 +54,8 @@ use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
 use crate::shutdown::Shutdown;
+use crate::telemetry::throttle::Throttle;
+use crate::telemetry::{Record, Telemetry};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -73,6 +77,10 @@ pub struct Proxy {
     trusted_proxies: Vec<IpNet>,
     guard: Arc<FailureGuard>,
     metrics: Arc<Metrics>,
+    /// Traces and the access log; `None` when both are off.
+    telemetry: Option<Telemetry>,
+    /// Upstream-failure warnings, one a second per route.
+    upstream_warnings: Throttle,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -131,6 +139,8 @@ impl Proxy {
                 config.limits.failed_auth_burst,
                 config.limits.failed_auth_ipv6_prefix,
             ),
+            telemetry: Telemetry::new(config, &metrics)?,
+            upstream_warnings: Throttle::new(1 + config.routes.len()),
             metrics,
         }))
     }
@@ -144,14 +154,23 @@ impl Proxy {
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: Shutdown,
     ) {
-        self.spawn_sweeper(shutdown.clone());
+        let background = self.spawn_sweeper(shutdown.clone());
         self.serve_listener(listener, tls, shutdown).await;
+        let _ = background.await;
     }
 
-    /// The failed-auth guard's periodic sweep: once per process, however
-    /// many listeners serve the proxy.
+    /// The proxy's background work, once per process however many
+    /// listeners serve it: the failed-auth guard's periodic sweep and the
+    /// span exporter. The handle ends when both have.
     pub fn spawn_sweeper(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-        self.guard.spawn_sweeper(Duration::from_secs(30), shutdown)
+        let sweeper = self.guard.spawn_sweeper(Duration::from_secs(30), shutdown.clone());
+        let exporter = self.telemetry.as_ref().and_then(|t| t.spawn(shutdown));
+        tokio::spawn(async move {
+            let _ = sweeper.await;
+            if let Some(exporter) = exporter {
+                let _ = exporter.await;
+            }
+        })
     }
 
     /// Serves connections from `listener` and nothing else: one of several
@@ -178,16 +197,26 @@ impl Proxy {
     /// problem, and records its duration.
     pub async fn handle(&self, request: Request<Incoming>, conn: &ClientConn) -> Response<ProxyBody> {
         let started = Instant::now();
-        let (route, response) = self.answer(request, conn, started).await;
-        self.metrics.observe(route, response.status().as_u16(), started.elapsed());
+        let Some(telemetry) = &self.telemetry else {
+            let (route, response) = self.answer(request, conn, started, None).await;
+            self.metrics.observe(route, response.status().as_u16(), started.elapsed());
+            return response;
+        };
+        let mut record = telemetry.begin(&request);
+        let (route, response) = self.answer(request, conn, started, Some(&mut record)).await;
+        let elapsed = started.elapsed();
+        self.metrics.observe(route, response.status().as_u16(), elapsed);
+        telemetry.finish(record, &response, elapsed);
         response
     }
 
+    /// `record`: what telemetry wants to know, when it is on.
     async fn answer(
         &self,
         request: Request<Incoming>,
         conn: &ClientConn,
         started: Instant,
+        mut record: Option<&mut Record>,
     ) -> (usize, Response<ProxyBody>) {
         let peer = conn.peer;
         let (mut parts, body) = request.into_parts();
@@ -214,6 +243,9 @@ impl Proxy {
             Ok(decision) => decision,
             Err(refused) => return (0, self.refused(refused, guarded, &request_id, peer, grpc)),
         };
+        if let Some(record) = record.as_deref_mut() {
+            record.identity(&identity);
+        }
         if head_size(&parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
@@ -250,6 +282,9 @@ impl Proxy {
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
+        if let Some(record) = record.as_deref_mut() {
+            record.forwarding(&mut parts.headers);
+        }
         if http2 {
             if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
                 return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc));
@@ -265,6 +300,9 @@ impl Proxy {
             None => self.forwarder.send(route, target.upstream, upstream_request, started).await,
             Some(_) => self.forwarder.send_upgrade(target.upstream, upstream_request).await,
         };
+        if let Some(record) = record {
+            record.upstream_answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
+        }
         let response = match sent {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -292,7 +330,7 @@ impl Proxy {
                 parts.version = Version::HTTP_11;
                 Response::from_parts(parts, ProxyBody::Upstream(body))
             }
-            Err(error) => self.upstream_failed(error, &request_id, peer, grpc),
+            Err(error) => self.upstream_failed(error, route, &request_id, peer, grpc),
         };
         (route, response)
     }
@@ -375,9 +413,12 @@ impl Proxy {
         response
     }
 
+    /// Answers a failed upstream exchange. Its warning is written at most
+    /// once a second per route, with the count of those held back since.
     fn upstream_failed(
         &self,
         error: ForwardError,
+        route: usize,
         request_id: &RequestId,
         peer: SocketAddr,
         grpc: bool,
@@ -385,12 +426,18 @@ impl Proxy {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
-                tracing::warn!(request_id = %request_id, error = %error_chain(&**e), "upstream connect failed");
+                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                    let error = error_chain(&**e);
+                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream connect failed");
+                }
                 (ProxyCode::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
             }
             ForwardError::Timeout(after) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(request_id = %request_id, after_ms = after.as_millis() as u64, "upstream timed out");
+                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                    let after_ms = after.as_millis() as u64;
+                    tracing::warn!(request_id = %request_id, route, suppressed, after_ms, "upstream timed out");
+                }
                 (
                     ProxyCode::UpstreamTimeout,
                     format!("No answer from the upstream service within {} ms.", after.as_millis()),
@@ -398,7 +445,10 @@ impl Proxy {
             }
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
-                tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream exchange failed");
+                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                    let error = error_chain(e);
+                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
+                }
                 (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
             }
             ForwardError::BodyTooLarge { limit } => {
@@ -427,7 +477,10 @@ fn refuse(
     grpc: bool,
 ) -> Response<ProxyBody> {
     tracing::debug!(code = problem.code(), request_id = %request_id, peer = %peer.ip(), "request refused");
-    problem::answer(problem, detail, request_id, grpc)
+    let mut response = problem::answer(problem, detail, request_id, grpc);
+    // What `telemetry` reports as the request's decision.
+    response.extensions_mut().insert(problem);
+    response
 }
 
 /// The request head's size as the limit counts it: method, target and
