@@ -33,9 +33,10 @@ pub const BATCH_SPANS: usize = 512;
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// One POST may take this long.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After shutdown, spans of requests still draining are waited for this
-/// long at most.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// After shutdown, spans of requests still draining are waited for, and a
+/// POST in flight, this long at most: a hung collector must not hold up a
+/// stop.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The counters of the exporter (registered whether traces are on or not,
 /// so dashboards find them).
@@ -97,12 +98,12 @@ impl ExportTask {
                     Some(span) => {
                         batch.push(span);
                         if batch.len() >= BATCH_SPANS {
-                            self.export(&mut batch).await;
+                            self.export(&mut batch, &shutdown).await;
                         }
                     }
                     None => break,
                 },
-                _ = tick.tick() => self.export(&mut batch).await,
+                _ = tick.tick() => self.export(&mut batch, &shutdown).await,
                 _ = shutdown.wait(), if stop_at.is_none() => stop_at = Some(Instant::now() + STOP_GRACE),
                 _ = tokio::time::sleep_until(deadline), if stop_at.is_some() => break,
             }
@@ -110,24 +111,31 @@ impl ExportTask {
         while let Ok(span) = self.queue.try_recv() {
             batch.push(span);
             if batch.len() >= BATCH_SPANS {
-                self.export(&mut batch).await;
+                self.export(&mut batch, &shutdown).await;
             }
         }
-        self.export(&mut batch).await;
+        self.export(&mut batch, &shutdown).await;
     }
 
     /// POSTs `batch` (emptying it); counts what was sent or lost.
-    async fn export(&self, batch: &mut Vec<Span>) {
+    async fn export(&self, batch: &mut Vec<Span>, shutdown: &Shutdown) {
         if batch.is_empty() {
             return;
         }
         let body = export_request(&self.origin, batch);
         let count = batch.len() as u64;
         batch.clear();
-        match tokio::time::timeout(EXPORT_TIMEOUT, self.post(body)).await {
-            Ok(Ok(())) => self.counters.exported.inc_by(count),
-            Ok(Err(error)) => self.failed(count, &error),
-            Err(_) => self.failed(count, &format!("no answer within {} s", EXPORT_TIMEOUT.as_secs())),
+        let stopped = async {
+            shutdown.wait().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        tokio::select! {
+            posted = tokio::time::timeout(EXPORT_TIMEOUT, self.post(body)) => match posted {
+                Ok(Ok(())) => self.counters.exported.inc_by(count),
+                Ok(Err(error)) => self.failed(count, &error),
+                Err(_) => self.failed(count, &format!("no answer within {} s", EXPORT_TIMEOUT.as_secs())),
+            },
+            _ = stopped => self.failed(count, "the gateway stopped before the collector answered"),
         }
     }
 
