@@ -239,6 +239,11 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         }
     };
     rt.block_on(async {
+        // Watching SIGHUP from here on takes away its default effect (ending
+        // the process), so a reload sent while the store is still being
+        // connected is not a stop; the reloader below watches it for real.
+        #[cfg(unix)]
+        let _ignore_hangup_while_starting = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
         let gateway = match Gateway::start_with(&config, token.as_deref(), ProxyRuntime::Threads(workers)).await {
             Ok(g) => g,

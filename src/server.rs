@@ -98,8 +98,9 @@ impl Gateway {
         };
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;
         let (proxy_tls, proxy_cert) =
-            tls_config(config.proxy.tls.as_ref(), "proxy.tls", tls::Alpn::Http2AndHttp1, &shutdown)?;
-        let (admin_tls, admin_cert) = tls_config(config.admin.tls.as_ref(), "admin.tls", tls::Alpn::Http1, &shutdown)?;
+            tls_config(config.proxy.tls.as_ref(), "proxy.tls", tls::Alpn::Http2AndHttp1, &shutdown)?.unzip();
+        let (admin_tls, admin_cert) =
+            tls_config(config.admin.tls.as_ref(), "admin.tls", tls::Alpn::Http1, &shutdown)?.unzip();
         let proxy_addr = proxy_listeners.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
@@ -294,12 +295,12 @@ fn tls_config(
     field: &str,
     alpn: tls::Alpn,
     shutdown: &Shutdown,
-) -> anyhow::Result<(Option<Arc<rustls::ServerConfig>>, Option<Arc<tls::CertResolver>>)> {
-    let Some(tls) = tls else { return Ok((None, None)) };
+) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, Arc<tls::CertResolver>)>> {
+    let Some(tls) = tls else { return Ok(None) };
     let resolver = tls::CertResolver::load(tls).with_context(|| field.to_owned())?;
     let config = resolver.server_config(alpn)?;
     resolver.spawn_reloader(tls::DEFAULT_RELOAD_INTERVAL, shutdown.clone());
-    Ok((Some(config), Some(resolver)))
+    Ok(Some((config, resolver)))
 }
 
 /// What a `/metrics` scrape reads.
