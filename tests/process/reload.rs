@@ -219,10 +219,13 @@ async fn new_certificate_files_are_served_after_sighup() {
     let (reply, presented) = send_tls(p.proxy, &roots, get()).await.expect("TLS");
     assert_eq!((reply.status, presented), (StatusCode::OK, der_a.clone()));
 
-    // A broken pair is refused whole: the old certificate stays.
-    let log = reload_with(&p, &config(dir.path(), &tls(&cert_b, &key_a), &upstream(up.addr))).await;
+    // A broken pair fails the whole reload: the old certificate stays, and
+    // so does the key header changed in the same file.
+    let broken = format!("{}  key_headers: [x-token]\n", tls(&cert_b, &key_a));
+    let log = reload_with(&p, &config(dir.path(), &broken, &upstream(up.addr))).await;
     assert!(log.contains("config reload failed: proxy.tls:"), "{log}");
-    assert_eq!(send_tls(p.proxy, &roots, get()).await.expect("TLS").1, der_a);
+    let (reply, presented) = send_tls(p.proxy, &roots, get()).await.expect("TLS");
+    assert_eq!((reply.status, presented), (StatusCode::OK, der_a.clone()), "nothing of that file applied");
 
     let log = reload_with(&p, &config(dir.path(), &tls(&cert_b, &key_b), &upstream(up.addr))).await;
     assert!(log.contains("configuration reloaded"), "{log}");
