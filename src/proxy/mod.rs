@@ -12,6 +12,11 @@
 //! Keys never reach a log line: refusals log the code and request id only.
 //! Traces and the access log are `telemetry`'s: the proxy hands it a
 //! `Record` to fill only when one of them is on.
+//!
+//! What a configuration reload may change lives in `live::Live`, behind one
+//! `ArcSwap`: each request loads it once (a guard, not a new `Arc`) and
+//! decides and forwards with that one, so a reload applies from the next
+//! request on and never to half of one.
 
 pub mod auth;
 pub mod body;
@@ -20,6 +25,7 @@ pub mod client_ip;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod live;
 pub mod overrides;
 pub mod pool;
 pub mod problem;
@@ -38,23 +44,19 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use self::auth::{CredentialSources, FoundIn};
+use self::auth::FoundIn;
 use self::body::LimitedBody;
-use self::client_headers::ClientHeaders;
-use self::forward::{ForwardError, Forwarder};
-use self::guard::FailureGuard;
+use self::forward::ForwardError;
 use self::headers::Forwarding;
-use self::routing::Routes;
+use self::live::Live;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
-use crate::keys::cidr::IpNet;
 use crate::keys::route;
-use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
+use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
 use crate::shutdown::Shutdown;
-use crate::telemetry::throttle::Throttle;
 use crate::telemetry::{Record, Telemetry};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,22 +67,14 @@ pub use self::body::ProxyBody;
 #[derive(Debug)]
 pub struct Proxy {
     keyset: Arc<ArcSwap<KeySet>>,
-    credentials: CredentialSources,
-    routes: Routes,
-    forwarder: Forwarder,
-    strip_credentials: bool,
-    client_headers: ClientHeaders,
+    /// Everything a configuration reload replaces.
+    live: ArcSwap<Live>,
+    /// Also the listener's limit, which is fixed at start: not reloaded.
     max_header_bytes: usize,
-    body_read_timeout: Duration,
     listener: ListenerOptions,
-    default_quota: Option<Quota>,
-    trusted_proxies: Vec<IpNet>,
-    guard: Arc<FailureGuard>,
     metrics: Arc<Metrics>,
     /// Traces and the access log; `None` when both are off.
     telemetry: Option<Telemetry>,
-    /// Upstream-failure warnings, one a second per route.
-    upstream_warnings: Throttle,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -113,13 +107,8 @@ impl Proxy {
         let settings = config.settings()?;
         Ok(Arc::new(Proxy {
             keyset,
-            credentials: CredentialSources::new(&proxy.key_headers, proxy.key_query_param.as_deref())?,
-            routes: Routes::new(&settings),
-            forwarder: Forwarder::new(&config.upstream)?,
-            strip_credentials: proxy.strip_credentials,
-            client_headers: ClientHeaders::new(proxy),
+            live: ArcSwap::from_pointee(Live::build(config, &settings, None, &metrics)?),
             max_header_bytes: proxy.max_header_bytes,
-            body_read_timeout: Duration::from_millis(proxy.body_read_timeout_ms),
             listener: ListenerOptions {
                 name: "proxy",
                 header_read_timeout: Duration::from_millis(proxy.header_read_timeout_ms),
@@ -129,20 +118,27 @@ impl Proxy {
                 strict_http1: Some(problem::framing_refusal),
                 connections: listener::connection_limit(proxy.max_connections),
             },
-            default_quota: config
-                .limits
-                .default_per_key
-                .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
-            trusted_proxies: settings.trusted_proxies,
-            guard: FailureGuard::new(
-                config.limits.failed_auth_per_minute,
-                config.limits.failed_auth_burst,
-                config.limits.failed_auth_ipv6_prefix,
-            ),
             telemetry: Telemetry::new(config, &metrics)?,
-            upstream_warnings: Throttle::new(1 + config.routes.len()),
             metrics,
         }))
+    }
+
+    /// The state `config` calls for, built off the request path and sharing
+    /// what did not change with the running one; `reconfigure` publishes it.
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<Live> {
+        let settings = config.settings()?;
+        Live::build(config, &settings, Some(&self.live.load()), &self.metrics)
+    }
+
+    /// Publishes `next`: requests that start from now on use it; those under
+    /// way finish with the state they started with. Returns the old state.
+    pub fn reconfigure(&self, next: Live) -> Arc<Live> {
+        self.live.swap(Arc::new(next))
+    }
+
+    /// The state requests start with now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
     }
 
     /// Serves the proxy on `listener` (HTTPS if `tls` is given) until
@@ -160,13 +156,19 @@ impl Proxy {
     }
 
     /// The proxy's background work, once per process however many
-    /// listeners serve it: the failed-auth guard's periodic sweep and the
-    /// span exporter. The handle ends when both have.
-    pub fn spawn_sweeper(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-        let sweeper = self.guard.spawn_sweeper(Duration::from_secs(30), shutdown.clone());
-        let exporter = self.telemetry.as_ref().and_then(|t| t.spawn(shutdown));
+    /// listeners serve it: the failed-auth guard's periodic sweep (of
+    /// whichever guard the live state holds at the time) and the span
+    /// exporter. The handle ends when both have.
+    pub fn spawn_sweeper(self: &Arc<Self>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        let exporter = self.telemetry.as_ref().and_then(|t| t.spawn(shutdown.clone()));
         tokio::spawn(async move {
-            let _ = sweeper.await;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => this.live.load().guard.sweep(),
+                    _ = shutdown.wait() => break,
+                }
+            }
             if let Some(exporter) = exporter {
                 let _ = exporter.await;
             }
@@ -183,7 +185,8 @@ impl Proxy {
     ) {
         let options = self.listener.clone();
         let make_service = move |peer: SocketAddr, tls: bool| {
-            let trusted = client_ip::is_trusted(peer.ip(), &self.trusted_proxies);
+            // Decided per connection: one open across a reload keeps it.
+            let trusted = client_ip::is_trusted(peer.ip(), &self.live.load().trusted_proxies);
             let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls, trusted)));
             hyper::service::service_fn(move |request| {
                 let conn = Arc::clone(&conn);
@@ -197,15 +200,16 @@ impl Proxy {
     /// problem, and records its duration.
     pub async fn handle(&self, request: Request<Incoming>, conn: &ClientConn) -> Response<ProxyBody> {
         let started = Instant::now();
+        let live = self.live.load();
         let Some(telemetry) = &self.telemetry else {
-            let (route, response) = self.answer(request, conn, started, None).await;
-            self.metrics.observe(route, response.status().as_u16(), started.elapsed());
+            let (route, response) = self.answer(&live, request, conn, started, None).await;
+            live.durations.observe(route, response.status().as_u16(), started.elapsed());
             return response;
         };
         let mut record = telemetry.begin(&request);
-        let (route, response) = self.answer(request, conn, started, Some(&mut record)).await;
+        let (route, response) = self.answer(&live, request, conn, started, Some(&mut record)).await;
         let elapsed = started.elapsed();
-        self.metrics.observe(route, response.status().as_u16(), elapsed);
+        live.durations.observe(route, response.status().as_u16(), elapsed);
         telemetry.finish(record, &response, elapsed);
         response
     }
@@ -213,6 +217,7 @@ impl Proxy {
     /// `record`: what telemetry wants to know, when it is on.
     async fn answer(
         &self,
+        live: &Live,
         request: Request<Incoming>,
         conn: &ClientConn,
         started: Instant,
@@ -225,9 +230,9 @@ impl Proxy {
         // An unknown client (an unreadable forwarded entry) passes no
         // address restriction; the guard then counts its failures against
         // the peer that forwarded it.
-        let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
+        let client = client_ip::resolve(peer.ip(), &parts.headers, &live.trusted_proxies);
         let guarded = client.unwrap_or(peer.ip());
-        if let Some(wait) = self.guard.blocked_for(guarded) {
+        if let Some(wait) = live.guard.blocked_for(guarded) {
             self.metrics.auth_failure(Refusal::RateLimited);
             let mut response = refuse(
                 ProxyCode::Refused(Refusal::RateLimited),
@@ -239,9 +244,9 @@ impl Proxy {
             headers::retry_after(response.headers_mut(), wait);
             return (0, response);
         }
-        let (identity, found_in, rate) = match self.authenticate(&parts, client) {
+        let (identity, found_in, rate) = match self.authenticate(live, &parts, client) {
             Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(refused, guarded, &request_id, peer, grpc)),
+            Err(refused) => return (0, self.refused(live, refused, guarded, &request_id, peer, grpc)),
         };
         if let Some(record) = record.as_deref_mut() {
             record.identity(&identity);
@@ -250,20 +255,20 @@ impl Proxy {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
         }
-        let target = self.routes.resolve(parts.uri.path(), request_host(&parts));
+        let target = live.routes.resolve(parts.uri.path(), request_host(&parts));
         let route = target.index;
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
             return (route, refuse(ProxyCode::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
         }
 
-        let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
+        let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
             Err(_) => return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)),
         };
-        if self.strip_credentials {
-            self.credentials.strip(&mut parts.headers, found_in);
+        if live.strip_credentials {
+            live.credentials.strip(&mut parts.headers, found_in);
         }
         let upgrade = upgrade::requested(&mut parts);
         // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
@@ -277,7 +282,7 @@ impl Proxy {
             &conn.forwarding,
             &request_id,
             &target.upstream.host,
-            &self.client_headers,
+            &live.client_headers,
         );
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
@@ -294,11 +299,11 @@ impl Proxy {
             parts.version = Version::HTTP_11;
         }
         let upstream_request =
-            Request::from_parts(parts, LimitedBody::new(body, target.body_limit, self.body_read_timeout));
+            Request::from_parts(parts, LimitedBody::new(body, target.body_limit, live.body_read_timeout));
 
         let sent = match upgrade {
-            None => self.forwarder.send(route, target.upstream, upstream_request, started).await,
-            Some(_) => self.forwarder.send_upgrade(target.upstream, upstream_request).await,
+            None => live.forwarder.send(route, target.upstream, upstream_request, started).await,
+            Some(_) => live.forwarder.send_upgrade(target.upstream, upstream_request).await,
         };
         if let Some(record) = record {
             record.upstream_answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
@@ -330,7 +335,7 @@ impl Proxy {
                 parts.version = Version::HTTP_11;
                 Response::from_parts(parts, ProxyBody::Upstream(body))
             }
-            Err(error) => self.upstream_failed(error, route, &request_id, peer, grpc),
+            Err(error) => self.upstream_failed(live, error, route, &request_id, peer, grpc),
         };
         (route, response)
     }
@@ -339,10 +344,11 @@ impl Proxy {
     /// inside this synchronous call, never across an await.
     fn authenticate(
         &self,
+        live: &Live,
         parts: &Parts,
         client: Option<std::net::IpAddr>,
     ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
-        let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
+        let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
                 auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
@@ -354,7 +360,7 @@ impl Proxy {
             Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
         let keyset = self.keyset.load();
         let now = now_ms();
-        let named = if self.client_headers.passes_overrides() {
+        let named = if live.client_headers.passes_overrides() {
             overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
                 problem: ProxyCode::BadRequest,
                 detail: Some("A method or URL override header names no method or path."),
@@ -379,7 +385,7 @@ impl Proxy {
                 }
             }
         }
-        let decision = keyset.decide(credential.key, &decided, now, self.default_quota);
+        let decision = keyset.decide(credential.key, &decided, now, live.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
             Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
@@ -390,6 +396,7 @@ impl Proxy {
     /// client's address.
     fn refused(
         &self,
+        live: &Live,
         refused: Refused,
         client: std::net::IpAddr,
         request_id: &RequestId,
@@ -399,11 +406,11 @@ impl Proxy {
         if let ProxyCode::Refused(refusal) = refused.problem {
             self.metrics.auth_failure(refusal);
             if refusal.status() == http::StatusCode::UNAUTHORIZED && refusal != Refusal::MissingKey {
-                self.guard.failure(client);
+                live.guard.failure(client);
             }
         }
         let detail = match (refused.problem, refused.detail) {
-            (ProxyCode::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
+            (ProxyCode::Refused(Refusal::MissingKey), _) => Some(live.credentials.missing_detail()),
             (_, detail) => detail,
         };
         let mut response = refuse(refused.problem, detail, request_id, peer, grpc);
@@ -417,6 +424,7 @@ impl Proxy {
     /// once a second per route, with the count of those held back since.
     fn upstream_failed(
         &self,
+        live: &Live,
         error: ForwardError,
         route: usize,
         request_id: &RequestId,
@@ -426,7 +434,7 @@ impl Proxy {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
-                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
                     let error = error_chain(&**e);
                     tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream connect failed");
                 }
@@ -434,7 +442,7 @@ impl Proxy {
             }
             ForwardError::Timeout(after) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
-                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
                     let after_ms = after.as_millis() as u64;
                     tracing::warn!(request_id = %request_id, route, suppressed, after_ms, "upstream timed out");
                 }
@@ -445,7 +453,7 @@ impl Proxy {
             }
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
-                if let Some(suppressed) = self.upstream_warnings.admit(route) {
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
                     let error = error_chain(e);
                     tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
                 }
