@@ -101,7 +101,7 @@ async fn plans_routes_and_codes(admin: Admin) {
     let entry = &audit["items"][0];
     assert_eq!((entry["target_id"].as_str(), &entry["account_id"]), (Some(id.as_str()), &Value::Null), "{audit}");
     assert_eq!(entry["changes"]["quota"]["to"], Value::Null);
-    let (_, audit) = admin.call(Method::GET, &format!("/v1/audit?action=plan.delete"), None).await;
+    let (_, audit) = admin.call(Method::GET, "/v1/audit?action=plan.delete", None).await;
     assert_eq!(audit["items"][0]["target_id"], id.as_str());
     let (_, audit) = admin.call(Method::GET, &format!("/v1/audit?account_id={acc}"), None).await;
     let actions: Vec<&str> =
