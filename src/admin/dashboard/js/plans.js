@@ -142,7 +142,11 @@ export async function plansPage(root, app) {
                 message: "A plan some account is on cannot be deleted: move those accounts to another plan first.",
                 confirm: "Delete plan",
                 danger: true,
-                onConfirm: () => api("DELETE", `/plans/${encodeURIComponent(plan.id)}`),
+                // 204 has no body: confirm with true, not the empty answer.
+                onConfirm: async () => {
+                  await api("DELETE", `/plans/${encodeURIComponent(plan.id)}`);
+                  return true;
+                },
               });
               if (ok) {
                 toast(`Plan “${plan.name}” deleted`);
