@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use keygate::admin::tokens::TokenView;
-use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
+use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand, PlansCommand};
 use keygate::config::{Config, LogFormat};
 use keygate::logging::Logging;
 use keygate::server::{Gateway, ProxyRuntime};
@@ -52,6 +52,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: AccountsCommand,
+    },
+    /// Manage plans (limits pooled over an account's keys) through the admin API.
+    Plans {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: PlansCommand,
     },
     /// Admin tokens. `create` writes to the store directly, so a fresh
     /// install can mint its first owner token with no server running;
@@ -139,6 +146,9 @@ fn main() -> ExitCode {
         }
         Command::Accounts { client, command } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_accounts(&client, command)))
+        }
+        Command::Plans { client, command } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_plans(&client, command)))
         }
         Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => runtime()
             .map_or(ExitCode::FAILURE, |rt| {

@@ -15,11 +15,16 @@ use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`).
-const V1_ROUTES: [(&str, &str); 20] = [
+const V1_ROUTES: [(&str, &str); 25] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
     ("PATCH", "/v1/accounts/{id}"),
+    ("POST", "/v1/plans"),
+    ("GET", "/v1/plans"),
+    ("GET", "/v1/plans/{id}"),
+    ("PATCH", "/v1/plans/{id}"),
+    ("DELETE", "/v1/plans/{id}"),
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys"),
     ("GET", "/v1/keys/{id}"),
@@ -138,11 +143,19 @@ async fn every_documented_operation_is_served_as_documented() {
     // Real records, so a 404 can only mean the route is missing.
     let account = admin.account("Acme").await;
     let (key, _) = admin.create_key(json!({ "account_id": account, "name": "CI", "permission": "read" })).await;
+    // On the account, so the DELETE answers its documented 409 and the plan
+    // stays for the other operations.
+    let (s, plan) = admin.call(Method::POST, "/v1/plans", Some(json!({ "name": "Free" }))).await;
+    assert_eq!(s, StatusCode::CREATED, "{plan}");
+    let (s, _) =
+        admin.call(Method::PATCH, &format!("/v1/accounts/{account}"), Some(json!({ "plan_id": plan["id"] }))).await;
+    assert_eq!(s, StatusCode::OK);
     let (s, token) =
         admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer" }))).await;
     assert_eq!(s, StatusCode::CREATED, "{token}");
     let id_for = |path: &str| match path {
         p if p.starts_with("/v1/accounts/") => account.clone(),
+        p if p.starts_with("/v1/plans/") => plan["id"].as_str().expect("plan id").to_owned(),
         p if p.starts_with("/v1/keys/") => key["id"].as_str().expect("key id").to_owned(),
         p if p.starts_with("/v1/admin-tokens/") => token["token"]["id"].as_str().expect("token id").to_owned(),
         p => panic!("no record for {p}"),

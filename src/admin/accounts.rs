@@ -1,4 +1,4 @@
-//! `/v1/accounts`: tenants and their `api_access` flag.
+//! `/v1/accounts`: tenants, their `api_access` flag and their plan.
 
 use std::sync::Arc;
 
@@ -124,7 +124,8 @@ pub async fn show(
 ///
 /// Admin or owner. Turning `api_access` off refuses all the account's keys
 /// (`api_access_disabled`) until it is turned on again. A token confined to
-/// the account may rename it; `api_access` is 403 for it.
+/// the account may rename it; `api_access` and `plan_id` are 403 for it.
+/// `plan_id: null` takes the account off its plan; an unknown plan is 422.
 #[utoipa::path(
     patch,
     path = "/accounts/{id}",
@@ -158,6 +159,11 @@ pub async fn update(
     // may rename its account, never lift (or set) its gate.
     if actor.account_id.is_some() && body.api_access.is_some() {
         return Err(ApiError::Forbidden("a token confined to an account cannot change its api_access"));
+    }
+    // The same for the plan, even one naming the plan it is on: the answer
+    // does not depend on what the tenant guessed.
+    if actor.account_id.is_some() && body.plan_id.is_some() {
+        return Err(ApiError::Forbidden("a token confined to an account cannot change its plan"));
     }
     let after = state.service.update_account(&id, body, &audit).await?;
     Ok(Json(after.into()))

@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = &[
     asset!("/js/forms.js", "js/forms.js", JS),
     asset!("/js/detail.js", "js/detail.js", JS),
     asset!("/js/chart.js", "js/chart.js", JS),
+    asset!("/js/plans.js", "js/plans.js", JS),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
 ];
 

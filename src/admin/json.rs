@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use crate::clock::rfc3339;
 use crate::keys::{Environment, Permission, Status};
-use crate::store::{Account, KeyRecord, Metadata, Page, RateLimit, RouteRule};
+use crate::store::{Account, KeyRecord, Metadata, Page, Plan, QuotaSpec, RateLimit, RouteRule};
 
 /// A JSON request body. An empty body reads as `{}`, so routes whose fields
 /// are all optional (rotate) can be called with none.
@@ -172,6 +172,8 @@ impl KeyView {
     "id": "acc_7Lk2PqW9xZr4Tn8VbM1s",
     "name": "Acme Corp",
     "api_access": true,
+    "plan_id": "plan_9QwE3rT5yU7iO1pA2sD4",
+    "quota_usage": null,
     "created_at": "2025-03-01T09:00:00Z",
     "updated_at": "2025-03-01T09:00:00Z"
 }))]
@@ -182,6 +184,13 @@ pub struct AccountView {
     /// When false, the account's keys are refused (`api_access_disabled`)
     /// and no key can be created for it.
     pub api_access: bool,
+    /// `plan_…`; `null`: no plan.
+    #[schema(required = true)]
+    pub plan_id: Option<String>,
+    /// The plan's pooled quota, `{ used, remaining, resets_at }`; `null`
+    /// without one.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub quota_usage: Option<Value>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -194,8 +203,52 @@ impl From<Account> for AccountView {
             id: a.id,
             name: a.name,
             api_access: a.api_access,
+            plan_id: a.plan_id,
+            // Filled by the quota ledger; no account has a pooled quota
+            // counted yet.
+            quota_usage: None,
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+/// A plan: limits pooled over all of an account's keys, on top of each
+/// key's own.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "plan_9QwE3rT5yU7iO1pA2sD4",
+    "name": "Free",
+    "rate_limit": { "requests": 10, "per_seconds": 1 },
+    "quota": { "limit": 10000, "period": "month" },
+    "created_at": "2025-03-01T09:00:00Z",
+    "updated_at": "2025-03-01T09:00:00Z"
+}))]
+pub struct PlanView {
+    /// `plan_…`.
+    pub id: String,
+    pub name: String,
+    /// `null`: no pooled rate limit.
+    #[schema(required = true)]
+    pub rate_limit: Option<RateLimit>,
+    /// `null`: no pooled quota.
+    #[schema(required = true)]
+    pub quota: Option<QuotaSpec>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<Plan> for PlanView {
+    fn from(p: Plan) -> Self {
+        PlanView {
+            id: p.id,
+            name: p.name,
+            rate_limit: p.rate_limit,
+            quota: p.quota,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
         }
     }
 }

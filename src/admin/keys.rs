@@ -20,7 +20,7 @@ use super::{Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{Permission, Status};
 use crate::service::{CreateKey, Issued, UpdateKey};
-use crate::store::{AuditContext, Cursor, KeyFilter, KeyRecord};
+use crate::store::{AuditContext, Cursor, KeyFilter, KeyRecord, RateLimit};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -81,6 +81,29 @@ pub(super) async fn visible_key(state: &AdminState, actor: &Actor, id: &str) -> 
     Ok(key)
 }
 
+/// A confined token manages its tenant's keys within the terms the operator
+/// set: a key's own limit beyond its account's plan is 403 for it (an
+/// unconfined admin may grant one). Checked on the limits being written.
+async fn within_plan(
+    state: &AdminState,
+    actor: &Actor,
+    account_id: &str,
+    rate_limit: Option<RateLimit>,
+) -> Result<(), ApiError> {
+    if actor.account_id.is_none() || rate_limit.is_none() {
+        return Ok(());
+    }
+    match state.service.beyond_plan(account_id, rate_limit, None).await? {
+        None => Ok(()),
+        Some("quota") => {
+            Err(ApiError::Forbidden("a token confined to an account cannot give a key a quota beyond its plan's"))
+        }
+        Some(_) => {
+            Err(ApiError::Forbidden("a token confined to an account cannot give a key a rate_limit beyond its plan's"))
+        }
+    }
+}
+
 /// The answer to a create or a rotation: the record and its new secret.
 fn secret_view(issued: Issued<KeyRecord>) -> SecretView {
     SecretView { key: KeyView::new(issued.record, now_ms()), secret: issued.secret.expose().to_owned() }
@@ -118,6 +141,7 @@ pub async fn create(
     // Another account's id reads as unknown, so a confined token learns
     // nothing about it.
     actor.require_account(&body.account_id).map_err(|_| ApiError::invalid("account_id", "no such account"))?;
+    within_plan(&state, &actor, &body.account_id, body.rate_limit).await?;
     let issued = state.service.create_key(body, &audit).await?;
     Ok((StatusCode::CREATED, Json(secret_view(issued))))
 }
@@ -224,8 +248,11 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateKey>,
 ) -> Result<Json<KeyView>, ApiError> {
-    visible_key(&state, &actor, &id).await?;
+    let key = visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
+    if let Some(rate_limit) = body.rate_limit {
+        within_plan(&state, &actor, &key.account_id, rate_limit).await?;
+    }
     let after = state.service.update_key(&id, body, &audit).await?;
     Ok(Json(KeyView::new(after, now_ms())))
 }

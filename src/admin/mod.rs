@@ -18,6 +18,7 @@ pub mod json;
 mod keys;
 mod lifecycle;
 pub mod openapi;
+mod plans;
 pub mod tokens;
 mod usage;
 
@@ -87,6 +88,8 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
     let v1 = OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::show, accounts::update))
+        .routes(routes!(plans::create, plans::list))
+        .routes(routes!(plans::show, plans::update, plans::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::show, keys::update, keys::delete))
         .routes(routes!(keys::rotate))

@@ -34,7 +34,8 @@ use crate::contract::{Problem, PROBLEM_JSON};
         responses(InvalidJson, InvalidParameter, InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, ValidationFailed, Internal, StoreUnavailable),
     ),
     tags(
-        (name = "accounts", description = "Tenants and their `api_access` flag"),
+        (name = "accounts", description = "Tenants, their `api_access` flag and their plan"),
+        (name = "plans", description = "Limits pooled over all of an account's keys"),
         (name = "keys", description = "API keys: create, list, edit, rotate, revoke, verify"),
         (name = "admin-tokens", description = "Tokens of the admin API (owner only)"),
         (name = "audit", description = "Who did what to which record, when"),

@@ -3,7 +3,8 @@
 //!
 //! It owns the account subcommands' arguments, their request bodies and how
 //! accounts are printed. Switching `api_access` off refuses every key of the
-//! account at the proxy; this module only sends the flag, the gateway enforces it.
+//! account at the proxy, and `--plan` puts the account's keys under a plan's
+//! pooled limits; this module only sends them, the gateway enforces them.
 
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
@@ -21,6 +22,9 @@ pub enum AccountsCommand {
         /// Create it without API access: its keys are refused until it is granted
         #[arg(long)]
         no_api_access: bool,
+        /// Put it on this plan (plan_…)
+        #[arg(long, value_name = "PLAN_ID")]
+        plan: Option<String>,
     },
     /// List accounts
     List {
@@ -32,7 +36,7 @@ pub enum AccountsCommand {
         /// Account id (acc_…)
         id: String,
     },
-    /// Rename an account or switch its API access
+    /// Rename an account, switch its API access or change its plan
     Update {
         /// Account id (acc_…)
         id: String,
@@ -42,19 +46,27 @@ pub enum AccountsCommand {
         /// Whether the account's keys may call the API
         #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
         api_access: Option<bool>,
+        /// Put the account on this plan (plan_…)
+        #[arg(long, value_name = "PLAN_ID")]
+        plan: Option<String>,
+        /// Take the account off its plan
+        #[arg(long, conflicts_with = "plan")]
+        no_plan: bool,
     },
 }
 
 pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError> {
     // Checked before the token so that the user learns about the argument first.
-    if let AccountsCommand::Update { id, name: None, api_access: None } = &cmd {
-        return Err(CliError::Usage(format!("nothing to update for {id}: pass --name or --api-access true|false")));
+    if let AccountsCommand::Update { id, name: None, api_access: None, plan: None, no_plan: false } = &cmd {
+        return Err(CliError::Usage(format!(
+            "nothing to update for {id}: pass --name, --api-access true|false, --plan or --no-plan"
+        )));
     }
     let client = args.client()?;
     let json = args.json;
     match cmd {
-        AccountsCommand::Create { name, no_api_access } => {
-            let body = json!({ "name": name, "api_access": !no_api_access });
+        AccountsCommand::Create { name, no_api_access, plan } => {
+            let body = json!({ "name": name, "api_access": !no_api_access, "plan_id": plan });
             let account = client.post("/v1/accounts", &body).await?;
             print_account(json, &account);
         }
@@ -66,13 +78,22 @@ pub async fn run(args: &ClientArgs, cmd: AccountsCommand) -> Result<(), CliError
             let account = client.get(&account_path(&id)).await?;
             print_account(json, &account);
         }
-        AccountsCommand::Update { id, name, api_access } => {
+        AccountsCommand::Update { id, name, api_access, plan, no_plan } => {
             let mut body = Map::new();
             if let Some(name) = name {
                 body.insert("name".into(), Value::String(name));
             }
             if let Some(flag) = api_access {
                 body.insert("api_access".into(), Value::Bool(flag));
+            }
+            match (plan, no_plan) {
+                (Some(plan), _) => {
+                    body.insert("plan_id".into(), Value::String(plan));
+                }
+                (None, true) => {
+                    body.insert("plan_id".into(), Value::Null);
+                }
+                (None, false) => {}
             }
             let account = client.patch(&account_path(&id), &Value::Object(body)).await?;
             print_account(json, &account);
@@ -86,12 +107,13 @@ fn account_path(id: &str) -> String {
 }
 
 fn accounts_table(items: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "NAME", "API ACCESS", "CREATED"]);
+    let mut t = Table::new(&["ID", "NAME", "API ACCESS", "PLAN", "CREATED"]);
     for account in items {
         t.push(vec![
             table::cell(account.get("id")),
             table::cell(account.get("name")),
             table::cell(account.get("api_access")),
+            table::cell(account.get("plan_id")),
             table::short_time(account.get("created_at")),
         ]);
     }
@@ -103,8 +125,10 @@ fn print_account(json: bool, account: &Value) {
         out_json(account);
         return;
     }
-    let pairs: Vec<(&str, String)> =
-        ["id", "name", "api_access", "created_at"].iter().map(|f| (*f, table::cell(account.get(f)))).collect();
+    let pairs: Vec<(&str, String)> = ["id", "name", "api_access", "plan_id", "created_at"]
+        .iter()
+        .map(|f| (*f, table::cell(account.get(f))))
+        .collect();
     out(&table::fields(&pairs));
 }
 
@@ -113,15 +137,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accounts_table_lists_id_name_access_and_day() {
+    fn accounts_table_lists_id_name_access_plan_and_day() {
         let items = [
-            json!({"id": "acc_1", "name": "Acme", "api_access": true, "created_at": "2024-05-01T12:00:00Z"}),
-            json!({"id": "acc_22", "name": "Globex Corp", "api_access": false, "created_at": "2024-06-01T08:30:00Z"}),
+            json!({"id": "acc_1", "name": "Acme", "api_access": true, "plan_id": "plan_1", "created_at": "2024-05-01T12:00:00Z"}),
+            json!({"id": "acc_22", "name": "Globex Corp", "api_access": false, "plan_id": null, "created_at": "2024-06-01T08:30:00Z"}),
         ];
         let expected = "\
-ID      NAME         API ACCESS  CREATED
-acc_1   Acme         true        2024-05-01 12:00Z
-acc_22  Globex Corp  false       2024-06-01 08:30Z
+ID      NAME         API ACCESS  PLAN    CREATED
+acc_1   Acme         true        plan_1  2024-05-01 12:00Z
+acc_22  Globex Corp  false       -       2024-06-01 08:30Z
 ";
         assert_eq!(accounts_table(&items).render(), expected);
     }

@@ -1,4 +1,5 @@
 //! The client subcommands of the `keygate` binary (`keys …`, `accounts …`,
+//! `plans …`,
 //! `admin-token list|delete`, `audit`): they talk to a running gateway's
 //! admin API over HTTP and print tables, `name: value` lines, or `--json`.
 //!
@@ -32,6 +33,7 @@ pub mod client;
 mod keys;
 mod lifecycle;
 mod parse;
+mod plans;
 mod table;
 mod tokens;
 
@@ -45,6 +47,7 @@ pub use accounts::AccountsCommand;
 pub use audit::AuditArgs;
 pub use client::{AdminClient, CliError, Problem};
 pub use keys::KeysCommand;
+pub use plans::PlansCommand;
 
 /// Kept apart in `--help` so a command's own options are not lost among them.
 const HEADING: &str = "Admin API options";
@@ -101,6 +104,11 @@ pub async fn run_keys(args: &ClientArgs, cmd: KeysCommand) -> ExitCode {
 /// Runs one `keygate accounts …` command and returns the process exit code.
 pub async fn run_accounts(args: &ClientArgs, cmd: AccountsCommand) -> ExitCode {
     finish(accounts::run(args, cmd).await)
+}
+
+/// Runs one `keygate plans …` command and returns the process exit code.
+pub async fn run_plans(args: &ClientArgs, cmd: PlansCommand) -> ExitCode {
+    finish(plans::run(args, cmd).await)
 }
 
 /// Runs `keygate admin-token list` and returns the process exit code.

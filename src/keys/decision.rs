@@ -3,6 +3,8 @@
 //! restrictions and its rate limit, and the count of the outcome on the
 //! key's usage. Allocation-free and lock-free for keys without a limit; a
 //! rate-limited key costs one atomic compare-and-swap (governor's GCRA).
+//! An account on a plan with a rate limit adds its pooled limiter, shared by
+//! all of the account's keys: a request passes only when both pass.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -17,6 +19,25 @@ use super::counters::Outcome;
 use super::policy::Refusal;
 use super::restrictions::plain_path;
 use super::snapshot::{Identity, KeySet, KeyState};
+
+/// Which limit a `RateInfo` describes: the name `RateLimit-Policy` and
+/// `RateLimit` give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// The key's own rate limit (or `limits.default_per_key`).
+    Key,
+    /// The rate limit of the key's account's plan, pooled over its keys.
+    Account,
+}
+
+impl RateScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateScope::Key => "key",
+            RateScope::Account => "account",
+        }
+    }
+}
 
 pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, QuantaClock, StateInformationMiddleware>;
 
@@ -44,6 +65,7 @@ pub struct Facts<'a> {
 /// `RateLimit-*` and `Retry-After` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateInfo {
+    pub scope: RateScope,
     pub limit: u32,
     pub window_seconds: u32,
     pub remaining: u32,
@@ -71,13 +93,27 @@ impl KeySet {
         let runtime = state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter);
         let mut rate = None;
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
+            // The key's own limit first: a request it refuses takes nothing
+            // from the account's pool, so one noisy key cannot drain it.
             let (allowed, info) = match (runtime.quota, &runtime.limiter) {
-                (Some(quota), Some(limiter)) => limit(limiter, quota),
+                (Some(quota), Some(limiter)) => limit(limiter, quota, RateScope::Key),
                 // A limit that could not be built is never dropped: refused.
                 (Some(_), None) => (false, None),
                 (None, _) => (true, None),
             };
             rate = info;
+            if !allowed {
+                return Err(Refusal::RateLimited);
+            }
+            let Some(account) = self.account(&state.policy.account_id) else { return Ok(()) };
+            let Some(quota) = account.plan.rate_limit else { return Ok(()) };
+            let Some(limiter) = &account.limiter else { return Err(Refusal::RateLimited) };
+            let (allowed, pooled) = limit(limiter, quota, RateScope::Account);
+            // Refused: the account's state says why. Allowed: the headers
+            // show whichever limit has the fewest requests left.
+            if !allowed || tighter(pooled, rate) {
+                rate = pooled;
+            }
             if allowed {
                 Ok(())
             } else {
@@ -119,8 +155,17 @@ fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Takes one request from the key's limiter; `(allowed, state)`.
-fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
+/// Whether `a` has fewer requests left than `b`.
+fn tighter(a: Option<RateInfo>, b: Option<RateInfo>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.remaining < b.remaining,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Takes one request from a limiter; `(allowed, state)`.
+fn limit(limiter: &Limiter, quota: Quota, scope: RateScope) -> (bool, Option<RateInfo>) {
     let per_request = period(quota);
     match limiter.check() {
         Ok(snapshot) => {
@@ -128,6 +173,7 @@ fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
             let reset =
                 per_request.saturating_mul(quota.requests.saturating_sub(remaining)).as_secs_f64().ceil() as u64;
             let info = RateInfo {
+                scope,
                 limit: quota.requests,
                 window_seconds: quota.per_seconds,
                 remaining,
@@ -142,6 +188,7 @@ fn limit(limiter: &Limiter, quota: Quota) -> (bool, Option<RateInfo>) {
             let reset =
                 (wait + per_request.saturating_mul(quota.requests.saturating_sub(1))).as_secs_f64().ceil() as u64;
             let info = RateInfo {
+                scope,
                 limit: quota.requests,
                 window_seconds: quota.per_seconds,
                 remaining: 0,
@@ -165,7 +212,7 @@ fn period(quota: Quota) -> Duration {
 }
 
 /// `None` only for a quota of no requests (which `decide` refuses).
-fn new_limiter(quota: Quota) -> Option<Limiter> {
+pub(super) fn new_limiter(quota: Quota) -> Option<Limiter> {
     let burst = NonZeroU32::new(quota.requests)?;
     let gq = governor::Quota::with_period(period(quota))?.allow_burst(burst);
     Some(RateLimiter::direct(gq).with_middleware::<StateInformationMiddleware>())
@@ -186,6 +233,7 @@ mod tests {
             revision: 1,
             keys: vec![PolicyRow { hash: key.hash(), policy }],
             retired: vec![],
+            accounts: vec![],
         });
         (set, key.expose().to_owned())
     }
@@ -351,12 +399,80 @@ mod tests {
         assert!(set.decide(key.as_bytes(), &f, 0, None).result.is_ok());
         let hash = crate::keys::KeyHash::of(key.as_bytes());
         let edit = |set: &KeySet, p: KeyPolicy| {
-            set.apply(Changes { revision: 2, keys: vec![PolicyRow { hash, policy: p }], retired: vec![] })
+            set.apply(Changes {
+                revision: 2,
+                keys: vec![PolicyRow { hash, policy: p }],
+                retired: vec![],
+                accounts: vec![],
+            })
         };
         let renamed = edit(&set, KeyPolicy { permission: Permission::Read, ..set_policy(&set) });
         assert_eq!(renamed.decide(key.as_bytes(), &f, 0, None).result, Err(Refusal::RateLimited));
         let raised = edit(&renamed, KeyPolicy { quota: Some(Quota { requests: 2, per_seconds: 60 }), ..policy() });
         assert!(raised.decide(key.as_bytes(), &f, 0, None).result.is_ok(), "a new limit is a new bucket");
+    }
+
+    #[test]
+    fn keys_of_an_account_share_its_plan_rate_limit() {
+        use crate::keys::{AccountRow, InlineId, PlanLimits};
+        let (a, b) = (generate("kg_live"), generate("kg_live"));
+        let account = |id: &str| AccountRow {
+            account_id: InlineId::new(id).expect("id"),
+            plan: Some(PlanLimits {
+                plan_id: "plan_1".into(),
+                rate_limit: Some(Quota { requests: 10, per_seconds: 60 }),
+                quota: None,
+            }),
+        };
+        let set = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![
+                PolicyRow { hash: a.hash(), policy: KeyPolicy::builder("key_a", "acc_1").build() },
+                PolicyRow { hash: b.hash(), policy: KeyPolicy::builder("key_b", "acc_1").build() },
+            ],
+            retired: vec![],
+            accounts: vec![account("acc_1")],
+        });
+        let get = Method::GET;
+        let f = facts(&get, "/", "127.0.0.1");
+        let mut refused = Vec::new();
+        let mut passed = 0;
+        for _ in 0..6 {
+            for key in [&a, &b] {
+                let d = set.decide(key.expose().as_bytes(), &f, 0, None);
+                match d.result {
+                    Ok(_) => passed += 1,
+                    Err(r) => refused.push((r, d.rate.map(|i| (i.scope, i.limit)))),
+                }
+            }
+        }
+        assert_eq!(passed, 10);
+        assert_eq!(refused, vec![(Refusal::RateLimited, Some((RateScope::Account, 10))); 2]);
+        // A tighter key limit is reported while allowed, and refuses first
+        // without spending the account's pool.
+        let tight = KeyPolicy { quota: Some(Quota { requests: 1, per_seconds: 60 }), ..policy() };
+        let c = generate("kg_live");
+        let set = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![PolicyRow { hash: c.hash(), policy: tight }],
+            retired: vec![],
+            accounts: vec![account("acc_1")],
+        });
+        let first = set.decide(c.expose().as_bytes(), &f, 0, None);
+        assert_eq!(first.rate.map(|i| (i.scope, i.remaining)), Some((RateScope::Key, 0)));
+        let second = set.decide(c.expose().as_bytes(), &f, 0, None);
+        assert_eq!(second.rate.map(|i| i.scope), Some(RateScope::Key));
+        let pool = set.account(&InlineId::new("acc_1").expect("id")).expect("on a plan");
+        let left =
+            pool.limiter.as_ref().expect("limiter").check().expect("pool not drained").remaining_burst_capacity();
+        assert_eq!(left, 8, "only the allowed request and this probe took from the pool");
+        // Off the plan: no pooled limit.
+        let off = set.apply(Changes {
+            revision: 2,
+            accounts: vec![AccountRow { account_id: InlineId::new("acc_1").expect("id"), plan: None }],
+            ..Changes::default()
+        });
+        assert!(off.account(&InlineId::new("acc_1").expect("id")).is_none());
     }
 
     fn set_policy(set: &KeySet) -> KeyPolicy {
@@ -380,6 +496,7 @@ mod tests {
             revision: 1,
             keys: vec![PolicyRow { hash: key.hash(), policy: policy() }],
             retired: vec![],
+            accounts: vec![],
         });
         let get = Method::GET;
         v1.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 5, None);
@@ -389,6 +506,7 @@ mod tests {
             revision: 2,
             keys: vec![PolicyRow { hash: key.hash(), policy: changed }],
             retired: vec![],
+            accounts: vec![],
         });
         v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
         let usage = v2.usage().all();

@@ -3,6 +3,7 @@ pub mod cidr;
 pub mod counters;
 pub mod decision;
 pub mod format;
+pub mod plan;
 pub mod policy;
 pub mod quota;
 pub mod restrictions;
@@ -12,8 +13,9 @@ pub mod snapshot;
 
 pub use builder::KeyPolicyBuilder;
 pub use counters::{Counts, Outcome, UsageTable};
-pub use decision::{Decision, Facts, Quota, RateInfo};
+pub use decision::{Decision, Facts, Quota, RateInfo, RateScope};
 pub use format::{generate, KeyHash, Secret};
+pub use plan::{AccountRow, AccountState, PlanLimits};
 pub use policy::{Environment, Permission, Refusal, Status};
 pub use quota::{Period, QuotaSpec, Window};
 pub use restrictions::{RestrictionError, Restrictions, RouteRule};

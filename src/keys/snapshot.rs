@@ -10,7 +10,8 @@
 //! replaced by rotation sit in a side map (`retired`). Changes are applied
 //! copy-on-write: `apply` builds the next snapshot off the request path,
 //! rebuilding only the shards the change touches, and the reloader publishes
-//! it with one `ArcSwap::store`.
+//! it with one `ArcSwap::store`. Beside the keys, the snapshot holds each
+//! account's plan (`keys::plan`) with its pooled rate limiter.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use super::counters::{Counts, UsageTable};
 use super::decision::{Limiter, Quota};
 use super::format::{self, KeyHash};
+use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
 use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
@@ -217,11 +219,13 @@ pub struct Changes {
     pub revision: i64,
     pub keys: Vec<PolicyRow>,
     pub retired: Vec<RetiredRow>,
+    /// Accounts whose plan, or whose plan's limits, changed.
+    pub accounts: Vec<AccountRow>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.retired.is_empty()
+        self.keys.is_empty() && self.retired.is_empty() && self.accounts.is_empty()
     }
 }
 
@@ -230,6 +234,7 @@ pub struct KeySet {
     shards: Arc<[Arc<Shard>]>,
     retired: Retired,
     usage: Arc<UsageTable>,
+    accounts: Arc<Accounts>,
     revision: i64,
 }
 
@@ -248,7 +253,13 @@ impl fmt::Debug for KeySet {
 impl KeySet {
     pub fn empty() -> Self {
         let shards: Vec<Arc<Shard>> = (0..SHARDS).map(|_| Arc::new(Shard::default())).collect();
-        KeySet { shards: shards.into(), retired: Retired::empty(), usage: Arc::default(), revision: 0 }
+        KeySet {
+            shards: shards.into(),
+            retired: Retired::empty(),
+            usage: Arc::default(),
+            accounts: Arc::default(),
+            revision: 0,
+        }
     }
 
     /// The store revision this snapshot reflects.
@@ -341,8 +352,22 @@ impl KeySet {
             shards: shards.into(),
             retired: self.retired.replace(&changed, entries),
             usage: Arc::clone(&self.usage),
+            accounts: plan::apply(&self.accounts, changes.accounts),
             revision: changes.revision.max(self.revision),
         }
+    }
+
+    /// An account's plan and pooled limiter; `None` when it has no plan.
+    pub fn account(&self, id: &InlineId) -> Option<&Arc<AccountState>> {
+        if self.accounts.is_empty() {
+            return None;
+        }
+        self.accounts.get(id)
+    }
+
+    /// Every account on a plan.
+    pub fn accounts(&self) -> impl Iterator<Item = (&InlineId, &Arc<AccountState>)> {
+        self.accounts.iter()
     }
 
     pub(super) fn find_hash(&self, hash: &KeyHash) -> Option<Found<'_>> {
@@ -466,6 +491,7 @@ pub(super) mod tests {
                 revision: 1,
                 keys: vec![PolicyRow { hash: key.hash(), policy: p }],
                 retired: vec![],
+                accounts: vec![],
             })
         };
         let k = key.expose().as_bytes();
@@ -494,11 +520,13 @@ pub(super) mod tests {
             revision: 1,
             keys: vec![PolicyRow { hash: old.hash(), policy: policy("key_1") }],
             retired: vec![],
+            accounts: vec![],
         });
         let v2 = v1.apply(Changes {
             revision: 2,
             keys: vec![PolicyRow { hash: new.hash(), policy: policy("key_1") }],
             retired: vec![RetiredRow { hash: old.hash(), key_id: "key_1".into(), valid_until: 100 }],
+            accounts: vec![],
         });
         assert_eq!(v2.len(), 2);
         assert!(v2.check(old.expose().as_bytes(), &Method::GET, 99).is_ok());
@@ -510,6 +538,7 @@ pub(super) mod tests {
             revision: 3,
             keys: vec![PolicyRow { hash: new.hash(), policy: revoked }],
             retired: vec![RetiredRow { hash: old.hash(), key_id: "key_1".into(), valid_until: 100 }],
+            accounts: vec![],
         });
         assert_eq!(v3.check(old.expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
         assert_eq!(v3.check(new.expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
@@ -523,7 +552,8 @@ pub(super) mod tests {
         let secrets: Vec<_> = (0..20_000).map(|_| generate("kg_live")).collect();
         let rows =
             secrets.iter().enumerate().map(|(i, s)| PolicyRow { hash: s.hash(), policy: policy(&format!("key_{i}")) });
-        let set = KeySet::empty().apply(Changes { revision: 1, keys: rows.collect(), retired: vec![] });
+        let set =
+            KeySet::empty().apply(Changes { revision: 1, keys: rows.collect(), retired: vec![], accounts: vec![] });
         assert_eq!(set.len(), 20_000);
         for (i, s) in secrets.iter().enumerate() {
             let id = set.check(s.expose().as_bytes(), &Method::GET, 0).expect("found").key_id;
@@ -543,6 +573,7 @@ pub(super) mod tests {
                 PolicyRow { hash: fresh.hash(), policy: policy("key_new") },
             ],
             retired: vec![],
+            accounts: vec![],
         });
         assert_eq!(next.len(), 20_001);
         assert_eq!(next.check(secrets[7].expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));

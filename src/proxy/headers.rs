@@ -235,10 +235,13 @@ pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
 
 /// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
 /// `RateLimit-Policy: "key";q=100;w=60` and `RateLimit: "key";r=42;t=13`,
-/// plus `Retry-After` when the request was refused.
+/// plus `Retry-After` when the request was refused. The policy is named after
+/// the limit the numbers are of: `"key"` (the key's own) or `"account"` (its
+/// plan's, pooled over the account's keys).
 pub fn rate_limit(headers: &mut HeaderMap, rate: &crate::keys::RateInfo) {
-    let policy = format!("\"key\";q={};w={}", rate.limit, rate.window_seconds);
-    let state = format!("\"key\";r={};t={}", rate.remaining, rate.reset_seconds);
+    let name = rate.scope.as_str();
+    let policy = format!("\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
+    let state = format!("\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
     if let Ok(v) = HeaderValue::from_str(&policy) {
         headers.insert("ratelimit-policy", v);
     }

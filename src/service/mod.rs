@@ -1,5 +1,5 @@
-//! The write side of the admin plane: every change to accounts, keys and
-//! admin tokens goes through [`Service`], which validates the request,
+//! The write side of the admin plane: every change to accounts, plans, keys
+//! and admin tokens goes through [`Service`], which validates the request,
 //! writes it together with its audit entry in one store transaction, and
 //! brings this node's snapshot up to date before it returns. So a write is
 //! in force on this node when its caller answers, and no caller can forget
@@ -14,6 +14,7 @@
 mod accounts;
 mod error;
 mod keys;
+mod plans;
 mod tokens;
 pub mod validate;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 pub use accounts::{CreateAccount, UpdateAccount};
 pub use error::ServiceError;
 pub use keys::{CreateKey, UpdateKey, MAX_BULK};
+pub use plans::{CreatePlan, UpdatePlan};
 pub use tokens::{CreateToken, ADMIN_TOKEN_PREFIX};
 
 use crate::config::KeysConfig;

@@ -46,7 +46,7 @@ fn audit() -> AuditContext {
 }
 
 fn account(name: &str) -> CreateAccount {
-    CreateAccount { name: name.into(), api_access: None }
+    CreateAccount { name: name.into(), api_access: None, plan_id: None }
 }
 
 fn key(account_id: &str) -> CreateKey {
@@ -93,7 +93,7 @@ async fn api_access_off_is_in_force_at_once_and_refuses_new_keys() {
     let node = Online::start().await;
     let created = node.key().await;
 
-    let off = UpdateAccount { name: None, api_access: Some(false) };
+    let off = UpdateAccount { api_access: Some(false), ..UpdateAccount::default() };
     node.service.update_account(&node.account_id, off, &audit()).await.expect("api_access off");
     assert_eq!(check(&node.reloader, &created.secret), Err(Refusal::ApiAccessDisabled));
     let refused = node.service.create_key(key(&node.account_id), &audit()).await;

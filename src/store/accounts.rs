@@ -1,6 +1,6 @@
 //! Accounts (tenants): create, read, list newest first, edit. Changing an
-//! account's `api_access` bumps its revision, so the snapshot rebuilds the
-//! account's keys.
+//! account's `api_access` or `plan_id` bumps its revision, so the snapshot
+//! rebuilds the account's keys and reads its plan again.
 
 use serde_json::json;
 
@@ -14,36 +14,58 @@ struct AccountRow {
     id: String,
     name: String,
     api_access: bool,
+    plan_id: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 impl From<AccountRow> for Account {
     fn from(r: AccountRow) -> Self {
-        Account { id: r.id, name: r.name, api_access: r.api_access, created_at: r.created_at, updated_at: r.updated_at }
+        Account {
+            id: r.id,
+            name: r.name,
+            api_access: r.api_access,
+            plan_id: r.plan_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
-const COLUMNS: &str = "id, name, api_access, created_at, updated_at";
+const COLUMNS: &str = "id, name, api_access, plan_id, created_at, updated_at";
 
 impl Store {
-    pub async fn create_account(&self, name: &str, api_access: bool, audit: &AuditContext) -> Result<Account> {
+    /// A plan that does not exist is `NotFound` (the foreign key).
+    pub async fn create_account(
+        &self,
+        name: &str,
+        api_access: bool,
+        plan_id: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<Account> {
         let now = now_ms();
-        let account =
-            Account { id: new_id("acc"), name: name.to_owned(), api_access, created_at: now, updated_at: now };
+        let account = Account {
+            id: new_id("acc"),
+            name: name.to_owned(),
+            api_access,
+            plan_id: plan_id.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
-            sqlx::query("INSERT INTO accounts (id, name, api_access, created_at, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6)")
+            sqlx::query("INSERT INTO accounts (id, name, api_access, plan_id, created_at, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&account.id)
                 .bind(&account.name)
                 .bind(account.api_access)
+                .bind(&account.plan_id)
                 .bind(now)
                 .bind(now)
                 .bind(rev)
                 .execute(&mut *tx)
                 .await?;
-            let changes = json!({ "name": account.name, "api_access": account.api_access });
+            let changes = json!({ "name": account.name, "api_access": account.api_access, "plan_id": account.plan_id });
             record_audit!(tx, audit, now, "account.create", Some(&account.id), Some(&account.id), changes);
             tx.commit().await?;
         });
@@ -111,10 +133,14 @@ impl Store {
             if let Some(access) = patch.api_access {
                 after.api_access = access;
             }
+            if let Some(plan_id) = &patch.plan_id {
+                after.plan_id = plan_id.clone();
+            }
             after.updated_at = now_ms();
-            sqlx::query("UPDATE accounts SET name = $1, api_access = $2, updated_at = $3, revision = $4 WHERE id = $5")
+            sqlx::query("UPDATE accounts SET name = $1, api_access = $2, plan_id = $3, updated_at = $4, revision = $5 WHERE id = $6")
                 .bind(&after.name)
                 .bind(after.api_access)
+                .bind(&after.plan_id)
                 .bind(after.updated_at)
                 .bind(rev)
                 .bind(id)
@@ -126,6 +152,9 @@ impl Store {
             }
             if before.api_access != after.api_access {
                 changes.insert("api_access".into(), json!({ "from": before.api_access, "to": after.api_access }));
+            }
+            if before.plan_id != after.plan_id {
+                changes.insert("plan_id".into(), json!({ "from": before.plan_id, "to": after.plan_id }));
             }
             record_audit!(tx, audit, after.updated_at, "account.update", Some(id), Some(id), changes);
             tx.commit().await?;

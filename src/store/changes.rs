@@ -1,5 +1,6 @@
 //! What the reloader reads: every key whose row (or whose account) changed
-//! after a revision, with all of those keys' retired secrets.
+//! after a revision, with all of those keys' retired secrets, and every
+//! account whose row or whose plan changed, with its plan's limits.
 //!
 //! The revision is read first, in the same transaction as the rows: every
 //! row at or below it is committed (writers serialise on the counter), so
@@ -20,7 +21,10 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 
 use super::{on_pool, Pool, Result, RouteRule, Store, StoreError};
-use crate::keys::{Changes, InlineId, KeyHash, KeyPolicy, Permission, PolicyRow, Quota, Restrictions, RetiredRow};
+use crate::keys::{
+    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, Period, Permission, PlanLimits, PolicyRow, Quota, QuotaSpec,
+    Restrictions, RetiredRow,
+};
 
 /// A key's row as the reloader needs it: read by column name through sqlx,
 /// or, in SQLite's full load, from a JSON array in field order (the account's
@@ -79,6 +83,23 @@ const SQLITE_KEY_PAGE_SQL: &str = "\
     rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes \
     FROM api_keys WHERE rowid > $1 ORDER BY rowid LIMIT $2)";
 
+/// Accounts changed after `$1`, or whose plan did, with the plan's limits
+/// (all NULL for an account without a plan). A plan edit thus reaches the
+/// snapshot without re-reading any key.
+const ACCOUNTS_SQL: &str = "\
+    SELECT a.id, p.id AS plan_id, p.rate_limit_requests, p.rate_limit_per_seconds, p.quota_limit, p.quota_period \
+    FROM accounts a LEFT JOIN plans p ON p.id = a.plan_id WHERE a.revision > $1 OR p.revision > $1";
+
+#[derive(sqlx::FromRow)]
+struct AccountDbRow {
+    id: String,
+    plan_id: Option<String>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
+    quota_limit: Option<i64>,
+    quota_period: Option<String>,
+}
+
 const REVISION_SQL: &str = "SELECT value FROM revision WHERE id = 1";
 
 impl Store {
@@ -92,7 +113,7 @@ impl Store {
         let changes = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let revision: i64 = sqlx::query_scalar(REVISION_SQL).fetch_one(&mut *tx).await?;
-            let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new() };
+            let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new(), accounts: Vec::new() };
             if revision > since {
                 let mut rows = sqlx::query_as::<_, PolicyDbRow>(POLICY_SQL).bind(since).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await? {
@@ -101,6 +122,8 @@ impl Store {
                 drop(rows);
                 let retired: Vec<RetiredDbRow> = sqlx::query_as(RETIRED_SQL).bind(since).fetch_all(&mut *tx).await?;
                 changes.retired = retired.into_iter().map(retired_row).collect::<Result<_>>()?;
+                let accounts: Vec<AccountDbRow> = sqlx::query_as(ACCOUNTS_SQL).bind(since).fetch_all(&mut *tx).await?;
+                changes.accounts = accounts.into_iter().map(account_row).collect::<Result<_>>()?;
             }
             tx.commit().await?;
             changes
@@ -117,7 +140,7 @@ async fn sqlite_full_load(pool: &SqlitePool) -> Result<Changes> {
     let revision: i64 = sqlx::query_scalar(REVISION_SQL).fetch_one(&mut *tx).await?;
     let access: HashMap<String, bool> =
         sqlx::query_as("SELECT id, api_access FROM accounts").fetch_all(&mut *tx).await?.into_iter().collect();
-    let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new() };
+    let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new(), accounts: Vec::new() };
     let mut page = key_page(&mut tx, 0).await?;
     while let (Some(last), json) = page {
         // `join` polls the fetch first, so the query is on its way before
@@ -131,6 +154,8 @@ async fn sqlite_full_load(pool: &SqlitePool) -> Result<Changes> {
     }
     let retired: Vec<RetiredDbRow> = sqlx::query_as(RETIRED_SQL).bind(0i64).fetch_all(&mut *tx).await?;
     changes.retired = retired.into_iter().map(retired_row).collect::<Result<_>>()?;
+    let accounts: Vec<AccountDbRow> = sqlx::query_as(ACCOUNTS_SQL).bind(0i64).fetch_all(&mut *tx).await?;
+    changes.accounts = accounts.into_iter().map(account_row).collect::<Result<_>>()?;
     tx.commit().await?;
     Ok(changes)
 }
@@ -174,6 +199,30 @@ fn from_hex<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::R
 fn retired_row(row: RetiredDbRow) -> Result<RetiredRow> {
     let hash = KeyHash::from_slice(&row.secret_hash).ok_or_else(|| corrupt(&row.key_id, "retired hash"))?;
     Ok(RetiredRow { hash, key_id: row.key_id, valid_until: row.valid_until })
+}
+
+fn account_row(row: AccountDbRow) -> Result<AccountRow> {
+    let account_id = InlineId::new(&row.id).ok_or_else(|| corrupt_plan(&row.id, "account id"))?;
+    let Some(plan_id) = row.plan_id else { return Ok(AccountRow { account_id, plan: None }) };
+    let rate_limit = match (row.rate_limit_requests, row.rate_limit_per_seconds) {
+        (Some(requests), Some(per)) => Some(Quota {
+            requests: u32::try_from(requests).map_err(|_| corrupt_plan(&plan_id, "rate limit"))?,
+            per_seconds: u32::try_from(per).map_err(|_| corrupt_plan(&plan_id, "rate limit"))?,
+        }),
+        _ => None,
+    };
+    let quota = match (row.quota_limit, row.quota_period) {
+        (Some(limit), Some(period)) => Some(QuotaSpec {
+            limit: u64::try_from(limit).map_err(|_| corrupt_plan(&plan_id, "quota"))?,
+            period: Period::parse(&period).ok_or_else(|| corrupt_plan(&plan_id, "quota period"))?,
+        }),
+        _ => None,
+    };
+    Ok(AccountRow { account_id, plan: Some(PlanLimits { plan_id, rate_limit, quota }) })
+}
+
+fn corrupt_plan(id: &str, what: &str) -> StoreError {
+    StoreError::Other(format!("{id} has an invalid {what} in the store"))
 }
 
 fn corrupt(id: &str, what: &str) -> StoreError {

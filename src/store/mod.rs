@@ -1,4 +1,4 @@
-//! The store: accounts, keys and the revision counter, in SQLite (the
+//! The store: accounts, plans, keys and the revision counter, in SQLite (the
 //! embedded default) or PostgreSQL, through sqlx.
 //!
 //! Both backends run the same SQL (`$1` placeholders work in both); the
@@ -15,6 +15,7 @@ mod changes;
 mod keys;
 pub use keys::Leak;
 pub mod model;
+mod plans;
 mod tokens;
 mod usage;
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::keys::QuotaSpec;
 pub use crate::keys::RouteRule;
 use crate::keys::{Environment, KeyHash, Permission, Status};
 
@@ -57,6 +58,8 @@ pub struct Account {
     pub id: String,
     pub name: String,
     pub api_access: bool,
+    /// `plan_…`, or `None`: no plan.
+    pub plan_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -65,6 +68,35 @@ pub struct Account {
 pub struct AccountPatch {
     pub name: Option<String>,
     pub api_access: Option<bool>,
+    /// `Some(None)` takes the account off its plan.
+    pub plan_id: Option<Option<String>>,
+}
+
+/// A plan: limits pooled over all of an account's keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub rate_limit: Option<RateLimit>,
+    pub quota: Option<QuotaSpec>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A plan to create.
+#[derive(Debug, Clone)]
+pub struct NewPlan {
+    pub name: String,
+    pub rate_limit: Option<RateLimit>,
+    pub quota: Option<QuotaSpec>,
+}
+
+/// An edit: `None` leaves a field alone; `Some(None)` clears a limit.
+#[derive(Debug, Clone, Default)]
+pub struct PlanPatch {
+    pub name: Option<String>,
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub quota: Option<Option<QuotaSpec>>,
 }
 
 /// A per-key rate limit: `requests` per `per_seconds`.

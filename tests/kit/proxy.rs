@@ -78,6 +78,7 @@ impl ProxyGateway {
             revision: 1,
             keys: rows,
             retired: vec![],
+            accounts: vec![],
         })));
         let metrics = keygate::metrics::Metrics::new(Arc::clone(&keyset), 100).expect("metrics");
         let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");

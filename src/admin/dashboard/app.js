@@ -2,12 +2,14 @@
 //   #/                  keys of the last-used (or first) account
 //   #/accounts/{acc}    keys of an account
 //   #/keys/{key}        one key's detail
+//   #/plans             plans (owners and unconfined admins edit them)
 // Plain modules, no framework, no build step; served by the admin port.
 
 import { all, me, token, setToken, whenUnauthorized } from "./js/api.js";
 import { createAccount } from "./js/forms.js";
 import { keysPage } from "./js/keys.js";
 import { detailPage } from "./js/detail.js";
+import { plansPage } from "./js/plans.js";
 import { h, clear, toast, problem, badge } from "./js/ui.js";
 
 const ACCOUNT_KEY = "keygate.account";
@@ -81,7 +83,10 @@ async function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   clear(root).append(view);
   window.scrollTo(0, 0);
-  if (parts[0] === "keys" && parts[1]) {
+  if (parts[0] === "plans") {
+    document.title = "Plans · keygate";
+    await plansPage(view, app);
+  } else if (parts[0] === "keys" && parts[1]) {
     document.title = "Key · keygate";
     await detailPage(view, app, parts[1]);
   } else {

@@ -4,6 +4,7 @@
 import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
+import { planPicker, canWritePlans } from "./plans.js";
 import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog } from "./ui.js";
 
 const PAGE = 25;
@@ -31,7 +32,16 @@ export function keysPage(root, app, account) {
       h("span", { class: "id-chip" }, h("code", { "data-account-id": "" }, account.id), copyButton(account.id, "Copy account ID")),
     ),
   );
+  accountBar.append(
+    planPicker(app, account, async () => {
+      await app.refreshAccounts();
+      app.go(`#/accounts/${account.id}`, true);
+    }),
+  );
   const actions = h("div", { class: "account-actions" });
+  if (canWritePlans(app)) {
+    actions.append(h("a", { class: "btn", href: "#/plans", id: "plans-link" }, "Plans"));
+  }
   if (app.canWrite && !app.me.account_id) {
     actions.append(
       h("button", { type: "button", class: "btn", onclick: async () => {
