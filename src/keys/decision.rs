@@ -2,7 +2,8 @@
 //! check of the snapshot, then the key's client-address and route
 //! restrictions and its rate limit, and the count of the outcome on the
 //! key's usage. Allocation-free and lock-free for keys without a limit; a
-//! rate-limited key costs one atomic compare-and-swap (governor's GCRA).
+//! rate-limited key costs one atomic compare-and-swap (governor's GCRA),
+//! plus, with `limits.redis_url`, one on its fleet lease (`crate::fleet`).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -68,11 +69,15 @@ impl KeySet {
             Err(refusal) => return Decision { result: Err(refusal), rate: None },
         };
         let state = found.state;
-        let runtime = state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter);
+        let runtime =
+            state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter, self.fleet().map(|f| &**f));
         let mut rate = None;
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
             let (allowed, info) = match (runtime.quota, &runtime.limiter) {
-                (Some(quota), Some(limiter)) => limit(limiter, quota),
+                (Some(quota), Some(limiter)) => match &runtime.fleet {
+                    Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota)),
+                    None => limit(limiter, quota),
+                },
                 // A limit that could not be built is never dropped: refused.
                 (Some(_), None) => (false, None),
                 (None, _) => (true, None),

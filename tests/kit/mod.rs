@@ -8,7 +8,8 @@
 //! - [`admin::AdminCalls`]: admin calls through the real `AdminClient` over
 //!   HTTP, or through the router in-process (`oneshot`);
 //! - [`http`]: clients and the [`http::Reply`] type; [`pg`]: a fresh
-//!   PostgreSQL database; [`protocols`]: HTTP/2, TLS and upgrade peers.
+//!   PostgreSQL database; [`protocols`]: HTTP/2, TLS and upgrade peers;
+//!   [`redis`]: the shared Redis with a prefix per test, or a private one.
 //!
 //! No fixed ports: everything binds 127.0.0.1:0 and reports its address.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +21,7 @@ pub mod pg;
 pub mod process;
 pub mod protocols;
 pub mod proxy;
+pub mod redis;
 pub mod upstream;
 
 use std::sync::Arc;
