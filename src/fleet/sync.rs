@@ -151,7 +151,10 @@ impl FleetLimiter {
         let entries: Vec<Entry> = self.all().into_iter().filter_map(|s| pick(s, now, closing)).collect();
         let replicas = format!("{}replicas", self.options.prefix);
         let stale_us = (self.options.sync_interval_ms.max(100) * 50_000).to_string();
-        for batch in entries.chunks(BATCH) {
+        // With no limit to sync, an empty batch still keeps this replica
+        // in the replica set and finds out whether Redis answers.
+        let batches: Vec<&[Entry]> = if entries.is_empty() { vec![&[]] } else { entries.chunks(BATCH).collect() };
+        for batch in batches {
             let mut args: Vec<Vec<u8>> = Vec::with_capacity(5 + batch.len() * 5);
             args.extend([b"EVALSHA".to_vec(), sha.as_bytes().to_vec(), (batch.len() + 1).to_string().into_bytes()]);
             args.push(replicas.clone().into_bytes());
