@@ -93,8 +93,7 @@ async fn two_replicas_leasing_from_one_bucket_admit_one_bucket() {
     let options = FleetOptions { url: RedisUrl::parse(redis::SHARED).expect("url"), prefix, sync_interval_ms: 50 };
     let replicas: Vec<Arc<FleetLimiter>> = (0..2).map(|_| FleetLimiter::new(options.clone())).collect();
     let tasks: Vec<_> = replicas.iter().map(|f| f.spawn(shutdown.clone())).collect();
-    within(Duration::from_secs(5), "both replicas reach redis", || async { replicas.iter().all(|f| f.is_up()) })
-        .await;
+    within(Duration::from_secs(5), "both replicas reach redis", || async { replicas.iter().all(|f| f.is_up()) }).await;
     // 40 at once, then 20 a second: a perfect bucket admits 40 + 20 × 3.
     let quota = Quota { requests: 40, per_seconds: 2 };
     let run = Duration::from_secs(3);
@@ -194,7 +193,8 @@ async fn a_redis_that_comes_back_is_shared_again() {
     }
     let mut server = Private::start();
     let prefix = redis::prefix();
-    let fleet = vec![replica(&db.url(), &server.url(), &prefix).await, replica(&db.url(), &server.url(), &prefix).await];
+    let fleet =
+        vec![replica(&db.url(), &server.url(), &prefix).await, replica(&db.url(), &server.url(), &prefix).await];
     let redis_is = |want: &'static str| {
         let fleet = &fleet;
         async move {

@@ -103,7 +103,7 @@ impl FleetLimiter {
                 }
                 backoff = BACKOFF_MIN;
                 rounds += 1;
-                if rounds % 200 == 0 {
+                if rounds.is_multiple_of(200) {
                     self.prune();
                 }
                 tokio::select! {
@@ -113,6 +113,8 @@ impl FleetLimiter {
                         if let Err(e) = self.round(&mut conn.0, &conn.1, true, limit).await {
                             tracing::warn!(error = %e, "cannot hand the rate-limit leases back to redis");
                         }
+                        // Requests still draining count on this replica alone.
+                        self.shared.up.store(false, Ordering::Relaxed);
                         return;
                     }
                 }
