@@ -62,6 +62,8 @@ pub struct FleetLimiter {
     scopes: RwLock<HashMap<Box<str>, Arc<FleetScope>>>,
     /// Failed sync rounds (connects, timeouts, error replies) since start.
     sync_errors: AtomicU64,
+    /// Local unix ms of the last successful sync round.
+    last_sync_ms: AtomicI64,
     /// This process among the fleet's replicas in Redis.
     replica_id: String,
 }
@@ -74,6 +76,7 @@ impl FleetLimiter {
             shared: Arc::default(),
             scopes: RwLock::default(),
             sync_errors: AtomicU64::new(0),
+            last_sync_ms: AtomicI64::new(0),
             replica_id,
         })
     }

@@ -54,6 +54,8 @@ end
 return out
 "#;
 
+/// Redis silent this long (no successful round) is an outage.
+const OUTAGE_AFTER_MS: i64 = 2_000;
 /// A lease idle this long goes back to the fleet.
 const IDLE_RETURN_MS: i64 = 1_000;
 /// Limits per Lua call, so one call never holds Redis for long.
@@ -77,7 +79,7 @@ impl FleetLimiter {
 
     async fn run(&self, shutdown: Shutdown) {
         let interval = Duration::from_millis(self.options.sync_interval_ms);
-        let limit = (interval * 10).clamp(Duration::from_millis(250), Duration::from_secs(2));
+        let limit = (interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(5));
         let mut backoff = BACKOFF_MIN;
         let mut rounds: u64 = 0;
         while !shutdown.is_triggered() {
@@ -98,6 +100,7 @@ impl FleetLimiter {
                     self.down(&e, backoff);
                     break;
                 }
+                self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
                 if !self.shared.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(redis = ?self.options.url, "redis reachable: rate limits are shared by the fleet");
                 }
@@ -136,10 +139,15 @@ impl FleetLimiter {
         Ok((conn, sha))
     }
 
-    /// From here on every limit counts alone, until a round succeeds.
+    /// A failed round. A slow or dropped round is no outage: the replica
+    /// keeps spending the leases Redis already counted (and refuses past
+    /// them) for `OUTAGE_AFTER`; only then every limit counts alone, until a
+    /// round succeeds. Falling back at the first hiccup would let each
+    /// replica admit a whole local bucket that no one charges.
     fn down(&self, error: &RespError, retry: Duration) {
         self.sync_errors.fetch_add(1, Ordering::Relaxed);
-        if self.shared.up.swap(false, Ordering::Relaxed) {
+        let silent = now_ms() - self.last_sync_ms.load(Ordering::Relaxed);
+        if silent >= OUTAGE_AFTER_MS && self.shared.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(error = %error, "redis unreachable: each replica counts rate limits alone until it is back");
         } else {
             tracing::debug!(error = %error, retry_ms = retry.as_millis() as u64, "redis still unreachable");
