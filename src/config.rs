@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
+mod limits;
 mod load;
 mod log;
 mod redact;
 mod settings;
 mod telemetry;
 mod validate;
+pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
@@ -60,32 +62,6 @@ pub struct Config {
 pub struct QuotaConfig {
     pub requests: u32,
     pub per_seconds: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Rate limit of keys that have none of their own (`null`: unlimited).
-    pub default_per_key: Option<QuotaConfig>,
-    /// Failed authentications allowed per client address per minute before
-    /// that address gets 429 without any key lookup (0 disables the guard).
-    pub failed_auth_per_minute: u32,
-    /// Failures allowed at once before the per-minute rate applies.
-    pub failed_auth_burst: u32,
-    /// IPv6 clients are counted by network of this many bits (32–128),
-    /// not by address: one holder of a /64 is one client.
-    pub failed_auth_ipv6_prefix: u8,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            default_per_key: None,
-            failed_auth_per_minute: 1_000,
-            failed_auth_burst: 200,
-            failed_auth_ipv6_prefix: 64,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod contract;
+pub mod fleet;
 pub mod keys;
 pub mod listener;
 pub mod logging;

@@ -56,6 +56,8 @@ pub struct Metrics {
     reload_failures: IntCounter,
     flush_lag: Gauge,
     flush_failures: IntCounter,
+    /// With `limits.redis_url` only: `keygate_redis_up`, `keygate_redis_sync_errors_total`.
+    redis: Option<(IntGauge, IntCounter)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +132,22 @@ impl Metrics {
         }
         registry.register(Box::new(snapshot_age.clone()))?;
         registry.register(Box::new(flush_lag.clone()))?;
+        let redis = match keyset.load().fleet() {
+            Some(_) => {
+                let up = IntGauge::new(
+                    "keygate_redis_up",
+                    "1 when the last sync of rate limits with Redis succeeded, 0 when not (each replica counts alone).",
+                )?;
+                let errors = IntCounter::new(
+                    "keygate_redis_sync_errors_total",
+                    "Failed syncs of rate limits with Redis (connects, timeouts, error replies).",
+                )?;
+                registry.register(Box::new(up.clone()))?;
+                registry.register(Box::new(errors.clone()))?;
+                Some((up, errors))
+            }
+            None => None,
+        };
         registry.register(Box::new(KeyCollector::new(keyset, per_key_limit)?))?;
         Ok(Arc::new(Metrics {
             registry,
@@ -145,6 +163,7 @@ impl Metrics {
             reload_failures,
             flush_lag,
             flush_failures,
+            redis,
         }))
     }
 
@@ -197,6 +216,10 @@ impl Metrics {
         catch_up(&self.reload_failures, reloader.failures());
         self.flush_lag.set(flusher.lag_seconds());
         catch_up(&self.flush_failures, flusher.failures.load(Ordering::Relaxed));
+        if let (Some((up, errors)), Some(fleet)) = (&self.redis, snapshot.fleet()) {
+            up.set(i64::from(fleet.is_up()));
+            catch_up(errors, fleet.sync_errors());
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");

@@ -81,13 +81,22 @@ impl Gateway {
         let shutdown = Shutdown::new();
         let store = Store::connect(&config.store).await?;
         let loading = std::time::Instant::now();
+        let mut fleet_task = None;
         let reloader = Reloader::start(store).await.context("cannot load the keys from the store")?;
+        if let Some(options) = config.limits.fleet() {
+            let fleet = crate::fleet::FleetLimiter::new(options);
+            // Before the first request: every key's limit state is built
+            // with the fleet from then on.
+            reloader.keyset().rcu(|k| Arc::new(k.with_fleet(Arc::clone(&fleet))));
+            fleet_task = Some(fleet.spawn(shutdown.clone()));
+        }
         let snapshot = reloader.keyset().load_full();
         let load_ms = loading.elapsed().as_millis() as u64;
         tracing::info!(revision = snapshot.revision(), secrets = snapshot.len(), load_ms, "key snapshot loaded");
         let mut tasks =
             vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
         tasks.extend(reloader.spawn_listener(shutdown.clone()));
+        tasks.extend(fleet_task);
 
         let proxy_listeners = match runtime {
             ProxyRuntime::Caller => ProxyListeners::Caller(bind(config.proxy.listen, "proxy.listen").await?),

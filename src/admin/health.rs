@@ -6,7 +6,8 @@
 //! probe never waits on a database. A store outage leaves `/readyz` at 200 on
 //! purpose (fail static: every replica keeps serving its last snapshot, and
 //! an orchestrator must not pull them all out of service at once); it shows
-//! in `/healthz`'s body and in `keygate_store_up`.
+//! in `/healthz`'s body and in `keygate_store_up`. Likewise Redis: when it
+//! is down rate limits count per replica, which is no reason to be unready.
 
 use std::sync::Arc;
 
@@ -27,7 +28,8 @@ pub struct Health {
     status: &'static str,
     /// `up` when the store answered the reloader's last check, else `down`.
     store: &'static str,
-    /// `off`: this build keeps no state in Redis.
+    /// `off` without `limits.redis_url`; else `up` when the last sync with
+    /// Redis succeeded, `down` when not (each replica then counts alone).
     redis: &'static str,
     /// The store revision this node's key snapshot was built from.
     revision: i64,
@@ -81,7 +83,7 @@ pub async fn healthz(State(state): State<Arc<AdminState>>) -> Json<Health> {
     Json(Health {
         status: "ok",
         store: up_down(state.reloader.store_up()),
-        redis: "off",
+        redis: state.reloader.keyset().load().fleet().map_or("off", |f| up_down(f.is_up())),
         revision: state.reloader.keyset().load().revision(),
         snapshot_age_seconds: snapshot_age_seconds(&state),
     })

@@ -100,6 +100,9 @@ impl Config {
                 format!("must be between 32 and 128, got {}", self.limits.failed_auth_ipv6_prefix),
             );
         }
+        for (path, message) in self.limits.fleet_errors() {
+            err(path, message);
+        }
         if self.usage.flush_interval_ms < 10 {
             err("usage.flush_interval_ms", "must be at least 10".into());
         }

@@ -2,7 +2,8 @@
 //! check of the snapshot, then the key's client-address and route
 //! restrictions and its rate limit, and the count of the outcome on the
 //! key's usage. Allocation-free and lock-free for keys without a limit; a
-//! rate-limited key costs one atomic compare-and-swap (governor's GCRA).
+//! rate-limited key costs one atomic compare-and-swap (governor's GCRA),
+//! plus, with `limits.redis_url`, one on its fleet lease (`crate::fleet`).
 //! An account on a plan with a rate limit adds its pooled limiter, shared by
 //! all of the account's keys: a request passes only when both pass.
 
@@ -90,13 +91,17 @@ impl KeySet {
             Err(refusal) => return Decision { result: Err(refusal), rate: None },
         };
         let state = found.state;
-        let runtime = state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter);
+        let runtime =
+            state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter, self.fleet().map(|f| &**f));
         let mut rate = None;
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
             // The key's own limit first: a request it refuses takes nothing
             // from the account's pool, so one noisy key cannot drain it.
             let (allowed, info) = match (runtime.quota, &runtime.limiter) {
-                (Some(quota), Some(limiter)) => limit(limiter, quota, RateScope::Key),
+                (Some(quota), Some(limiter)) => match &runtime.fleet {
+                    Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota, RateScope::Key)),
+                    None => limit(limiter, quota, RateScope::Key),
+                },
                 // A limit that could not be built is never dropped: refused.
                 (Some(_), None) => (false, None),
                 (None, _) => (true, None),

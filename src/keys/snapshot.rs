@@ -25,6 +25,7 @@ use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
 use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
+use crate::fleet::{FleetLimiter, FleetScope};
 
 const SHARDS: usize = 256;
 const ID_LEN: usize = 24;
@@ -100,6 +101,8 @@ pub(super) struct Runtime {
     pub(super) quota: Option<Quota>,
     /// `None` with a `quota`: no limiter could be built for it.
     pub(super) limiter: Option<Limiter>,
+    /// The rate limit's fleet-wide state, with `limits.redis_url`.
+    pub(super) fleet: Option<Arc<FleetScope>>,
 }
 
 impl KeyState {
@@ -112,12 +115,14 @@ impl KeyState {
         table: &UsageTable,
         quota: Option<Quota>,
         make: fn(Quota) -> Option<Limiter>,
+        fleet: Option<&FleetLimiter>,
     ) -> &Runtime {
         self.runtime.get_or_init(|| {
             Arc::new(Runtime {
                 usage: table.counts(self.policy.id, self.policy.account_id),
                 quota,
                 limiter: quota.and_then(make),
+                fleet: fleet.zip(quota).map(|(f, q)| f.scope(&format!("key:{}", self.policy.id.as_str()), q)),
             })
         })
     }
@@ -235,6 +240,8 @@ pub struct KeySet {
     retired: Retired,
     usage: Arc<UsageTable>,
     accounts: Arc<Accounts>,
+    /// Where rate limits are shared with the fleet (`limits.redis_url`).
+    fleet: Option<Arc<FleetLimiter>>,
     revision: i64,
 }
 
@@ -258,6 +265,7 @@ impl KeySet {
             retired: Retired::empty(),
             usage: Arc::default(),
             accounts: Arc::default(),
+            fleet: None,
             revision: 0,
         }
     }
@@ -280,6 +288,17 @@ impl KeySet {
     /// shared by all snapshot versions.
     pub fn usage(&self) -> &Arc<UsageTable> {
         &self.usage
+    }
+
+    /// The fleet-wide rate limiter every later version of this snapshot
+    /// shares; set once at start, before the first request.
+    pub fn with_fleet(&self, fleet: Arc<FleetLimiter>) -> KeySet {
+        KeySet { fleet: Some(fleet), ..self.clone() }
+    }
+
+    /// Where rate limits are shared with the fleet, if anywhere.
+    pub fn fleet(&self) -> Option<&Arc<FleetLimiter>> {
+        self.fleet.as_ref()
     }
 
     /// The next snapshot: this one with `changes` applied. Shards the change
@@ -353,6 +372,7 @@ impl KeySet {
             retired: self.retired.replace(&changed, entries),
             usage: Arc::clone(&self.usage),
             accounts: plan::apply(&self.accounts, changes.accounts),
+            fleet: self.fleet.clone(),
             revision: changes.revision.max(self.revision),
         }
     }

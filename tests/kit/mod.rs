@@ -10,6 +10,7 @@
 //! - [`http`]: clients and the [`http::Reply`] type; [`pg`]: a fresh
 //!   PostgreSQL database; [`protocols`]: HTTP/2, TLS and upgrade peers;
 //!   [`otlp`]: an OTLP/HTTP trace receiver with its own protobuf decoder.
+//!   [`redis`]: the shared Redis with a prefix per test, or a private one.
 //!
 //! No fixed ports: everything binds 127.0.0.1:0 and reports its address.
 #![allow(dead_code, unused_imports)]
@@ -22,6 +23,7 @@ pub mod pg;
 pub mod process;
 pub mod protocols;
 pub mod proxy;
+pub mod redis;
 pub mod upstream;
 
 use std::sync::Arc;

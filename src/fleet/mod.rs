@@ -1,0 +1,251 @@
+//! Rate limits that hold for the whole fleet (`limits.redis_url`), with the
+//! decision kept local: no request waits on Redis.
+//!
+//! Each replica leases tokens from a fleet-wide token bucket kept in Redis
+//! (one GCRA "theoretical arrival time" per limit) and spends them on the
+//! request path with one atomic decrement. A background task (`sync.rs`)
+//! tops the leases up every `limits.redis_sync_interval_ms`: in one Lua
+//! call per round it hands back what a replica holds, and leases it
+//! `ceil(free / replicas)` of what is free. Tokens are only ever spent after
+//! Redis has counted them, so while Redis answers the fleet admits no more
+//! than one bucket allows, apart from the single request a replica lets
+//! through on a limit it holds no lease for (see `FleetScope::admit` and
+//! docs/architecture.md#fleet-wide-rate-limits for the bound).
+//!
+//! The local limiter (governor's GCRA, per replica) still runs: it is what
+//! counts alone when Redis cannot be reached, and it gives the headers.
+//! This module owns the leases and the Redis side; it does not know what a
+//! key is — a scope is any string (`key:<id>`, `account:<id>`).
+
+mod resp;
+mod sync;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Notify;
+
+use crate::keys::{Quota, RateInfo, RateScope};
+pub use resp::RedisUrl;
+
+/// A limit this replica has no lease for, and has not asked one for.
+const DORMANT: u8 = 0;
+/// It let one request through on credit and asked for a lease.
+const WARMING: u8 = 1;
+/// It holds a lease (possibly used up) that the sync keeps topped up.
+const ACTIVE: u8 = 2;
+
+/// What the fleet limiter is told by the config.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub url: RedisUrl,
+    /// Put in front of every Redis key (`keygate:`).
+    pub prefix: String,
+    pub sync_interval_ms: u64,
+}
+
+/// State every scope shares with the sync task.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Redis answered the last sync round; when not, every limit counts alone.
+    up: AtomicBool,
+    /// Wakes the sync task early for a limit that needs its first lease.
+    wake: Notify,
+}
+
+/// The fleet-wide limits of this replica: one `FleetScope` per limit in use.
+#[derive(Debug)]
+pub struct FleetLimiter {
+    options: FleetOptions,
+    shared: Arc<Shared>,
+    scopes: RwLock<HashMap<Box<str>, Arc<FleetScope>>>,
+    /// Failed sync rounds (connects, timeouts, error replies) since start.
+    sync_errors: AtomicU64,
+    /// Local unix ms of the last successful sync round.
+    last_sync_ms: AtomicI64,
+    /// This process among the fleet's replicas in Redis.
+    replica_id: String,
+}
+
+impl FleetLimiter {
+    pub fn new(options: FleetOptions) -> Arc<FleetLimiter> {
+        let replica_id = format!("{}-{}-{:x}", hostname(), std::process::id(), rand::random::<u64>());
+        Arc::new(FleetLimiter {
+            options,
+            shared: Arc::default(),
+            scopes: RwLock::default(),
+            sync_errors: AtomicU64::new(0),
+            last_sync_ms: AtomicI64::new(0),
+            replica_id,
+        })
+    }
+
+    /// Whether the last sync round reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.shared.up.load(Ordering::Relaxed)
+    }
+
+    pub fn sync_errors(&self) -> u64 {
+        self.sync_errors.load(Ordering::Relaxed)
+    }
+
+    /// The fleet-wide state of the limit named `scope` (`key:<id>`,
+    /// `account:<id>`) with this quota, created on first use. Callers keep
+    /// the `Arc` (the key snapshot does, per key version), so the request
+    /// path does not come here.
+    pub fn scope(&self, scope: &str, quota: Quota) -> Arc<FleetScope> {
+        if let Some(s) = self.scopes.read().ok().and_then(|m| m.get(scope).filter(|s| s.quota == quota).cloned()) {
+            return s;
+        }
+        let fresh = || Arc::new(FleetScope::new(scope, quota, Arc::clone(&self.shared)));
+        match self.scopes.write() {
+            Ok(mut m) => {
+                let entry = m.entry(scope.into()).or_insert_with(fresh);
+                if entry.quota != quota {
+                    // A new limit starts its own lease; the old one's tokens
+                    // go back to the fleet when its last user drops it.
+                    *entry = fresh();
+                }
+                Arc::clone(entry)
+            }
+            Err(_) => fresh(),
+        }
+    }
+
+    /// One request against the fleet-wide limit `scope`, for limiters that
+    /// keep no `Arc<FleetScope>` of their own: the lookup takes a read lock.
+    /// `local` is the replica's own limiter (taken only if the fleet allows).
+    pub fn check(
+        &self,
+        scope: &str,
+        quota: Quota,
+        now_ms: i64,
+        local: impl FnOnce() -> (bool, Option<RateInfo>),
+    ) -> (bool, Option<RateInfo>) {
+        self.scope(scope, quota).admit(now_ms, local)
+    }
+
+    fn all(&self) -> Vec<Arc<FleetScope>> {
+        self.scopes.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Forgets limits no snapshot or caller holds any more.
+    fn prune(&self) {
+        if let Ok(mut m) = self.scopes.write() {
+            m.retain(|_, s| Arc::strong_count(s) > 1 || s.allowance.load(Ordering::Relaxed) != 0);
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+/// One fleet-wide limit as this replica sees it: the tokens it holds.
+#[derive(Debug)]
+pub struct FleetScope {
+    name: Box<str>,
+    quota: Quota,
+    shared: Arc<Shared>,
+    state: AtomicU8,
+    /// Tokens leased to this replica and not yet spent; below 0 when it
+    /// spent on credit (the next sync reports that as spent).
+    allowance: AtomicI64,
+    /// A request came since the last sync round (it wants its lease topped up).
+    touched: AtomicBool,
+    last_used_ms: AtomicI64,
+    /// Local unix ms before which the fleet had no free token (last sync).
+    empty_until_ms: AtomicI64,
+    /// Local unix ms when the fleet's bucket is whole again (last sync).
+    full_at_ms: AtomicI64,
+    /// Free fleet tokens nobody holds, at the last sync.
+    fleet_free: AtomicI64,
+}
+
+impl FleetScope {
+    fn new(name: &str, quota: Quota, shared: Arc<Shared>) -> FleetScope {
+        FleetScope {
+            name: name.into(),
+            quota,
+            shared,
+            state: AtomicU8::new(DORMANT),
+            allowance: AtomicI64::new(0),
+            touched: AtomicBool::new(false),
+            last_used_ms: AtomicI64::new(0),
+            empty_until_ms: AtomicI64::new(0),
+            full_at_ms: AtomicI64::new(0),
+            fleet_free: AtomicI64::new(i64::from(quota.requests)),
+        }
+    }
+
+    /// One request: allowed when the replica holds a token of the fleet's
+    /// and `local` (the replica's own limiter) allows it too. While Redis
+    /// is unreachable, `local` decides alone. Atomics only, no lock, no
+    /// allocation, never a wait on Redis.
+    ///
+    /// A limit with no lease yet (first use on this replica, or idle long
+    /// enough to have handed its lease back) lets one request through on
+    /// credit, unless the fleet was known to be empty, and wakes the sync:
+    /// refusing it would refuse every first request of a quiet key.
+    pub fn admit(&self, now_ms: i64, local: impl FnOnce() -> (bool, Option<RateInfo>)) -> (bool, Option<RateInfo>) {
+        if !self.shared.up.load(Ordering::Relaxed) {
+            return local();
+        }
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
+        if self.last_used_ms.load(Ordering::Relaxed) < now_ms {
+            self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        }
+        if self.take() {
+            let (allowed, info) = local();
+            if !allowed {
+                self.allowance.fetch_add(1, Ordering::Relaxed);
+            }
+            return (allowed, info.map(|i| self.cap(i)));
+        }
+        let on_credit = self.state.load(Ordering::Acquire) == DORMANT
+            && now_ms >= self.empty_until_ms.load(Ordering::Relaxed)
+            && self.state.compare_exchange(DORMANT, WARMING, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        if on_credit {
+            self.shared.wake.notify_one();
+            let (allowed, info) = local();
+            if allowed {
+                self.allowance.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.state.store(DORMANT, Ordering::Release);
+            }
+            return (allowed, info.map(|i| self.cap(i)));
+        }
+        (false, Some(self.refusal(now_ms)))
+    }
+
+    /// Takes one leased token if there is one.
+    fn take(&self) -> bool {
+        self.allowance.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |a| (a > 0).then(|| a - 1)).is_ok()
+    }
+
+    /// The local limiter's view, with `remaining` no more than the fleet's.
+    fn cap(&self, mut info: RateInfo) -> RateInfo {
+        let fleet = self.fleet_free.load(Ordering::Relaxed) + self.allowance.load(Ordering::Relaxed).max(0);
+        info.remaining = info.remaining.min(u32::try_from(fleet.max(0)).unwrap_or(u32::MAX));
+        info
+    }
+
+    /// The headers of a refusal by the fleet.
+    fn refusal(&self, now_ms: i64) -> RateInfo {
+        let secs = |until: i64| u64::try_from((until - now_ms).max(0)).unwrap_or(0).div_ceil(1000);
+        RateInfo {
+            limit: self.quota.requests,
+            window_seconds: self.quota.per_seconds,
+            remaining: 0,
+            reset_seconds: secs(self.full_at_ms.load(Ordering::Relaxed)).max(1),
+            retry_after_seconds: Some(secs(self.empty_until_ms.load(Ordering::Relaxed)).max(1)),
+            scope: RateScope::Key,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

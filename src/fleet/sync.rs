@@ -1,0 +1,234 @@
+//! The background half of the fleet limiter: every sync interval (or at
+//! once when a limit needs its first lease), one Lua call per batch of
+//! limits hands back what this replica holds and leases it its share of
+//! what the fleet has free; reconnects with backoff when Redis goes away,
+//! and hands every lease back when the gateway stops.
+//!
+//! Redis keeps, per limit, the GCRA "theoretical arrival time" in µs of
+//! Redis's own clock (`TIME`), so replicas' clocks never have to agree; and
+//! a sorted set of the replicas seen in the last few seconds, whose count
+//! divides what is free. Nothing here runs on the request path.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::resp::{Connection, Reply, RespError};
+use super::{FleetLimiter, FleetScope, ACTIVE, DORMANT, WARMING};
+use crate::clock::now_ms;
+use crate::shutdown::Shutdown;
+
+/// KEYS[1]: the replica set; KEYS[2..]: one bucket per limit.
+/// ARGV[1]: this replica; ARGV[2]: how long (µs) a silent replica still
+/// counts; then per limit: tokens held (negative: spent on credit),
+/// 1 to lease more, µs per token, window µs.
+/// Answers the replica count, then per limit: tokens leased, tokens still
+/// free after that, and µs until the bucket is whole.
+const SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], 60000)
+local n = redis.call('ZCARD', KEYS[1])
+local out = {n}
+for i = 2, #KEYS do
+  local j = 3 + (i - 2) * 4
+  local held = tonumber(ARGV[j])
+  local lease = ARGV[j + 1] == '1'
+  local per = tonumber(ARGV[j + 2])
+  local window = tonumber(ARGV[j + 3])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  tat = tat - held * per
+  if tat < now then tat = now end
+  local free = math.floor((now + window - tat) / per + 0.000001)
+  local want = 0
+  if lease and free > 0 then want = math.ceil(free / n) end
+  tat = tat + want * per
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+  out[#out + 1] = want
+  out[#out + 1] = free - want
+  out[#out + 1] = math.floor(tat - now)
+end
+return out
+"#;
+
+/// Redis silent this long (no successful round) is an outage.
+const OUTAGE_AFTER_MS: i64 = 2_000;
+/// A lease idle this long goes back to the fleet.
+const IDLE_RETURN_MS: i64 = 1_000;
+/// Limits per Lua call, so one call never holds Redis for long.
+const BATCH: usize = 256;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One limit in a round: what was sent, to apply the answer against.
+struct Entry {
+    scope: Arc<FleetScope>,
+    held: i64,
+    lease: bool,
+}
+
+impl FleetLimiter {
+    /// Runs the sync until `shutdown`, then hands the leases back.
+    pub fn spawn(self: &Arc<Self>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run(shutdown).await })
+    }
+
+    async fn run(&self, shutdown: Shutdown) {
+        let interval = Duration::from_millis(self.options.sync_interval_ms);
+        let limit = (interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        let mut backoff = BACKOFF_MIN;
+        let mut rounds: u64 = 0;
+        while !shutdown.is_triggered() {
+            let mut conn = match self.connect(limit).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.down(&e, backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            loop {
+                if let Err(e) = self.round(&mut conn.0, &conn.1, false, limit).await {
+                    self.down(&e, backoff);
+                    break;
+                }
+                self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
+                if !self.shared.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(redis = ?self.options.url, "redis reachable: rate limits are shared by the fleet");
+                }
+                backoff = BACKOFF_MIN;
+                rounds += 1;
+                if rounds.is_multiple_of(200) {
+                    self.prune();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = self.shared.wake.notified() => {}
+                    _ = shutdown.wait() => {
+                        if let Err(e) = self.round(&mut conn.0, &conn.1, true, limit).await {
+                            tracing::warn!(error = %e, "cannot hand the rate-limit leases back to redis");
+                        }
+                        // Requests still draining count on this replica alone.
+                        self.shared.up.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn connect(&self, limit: Duration) -> Result<(Connection, String), RespError> {
+        let mut conn = Connection::open(&self.options.url, limit).await?;
+        let sha = match conn.call(&[&b"SCRIPT"[..], b"LOAD", SCRIPT.as_bytes()], limit).await? {
+            Reply::Bulk(Some(sha)) => String::from_utf8(sha).map_err(|_| RespError::Protocol)?,
+            _ => return Err(RespError::Protocol),
+        };
+        Ok((conn, sha))
+    }
+
+    /// A failed round. A slow or dropped round is no outage: the replica
+    /// keeps spending the leases Redis already counted (and refuses past
+    /// them) for `OUTAGE_AFTER`; only then every limit counts alone, until a
+    /// round succeeds. Falling back at the first hiccup would let each
+    /// replica admit a whole local bucket that no one charges.
+    fn down(&self, error: &RespError, retry: Duration) {
+        self.sync_errors.fetch_add(1, Ordering::Relaxed);
+        let silent = now_ms() - self.last_sync_ms.load(Ordering::Relaxed);
+        if silent >= OUTAGE_AFTER_MS && self.shared.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %error, "redis unreachable: each replica counts rate limits alone until it is back");
+        } else {
+            tracing::debug!(error = %error, retry_ms = retry.as_millis() as u64, "redis still unreachable");
+        }
+    }
+
+    /// One round over every limit that wants a lease or holds one it no
+    /// longer uses; `closing` hands everything back.
+    async fn round(&self, conn: &mut Connection, sha: &str, closing: bool, limit: Duration) -> Result<(), RespError> {
+        let now = now_ms();
+        let entries: Vec<Entry> = self.all().into_iter().filter_map(|s| pick(s, now, closing)).collect();
+        let replicas = format!("{}replicas", self.options.prefix);
+        let stale_us = (self.options.sync_interval_ms.max(100) * 50_000).to_string();
+        // With no limit to sync, an empty batch still keeps this replica
+        // in the replica set and finds out whether Redis answers.
+        let batches: Vec<&[Entry]> = if entries.is_empty() { vec![&[]] } else { entries.chunks(BATCH).collect() };
+        for batch in batches {
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(5 + batch.len() * 5);
+            args.extend([b"EVALSHA".to_vec(), sha.as_bytes().to_vec(), (batch.len() + 1).to_string().into_bytes()]);
+            args.push(replicas.clone().into_bytes());
+            for e in batch {
+                args.push(format!("{}rl:{}", self.options.prefix, e.scope.name).into_bytes());
+            }
+            args.extend([self.replica_id.clone().into_bytes(), stale_us.clone().into_bytes()]);
+            for e in batch {
+                let per_us = f64::from(e.scope.quota.per_seconds) * 1e6 / f64::from(e.scope.quota.requests.max(1));
+                args.push(e.held.to_string().into_bytes());
+                args.push(if e.lease { b"1".to_vec() } else { b"0".to_vec() });
+                args.push(format!("{per_us:.3}").into_bytes());
+                args.push((u64::from(e.scope.quota.per_seconds) * 1_000_000).to_string().into_bytes());
+            }
+            let Reply::Array(items) = conn.call(&args, limit).await? else { return Err(RespError::Protocol) };
+            let numbers: Vec<i64> = items
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Int(n) => Ok(n),
+                    _ => Err(RespError::Protocol),
+                })
+                .collect::<Result<_, _>>()?;
+            if numbers.len() != 1 + 3 * batch.len() {
+                return Err(RespError::Protocol);
+            }
+            let now = now_ms();
+            for (e, answer) in batch.iter().zip(numbers[1..].chunks_exact(3)) {
+                apply(e, answer[0], answer[1], answer[2], now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `scope` goes in this round, and how.
+fn pick(scope: Arc<FleetScope>, now: i64, closing: bool) -> Option<Entry> {
+    // Requests after this line count towards the next round.
+    let touched = scope.touched.swap(false, Ordering::Relaxed);
+    let state = scope.state.load(Ordering::Acquire);
+    let held = scope.allowance.load(Ordering::Acquire);
+    let idle = now - scope.last_used_ms.load(Ordering::Relaxed) >= IDLE_RETURN_MS;
+    let lease = !closing && (touched || state == WARMING);
+    let give_back = held != 0 && (closing || (state == ACTIVE && idle) || state == DORMANT);
+    if !lease && held == 0 && state == ACTIVE && idle {
+        // Nothing to hand back: the next request may go on credit again.
+        let _ = scope.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);
+    }
+    (lease || give_back).then_some(Entry { scope, held, lease })
+}
+
+/// Applies Redis's answer: the lease replaces what was held (anything
+/// spent meanwhile comes out of the new lease), and what the fleet has free.
+fn apply(e: &Entry, leased: i64, free: i64, whole_in_us: i64, now: i64) {
+    let s = &e.scope;
+    let after = s.allowance.fetch_add(leased - e.held, Ordering::AcqRel) + leased - e.held;
+    s.fleet_free.store(free, Ordering::Relaxed);
+    let per_ms = i64::from(s.quota.per_seconds) * 1000 / i64::from(s.quota.requests.max(1));
+    let window_ms = i64::from(s.quota.per_seconds) * 1000;
+    let next_token_ms = (whole_in_us / 1000 - window_ms + per_ms).max(0);
+    s.empty_until_ms.store(if free > 0 || after > 0 { 0 } else { now + next_token_ms }, Ordering::Relaxed);
+    s.full_at_ms.store(now + whole_in_us / 1000, Ordering::Relaxed);
+    if e.lease {
+        s.state.store(ACTIVE, Ordering::Release);
+    } else if after == 0 {
+        let _ = s.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}

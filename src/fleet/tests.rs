@@ -1,0 +1,100 @@
+//! The request-path half of the fleet limiter, without Redis: what a
+//! replica admits with a lease, on credit, and while Redis is down. The
+//! sync against a real Redis is tested in tests/fleet.rs.
+
+use super::*;
+
+fn limiter() -> Arc<FleetLimiter> {
+    FleetLimiter::new(FleetOptions {
+        url: RedisUrl::parse("redis://127.0.0.1:1").expect("url"),
+        prefix: "t:".into(),
+        sync_interval_ms: 50,
+    })
+}
+
+const Q: Quota = Quota { requests: 10, per_seconds: 60 };
+
+fn info(remaining: u32) -> RateInfo {
+    RateInfo {
+        limit: 10,
+        window_seconds: 60,
+        remaining,
+        reset_seconds: 1,
+        retry_after_seconds: None,
+        scope: RateScope::Key,
+    }
+}
+
+fn allow() -> (bool, Option<RateInfo>) {
+    (true, Some(info(9)))
+}
+
+#[test]
+fn while_redis_is_down_the_local_limiter_decides_alone() {
+    let f = limiter();
+    let s = f.scope("key:a", Q);
+    for _ in 0..5 {
+        assert!(s.admit(1, allow).0);
+    }
+    assert!(!s.admit(1, || (false, None)).0);
+    assert_eq!(s.allowance.load(Ordering::Relaxed), 0, "nothing is owed to the fleet");
+    assert!(!s.touched.load(Ordering::Relaxed), "nothing to sync");
+}
+
+#[test]
+fn a_limit_without_a_lease_lets_one_request_through_on_credit() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope("key:a", Q);
+    assert!(s.admit(1_000, allow).0);
+    assert_eq!(s.allowance.load(Ordering::Relaxed), -1, "owed to the fleet");
+    assert_eq!(s.state.load(Ordering::Relaxed), WARMING);
+    let (allowed, info) = s.admit(1_000, || panic!("the local limiter is not asked without a token"));
+    assert!(!allowed, "one on credit, then wait for the lease");
+    assert_eq!(info.and_then(|i| i.retry_after_seconds), Some(1));
+}
+
+#[test]
+fn a_lease_is_spent_one_token_a_request_and_kept_on_local_refusal() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope("key:a", Q);
+    s.state.store(ACTIVE, Ordering::Relaxed);
+    s.allowance.store(2, Ordering::Relaxed);
+    s.fleet_free.store(0, Ordering::Relaxed);
+    assert!(!s.admit(1, || (false, Some(info(0)))).0);
+    assert_eq!(s.allowance.load(Ordering::Relaxed), 2, "a local refusal spends no fleet token");
+    let (allowed, info) = s.admit(1, allow);
+    assert!(allowed);
+    assert_eq!(info.map(|i| i.remaining), Some(1), "remaining is the fleet's, not the replica's 9");
+    assert!(s.admit(1, allow).0);
+    assert!(!s.admit(1, allow).0, "lease spent");
+    assert_eq!(s.allowance.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn no_credit_while_the_fleet_is_known_to_be_empty() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope("key:a", Q);
+    s.empty_until_ms.store(5_000, Ordering::Relaxed);
+    s.full_at_ms.store(61_000, Ordering::Relaxed);
+    let (allowed, info) = s.admit(1_000, allow);
+    assert!(!allowed);
+    let info = info.expect("headers");
+    assert_eq!((info.remaining, info.retry_after_seconds, info.reset_seconds), (0, Some(4), 60));
+    assert!(s.touched.load(Ordering::Relaxed), "the next sync asks for a lease");
+    assert!(s.admit(5_000, allow).0, "once a token is free again");
+}
+
+#[test]
+fn scopes_are_shared_by_name_and_renewed_when_the_limit_changes() {
+    let f = limiter();
+    let a = f.scope("key:a", Q);
+    assert!(Arc::ptr_eq(&a, &f.scope("key:a", Q)));
+    let b = f.scope("key:a", Quota { requests: 20, per_seconds: 60 });
+    assert!(!Arc::ptr_eq(&a, &b));
+    drop((a, b));
+    f.prune();
+    assert!(f.all().is_empty(), "unused scopes without a lease are forgotten");
+}
