@@ -29,7 +29,7 @@ set -euo pipefail
 [[ $# == 2 ]] || { echo "usage: $0 BASE_BIN HEAD_BIN" >&2; exit 2; }
 BASE_BIN=$(realpath "$1")
 HEAD_BIN=$(realpath "$2")
-REQUESTS=${REQUESTS:-2000}
+REQUESTS=${REQUESTS:-1000}
 ROTATE=${ROTATE:-100}
 KEYS=${KEYS:-1000}
 CHECKS=${CHECKS:-20000}
@@ -82,20 +82,22 @@ nginx -p "$WORK" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log" &
 PIDS+=($!)
 
 # Sums a callgrind dump: total instructions, and calls into the C allocator
-# (names may be compressed: `cfn=(7) malloc` once, `cfn=(7)` after).
+# (names may be compressed: `fn=(7) malloc` once, `cfn=(7)` after).
 tally() {
     awk '
         /^(summary|totals):/ { ir = $2 }
-        /^cfn=/ {
-            spec = substr($0, 5)
+        # fn= and cfn= share one name table.
+        /^c?fn=/ {
+            spec = substr($0, index($0, "=") + 1)
             if (match(spec, /^\([0-9]+\)/)) {
                 id = substr(spec, RSTART, RLENGTH)
                 rest = substr(spec, RLENGTH + 2)
                 if (rest != "") { name[id] = rest }
-                callee = name[id]
+                fname = name[id]
             } else {
-                callee = spec
+                fname = spec
             }
+            if ($0 ~ /^cfn=/) { callee = fname }
             next
         }
         /^calls=/ {
@@ -178,11 +180,11 @@ EOF
     requests "$kg_port" "$REQUESTS" "$dir/one.curl"
     requests "$kg_port" "$((REQUESTS * 2))" "$dir/two.curl"
     send "$dir/warm.curl" "$((ROTATE * 2))"
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     send "$dir/one.curl" "$REQUESTS"
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     send "$dir/two.curl" "$((REQUESTS * 2))"
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     local dumps one two
