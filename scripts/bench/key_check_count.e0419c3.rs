@@ -1,0 +1,62 @@
+//! examples/key_check_count.rs as it builds at e0419c3 (before
+//! `KeyPolicy::builder`), for the baseline of `scripts/bench-instructions.sh`:
+//! copy it to the old tree's examples/ and build it there.
+//!
+//! The key check of `benches/key_check.rs` (parse, checksum, hash, lookup,
+//! status, permission) run a fixed number of times, for counting its
+//! instructions under callgrind (`scripts/bench-instructions.sh`), where a
+//! time-driven harness like criterion would run a different number of
+//! iterations each time.
+//!
+//! ```text
+//! cargo build --release --example key_check_count
+//! target/release/examples/key_check_count KEYS CHECKS
+//! ```
+//!
+//! Two runs at CHECKS and 2×CHECKS checks cancel the set-up (key
+//! generation, snapshot build) out of the difference.
+
+use std::hint::black_box;
+
+use http::Method;
+use keygate::keys::{format, Changes, InlineId, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
+
+fn rows(secrets: &[Secret]) -> Changes {
+    let keys = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PolicyRow {
+            hash: s.hash(),
+            policy: KeyPolicy {
+                id: InlineId::new(&format!("key_{i:020}")).expect("short id"),
+                account_id: InlineId::new(&format!("acc_{:020}", i % 1000)).expect("short id"),
+                permission: if i % 2 == 0 { Permission::Read } else { Permission::Write },
+                enabled: true,
+                revoked: false,
+                api_access: true,
+                expires_at: Some(i64::MAX),
+                quota: None,
+                restrictions: None,
+            },
+        })
+        .collect();
+    Changes { revision: 1, keys, retired: Vec::new() }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
+    let (Some(Ok(keys)), Some(Ok(checks))) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: key_check_count KEYS CHECKS");
+    };
+    let secrets: Vec<Secret> = (0..keys).map(|_| format::generate("kg_live")).collect();
+    let set = KeySet::empty().apply(rows(&secrets));
+    let now = keygate::clock::now_ms();
+    let probe: Vec<&[u8]> = secrets.iter().step_by(997).map(|s| s.expose().as_bytes()).collect();
+    let mut allowed = 0usize;
+    for i in 0..checks {
+        let key = black_box(probe[i % probe.len()]);
+        allowed += usize::from(black_box(set.check(key, &Method::GET, now)).is_ok());
+    }
+    println!("{allowed} of {checks} checks allowed");
+    Ok(())
+}
