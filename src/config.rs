@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
+mod authz;
 mod load;
 mod redact;
 mod settings;
 mod validate;
+pub use authz::AuthzConfig;
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Forward auth for an ingress in front (nginx, Caddy, Traefik, Envoy).
+    pub authz: AuthzConfig,
 }
 
 /// `requests` per `per_seconds`.
@@ -424,18 +428,6 @@ impl Config {
             Some(settings) if errors.is_empty() => Ok(settings),
             _ => Err(ConfigError { errors }),
         }
-    }
-
-    /// The default configuration with every optional section present: the
-    /// map of field paths that `KEYGATE_*` variables can set.
-    fn shape() -> Value {
-        let mut shape = Config::default();
-        shape.proxy.tls = Some(TlsConfig::default());
-        shape.admin.tls = Some(TlsConfig::default());
-        shape.proxy.key_query_param = Some(String::new());
-        shape.upstream.ca_file = Some(String::new());
-        shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
-        serde_json::to_value(shape).unwrap_or(Value::Null)
     }
 }
 

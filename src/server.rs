@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::admin::{self, AdminState};
+use crate::authz::ForwardAuth;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
@@ -47,6 +48,8 @@ pub enum ProxyRuntime {
 pub struct Gateway {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Forward auth (`authz.listen`), when on.
+    pub authz_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub flusher: Arc<Flusher>,
     shutdown: Shutdown,
@@ -90,6 +93,11 @@ impl Gateway {
             ),
         };
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;
+        let authz_listener = match config.authz.listen {
+            Some(addr) => Some(bind(addr, "authz.listen").await?),
+            None => None,
+        };
+        let authz_addr = authz_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let proxy_tls = tls_config(config.proxy.tls.as_ref(), tls::Alpn::Http2AndHttp1, &shutdown)?;
         let admin_tls = tls_config(config.admin.tls.as_ref(), tls::Alpn::Http1, &shutdown)?;
         let proxy_addr = proxy_listeners.local_addr()?;
@@ -100,6 +108,14 @@ impl Gateway {
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
         let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
+        if let Some(listener) = authz_listener {
+            if config.proxy.trusted_proxies.is_empty() {
+                tracing::warn!("authz.listen is on but proxy.trusted_proxies is empty: every forward-auth request counts as coming from the ingress's own address");
+            }
+            let authz = ForwardAuth::new(config, Arc::clone(&proxy));
+            tasks.push(tokio::spawn(authz.serve(listener, shutdown.clone())));
+            tracing::info!(addr = ?authz_addr, "forward auth listening");
+        }
         match proxy_listeners {
             ProxyListeners::Caller(listener) => {
                 tasks.push(tokio::spawn(proxy.serve(listener, proxy_tls, shutdown.clone())))
@@ -154,7 +170,7 @@ impl Gateway {
             tokio::spawn(listener::serve(admin_listener, admin_tls, make_service, opts, admin_stop.clone()));
         tracing::info!(addr = %admin_addr, "admin listening");
 
-        Ok(Gateway { proxy_addr, admin_addr, reloader, flusher, shutdown, tasks, admin_stop, admin_task })
+        Ok(Gateway { proxy_addr, admin_addr, authz_addr, reloader, flusher, shutdown, tasks, admin_stop, admin_task })
     }
 
     /// A handle that stops the gateway when triggered (signals use it).

@@ -129,6 +129,7 @@ impl Config {
                 }
             }
         }
+        errors.extend(self.authz.check(self.proxy.listen, self.admin.listen));
         errors
     }
 }

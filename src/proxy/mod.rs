@@ -90,6 +90,15 @@ impl ClientConn {
     }
 }
 
+/// A request the proxy's decision let through, and who made it.
+#[derive(Debug)]
+pub struct Admitted {
+    pub identity: Identity,
+    /// Where the credential was, to strip it before forwarding.
+    pub found_in: FoundIn,
+    pub rate: Option<RateInfo>,
+}
+
 /// A refusal, with what its response needs beyond the problem itself.
 struct Refused {
     problem: ProxyCode,
@@ -193,37 +202,11 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        // An unknown client (an unreadable forwarded entry) passes no
-        // address restriction; the guard then counts its failures against
-        // the peer that forwarded it.
-        let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
-        let guarded = client.unwrap_or(peer.ip());
-        if let Some(wait) = self.guard.blocked_for(guarded) {
-            self.metrics.auth_failure(Refusal::RateLimited);
-            let mut response = refuse(
-                ProxyCode::Refused(Refusal::RateLimited),
-                Some("Too many failed authentications from this address."),
-                &request_id,
-                peer,
-                grpc,
-            );
-            headers::retry_after(response.headers_mut(), wait);
-            return (0, response);
-        }
-        let (identity, found_in, rate) = match self.authenticate(&parts, client) {
-            Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(refused, guarded, &request_id, peer, grpc)),
+        let (Admitted { identity, found_in, rate }, target) = match self.admit(&parts, peer, &request_id, grpc) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
         };
-        if head_size(&parts) > self.max_header_bytes {
-            let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
-            return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
-        }
-        let target = self.routes.resolve(parts.uri.path(), request_host(&parts));
         let route = target.index;
-        if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
-            let detail = format!("The request body may be at most {limit} bytes on this route.");
-            return (route, refuse(ProxyCode::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
-        }
 
         let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
@@ -295,6 +278,69 @@ impl Proxy {
             Err(error) => self.upstream_failed(error, &request_id, peer, grpc),
         };
         (route, response)
+    }
+
+    /// The proxy's whole decision on a request head, before anything is
+    /// forwarded: the failed-auth guard, the credential and the key
+    /// decision (counted, like every decision), the head size and the
+    /// route's body limit. The proxy and forward auth (`crate::authz`) both
+    /// decide through here, so the two cannot drift apart. A refusal comes
+    /// back as its answer, with the route index for metrics.
+    pub fn admit(
+        &self,
+        parts: &Parts,
+        peer: SocketAddr,
+        request_id: &RequestId,
+        grpc: bool,
+    ) -> Result<(Admitted, routing::Target<'_>), (usize, Response<ProxyBody>)> {
+        // An unknown client (an unreadable forwarded entry) passes no
+        // address restriction; the guard then counts its failures against
+        // the peer that forwarded it.
+        let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
+        let guarded = client.unwrap_or(peer.ip());
+        if let Some(wait) = self.guard.blocked_for(guarded) {
+            self.metrics.auth_failure(Refusal::RateLimited);
+            let mut response = refuse(
+                ProxyCode::Refused(Refusal::RateLimited),
+                Some("Too many failed authentications from this address."),
+                request_id,
+                peer,
+                grpc,
+            );
+            headers::retry_after(response.headers_mut(), wait);
+            return Err((0, response));
+        }
+        let admitted = match self.authenticate(parts, client) {
+            Ok((identity, found_in, rate)) => Admitted { identity, found_in, rate },
+            Err(refused) => return Err((0, self.refused(refused, guarded, request_id, peer, grpc))),
+        };
+        if head_size(parts) > self.max_header_bytes {
+            let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
+            return Err((0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), request_id, peer, grpc)));
+        }
+        let target = self.routes.resolve(parts.uri.path(), request_host(parts));
+        if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
+            let detail = format!("The request body may be at most {limit} bytes on this route.");
+            return Err((target.index, refuse(ProxyCode::BodyTooLarge, Some(&detail), request_id, peer, grpc)));
+        }
+        Ok((admitted, target))
+    }
+
+    /// Whether `peer` is one of `proxy.trusted_proxies`, whose forwarded
+    /// headers are believed.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        client_ip::is_trusted(peer, &self.trusted_proxies)
+    }
+
+    /// The proxy listener's options (timeouts, head limits), which forward
+    /// auth shares.
+    pub fn listener_options(&self) -> &ListenerOptions {
+        &self.listener
+    }
+
+    /// Records one answered request in the request metrics.
+    pub fn observe(&self, route: usize, status: StatusCode, started: Instant) {
+        self.metrics.observe(route, status.as_u16(), started.elapsed());
     }
 
     /// The credential and the key decision. The snapshot guard lives only
