@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
@@ -31,6 +32,9 @@ use crate::contract::{ProxyCode, RequestId, X_REQUEST_ID};
 use crate::listener::{self, ListenerOptions};
 use crate::proxy::{headers, problem, Admitted, Proxy, ProxyBody};
 use crate::shutdown::Shutdown;
+
+/// The refusal's problem+json, repeated as a header for nginx.
+pub const X_KEYGATE_PROBLEM: HeaderName = HeaderName::from_static("x-keygate-problem");
 
 /// The forward-auth listener's state.
 #[derive(Debug)]
@@ -84,8 +88,26 @@ impl ForwardAuth {
             },
         };
         self.proxy.observe(route, response.status(), started);
-        response
+        if response.status().is_success() {
+            response
+        } else {
+            with_problem_header(response)
+        }
     }
+}
+
+/// nginx's `auth_request` keeps only the status and headers of the auth
+/// answer (and turns any status but 401 and 403 into 500): the problem
+/// also goes in `X-Keygate-Problem`, one line of JSON, so an nginx
+/// `error_page` can answer the client with it (docs/authz.md).
+fn with_problem_header(response: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    if let ProxyBody::Full(Some(bytes)) = &body {
+        if let Ok(value) = HeaderValue::from_bytes(bytes.trim_ascii()) {
+            parts.headers.insert(X_KEYGATE_PROBLEM, value);
+        }
+    }
+    Response::from_parts(parts, body)
 }
 
 /// The answer to an allowed request: 200, no body, the identity and the

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod gateway;
 pub mod http;
+pub mod ingress;
 pub mod pg;
 pub mod process;
 pub mod protocols;
