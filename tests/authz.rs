@@ -103,7 +103,13 @@ async fn the_original_method_and_uri_are_decided_not_the_subrequests() {
     let original = [("x-original-method", "POST"), ("x-original-uri", "/v1/x")];
     let r = fetch(Method::GET, &gw.authz_url("/"), &[original[0], original[1], ("x-api-key", read)], "").await;
     assert_problem(&r, 403, "insufficient_permission");
-    let r = fetch(Method::POST, &gw.authz_url("/"), &[("x-original-method", "GET"), ("x-original-uri", "/v1/x"), ("x-api-key", read)], "").await;
+    let r = fetch(
+        Method::POST,
+        &gw.authz_url("/"),
+        &[("x-original-method", "GET"), ("x-original-uri", "/v1/x"), ("x-api-key", read)],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 

@@ -39,7 +39,9 @@ impl Unusable {
             Unusable::NoMethod => "Forward auth needs the original method in X-Forwarded-Method or X-Original-Method.",
             Unusable::NoUri => "Forward auth needs the original path and query in X-Forwarded-Uri or X-Original-URI.",
             Unusable::Conflicting(detail) => detail,
-            Unusable::BadMethod => "The original method (X-Forwarded-Method or X-Original-Method) is not an HTTP method.",
+            Unusable::BadMethod => {
+                "The original method (X-Forwarded-Method or X-Original-Method) is not an HTTP method."
+            }
             Unusable::BadUri => {
                 "The original URI (X-Forwarded-Uri or X-Original-URI) is not a path and query starting with /."
             }
@@ -152,7 +154,8 @@ mod tests {
     fn a_second_spelling_that_disagrees_is_refused() {
         let mut p = parts(&[("x-original-method", "POST"), ("x-forwarded-method", "GET"), ("x-original-uri", "/a")]);
         assert!(matches!(restore(&mut p, true), Err(Unusable::Conflicting(_))));
-        let mut p = parts(&[("x-original-method", "GET"), ("x-original-uri", "/admin"), ("x-forwarded-uri", "/public")]);
+        let mut p =
+            parts(&[("x-original-method", "GET"), ("x-original-uri", "/admin"), ("x-forwarded-uri", "/public")]);
         assert!(matches!(restore(&mut p, true), Err(Unusable::Conflicting(_))));
         let mut p = parts(&[("x-forwarded-method", "GET"), ("x-forwarded-method", "POST"), ("x-forwarded-uri", "/")]);
         assert!(matches!(restore(&mut p, true), Err(Unusable::Conflicting(_))));
@@ -174,7 +177,9 @@ mod tests {
 
     #[test]
     fn forwarded_host_only_from_a_trusted_peer() {
-        let with_host = || parts(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/"), ("x-forwarded-host", "api.example.com")]);
+        let with_host = || {
+            parts(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/"), ("x-forwarded-host", "api.example.com")])
+        };
         let mut p = with_host();
         restore(&mut p, false).expect("usable");
         assert_eq!(p.headers[HOST], "auth.internal");

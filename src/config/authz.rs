@@ -66,7 +66,8 @@ mod tests {
         let err = Config::from_yaml("authz:\n  listen: nope\n  bogus: 1\n", Vec::new()).expect_err("invalid");
         let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"authz.listen") && paths.contains(&"authz.bogus"), "{paths:?}");
-        let text = "proxy:\n  listen: 127.0.0.1:8080\nauthz:\n  listen: 127.0.0.1:8080\n  grpc_listen: 127.0.0.1:8080\n";
+        let text =
+            "proxy:\n  listen: 127.0.0.1:8080\nauthz:\n  listen: 127.0.0.1:8080\n  grpc_listen: 127.0.0.1:8080\n";
         let err = Config::from_yaml(text, Vec::new()).expect_err("shared port");
         let shown = err.to_string();
         assert!(shown.contains("authz.listen: 127.0.0.1:8080 is already proxy.listen"), "{shown}");

@@ -21,9 +21,7 @@ const CADDY: &str = include_str!("Caddyfile");
 async fn keygate() -> (Upstream, ProxyGateway, Secret) {
     let upstream = Upstream::start().await;
     let once = generate("kg_live");
-    let row = KeyPolicy::builder("key_once", "acc_main")
-        .quota(Quota { requests: 1, per_seconds: 60 })
-        .row(once.hash());
+    let row = KeyPolicy::builder("key_once", "acc_main").quota(Quota { requests: 1, per_seconds: 60 }).row(once.hash());
     let gw = TestGateway::new()
         .upstream(upstream.url(""))
         .config(|c| {
@@ -66,7 +64,8 @@ async fn check(ingress: &Ingress, upstream: &Upstream, gw: &ProxyGateway, once: 
     let r = call(ingress, Method::GET, "/v1/things", &[]).await;
     assert_refused(ingress, &r, 401, "missing_key");
     assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")), "{:?}", r.headers);
-    let r = call(ingress, Method::GET, "/", &[("authorization", "Bearer kg_live_0000000000000000000000000000000000")]).await;
+    let r = call(ingress, Method::GET, "/", &[("authorization", "Bearer kg_live_0000000000000000000000000000000000")])
+        .await;
     assert_refused(ingress, &r, 401, "invalid_key");
     let r = call(ingress, Method::DELETE, "/v1/things/1", &[("x-api-key", gw.keys.read.expose())]).await;
     assert_refused(ingress, &r, 403, "insufficient_permission");
