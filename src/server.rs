@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::admin::{self, AdminState};
+use crate::authz::grpc::GrpcAuthz;
 use crate::authz::ForwardAuth;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     /// Forward auth (`authz.listen`), when on.
     pub authz_addr: Option<SocketAddr>,
+    /// Envoy gRPC ext_authz (`authz.grpc_listen`), when on.
+    pub authz_grpc_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub flusher: Arc<Flusher>,
     shutdown: Shutdown,
@@ -98,6 +101,11 @@ impl Gateway {
             None => None,
         };
         let authz_addr = authz_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let grpc_listener = match config.authz.grpc_listen {
+            Some(addr) => Some(bind(addr, "authz.grpc_listen").await?),
+            None => None,
+        };
+        let authz_grpc_addr = grpc_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let proxy_tls = tls_config(config.proxy.tls.as_ref(), tls::Alpn::Http2AndHttp1, &shutdown)?;
         let admin_tls = tls_config(config.admin.tls.as_ref(), tls::Alpn::Http1, &shutdown)?;
         let proxy_addr = proxy_listeners.local_addr()?;
@@ -115,6 +123,11 @@ impl Gateway {
             let authz = ForwardAuth::new(config, Arc::clone(&proxy));
             tasks.push(tokio::spawn(authz.serve(listener, shutdown.clone())));
             tracing::info!(addr = ?authz_addr, "forward auth listening");
+        }
+        if let Some(listener) = grpc_listener {
+            let grpc = GrpcAuthz::new(config, Arc::clone(&proxy));
+            tasks.push(tokio::spawn(grpc.serve(listener, shutdown.clone())));
+            tracing::info!(addr = ?authz_grpc_addr, "gRPC ext_authz listening");
         }
         match proxy_listeners {
             ProxyListeners::Caller(listener) => {
@@ -170,7 +183,18 @@ impl Gateway {
             tokio::spawn(listener::serve(admin_listener, admin_tls, make_service, opts, admin_stop.clone()));
         tracing::info!(addr = %admin_addr, "admin listening");
 
-        Ok(Gateway { proxy_addr, admin_addr, authz_addr, reloader, flusher, shutdown, tasks, admin_stop, admin_task })
+        Ok(Gateway {
+            proxy_addr,
+            admin_addr,
+            authz_addr,
+            authz_grpc_addr,
+            reloader,
+            flusher,
+            shutdown,
+            tasks,
+            admin_stop,
+            admin_task,
+        })
     }
 
     /// A handle that stops the gateway when triggered (signals use it).

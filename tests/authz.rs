@@ -7,6 +7,8 @@
 
 mod kit;
 
+#[path = "authz/grpc.rs"]
+mod grpc;
 #[path = "authz/ingress.rs"]
 mod ingress;
 

@@ -16,7 +16,9 @@
 //! original gRPC request: a gRPC refusal is an HTTP 200, which an ingress
 //! would read as "allowed".
 
+pub mod grpc;
 pub mod original;
+pub mod proto;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

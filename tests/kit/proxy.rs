@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::Method;
+use keygate::authz::grpc::GrpcAuthz;
 use keygate::authz::ForwardAuth;
 use keygate::config::Config;
 use keygate::keys::{generate, Changes, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
@@ -59,6 +60,8 @@ pub struct ProxyGateway {
     pub addr: SocketAddr,
     /// Forward auth, when `authz.listen` is set.
     pub authz: Option<SocketAddr>,
+    /// gRPC ext_authz, when `authz.grpc_listen` is set.
+    pub authz_grpc: Option<SocketAddr>,
     pub keys: Keys,
     pub shutdown: Shutdown,
     pub task: JoinHandle<()>,
@@ -96,8 +99,15 @@ impl ProxyGateway {
             let forward_auth = ForwardAuth::new(&config, Arc::clone(&proxy));
             tokio::spawn(forward_auth.serve(listener, shutdown.clone()));
         }
+        let mut authz_grpc = None;
+        if let Some(at) = config.authz.grpc_listen {
+            let listener = TcpListener::bind(at).await.expect("bind gRPC ext_authz");
+            authz_grpc = Some(listener.local_addr().expect("gRPC ext_authz addr"));
+            let grpc = GrpcAuthz::new(&config, Arc::clone(&proxy));
+            tokio::spawn(grpc.serve(listener, shutdown.clone()));
+        }
         let task = tokio::spawn(proxy.serve(listener, tls, shutdown.clone()));
-        ProxyGateway { addr, authz, keys, shutdown, task }
+        ProxyGateway { addr, authz, authz_grpc, keys, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
