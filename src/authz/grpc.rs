@@ -141,7 +141,10 @@ impl GrpcAuthz {
                 headers::identity_headers(&mut headers, &admitted.identity);
                 (target.index, Decided::Allowed(headers))
             }
-            Err((route, refused)) => (route, Decided::Refused(refused)),
+            Err(refused) => {
+                let (route, response) = *refused;
+                (route, Decided::Refused(response))
+            }
         }
     }
 }

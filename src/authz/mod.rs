@@ -86,7 +86,7 @@ impl ForwardAuth {
             }
             Ok(()) => match self.proxy.admit(&parts, peer, &request_id, false) {
                 Ok((admitted, target)) => (target.index, allowed(&admitted, &request_id)),
-                Err(refused) => refused,
+                Err(refused) => *refused,
             },
         };
         self.proxy.observe(route, response.status(), started);

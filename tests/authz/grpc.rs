@@ -95,7 +95,7 @@ fn number(bytes: &[u8]) -> u64 {
 }
 
 /// `HeaderValueOption`s as `(key, value)`.
-fn header_options(options: Vec<Vec<u8>>) -> Vec<(String, String)> {
+fn header_options(options: Vec<Vec<u8>>) -> Headers {
     options
         .iter()
         .map(|o| {
@@ -106,15 +106,17 @@ fn header_options(options: Vec<Vec<u8>>) -> Vec<(String, String)> {
         .collect()
 }
 
+type Headers = Vec<(String, String)>;
+
 /// The decoded answer of one Check call.
 #[derive(Debug)]
 struct Answer {
     grpc_status: String,
     rpc_code: u64,
     /// `Some` when OK.
-    ok_headers: Option<Vec<(String, String)>>,
+    ok_headers: Option<Headers>,
     /// `(http status, headers, body)` when denied.
-    denied: Option<(u64, Vec<(String, String)>, serde_json::Value)>,
+    denied: Option<(u64, Headers, serde_json::Value)>,
 }
 
 impl Answer {
