@@ -16,12 +16,16 @@ use serde_json::{Map, Value};
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
 mod authz;
 mod load;
+mod log;
 mod redact;
 mod settings;
+mod telemetry;
 mod validate;
 pub use authz::AuthzConfig;
+pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
+pub use telemetry::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -48,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Traces over OTLP.
+    pub telemetry: TelemetryConfig,
     /// Forward auth for an ingress in front (nginx, Caddy, Traefik, Envoy).
     pub authz: AuthzConfig,
 }
@@ -326,29 +332,6 @@ pub struct KeysConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig { live_prefix: "kg_live".into(), test_prefix: "kg_test".into() }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `text` or `json` (one JSON object per line).
-    pub format: LogFormat,
-    /// A tracing filter: `info`, `keygate=debug,info`, …
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: "info".into() }
     }
 }
 

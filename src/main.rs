@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use keygate::admin::tokens::TokenView;
 use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand};
 use keygate::config::{Config, LogFormat};
+use keygate::logging::Logging;
 use keygate::server::{Gateway, ProxyRuntime};
 use keygate::service::{CreateToken, Service, ServiceError};
 use keygate::store::{AuditContext, Role, Store};
@@ -220,12 +222,8 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let format = match log_format {
-        Some("json") => LogFormat::Json,
-        Some(_) => LogFormat::Text,
-        None => config.log.format,
-    };
-    init_logging(format, &config.log.level);
+    let forced_format = log_format.map(|f| if f == "json" { LogFormat::Json } else { LogFormat::Text });
+    let logging = Arc::new(Logging::init(&config.log, forced_format));
     // The proxy gets one single-threaded runtime per core (see
     // `ProxyRuntime::Threads`); the admin port and background work share
     // one more on this thread.
@@ -241,6 +239,11 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         }
     };
     rt.block_on(async {
+        // Watching SIGHUP from here on takes away its default effect (ending
+        // the process), so a reload sent while the store is still being
+        // connected is not a stop; the reloader below watches it for real.
+        #[cfg(unix)]
+        let _ignore_hangup_while_starting = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
         let gateway = match Gateway::start_with(&config, token.as_deref(), ProxyRuntime::Threads(workers)).await {
             Ok(g) => g,
@@ -253,21 +256,16 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         if token.is_none() {
             tracing::warn!("KEYGATE_ADMIN_TOKEN is not set: the admin API accepts no token");
         }
+        // SIGHUP reloads the file; what the environment overrode at start
+        // (`KEYGATE_*`) it overrides again.
+        let reloader = gateway.config_reloader(path.to_path_buf(), Some(logging));
+        if let Err(e) = reloader.spawn_on_hangup(gateway.shutdown()) {
+            tracing::warn!(error = %e, "cannot watch SIGHUP: the configuration cannot be reloaded live");
+        }
         gateway.shutdown().on_signal();
         gateway.wait().await;
         ExitCode::SUCCESS
     })
-}
-
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! at scrape time, and so are the failure counters kept by the reloader and
 //! the flusher: a name ending in `_total` is always a counter. Also
 //! `keygate_build_info{version}` and, on Linux, the standard `process_*`
-//! metrics (CPU, memory, open files).
+//! metrics (CPU, memory, open files). Configuration reloads (SIGHUP) are
+//! counted by result, with the time of the last good one.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,8 +42,11 @@ pub enum UpstreamError {
 
 pub struct Metrics {
     registry: Registry,
-    /// `[route][status class]`.
-    durations: Vec<[Histogram; 5]>,
+    /// Resolved per route into `RouteDurations` for each routing table.
+    durations: HistogramVec,
+    /// `[ok, error]`.
+    config_reloads: [IntCounter; 2],
+    config_last_success: Gauge,
     auth_failures: Vec<IntCounter>,
     upstream_errors: [IntCounter; 3],
     snapshot_keys: IntGauge,
@@ -61,13 +65,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// `routes` names each route for the `route` label; index 0 is the
-    /// default upstream.
-    pub fn new(
-        routes: &[String],
-        keyset: Arc<ArcSwap<KeySet>>,
-        per_key_limit: usize,
-    ) -> prometheus::Result<Arc<Metrics>> {
+    pub fn new(keyset: Arc<ArcSwap<KeySet>>, per_key_limit: usize) -> prometheus::Result<Arc<Metrics>> {
         let registry = Registry::new();
         let durations_vec = HistogramVec::new(
             HistogramOpts::new(
@@ -77,10 +75,16 @@ impl Metrics {
             .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["route", "status_class"],
         )?;
-        let durations = routes
-            .iter()
-            .map(|route| STATUS_CLASSES.map(|class| durations_vec.with_label_values(&[route.as_str(), class])))
-            .collect();
+        let reloads_vec = IntCounterVec::new(
+            Opts::new("keygate_config_reloads_total", "Configuration reloads (SIGHUP), by result (ok or error)."),
+            &["result"],
+        )?;
+        let config_reloads = ["ok", "error"].map(|r| reloads_vec.with_label_values(&[r]));
+        let config_last_success = Gauge::new(
+            "keygate_config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was loaded (at start, then by each successful reload).",
+        )?;
+        config_last_success.set(now_ms() as f64 / 1000.0);
         let failures_vec = IntCounterVec::new(
             Opts::new("keygate_auth_failures_total", "Requests refused before reaching an upstream, by code."),
             &["code"],
@@ -113,7 +117,9 @@ impl Metrics {
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        registry.register(Box::new(durations_vec))?;
+        registry.register(Box::new(durations_vec.clone()))?;
+        registry.register(Box::new(reloads_vec))?;
+        registry.register(Box::new(config_last_success.clone()))?;
         registry.register(Box::new(failures_vec))?;
         registry.register(Box::new(upstream_vec))?;
         for g in [&snapshot_keys, &snapshot_revision, &store_up] {
@@ -127,7 +133,9 @@ impl Metrics {
         registry.register(Box::new(KeyCollector::new(keyset, per_key_limit)?))?;
         Ok(Arc::new(Metrics {
             registry,
-            durations,
+            durations: durations_vec,
+            config_reloads,
+            config_last_success,
             auth_failures,
             upstream_errors,
             snapshot_keys,
@@ -140,11 +148,31 @@ impl Metrics {
         }))
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, route: usize, status: u16, elapsed: Duration) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        if let Some(h) = self.durations.get(route).or_else(|| self.durations.first()) {
-            h[class].observe(elapsed.as_secs_f64());
+    /// Adds a part's own metrics (`telemetry`'s) to the scrape.
+    pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
+    /// The duration histograms of a routing table: `routes` names each
+    /// route for the `route` label, index 0 being the default upstream.
+    /// Resolved once per table so that recording is a few atomic adds.
+    pub fn route_durations(&self, routes: &[String]) -> RouteDurations {
+        RouteDurations(
+            routes
+                .iter()
+                .map(|route| STATUS_CLASSES.map(|class| self.durations.with_label_values(&[route.as_str(), class])))
+                .collect(),
+        )
+    }
+
+    /// Counts one configuration reload; a good one also moves the
+    /// last-success time.
+    pub fn config_reloaded(&self, ok: bool) {
+        if ok {
+            self.config_reloads[0].inc();
+            self.config_last_success.set(now_ms() as f64 / 1000.0);
+        } else {
+            self.config_reloads[1].inc();
         }
     }
 
@@ -174,6 +202,21 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `keygate_request_duration_seconds` of one routing table, `[route][status
+/// class]`.
+#[derive(Debug, Clone)]
+pub struct RouteDurations(Vec<[Histogram; 5]>);
+
+impl RouteDurations {
+    /// Records one answered request.
+    pub fn observe(&self, route: usize, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        if let Some(h) = self.0.get(route).or_else(|| self.0.first()) {
+            h[class].observe(elapsed.as_secs_f64());
+        }
     }
 }
 

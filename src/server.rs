@@ -4,6 +4,7 @@
 //! it reports are already accepting.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +25,10 @@ use crate::authz::grpc::GrpcAuthz;
 use crate::authz::ForwardAuth;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
+use crate::logging::Logging;
 use crate::metrics::Metrics;
-use crate::proxy::routing;
 use crate::proxy::Proxy;
+use crate::reconfigure::{Cert, ConfigReloader};
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -55,6 +57,11 @@ pub struct Gateway {
     pub authz_grpc_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub flusher: Arc<Flusher>,
+    /// What a configuration reload needs: see `config_reloader`.
+    config: Config,
+    proxy: Arc<Proxy>,
+    certs: Vec<Cert>,
+    metrics: Arc<Metrics>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
     /// Stops the admin listener once everything else has drained.
@@ -106,12 +113,18 @@ impl Gateway {
             None => None,
         };
         let authz_grpc_addr = grpc_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-        let proxy_tls = tls_config(config.proxy.tls.as_ref(), tls::Alpn::Http2AndHttp1, &shutdown)?;
-        let admin_tls = tls_config(config.admin.tls.as_ref(), tls::Alpn::Http1, &shutdown)?;
+        let (proxy_tls, proxy_cert) =
+            tls_config(config.proxy.tls.as_ref(), "proxy.tls", tls::Alpn::Http2AndHttp1, &shutdown)?.unzip();
+        let (admin_tls, admin_cert) =
+            tls_config(config.admin.tls.as_ref(), "admin.tls", tls::Alpn::Http1, &shutdown)?.unzip();
         let proxy_addr = proxy_listeners.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let metrics = Metrics::new(&routing::labels(config), reloader.keyset(), config.metrics.per_key_limit)?;
+        let metrics = Metrics::new(reloader.keyset(), config.metrics.per_key_limit)?;
+        let certs = [("proxy.tls", proxy_cert), ("admin.tls", admin_cert)]
+            .into_iter()
+            .filter_map(|(field, resolver)| Some(Cert { field, resolver: resolver? }))
+            .collect();
         let flusher = Flusher::new(reloader.keyset(), reloader.store().clone(), config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
@@ -131,7 +144,7 @@ impl Gateway {
         }
         match proxy_listeners {
             ProxyListeners::Caller(listener) => {
-                tasks.push(tokio::spawn(proxy.serve(listener, proxy_tls, shutdown.clone())))
+                tasks.push(tokio::spawn(Arc::clone(&proxy).serve(listener, proxy_tls, shutdown.clone())))
             }
             ProxyListeners::Threads(listeners) => {
                 tasks.push(proxy.spawn_sweeper(shutdown.clone()));
@@ -149,7 +162,11 @@ impl Gateway {
         tracing::info!(addr = %proxy_addr, "proxy listening");
 
         let state = AdminState::draining_with(config, Arc::clone(&reloader), admin_token, shutdown.clone());
-        let scrape = Arc::new(Scrape { metrics, reloader: Arc::clone(&reloader), flusher: Arc::clone(&flusher) });
+        let scrape = Arc::new(Scrape {
+            metrics: Arc::clone(&metrics),
+            reloader: Arc::clone(&reloader),
+            flusher: Arc::clone(&flusher),
+        });
         let mut metrics_route = Router::new().route("/metrics", get(render_metrics)).with_state(scrape);
         if !config.admin.public_metrics {
             // The scrape holds every account's key ids and volumes: only a
@@ -190,11 +207,29 @@ impl Gateway {
             authz_grpc_addr,
             reloader,
             flusher,
+            config: config.clone(),
+            proxy,
+            certs,
+            metrics,
             shutdown,
             tasks,
             admin_stop,
             admin_task,
         })
+    }
+
+    /// Reloads this gateway's configuration from `path` (the file it was
+    /// started from) on demand or on SIGHUP; `logging` is the subscriber
+    /// whose level and format follow `log`, when the process installed one.
+    pub fn config_reloader(&self, path: PathBuf, logging: Option<Arc<Logging>>) -> Arc<ConfigReloader> {
+        ConfigReloader::new(
+            path,
+            self.config.clone(),
+            Arc::clone(&self.proxy),
+            self.certs.clone(),
+            logging,
+            Arc::clone(&self.metrics),
+        )
     }
 
     /// A handle that stops the gateway when triggered (signals use it).
@@ -284,12 +319,19 @@ async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{field}: cannot listen on {addr}"))
 }
 
+/// The listener's TLS configuration and the resolver a configuration
+/// reload points at new files; `field` names the section in errors.
 fn tls_config(
     tls: Option<&TlsConfig>,
+    field: &str,
     alpn: tls::Alpn,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    tls.map(|t| tls::server_config(t, alpn, tls::DEFAULT_RELOAD_INTERVAL, shutdown)).transpose()
+) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, Arc<tls::CertResolver>)>> {
+    let Some(tls) = tls else { return Ok(None) };
+    let resolver = tls::CertResolver::load(tls).with_context(|| field.to_owned())?;
+    let config = resolver.server_config(alpn)?;
+    resolver.spawn_reloader(tls::DEFAULT_RELOAD_INTERVAL, shutdown.clone());
+    Ok(Some((config, resolver)))
 }
 
 /// What a `/metrics` scrape reads.

@@ -1,6 +1,7 @@
 //! Shutdown signalling: one `Shutdown` handle is cloned into every listener
 //! and background task; `trigger` (or SIGTERM/SIGINT through
-//! `on_signal`) tells them all to stop accepting work. A listener tells its
+//! `on_signal`) tells them all to stop accepting work (SIGHUP reloads the
+//! configuration instead: see `reconfigure`). A listener tells its
 //! open connections to finish through a `Drain`. Owns no draining policy
 //! itself: each listener bounds its own drain.
 
@@ -54,26 +55,9 @@ impl Shutdown {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    /// Triggers on SIGTERM or SIGINT. SIGHUP never stops the process
-    /// (`systemctl reload` sends it): until the configuration can be
-    /// reloaded live, it is logged and the running configuration kept.
+    /// Triggers on SIGTERM or SIGINT. SIGHUP is not a stop signal
+    /// (`systemctl reload` sends it): `reconfigure` watches it.
     pub fn on_signal(&self) {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::hangup()) {
-                Ok(mut hup) => {
-                    tokio::spawn(async move {
-                        while hup.recv().await.is_some() {
-                            tracing::warn!(
-                                "SIGHUP received: live reload is not supported yet; the running configuration is kept"
-                            );
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
-            }
-        }
         let this = self.clone();
         tokio::spawn(async move {
             let ctrl_c = tokio::signal::ctrl_c();

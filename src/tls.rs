@@ -7,10 +7,12 @@
 //! and handshakes in progress keep the one they started with. A background
 //! task watches the files' modification times and swaps a new certificate in;
 //! a file that does not load keeps the old certificate and says so in a
-//! warning. This module only speaks rustls: it accepts no connections.
+//! warning. A configuration reload may also point the resolver at other
+//! files (`prepare`, then `install` with the rest of the reload). This
+//! module only speaks rustls: it accepts no connections.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context};
@@ -98,10 +100,32 @@ pub fn server_config(
 /// Serves the current certificate to every handshake; see the module doc.
 #[derive(Debug)]
 pub struct CertResolver {
-    cert_file: PathBuf,
-    key_file: PathBuf,
+    files: ArcSwap<CertFiles>,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
+    /// Held while installing, so that the file watcher's reload of the old
+    /// files cannot land after a configuration reload named new ones.
+    installing: Mutex<()>,
+}
+
+/// The files a certificate is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl CertFiles {
+    fn of(tls: &TlsConfig) -> Self {
+        CertFiles { cert: PathBuf::from(&tls.cert_file), key: PathBuf::from(&tls.key_file) }
+    }
+}
+
+/// A certificate read and checked, not yet served (see `CertResolver::install`).
+#[derive(Debug)]
+pub struct PreparedCert {
+    files: Arc<CertFiles>,
+    key: CertifiedKey,
 }
 
 impl ResolvesServerCert for CertResolver {
@@ -114,14 +138,18 @@ impl CertResolver {
     /// Reads and checks the certificate and key named by `tls`.
     pub fn load(tls: &TlsConfig) -> anyhow::Result<Arc<Self>> {
         let provider = provider();
-        let cert_file = PathBuf::from(&tls.cert_file);
-        let key_file = PathBuf::from(&tls.key_file);
-        let cert_pem = std::fs::read(&cert_file)
-            .with_context(|| format!("cannot read certificate file {}", cert_file.display()))?;
+        let files = CertFiles::of(tls);
+        let cert_pem = std::fs::read(&files.cert)
+            .with_context(|| format!("cannot read certificate file {}", files.cert.display()))?;
         let key_pem =
-            std::fs::read(&key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
-        let key = certified_key(&cert_pem, &cert_file, &key_pem, &key_file, &provider)?;
-        Ok(Arc::new(CertResolver { cert_file, key_file, provider, current: ArcSwap::from_pointee(key) }))
+            std::fs::read(&files.key).with_context(|| format!("cannot read key file {}", files.key.display()))?;
+        let key = certified_key(&cert_pem, &files.cert, &key_pem, &files.key, &provider)?;
+        Ok(Arc::new(CertResolver {
+            files: ArcSwap::from_pointee(files),
+            provider,
+            current: ArcSwap::from_pointee(key),
+            installing: Mutex::new(()),
+        }))
     }
 
     /// A rustls server configuration that asks this resolver for its
@@ -145,15 +173,39 @@ impl CertResolver {
     /// matching key, serves them from the next handshake on. On error the
     /// current certificate stays.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let cert_pem = tokio::fs::read(&self.cert_file)
-            .await
-            .with_context(|| format!("cannot read certificate file {}", self.cert_file.display()))?;
-        let key_pem = tokio::fs::read(&self.key_file)
-            .await
-            .with_context(|| format!("cannot read key file {}", self.key_file.display()))?;
-        let key = certified_key(&cert_pem, &self.cert_file, &key_pem, &self.key_file, &self.provider)?;
-        self.current.store(Arc::new(key));
+        let files = self.files.load_full();
+        let prepared = self.read(files).await?;
+        let _installing = self.installing.lock().map_err(|_| anyhow!("certificate install lock poisoned"))?;
+        // A configuration reload named other files meanwhile: theirs stands.
+        if Arc::ptr_eq(&prepared.files, &self.files.load()) {
+            self.current.store(Arc::new(prepared.key));
+        }
         Ok(())
+    }
+
+    /// Reads and checks the certificate and key `tls` names (the same files
+    /// again, or others), without serving them yet.
+    pub async fn prepare(&self, tls: &TlsConfig) -> anyhow::Result<PreparedCert> {
+        self.read(Arc::new(CertFiles::of(tls))).await
+    }
+
+    /// Serves a prepared certificate from the next handshake on, and watches
+    /// its files from now on.
+    pub fn install(&self, prepared: PreparedCert) {
+        let _installing = self.installing.lock();
+        self.files.store(prepared.files);
+        self.current.store(Arc::new(prepared.key));
+    }
+
+    async fn read(&self, files: Arc<CertFiles>) -> anyhow::Result<PreparedCert> {
+        let cert_pem = tokio::fs::read(&files.cert)
+            .await
+            .with_context(|| format!("cannot read certificate file {}", files.cert.display()))?;
+        let key_pem = tokio::fs::read(&files.key)
+            .await
+            .with_context(|| format!("cannot read key file {}", files.key.display()))?;
+        let key = certified_key(&cert_pem, &files.cert, &key_pem, &files.key, &self.provider)?;
+        Ok(PreparedCert { files, key })
     }
 
     /// Watches the files every `interval` and reloads when either changes.
@@ -181,13 +233,13 @@ impl CertResolver {
                         continue;
                     }
                 };
-                if seen == Some(stamps) {
+                if seen.as_ref() == Some(&stamps) {
                     continue;
                 }
                 seen = Some(stamps);
                 match this.reload().await {
                     Ok(()) => {
-                        tracing::info!(cert_file = %this.cert_file.display(), "TLS certificate reloaded")
+                        tracing::info!(cert_file = %this.files.load().cert.display(), "TLS certificate reloaded")
                     }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "TLS certificate reload failed; keeping the current certificate")
@@ -197,8 +249,12 @@ impl CertResolver {
         })
     }
 
-    async fn stamps(&self) -> anyhow::Result<(Stamp, Stamp)> {
-        Ok((Stamp::of(&self.cert_file).await?, Stamp::of(&self.key_file).await?))
+    /// The stamps of the files now in use (and which files they are, so a
+    /// switch to other files counts as a change).
+    async fn stamps(&self) -> anyhow::Result<(CertFiles, Stamp, Stamp)> {
+        let files = CertFiles::clone(&self.files.load());
+        let (cert, key) = (Stamp::of(&files.cert).await?, Stamp::of(&files.key).await?);
+        Ok((files, cert, key))
     }
 }
 
@@ -288,5 +344,26 @@ mod tests {
         write_pair(dir.path());
         resolver.reload().await.expect("reload");
         assert_ne!(before.cert, resolver.current().cert);
+    }
+
+    #[tokio::test]
+    async fn installing_other_files_serves_them_and_a_bad_pair_is_refused_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = write_pair(dir.path());
+        let resolver = CertResolver::load(&tls).expect("load");
+        let before = resolver.current();
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other = write_pair(other_dir.path());
+        let broken = TlsConfig { cert_file: other.cert_file.clone(), key_file: tls.key_file.clone() };
+        assert!(resolver.prepare(&broken).await.is_err(), "a key of another certificate");
+        assert!(Arc::ptr_eq(&before, &resolver.current()), "nothing installed by a failed prepare");
+        let prepared = resolver.prepare(&other).await.expect("prepare");
+        assert!(Arc::ptr_eq(&before, &resolver.current()), "prepared is not served yet");
+        resolver.install(prepared);
+        assert_ne!(before.cert, resolver.current().cert);
+        // The watcher's reload now reads the new files.
+        std::fs::write(&tls.cert_file, "garbage").expect("write");
+        resolver.reload().await.expect("reload reads the installed files");
+        assert_eq!(resolver.files.load().cert, PathBuf::from(&other.cert_file));
     }
 }

@@ -6,6 +6,8 @@ mod kit;
 
 #[path = "process/drain.rs"]
 mod drain;
+#[path = "process/reload.rs"]
+mod reload;
 
 use std::time::Duration;
 

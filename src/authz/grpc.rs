@@ -30,6 +30,7 @@ use super::proto::{self, Verdict};
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
 use crate::listener::{self, ListenerOptions};
+use crate::proxy::live::Live;
 use crate::proxy::{headers, problem, Proxy, ProxyBody};
 use crate::shutdown::Shutdown;
 
@@ -90,13 +91,16 @@ impl GrpcAuthz {
             _ => return status_only(INVALID_ARGUMENT, "not a CheckRequest"),
         };
         let started = Instant::now();
-        let (route, verdict) = self.decide(check, peer);
-        self.proxy.observe(route, verdict.status(), started);
+        // Loaded once, after the last await: the whole decision uses one
+        // configuration even if a reload lands meanwhile.
+        let live = self.proxy.live_guard();
+        let (route, verdict) = self.decide(&live, check, peer);
+        Proxy::observe(&live, route, verdict.status(), started);
         verdict.into_grpc()
     }
 
-    fn decide(&self, check: proto::Check, peer: SocketAddr) -> (usize, Decided) {
-        let trusted = self.proxy.trusts(peer.ip());
+    fn decide(&self, live: &Live, check: proto::Check, peer: SocketAddr) -> (usize, Decided) {
+        let trusted = Proxy::trusts(live, peer.ip());
         // From a trusted Envoy, the downstream address is the peer the
         // proxy's rules start from.
         let client = match check.source.as_deref().map(str::parse::<IpAddr>) {
@@ -135,7 +139,7 @@ impl GrpcAuthz {
             return (0, Decided::Refused(problem::answer(ProxyCode::BadRequest, None, &request_id, false)));
         };
         let (parts, ()) = request.into_parts();
-        match self.proxy.admit(&parts, client, &request_id, false) {
+        match self.proxy.admit(live, &parts, client, &request_id, false, None) {
             Ok((admitted, target)) => {
                 let mut headers = HeaderMap::new();
                 headers::identity_headers(&mut headers, &admitted.identity);

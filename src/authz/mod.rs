@@ -77,19 +77,22 @@ impl ForwardAuth {
     /// body, if any, is never read.
     pub fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<ProxyBody> {
         let started = Instant::now();
+        // Loaded once: the whole decision uses one configuration even if a
+        // reload lands meanwhile, as for a proxied request.
+        let live = self.proxy.live_guard();
         let (mut parts, _body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
-        let (route, response) = match original::restore(&mut parts, self.proxy.trusts(peer.ip())) {
+        let (route, response) = match original::restore(&mut parts, Proxy::trusts(&live, peer.ip())) {
             Err(unusable) => {
                 tracing::debug!(request_id = %request_id, peer = %peer.ip(), "forward auth without a usable original request");
                 (0, problem::answer(ProxyCode::BadRequest, Some(unusable.detail()), &request_id, false))
             }
-            Ok(()) => match self.proxy.admit(&parts, peer, &request_id, false) {
+            Ok(()) => match self.proxy.admit(&live, &parts, peer, &request_id, false, None) {
                 Ok((admitted, target)) => (target.index, allowed(&admitted, &request_id)),
                 Err(refused) => *refused,
             },
         };
-        self.proxy.observe(route, response.status(), started);
+        Proxy::observe(&live, route, response.status(), started);
         if response.status().is_success() {
             response
         } else {

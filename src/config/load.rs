@@ -27,6 +27,7 @@ fn shape() -> Value {
     shape.proxy.key_query_param = Some(String::new());
     shape.upstream.ca_file = Some(String::new());
     shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
+    shape.telemetry.otlp_endpoint = Some(String::new());
     super::authz::shape(&mut shape.authz);
     serde_json::to_value(shape).unwrap_or(Value::Null)
 }

@@ -10,6 +10,13 @@
 //! (WebSocket) are decided here like any request, then tunnelled by
 //! `upgrade`.
 //! Keys never reach a log line: refusals log the code and request id only.
+//! Traces and the access log are `telemetry`'s: the proxy hands it a
+//! `Record` to fill only when one of them is on.
+//!
+//! What a configuration reload may change lives in `live::Live`, behind one
+//! `ArcSwap`: each request loads it once (a guard, not a new `Arc`) and
+//! decides and forwards with that one, so a reload applies from the next
+//! request on and never to half of one.
 
 pub mod auth;
 pub mod body;
@@ -18,6 +25,7 @@ pub mod client_ip;
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod live;
 pub mod overrides;
 pub mod pool;
 pub mod problem;
@@ -36,22 +44,20 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use self::auth::{CredentialSources, FoundIn};
+use self::auth::FoundIn;
 use self::body::LimitedBody;
-use self::client_headers::ClientHeaders;
-use self::forward::{ForwardError, Forwarder};
-use self::guard::FailureGuard;
+use self::forward::ForwardError;
 use self::headers::Forwarding;
-use self::routing::Routes;
+use self::live::Live;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
-use crate::keys::cidr::IpNet;
 use crate::keys::route;
-use crate::keys::{Facts, Identity, KeySet, Quota, RateInfo, Refusal};
+use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
 use crate::shutdown::Shutdown;
+use crate::telemetry::{Record, Telemetry};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -61,18 +67,14 @@ pub use self::body::ProxyBody;
 #[derive(Debug)]
 pub struct Proxy {
     keyset: Arc<ArcSwap<KeySet>>,
-    credentials: CredentialSources,
-    routes: Routes,
-    forwarder: Forwarder,
-    strip_credentials: bool,
-    client_headers: ClientHeaders,
+    /// Everything a configuration reload replaces.
+    live: ArcSwap<Live>,
+    /// Also the listener's limit, which is fixed at start: not reloaded.
     max_header_bytes: usize,
-    body_read_timeout: Duration,
     listener: ListenerOptions,
-    default_quota: Option<Quota>,
-    trusted_proxies: Vec<IpNet>,
-    guard: Arc<FailureGuard>,
     metrics: Arc<Metrics>,
+    /// Traces and the access log; `None` when both are off.
+    telemetry: Option<Telemetry>,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -117,13 +119,8 @@ impl Proxy {
         let settings = config.settings()?;
         Ok(Arc::new(Proxy {
             keyset,
-            credentials: CredentialSources::new(&proxy.key_headers, proxy.key_query_param.as_deref())?,
-            routes: Routes::new(&settings),
-            forwarder: Forwarder::new(&config.upstream)?,
-            strip_credentials: proxy.strip_credentials,
-            client_headers: ClientHeaders::new(proxy),
+            live: ArcSwap::from_pointee(Live::build(config, &settings, None, &metrics)?),
             max_header_bytes: proxy.max_header_bytes,
-            body_read_timeout: Duration::from_millis(proxy.body_read_timeout_ms),
             listener: ListenerOptions {
                 name: "proxy",
                 header_read_timeout: Duration::from_millis(proxy.header_read_timeout_ms),
@@ -133,18 +130,27 @@ impl Proxy {
                 strict_http1: Some(problem::framing_refusal),
                 connections: listener::connection_limit(proxy.max_connections),
             },
-            default_quota: config
-                .limits
-                .default_per_key
-                .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
-            trusted_proxies: settings.trusted_proxies,
-            guard: FailureGuard::new(
-                config.limits.failed_auth_per_minute,
-                config.limits.failed_auth_burst,
-                config.limits.failed_auth_ipv6_prefix,
-            ),
+            telemetry: Telemetry::new(config, &metrics)?,
             metrics,
         }))
+    }
+
+    /// The state `config` calls for, built off the request path and sharing
+    /// what did not change with the running one; `reconfigure` publishes it.
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<Live> {
+        let settings = config.settings()?;
+        Live::build(config, &settings, Some(&self.live.load()), &self.metrics)
+    }
+
+    /// Publishes `next`: requests that start from now on use it; those under
+    /// way finish with the state they started with. Returns the old state.
+    pub fn reconfigure(&self, next: Live) -> Arc<Live> {
+        self.live.swap(Arc::new(next))
+    }
+
+    /// The state requests start with now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
     }
 
     /// Serves the proxy on `listener` (HTTPS if `tls` is given) until
@@ -156,14 +162,29 @@ impl Proxy {
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: Shutdown,
     ) {
-        self.spawn_sweeper(shutdown.clone());
+        let background = self.spawn_sweeper(shutdown.clone());
         self.serve_listener(listener, tls, shutdown).await;
+        let _ = background.await;
     }
 
-    /// The failed-auth guard's periodic sweep: once per process, however
-    /// many listeners serve the proxy.
-    pub fn spawn_sweeper(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-        self.guard.spawn_sweeper(Duration::from_secs(30), shutdown)
+    /// The proxy's background work, once per process however many
+    /// listeners serve it: the failed-auth guard's periodic sweep (of
+    /// whichever guard the live state holds at the time) and the span
+    /// exporter. The handle ends when both have.
+    pub fn spawn_sweeper(self: &Arc<Self>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        let exporter = self.telemetry.as_ref().and_then(|t| t.spawn(shutdown.clone()));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => this.live.load().guard.sweep(),
+                    _ = shutdown.wait() => break,
+                }
+            }
+            if let Some(exporter) = exporter {
+                let _ = exporter.await;
+            }
+        })
     }
 
     /// Serves connections from `listener` and nothing else: one of several
@@ -176,7 +197,8 @@ impl Proxy {
     ) {
         let options = self.listener.clone();
         let make_service = move |peer: SocketAddr, tls: bool| {
-            let trusted = client_ip::is_trusted(peer.ip(), &self.trusted_proxies);
+            // Decided per connection: one open across a reload keeps it.
+            let trusted = client_ip::is_trusted(peer.ip(), &self.live.load().trusted_proxies);
             let conn = Arc::new((Arc::clone(&self), ClientConn::new(peer, tls, trusted)));
             hyper::service::service_fn(move |request| {
                 let conn = Arc::clone(&conn);
@@ -190,34 +212,47 @@ impl Proxy {
     /// problem, and records its duration.
     pub async fn handle(&self, request: Request<Incoming>, conn: &ClientConn) -> Response<ProxyBody> {
         let started = Instant::now();
-        let (route, response) = self.answer(request, conn, started).await;
-        self.metrics.observe(route, response.status().as_u16(), started.elapsed());
+        let live = self.live.load();
+        let Some(telemetry) = &self.telemetry else {
+            let (route, response) = self.answer(&live, request, conn, started, None).await;
+            live.durations.observe(route, response.status().as_u16(), started.elapsed());
+            return response;
+        };
+        let mut record = telemetry.begin(&request);
+        let (route, response) = self.answer(&live, request, conn, started, Some(&mut record)).await;
+        let elapsed = started.elapsed();
+        live.durations.observe(route, response.status().as_u16(), elapsed);
+        telemetry.finish(record, &response, elapsed);
         response
     }
 
+    /// `record`: what telemetry wants to know, when it is on.
     async fn answer(
         &self,
+        live: &Live,
         request: Request<Incoming>,
         conn: &ClientConn,
         started: Instant,
+        mut record: Option<&mut Record>,
     ) -> (usize, Response<ProxyBody>) {
         let peer = conn.peer;
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate }, target) = match self.admit(&parts, peer, &request_id, grpc) {
-            Ok(admitted) => admitted,
-            Err(refused) => return *refused,
-        };
+        let (Admitted { identity, found_in, rate }, target) =
+            match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
+                Ok(admitted) => admitted,
+                Err(refused) => return *refused,
+            };
         let route = target.index;
 
-        let strip_param = if self.strip_credentials { self.credentials.query_param_to_strip(found_in) } else { None };
+        let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
             Err(_) => return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)),
         };
-        if self.strip_credentials {
-            self.credentials.strip(&mut parts.headers, found_in);
+        if live.strip_credentials {
+            live.credentials.strip(&mut parts.headers, found_in);
         }
         let upgrade = upgrade::requested(&mut parts);
         // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
@@ -231,10 +266,13 @@ impl Proxy {
             &conn.forwarding,
             &request_id,
             &target.upstream.host,
-            &self.client_headers,
+            &live.client_headers,
         );
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
+        }
+        if let Some(record) = record.as_deref_mut() {
+            record.forwarding(&mut parts.headers);
         }
         if http2 {
             if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
@@ -245,12 +283,15 @@ impl Proxy {
             parts.version = Version::HTTP_11;
         }
         let upstream_request =
-            Request::from_parts(parts, LimitedBody::new(body, target.body_limit, self.body_read_timeout));
+            Request::from_parts(parts, LimitedBody::new(body, target.body_limit, live.body_read_timeout));
 
         let sent = match upgrade {
-            None => self.forwarder.send(route, target.upstream, upstream_request, started).await,
-            Some(_) => self.forwarder.send_upgrade(target.upstream, upstream_request).await,
+            None => live.forwarder.send(route, target.upstream, upstream_request, started).await,
+            Some(_) => live.forwarder.send_upgrade(target.upstream, upstream_request).await,
         };
+        if let Some(record) = record {
+            record.upstream_answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
+        }
         let response = match sent {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -278,7 +319,7 @@ impl Proxy {
                 parts.version = Version::HTTP_11;
                 Response::from_parts(parts, ProxyBody::Upstream(body))
             }
-            Err(error) => self.upstream_failed(error, &request_id, peer, grpc),
+            Err(error) => self.upstream_failed(live, error, route, &request_id, peer, grpc),
         };
         (route, response)
     }
@@ -290,19 +331,26 @@ impl Proxy {
     /// decide through here, so the two cannot drift apart. A refusal comes
     /// back as its answer, with the route index for metrics (boxed: a
     /// refusal allocates its body anyway, and an allowed request moves less).
-    pub fn admit(
+    ///
+    /// `live` is the state the request loaded once (`Proxy::live_guard`);
+    /// `record`, telemetry's, learns the identity as soon as the key
+    /// decision allows it, so a request refused after that (431, 413) is
+    /// still logged with its key.
+    pub fn admit<'a>(
         &self,
+        live: &'a Live,
         parts: &Parts,
         peer: SocketAddr,
         request_id: &RequestId,
         grpc: bool,
-    ) -> Result<(Admitted, routing::Target<'_>), Box<RefusedAnswer>> {
+        record: Option<&mut Record>,
+    ) -> Result<(Admitted, routing::Target<'a>), Box<RefusedAnswer>> {
         // An unknown client (an unreadable forwarded entry) passes no
         // address restriction; the guard then counts its failures against
         // the peer that forwarded it.
-        let client = client_ip::resolve(peer.ip(), &parts.headers, &self.trusted_proxies);
+        let client = client_ip::resolve(peer.ip(), &parts.headers, &live.trusted_proxies);
         let guarded = client.unwrap_or(peer.ip());
-        if let Some(wait) = self.guard.blocked_for(guarded) {
+        if let Some(wait) = live.guard.blocked_for(guarded) {
             self.metrics.auth_failure(Refusal::RateLimited);
             let mut response = refuse(
                 ProxyCode::Refused(Refusal::RateLimited),
@@ -314,15 +362,18 @@ impl Proxy {
             headers::retry_after(response.headers_mut(), wait);
             return Err(Box::new((0, response)));
         }
-        let admitted = match self.authenticate(parts, client) {
+        let admitted = match self.authenticate(live, parts, client) {
             Ok((identity, found_in, rate)) => Admitted { identity, found_in, rate },
-            Err(refused) => return Err(Box::new((0, self.refused(refused, guarded, request_id, peer, grpc)))),
+            Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };
+        if let Some(record) = record {
+            record.identity(&admitted.identity);
+        }
         if head_size(parts) > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return Err(Box::new((0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), request_id, peer, grpc))));
         }
-        let target = self.routes.resolve(parts.uri.path(), request_host(parts));
+        let target = live.routes.resolve(parts.uri.path(), request_host(parts));
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
             return Err(Box::new((
@@ -333,10 +384,17 @@ impl Proxy {
         Ok((admitted, target))
     }
 
-    /// Whether `peer` is one of `proxy.trusted_proxies`, whose forwarded
-    /// headers are believed.
-    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
-        client_ip::is_trusted(peer, &self.trusted_proxies)
+    /// The state a request outside the proxy's own listener (forward auth)
+    /// decides with: loaded once per request and passed to `admit`,
+    /// `trusts` and `observe`, so a reload never applies to half of one.
+    pub fn live_guard(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// Whether `peer` is one of `live`'s `proxy.trusted_proxies`, whose
+    /// forwarded headers are believed.
+    pub fn trusts(live: &Live, peer: std::net::IpAddr) -> bool {
+        client_ip::is_trusted(peer, &live.trusted_proxies)
     }
 
     /// The proxy listener's options (timeouts, head limits), which forward
@@ -345,19 +403,21 @@ impl Proxy {
         &self.listener
     }
 
-    /// Records one answered request in the request metrics.
-    pub fn observe(&self, route: usize, status: StatusCode, started: Instant) {
-        self.metrics.observe(route, status.as_u16(), started.elapsed());
+    /// Records one answered request in the request metrics (`live`'s
+    /// per-route durations, as `handle` does).
+    pub fn observe(live: &Live, route: usize, status: StatusCode, started: Instant) {
+        live.durations.observe(route, status.as_u16(), started.elapsed());
     }
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
     fn authenticate(
         &self,
+        live: &Live,
         parts: &Parts,
         client: Option<std::net::IpAddr>,
     ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
-        let credential = self.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
+        let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
                 auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
@@ -369,7 +429,7 @@ impl Proxy {
             Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
         let keyset = self.keyset.load();
         let now = now_ms();
-        let named = if self.client_headers.passes_overrides() {
+        let named = if live.client_headers.passes_overrides() {
             overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
                 problem: ProxyCode::BadRequest,
                 detail: Some("A method or URL override header names no method or path."),
@@ -394,7 +454,7 @@ impl Proxy {
                 }
             }
         }
-        let decision = keyset.decide(credential.key, &decided, now, self.default_quota);
+        let decision = keyset.decide(credential.key, &decided, now, live.default_quota);
         match decision.result {
             Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
             Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
@@ -405,6 +465,7 @@ impl Proxy {
     /// client's address.
     fn refused(
         &self,
+        live: &Live,
         refused: Refused,
         client: std::net::IpAddr,
         request_id: &RequestId,
@@ -414,11 +475,11 @@ impl Proxy {
         if let ProxyCode::Refused(refusal) = refused.problem {
             self.metrics.auth_failure(refusal);
             if refusal.status() == http::StatusCode::UNAUTHORIZED && refusal != Refusal::MissingKey {
-                self.guard.failure(client);
+                live.guard.failure(client);
             }
         }
         let detail = match (refused.problem, refused.detail) {
-            (ProxyCode::Refused(Refusal::MissingKey), _) => Some(self.credentials.missing_detail()),
+            (ProxyCode::Refused(Refusal::MissingKey), _) => Some(live.credentials.missing_detail()),
             (_, detail) => detail,
         };
         let mut response = refuse(refused.problem, detail, request_id, peer, grpc);
@@ -428,9 +489,13 @@ impl Proxy {
         response
     }
 
+    /// Answers a failed upstream exchange. Its warning is written at most
+    /// once a second per route, with the count of those held back since.
     fn upstream_failed(
         &self,
+        live: &Live,
         error: ForwardError,
+        route: usize,
         request_id: &RequestId,
         peer: SocketAddr,
         grpc: bool,
@@ -438,12 +503,18 @@ impl Proxy {
         let (problem, detail) = match &error {
             ForwardError::Connect(e) => {
                 self.metrics.upstream_error(UpstreamError::Connect);
-                tracing::warn!(request_id = %request_id, error = %error_chain(&**e), "upstream connect failed");
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
+                    let error = error_chain(&**e);
+                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream connect failed");
+                }
                 (ProxyCode::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
             }
             ForwardError::Timeout(after) => {
                 self.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(request_id = %request_id, after_ms = after.as_millis() as u64, "upstream timed out");
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
+                    let after_ms = after.as_millis() as u64;
+                    tracing::warn!(request_id = %request_id, route, suppressed, after_ms, "upstream timed out");
+                }
                 (
                     ProxyCode::UpstreamTimeout,
                     format!("No answer from the upstream service within {} ms.", after.as_millis()),
@@ -451,7 +522,10 @@ impl Proxy {
             }
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
-                tracing::warn!(request_id = %request_id, error = %error_chain(e), "upstream exchange failed");
+                if let Some(suppressed) = live.upstream_warnings.admit(route) {
+                    let error = error_chain(e);
+                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
+                }
                 (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
             }
             ForwardError::BodyTooLarge { limit } => {
@@ -480,7 +554,10 @@ fn refuse(
     grpc: bool,
 ) -> Response<ProxyBody> {
     tracing::debug!(code = problem.code(), request_id = %request_id, peer = %peer.ip(), "request refused");
-    problem::answer(problem, detail, request_id, grpc)
+    let mut response = problem::answer(problem, detail, request_id, grpc);
+    // What `telemetry` reports as the request's decision.
+    response.extensions_mut().insert(problem);
+    response
 }
 
 /// The request head's size as the limit counts it: method, target and

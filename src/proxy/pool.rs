@@ -15,9 +15,17 @@
 //! HTTP/2 upstreams need no shelf: each thread keeps one multiplexed
 //! connection per upstream, handed out (cloned) to every request, until it
 //! closes.
+//!
+//! A configuration reload that changes the upstreams builds a new pool and
+//! drops the old one once its last request is done. The dropping thread
+//! cannot reach the other threads' locals, so a dropped pool is listed as
+//! retired and every thread closes that pool's connections the next time it
+//! touches its shelves: an upstream that was removed or moved keeps no
+//! connection in use. Noticing costs each checkout one relaxed atomic load.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
@@ -49,9 +57,37 @@ struct Multiplexed {
 thread_local! {
     static SHELVES: RefCell<Vec<Shelf>> = const { RefCell::new(Vec::new()) };
     static MULTIPLEXED: RefCell<Vec<Multiplexed>> = const { RefCell::new(Vec::new()) };
+    /// How many pools had been retired when this thread last pruned.
+    static PRUNED_UP_TO: Cell<u64> = const { Cell::new(0) };
 }
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
+/// Ids of dropped pools whose connections may still sit on other threads.
+static RETIRED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// `RETIRED`'s length, read without the lock.
+static RETIRED_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// Closes this thread's connections of retired pools, if a pool was
+/// retired since this thread last looked.
+fn prune_retired() {
+    let retired = RETIRED_COUNT.load(Ordering::Relaxed);
+    if PRUNED_UP_TO.with(Cell::get) == retired {
+        return;
+    }
+    let Ok(ids) = RETIRED.lock() else { return };
+    let _ = SHELVES.try_with(|shelves| {
+        if let Ok(mut shelves) = shelves.try_borrow_mut() {
+            shelves.retain(|s| !ids.contains(&s.pool));
+        }
+    });
+    let _ = MULTIPLEXED.try_with(|shared| {
+        if let Ok(mut shared) = shared.try_borrow_mut() {
+            shared.retain(|m| !ids.contains(&m.pool));
+        }
+    });
+    PRUNED_UP_TO.with(|seen| seen.set(ids.len() as u64));
+}
 
 /// One gateway's pool: its identity among the shelves and its limits.
 #[derive(Debug)]
@@ -72,6 +108,7 @@ impl Pool {
     /// thread has one. `now` is the caller's clock reading (the request's
     /// start), to spare one here.
     pub fn checkout(&self, upstream: usize, now: Instant) -> Option<Sender> {
+        prune_retired();
         SHELVES.with(|shelves| {
             let mut shelves = shelves.borrow_mut();
             let shelf = shelves.iter_mut().find(|s| s.pool == self.id && s.upstream == upstream)?;
@@ -118,6 +155,7 @@ impl Pool {
 
     /// This thread's open HTTP/2 connection to `upstream`, if any.
     pub fn shared_h2(&self, upstream: usize) -> Option<H2Sender> {
+        prune_retired();
         MULTIPLEXED.with(|shared| {
             let mut shared = shared.borrow_mut();
             let i = shared.iter().position(|m| m.pool == self.id && m.upstream == upstream)?;
@@ -153,9 +191,13 @@ impl Pool {
 }
 
 impl Drop for Pool {
-    /// Closes this pool's idle connections on the dropping thread; those on
-    /// other threads close when their runtime stops.
+    /// Closes this pool's idle connections on the dropping thread, and
+    /// lists it as retired so that the other threads close theirs.
     fn drop(&mut self) {
+        if let Ok(mut ids) = RETIRED.lock() {
+            ids.push(self.id);
+            RETIRED_COUNT.store(ids.len() as u64, Ordering::Relaxed);
+        }
         // `try_with`: the thread may be exiting and its locals gone.
         let _ = SHELVES.try_with(|shelves| {
             if let Ok(mut shelves) = shelves.try_borrow_mut() {
@@ -218,5 +260,25 @@ mod tests {
         assert_eq!(other.idle_here(), 0);
         drop(pool);
         assert_eq!(SHELVES.with(|s| s.borrow().iter().filter(|s| !s.idle.is_empty()).count()), 0);
+    }
+
+    #[test]
+    fn a_pool_dropped_on_another_thread_closes_its_connections_here() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let pool = Pool::new(4, Duration::from_secs(60));
+            let id = pool.id;
+            let now = Instant::now();
+            let sender = connection().await;
+            pool.put(0, sender, now);
+            assert_eq!(pool.idle_here(), 1);
+            // A reload drops the old pool wherever its last request ended.
+            std::thread::spawn(move || drop(pool)).join().expect("drop on another thread");
+            let other = Pool::new(4, Duration::from_secs(60));
+            assert!(other.checkout(0, now).is_none());
+            let left =
+                SHELVES.with(|s| s.borrow().iter().filter(|s| s.pool == id).map(|s| s.idle.len()).sum::<usize>());
+            assert_eq!(left, 0, "the retired pool's connection is closed on this thread");
+        });
     }
 }

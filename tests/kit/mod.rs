@@ -8,7 +8,8 @@
 //! - [`admin::AdminCalls`]: admin calls through the real `AdminClient` over
 //!   HTTP, or through the router in-process (`oneshot`);
 //! - [`http`]: clients and the [`http::Reply`] type; [`pg`]: a fresh
-//!   PostgreSQL database; [`protocols`]: HTTP/2, TLS and upgrade peers.
+//!   PostgreSQL database; [`protocols`]: HTTP/2, TLS and upgrade peers;
+//!   [`otlp`]: an OTLP/HTTP trace receiver with its own protobuf decoder.
 //!
 //! No fixed ports: everything binds 127.0.0.1:0 and reports its address.
 #![allow(dead_code, unused_imports)]
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod gateway;
 pub mod http;
 pub mod ingress;
+pub mod otlp;
 pub mod pg;
 pub mod process;
 pub mod protocols;

@@ -1,6 +1,6 @@
 //! The real `keygate` binary as a child process, the one way tests run it:
 //! `serve` on a config file in a temp dir (the listening addresses read
-//! from its log, stderr captured for inspection, SIGTERM to stop it), and
+//! from its log, text or JSON, stderr captured for inspection, SIGTERM to stop it), and
 //! one-shot commands (the CLI) with their exit code and output.
 
 use std::io::{BufRead, BufReader, Write};
@@ -55,8 +55,8 @@ pub fn spawn(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Process {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             for (what, tag) in [("proxy listening", 'p'), ("admin listening", 'a')] {
                 if line.contains(what) {
-                    if let Some(addr) = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()) {
-                        let _ = tx.send((tag, addr.trim_matches('"').to_owned()));
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send((tag, addr));
                     }
                 }
             }
@@ -76,6 +76,13 @@ pub fn spawn(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Process {
         }
     }
     Process { child, proxy: proxy.expect("proxy"), admin: admin.expect("admin"), config, log }
+}
+
+/// The `addr` of a listening line, text (`addr=…`) or JSON (`"addr":"…"`).
+fn listening_addr(line: &str) -> Option<String> {
+    let text = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next());
+    let json = || line.split("\"addr\":\"").nth(1).and_then(|a| a.split('"').next());
+    text.or_else(json).map(|a| a.trim_matches('"').to_owned())
 }
 
 impl Process {

@@ -86,8 +86,7 @@ impl ProxyGateway {
             keys: rows,
             retired: vec![],
         })));
-        let metrics =
-            keygate::metrics::Metrics::new(&["default".to_string()], Arc::clone(&keyset), 100).expect("metrics");
+        let metrics = keygate::metrics::Metrics::new(Arc::clone(&keyset), 100).expect("metrics");
         let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
