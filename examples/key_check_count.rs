@@ -28,7 +28,7 @@ fn rows(secrets: &[Secret]) -> Changes {
                 .row(s.hash())
         })
         .collect();
-    Changes { revision: 1, keys, retired: Vec::new() }
+    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new() }
 }
 
 fn main() -> anyhow::Result<()> {

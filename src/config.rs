@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
+mod authz;
 mod limits;
 mod load;
 mod log;
@@ -21,6 +22,7 @@ mod redact;
 mod settings;
 mod telemetry;
 mod validate;
+pub use authz::AuthzConfig;
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
@@ -54,6 +56,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Traces over OTLP.
     pub telemetry: TelemetryConfig,
+    /// Forward auth for an ingress in front (nginx, Caddy, Traefik, Envoy).
+    pub authz: AuthzConfig,
 }
 
 /// `requests` per `per_seconds`.
@@ -383,19 +387,6 @@ impl Config {
             Some(settings) if errors.is_empty() => Ok(settings),
             _ => Err(ConfigError { errors }),
         }
-    }
-
-    /// The default configuration with every optional section present: the
-    /// map of field paths that `KEYGATE_*` variables can set.
-    fn shape() -> Value {
-        let mut shape = Config::default();
-        shape.proxy.tls = Some(TlsConfig::default());
-        shape.admin.tls = Some(TlsConfig::default());
-        shape.proxy.key_query_param = Some(String::new());
-        shape.upstream.ca_file = Some(String::new());
-        shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
-        shape.telemetry.otlp_endpoint = Some(String::new());
-        serde_json::to_value(shape).unwrap_or(Value::Null)
     }
 }
 

@@ -1,6 +1,7 @@
 //! keygate: an API-key authentication gateway. See docs/architecture.md for the parts, docs/ for the contract.
 
 pub mod admin;
+pub mod authz;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -21,6 +21,8 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::admin::{self, AdminState};
+use crate::authz::grpc::GrpcAuthz;
+use crate::authz::ForwardAuth;
 use crate::config::{Config, TlsConfig};
 use crate::listener::{self, ListenerOptions};
 use crate::logging::Logging;
@@ -49,6 +51,10 @@ pub enum ProxyRuntime {
 pub struct Gateway {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Forward auth (`authz.listen`), when on.
+    pub authz_addr: Option<SocketAddr>,
+    /// Envoy gRPC ext_authz (`authz.grpc_listen`), when on.
+    pub authz_grpc_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub flusher: Arc<Flusher>,
     /// What a configuration reload needs: see `config_reloader`.
@@ -106,6 +112,16 @@ impl Gateway {
             ),
         };
         let admin_listener = bind(config.admin.listen, "admin.listen").await?;
+        let authz_listener = match config.authz.listen {
+            Some(addr) => Some(bind(addr, "authz.listen").await?),
+            None => None,
+        };
+        let authz_addr = authz_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let grpc_listener = match config.authz.grpc_listen {
+            Some(addr) => Some(bind(addr, "authz.grpc_listen").await?),
+            None => None,
+        };
+        let authz_grpc_addr = grpc_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let (proxy_tls, proxy_cert) =
             tls_config(config.proxy.tls.as_ref(), "proxy.tls", tls::Alpn::Http2AndHttp1, &shutdown)?.unzip();
         let (admin_tls, admin_cert) =
@@ -122,6 +138,19 @@ impl Gateway {
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
         let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
+        if let Some(listener) = authz_listener {
+            if config.proxy.trusted_proxies.is_empty() {
+                tracing::warn!("authz.listen is on but proxy.trusted_proxies is empty: every forward-auth request counts as coming from the ingress's own address");
+            }
+            let authz = ForwardAuth::new(config, Arc::clone(&proxy));
+            tasks.push(tokio::spawn(authz.serve(listener, shutdown.clone())));
+            tracing::info!(addr = ?authz_addr, "forward auth listening");
+        }
+        if let Some(listener) = grpc_listener {
+            let grpc = GrpcAuthz::new(config, Arc::clone(&proxy));
+            tasks.push(tokio::spawn(grpc.serve(listener, shutdown.clone())));
+            tracing::info!(addr = ?authz_grpc_addr, "gRPC ext_authz listening");
+        }
         match proxy_listeners {
             ProxyListeners::Caller(listener) => {
                 tasks.push(tokio::spawn(Arc::clone(&proxy).serve(listener, proxy_tls, shutdown.clone())))
@@ -183,6 +212,8 @@ impl Gateway {
         Ok(Gateway {
             proxy_addr,
             admin_addr,
+            authz_addr,
+            authz_grpc_addr,
             reloader,
             flusher,
             config: config.clone(),

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Config, FieldError};
+use super::{Config, FieldError, QuotaConfig, TlsConfig};
 
 /// Parses YAML text into a tree of plain values (the same tree JSON has:
 /// config keys are strings). The error carries the line and column but no
@@ -18,12 +18,26 @@ pub(super) fn parse_yaml(text: &str) -> Result<Value, String> {
     }
 }
 
+/// The default configuration with every optional section present: the
+/// map of field paths that `KEYGATE_*` variables can set.
+fn shape() -> Value {
+    let mut shape = Config::default();
+    shape.proxy.tls = Some(TlsConfig::default());
+    shape.admin.tls = Some(TlsConfig::default());
+    shape.proxy.key_query_param = Some(String::new());
+    shape.upstream.ca_file = Some(String::new());
+    shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
+    shape.telemetry.otlp_endpoint = Some(String::new());
+    super::authz::shape(&mut shape.authz);
+    serde_json::to_value(shape).unwrap_or(Value::Null)
+}
+
 /// Sets each leaf of the shape whose `KEYGATE_<PATH>` variable is present.
 /// Values are read as YAML scalars (or flow sequences) except where the field
 /// is a string, which takes the text as it is.
 pub(super) fn apply_env(value: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Vec<FieldError> {
     let mut leaves = Vec::new();
-    collect_leaves(&Config::shape(), &mut Vec::new(), &mut leaves);
+    collect_leaves(&shape(), &mut Vec::new(), &mut leaves);
     let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("KEYGATE_")).collect();
     let mut errors = Vec::new();
     for (path, is_string) in leaves {

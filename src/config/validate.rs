@@ -132,6 +132,7 @@ impl Config {
                 }
             }
         }
+        errors.extend(self.authz.check(self.proxy.listen, self.admin.listen));
         self.telemetry.check(&mut errors);
         errors
     }

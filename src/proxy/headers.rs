@@ -167,18 +167,24 @@ pub fn prepare_request(
         headers.remove(name);
     }
     headers.reserve(ADDED_HEADERS);
-    // `insert` replaces every client-supplied value of these names. Ids are
-    // base62 with `_`, so the fallback never happens.
+    identity_headers(headers, identity);
+    set_forwarded_for(headers, forwarding);
+    headers.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
+    headers.insert(X_REQUEST_ID, request_id.header_value());
+    headers.insert(HOST, upstream_host.clone());
+}
+
+/// Sets `X-Keygate-Key-Id`, `X-Keygate-Account-Id` and
+/// `X-Keygate-Permission`, replacing any value the client sent: for the
+/// upstream, and in a forward-auth answer for the ingress to pass on.
+pub fn identity_headers(headers: &mut HeaderMap, identity: &Identity) {
+    // Ids are base62 with `_`, so the fallback never happens.
     for (name, id) in
         [(X_KEYGATE_KEY_ID, identity.key_id.as_str()), (X_KEYGATE_ACCOUNT_ID, identity.account_id.as_str())]
     {
         headers.insert(name, HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")));
     }
     headers.insert(X_KEYGATE_PERMISSION, HeaderValue::from_static(identity.permission.as_str()));
-    set_forwarded_for(headers, forwarding);
-    headers.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
-    headers.insert(X_REQUEST_ID, request_id.header_value());
-    headers.insert(HOST, upstream_host.clone());
 }
 
 /// Rewrites the upstream's response headers for the client.

@@ -92,6 +92,18 @@ impl ClientConn {
     }
 }
 
+/// A request the proxy's decision let through, and who made it.
+#[derive(Debug)]
+pub struct Admitted {
+    pub identity: Identity,
+    /// Where the credential was, to strip it before forwarding.
+    pub found_in: FoundIn,
+    pub rate: Option<RateInfo>,
+}
+
+/// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
+pub type RefusedAnswer = (usize, Response<ProxyBody>);
+
 /// A refusal, with what its response needs beyond the problem itself.
 struct Refused {
     problem: ProxyCode,
@@ -227,40 +239,12 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        // An unknown client (an unreadable forwarded entry) passes no
-        // address restriction; the guard then counts its failures against
-        // the peer that forwarded it.
-        let client = client_ip::resolve(peer.ip(), &parts.headers, &live.trusted_proxies);
-        let guarded = client.unwrap_or(peer.ip());
-        if let Some(wait) = live.guard.blocked_for(guarded) {
-            self.metrics.auth_failure(Refusal::RateLimited);
-            let mut response = refuse(
-                ProxyCode::Refused(Refusal::RateLimited),
-                Some("Too many failed authentications from this address."),
-                &request_id,
-                peer,
-                grpc,
-            );
-            headers::retry_after(response.headers_mut(), wait);
-            return (0, response);
-        }
-        let (identity, found_in, rate) = match self.authenticate(live, &parts, client) {
-            Ok(decision) => decision,
-            Err(refused) => return (0, self.refused(live, refused, guarded, &request_id, peer, grpc)),
-        };
-        if let Some(record) = record.as_deref_mut() {
-            record.identity(&identity);
-        }
-        if head_size(&parts) > self.max_header_bytes {
-            let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
-            return (0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), &request_id, peer, grpc));
-        }
-        let target = live.routes.resolve(parts.uri.path(), request_host(&parts));
+        let (Admitted { identity, found_in, rate }, target) =
+            match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
+                Ok(admitted) => admitted,
+                Err(refused) => return *refused,
+            };
         let route = target.index;
-        if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
-            let detail = format!("The request body may be at most {limit} bytes on this route.");
-            return (route, refuse(ProxyCode::BodyTooLarge, Some(&detail), &request_id, peer, grpc));
-        }
 
         let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
@@ -338,6 +322,91 @@ impl Proxy {
             Err(error) => self.upstream_failed(live, error, route, &request_id, peer, grpc),
         };
         (route, response)
+    }
+
+    /// The proxy's whole decision on a request head, before anything is
+    /// forwarded: the failed-auth guard, the credential and the key
+    /// decision (counted, like every decision), the head size and the
+    /// route's body limit. The proxy and forward auth (`crate::authz`) both
+    /// decide through here, so the two cannot drift apart. A refusal comes
+    /// back as its answer, with the route index for metrics (boxed: a
+    /// refusal allocates its body anyway, and an allowed request moves less).
+    ///
+    /// `live` is the state the request loaded once (`Proxy::live_guard`);
+    /// `record`, telemetry's, learns the identity as soon as the key
+    /// decision allows it, so a request refused after that (431, 413) is
+    /// still logged with its key.
+    pub fn admit<'a>(
+        &self,
+        live: &'a Live,
+        parts: &Parts,
+        peer: SocketAddr,
+        request_id: &RequestId,
+        grpc: bool,
+        record: Option<&mut Record>,
+    ) -> Result<(Admitted, routing::Target<'a>), Box<RefusedAnswer>> {
+        // An unknown client (an unreadable forwarded entry) passes no
+        // address restriction; the guard then counts its failures against
+        // the peer that forwarded it.
+        let client = client_ip::resolve(peer.ip(), &parts.headers, &live.trusted_proxies);
+        let guarded = client.unwrap_or(peer.ip());
+        if let Some(wait) = live.guard.blocked_for(guarded) {
+            self.metrics.auth_failure(Refusal::RateLimited);
+            let mut response = refuse(
+                ProxyCode::Refused(Refusal::RateLimited),
+                Some("Too many failed authentications from this address."),
+                request_id,
+                peer,
+                grpc,
+            );
+            headers::retry_after(response.headers_mut(), wait);
+            return Err(Box::new((0, response)));
+        }
+        let admitted = match self.authenticate(live, parts, client) {
+            Ok((identity, found_in, rate)) => Admitted { identity, found_in, rate },
+            Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
+        };
+        if let Some(record) = record {
+            record.identity(&admitted.identity);
+        }
+        if head_size(parts) > self.max_header_bytes {
+            let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
+            return Err(Box::new((0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), request_id, peer, grpc))));
+        }
+        let target = live.routes.resolve(parts.uri.path(), request_host(parts));
+        if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
+            let detail = format!("The request body may be at most {limit} bytes on this route.");
+            return Err(Box::new((
+                target.index,
+                refuse(ProxyCode::BodyTooLarge, Some(&detail), request_id, peer, grpc),
+            )));
+        }
+        Ok((admitted, target))
+    }
+
+    /// The state a request outside the proxy's own listener (forward auth)
+    /// decides with: loaded once per request and passed to `admit`,
+    /// `trusts` and `observe`, so a reload never applies to half of one.
+    pub fn live_guard(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// Whether `peer` is one of `live`'s `proxy.trusted_proxies`, whose
+    /// forwarded headers are believed.
+    pub fn trusts(live: &Live, peer: std::net::IpAddr) -> bool {
+        client_ip::is_trusted(peer, &live.trusted_proxies)
+    }
+
+    /// The proxy listener's options (timeouts, head limits), which forward
+    /// auth shares.
+    pub fn listener_options(&self) -> &ListenerOptions {
+        &self.listener
+    }
+
+    /// Records one answered request in the request metrics (`live`'s
+    /// per-route durations, as `handle` does).
+    pub fn observe(live: &Live, route: usize, status: StatusCode, started: Instant) {
+        live.durations.observe(route, status.as_u16(), started.elapsed());
     }
 
     /// The credential and the key decision. The snapshot guard lives only

@@ -11,7 +11,8 @@ use crate::config::Config;
 /// Fields (and everything under them) a reload puts in force. Everything
 /// else — listen addresses, the store, the admin listener, listener
 /// timeouts and limits, threads, key prefixes, usage, metrics, turning TLS
-/// on or off — is fixed when the listeners and the store are set up.
+/// on or off, the forward-auth listeners (`authz.*`) — is fixed when the
+/// listeners and the store are set up.
 pub const LIVE: &[&str] = &[
     "routes",
     "upstream",
@@ -114,5 +115,14 @@ mod tests {
         assert_eq!(changed(&a, &b), ["proxy.tls.cert_file"]);
         assert!(!is_live("proxy.tls") && !is_live("proxy.listen") && !is_live("routesx"));
         assert!(is_live("routes") && is_live("upstream.url") && is_live("log.level"));
+    }
+
+    #[test]
+    fn the_forward_auth_listeners_need_a_restart() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.authz.listen = Some("127.0.0.1:1".parse().expect("addr"));
+        b.authz.grpc_listen = Some("127.0.0.1:2".parse().expect("addr"));
+        assert_eq!(sorted(needs_restart(&a, &b)), ["authz.grpc_listen", "authz.listen"]);
     }
 }

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod gateway;
 pub mod http;
+pub mod ingress;
 pub mod otlp;
 pub mod pg;
 pub mod process;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::Method;
+use keygate::authz::grpc::GrpcAuthz;
+use keygate::authz::ForwardAuth;
 use keygate::config::Config;
 use keygate::keys::{generate, Changes, KeyPolicy, KeySet, Permission, PolicyRow, Secret};
 use keygate::proxy::Proxy;
@@ -52,9 +54,14 @@ impl Keys {
     }
 }
 
-/// A proxy serving on 127.0.0.1:0.
+/// A proxy serving on 127.0.0.1:0 (and forward auth beside it when the
+/// config sets `authz.listen`).
 pub struct ProxyGateway {
     pub addr: SocketAddr,
+    /// Forward auth, when `authz.listen` is set.
+    pub authz: Option<SocketAddr>,
+    /// gRPC ext_authz, when `authz.grpc_listen` is set.
+    pub authz_grpc: Option<SocketAddr>,
     pub keys: Keys,
     pub shutdown: Shutdown,
     pub task: JoinHandle<()>,
@@ -85,8 +92,22 @@ impl ProxyGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let shutdown = Shutdown::new();
+        let mut authz = None;
+        if let Some(at) = config.authz.listen {
+            let listener = TcpListener::bind(at).await.expect("bind forward auth");
+            authz = Some(listener.local_addr().expect("forward auth addr"));
+            let forward_auth = ForwardAuth::new(&config, Arc::clone(&proxy));
+            tokio::spawn(forward_auth.serve(listener, shutdown.clone()));
+        }
+        let mut authz_grpc = None;
+        if let Some(at) = config.authz.grpc_listen {
+            let listener = TcpListener::bind(at).await.expect("bind gRPC ext_authz");
+            authz_grpc = Some(listener.local_addr().expect("gRPC ext_authz addr"));
+            let grpc = GrpcAuthz::new(&config, Arc::clone(&proxy));
+            tokio::spawn(grpc.serve(listener, shutdown.clone()));
+        }
         let task = tokio::spawn(proxy.serve(listener, tls, shutdown.clone()));
-        ProxyGateway { addr, keys, shutdown, task }
+        ProxyGateway { addr, authz, authz_grpc, keys, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -96,6 +117,11 @@ impl ProxyGateway {
     /// A request to `path` carrying `key` in `X-API-Key`.
     pub fn request(&self, method: Method, path: &str, key: &Secret) -> http::request::Builder {
         http::Request::builder().method(method).uri(self.url(path)).header("x-api-key", key.expose())
+    }
+
+    /// `http://<forward auth>` plus `path`.
+    pub fn authz_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.authz.expect("authz.listen is set"), path)
     }
 
     /// `GET path` with the write key.
