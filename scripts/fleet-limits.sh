@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How exactly a fleet holds a rate limit (issue 15, DESIGN.md §9): three
+# How exactly a fleet holds a rate limit (issue 15; design in docs/architecture.md): three
 # keygate replicas on one PostgreSQL database and one Redis, behind nginx
 # round-robin, a key limited to 100 requests per 60 s, offered RATE
 # requests a second for DURATION seconds in each of three phases:

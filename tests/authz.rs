@@ -1,4 +1,4 @@
-//! Forward auth (`authz.listen`, DESIGN.md §10), black-box: a real proxy
+//! Forward auth (`authz.listen`, docs/authz.md), black-box: a real proxy
 //! and forward-auth listener on 127.0.0.1:0 over the kit's keys, asked the
 //! way an ingress asks. Each refusal is compared with the proxy's own
 //! answer to the same original request; the spoofing tests try to get a

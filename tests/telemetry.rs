@@ -1,4 +1,4 @@
-//! Traces (DESIGN.md §12): W3C `traceparent` continued to the upstream with
+//! Traces (docs/proxy.md, "Traces and the access log"): W3C `traceparent` continued to the upstream with
 //! keygate's span as parent, spans exported over OTLP/HTTP to a real
 //! receiver that decodes them on its own (prost), refused requests traced
 //! too, no secret or query string in what is shipped, and a collector that
