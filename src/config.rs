@@ -22,12 +22,14 @@ mod redact;
 mod settings;
 mod telemetry;
 mod validate;
+mod webhooks;
 pub use authz::AuthzConfig;
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
 pub use telemetry::TelemetryConfig;
+pub use webhooks::WebhooksConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +60,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Forward auth for an ingress in front (nginx, Caddy, Traefik, Envoy).
     pub authz: AuthzConfig,
+    /// Delivery of events to webhooks.
+    pub webhooks: WebhooksConfig,
 }
 
 /// `requests` per `per_seconds`.

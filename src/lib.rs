@@ -21,3 +21,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;
+pub mod webhooks;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use keygate::admin::tokens::TokenView;
-use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand, PlansCommand};
+use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand, PlansCommand, WebhooksCommand};
 use keygate::config::{Config, LogFormat};
 use keygate::logging::Logging;
 use keygate::server::{Gateway, ProxyRuntime};
@@ -59,6 +59,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: PlansCommand,
+    },
+    /// Manage webhooks (signed events to receivers) and read their deliveries log through the admin API.
+    Webhooks {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: WebhooksCommand,
     },
     /// Admin tokens. `create` writes to the store directly, so a fresh
     /// install can mint its first owner token with no server running;
@@ -149,6 +156,9 @@ fn main() -> ExitCode {
         }
         Command::Plans { client, command } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_plans(&client, command)))
+        }
+        Command::Webhooks { client, command } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_webhooks(&client, command)))
         }
         Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => runtime()
             .map_or(ExitCode::FAILURE, |rt| {

@@ -34,6 +34,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls;
 use crate::usage::Flusher;
+use crate::webhooks::Webhooks;
 
 /// Where the proxy port is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,11 @@ impl Gateway {
             .into_iter()
             .filter_map(|(field, resolver)| Some(Cert { field, resolver: resolver? }))
             .collect();
+        let webhooks = Webhooks::new(reloader.store().clone(), &config.webhooks)?;
+        for collector in webhooks.collectors() {
+            metrics.register(collector)?;
+        }
+        tasks.extend(webhooks.spawn(shutdown.clone()));
         let flusher = Flusher::new(reloader.keyset(), reloader.store().clone(), config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 

@@ -21,6 +21,7 @@ pub mod openapi;
 mod plans;
 pub mod tokens;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -102,6 +103,9 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(tokens::audit))
         .routes(routes!(usage::usage))
         .routes(routes!(usage::me))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
     let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)

@@ -134,6 +134,7 @@ impl Config {
         }
         errors.extend(self.authz.check(self.proxy.listen, self.admin.listen));
         self.telemetry.check(&mut errors);
+        self.webhooks.check(&mut errors);
         errors
     }
 }

@@ -5,6 +5,7 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 
 use super::audit::{key_changes, key_update_action, record_audit, AuditContext};
+use super::webhooks::{emit_event, Event, EventType};
 use super::{
     bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store,
     StoreError,
@@ -14,7 +15,7 @@ use crate::keys::format::new_id;
 use crate::keys::{Environment, KeyHash, Permission, Status};
 
 #[derive(sqlx::FromRow)]
-struct KeyRow {
+pub(super) struct KeyRow {
     id: String,
     account_id: String,
     name: String,
@@ -42,6 +43,19 @@ pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
      created_at, updated_at, expires_at, last_used_at, usage_count, rotated_at, revoked_at, \
      rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
+
+/// Emits a key event for key `$id` inside the caller's transaction, from
+/// the key as this transaction sees it (so after the change).
+macro_rules! emit_key_event {
+    ($tx:expr, $kind:expr, $id:expr, $at:expr, $extra:expr) => {{
+        let row: KeyRow = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind($id)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let key = KeyRecord::try_from(row)?;
+        emit_event!($tx, Event::key($kind, &key, $at, $extra));
+    }};
+}
 
 impl TryFrom<KeyRow> for KeyRecord {
     type Error = StoreError;
@@ -131,6 +145,7 @@ impl Store {
                 "expires_at": new.expires_at.map(crate::clock::rfc3339), "preview": new.preview,
             });
             record_audit!(tx, audit, now, "key.create", Some(&id), Some(&new.account_id), changes);
+            emit_key_event!(tx, EventType::KeyCreated, &id, now, json!({}));
             tx.commit().await?;
         });
         self.get_key(&id).await
@@ -309,6 +324,8 @@ impl Store {
                 "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)),
             });
             record_audit!(tx, audit, now, "key.rotate", Some(id), Some(&account_id), changes);
+            let extra = json!({ "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)) });
+            emit_key_event!(tx, EventType::KeyRotated, id, now, extra);
             tx.commit().await?;
         });
         self.get_key(id).await
@@ -347,6 +364,7 @@ impl Store {
                         .await?;
                         if already.is_none() {
                             record_audit!(tx, audit, now, action, Some(id), Some(&a), json!({ "status": { "to": "revoked" } }));
+                            emit_key_event!(tx, EventType::KeyRevoked, id, now, json!({}));
                         }
                         revoked.push(id.clone());
                     }
@@ -409,6 +427,10 @@ impl Store {
                         .await?;
                     let changes = json!({ "secret": "current", "status": { "to": "revoked" } });
                     record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    // A leak that revokes is both: `key.revoked` subscribers
+                    // hear of every revocation.
+                    emit_key_event!(tx, EventType::KeyLeaked, &id, now, json!({ "secret": "current", "revoked": true }));
+                    emit_key_event!(tx, EventType::KeyRevoked, &id, now, json!({}));
                     Leak::Revoked(id)
                 }
                 (None, Some((id, account, until))) if until > now && allowed(&account) => {
@@ -421,6 +443,8 @@ impl Store {
                     sqlx::query("UPDATE api_keys SET revision = $1 WHERE id = $2").bind(rev).bind(&id).execute(&mut *tx).await?;
                     let changes = json!({ "secret": "previous", "grace": { "to": "ended" } });
                     record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    let extra = json!({ "secret": "previous", "revoked": false });
+                    emit_key_event!(tx, EventType::KeyLeaked, &id, now, extra);
                     Leak::GraceEnded(id)
                 }
                 _ => Leak::Nothing,

@@ -12,12 +12,14 @@
 mod accounts;
 pub mod audit;
 mod changes;
+mod deliveries;
 mod keys;
 pub use keys::Leak;
 pub mod model;
 mod plans;
 mod tokens;
 mod usage;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use model::*;
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
+pub use deliveries::{Attempt, Claimed, Outcome};
+pub use webhooks::{Event, EventType, NewWebhook, QuotaThreshold, Webhook, QUOTA_THRESHOLDS};
 
 use crate::config::{redact, StoreConfig};
 
