@@ -33,7 +33,7 @@ async fn webhook_routes_and_codes(admin: Admin) {
     let (s, one) = admin.call(Method::GET, &format!("/v1/webhooks/{id}"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(one, created["webhook"]);
-    let (_, every) = webhook(&admin, json!({ "url": "http://127.0.0.1:9/h", "events": ALL })).await;
+    let (every, _) = webhook(&admin, json!({ "url": "http://127.0.0.1:9/h", "events": ALL })).await;
     let (s, list) = admin.call(Method::GET, "/v1/webhooks?limit=1", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
