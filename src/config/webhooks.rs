@@ -69,7 +69,10 @@ impl WebhooksConfig {
             }
         }
         if self.retry_max_ms < self.retry_initial_ms || self.retry_max_ms > 7 * 86_400_000 {
-            err("retry_max_ms", format!("must be between retry_initial_ms and 604800000 (7 days), got {}", self.retry_max_ms));
+            err(
+                "retry_max_ms",
+                format!("must be between retry_initial_ms and 604800000 (7 days), got {}", self.retry_max_ms),
+            );
         }
         if self.give_up_after_hours > 24 * 365 {
             err("give_up_after_hours", format!("must be at most 8760 (a year), got {}", self.give_up_after_hours));

@@ -29,10 +29,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::ConnectOptions;
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
+pub use deliveries::{Attempt, Claimed, Outcome};
 pub use model::*;
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
-pub use deliveries::{Attempt, Claimed, Outcome};
 pub use webhooks::{Event, EventType, NewWebhook, QuotaThreshold, Webhook, QUOTA_THRESHOLDS};
 
 use crate::config::{redact, StoreConfig};

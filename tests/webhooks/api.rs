@@ -59,13 +59,17 @@ async fn webhook_routes_and_codes(admin: Admin) {
         (json!({ "events": ["key.created"] }), "url"),
     ] {
         let (s, v) = admin.call(Method::POST, "/v1/webhooks", Some(bad.clone())).await;
-        assert_eq!((s, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")), "{bad}: {v}");
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+            "{bad}: {v}"
+        );
         assert_eq!(v["field"], field, "{bad}: {v}");
         assert!(!v.to_string().contains("hunter2"), "{v}");
     }
 
-    for path in [format!("/v1/webhooks/wh_none"), format!("/v1/webhooks/wh_none/deliveries")] {
-        let (s, v) = admin.call(Method::GET, &path, None).await;
+    for path in ["/v1/webhooks/wh_none", "/v1/webhooks/wh_none/deliveries"] {
+        let (s, v) = admin.call(Method::GET, path, None).await;
         assert_eq!((s, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{path}");
     }
     let (s, _) = admin.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None).await;
@@ -77,7 +81,8 @@ async fn webhook_routes_and_codes(admin: Admin) {
 
     // Audited, without the secret.
     let (_, audit) = admin.call(Method::GET, &format!("/v1/audit?key_id={id}"), None).await;
-    let actions: Vec<&str> = audit["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    let actions: Vec<&str> =
+        audit["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, ["webhook.delete", "webhook.create"]);
     assert!(!audit.to_string().contains(&secret), "{audit}");
 }

@@ -190,7 +190,8 @@ async fn replicas_never_send_the_same_attempt_twice() {
     let one = TestGateway::new().postgres(db.url()).config(fast).start().await;
     let two = TestGateway::new().postgres(db.url()).config(fast).start().await;
     let acc = one.admin.account("A").await;
-    let (_, secret) = webhook(&one.admin, json!({ "url": receiver.url(), "events": ["key.created", "key.revoked"] })).await;
+    let (_, secret) =
+        webhook(&one.admin, json!({ "url": receiver.url(), "events": ["key.created", "key.revoked"] })).await;
     let mut keys = Vec::new();
     for i in 0..20 {
         let admin = if i % 2 == 0 { &one.admin } else { &two.admin };
