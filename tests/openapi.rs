@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`).
-const V1_ROUTES: [(&str, &str); 25] = [
+const V1_ROUTES: [(&str, &str); 30] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -39,6 +39,11 @@ const V1_ROUTES: [(&str, &str); 25] = [
     ("POST", "/v1/admin-tokens"),
     ("GET", "/v1/admin-tokens"),
     ("DELETE", "/v1/admin-tokens/{id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
     ("GET", "/v1/me"),
     ("GET", "/v1/keys/{id}/usage"),
 ];
