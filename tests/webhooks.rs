@@ -230,3 +230,57 @@ async fn only_subscribed_types_are_sent() {
         check_delivery(r, &secret, &[]);
     }
 }
+
+/// `keygate webhooks create|list|deliveries|delete` against a running
+/// gateway: the secret alone on stdout signs what the receiver gets.
+#[tokio::test]
+async fn the_cli_manages_webhooks() {
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new().config(fast).start().await;
+    let admin_url = format!("http://{}", gw.gateway.admin_addr);
+    let cli = |args: Vec<String>| {
+        let admin_url = admin_url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut full: Vec<&str> = args.iter().map(String::as_str).collect();
+                full.extend(["--admin-url", &admin_url]);
+                kit::process::run(&full, &[("KEYGATE_ADMIN_TOKEN", kit::TOKEN)], None)
+            })
+            .await
+            .expect("cli")
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let created = cli(args(&["webhooks", "create", &receiver.url(), "--event", "key.created,key.revoked"])).await;
+    let created = created.ok("webhooks create");
+    let secret = created.stdout.trim().to_owned();
+    assert!(secret.starts_with("whsec_") && !secret.contains('\n'), "{}", created.stdout);
+    assert!(created.stderr.contains("shown only once"), "{}", created.stderr);
+    let listed = cli(args(&["webhooks", "list", "--json"])).await.ok("webhooks list").json();
+    let id = listed["items"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(listed["items"][0]["events"], json!(["key.created", "key.revoked"]));
+    assert!(!listed.to_string().contains(&secret));
+
+    let acc = gw.admin.account("A").await;
+    gw.admin.key(&acc, "read").await;
+    let got = receiver.wait_for("key.created", |got| !got.is_empty()).await;
+    check_delivery(&got[0], &secret, &[]);
+    // The log's outcome is written just after the receiver answers.
+    let mut table = String::new();
+    for _ in 0..200 {
+        table = cli(args(&["webhooks", "deliveries", &id])).await.ok("webhooks deliveries").stdout;
+        if table.contains("delivered") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(table.starts_with("AT ") && table.contains("key.created") && table.contains("delivered"), "{table}");
+
+    let bad = cli(args(&["webhooks", "create", "https://example.com/", "--event", "key.exploded"])).await;
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.contains("events[0]"), "{}", bad.stderr);
+    cli(args(&["webhooks", "delete", &id])).await.ok("webhooks delete");
+    let listed = cli(args(&["webhooks", "list", "--json"])).await.ok("webhooks list").json();
+    assert_eq!(listed["items"], json!([]));
+}
