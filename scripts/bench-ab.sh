@@ -116,7 +116,9 @@ start() {
 }
 start a "$A_BIN" "$A_CONFIG" "${A_SEED:-}" "${A_SETUP:-}"
 start b "$B_BIN" "$B_CONFIG" "${B_SEED:-}" "${B_SETUP:-}"
-export KEYS_FILE_a KEYS_FILE_b
+# The direct runs rotate through a's keys (the upstream ignores them).
+KEYS_FILE_direct=$KEYS_FILE_a
+export KEYS_FILE_a KEYS_FILE_b KEYS_FILE_direct
 
 log "a: $A_BIN with $(basename "$A_CONFIG"); b: $B_BIN with $(basename "$B_CONFIG")"
 log "keygates on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"

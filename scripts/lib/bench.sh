@@ -27,11 +27,11 @@ wait_for() {
     exit 1
 }
 
-# utime+stime of a process and its children processes (nginx's workers);
+# utime+stime of processes and their children processes (nginx's workers);
 # threads are already summed into the process's own line.
 cpu_ticks() {
     local total=0 pid
-    for pid in "$@" $(pgrep -P "$1" || true); do
+    for pid in "$@" $(for p in "$@"; do pgrep -P "$p" || true; done); do
         [[ -r /proc/$pid/stat ]] || continue
         total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
     done
@@ -40,17 +40,19 @@ cpu_ticks() {
 
 TICKS=$(getconf CLK_TCK)
 
-# run TARGET PORT GW_PID PHASE CONNS SECONDS ROUND: one wrk run, appended to
-# $RESULTS as `target phase round rps p50 p99 cpu_us_per_req busy% errors non2xx`.
+# run TARGET PORT GW_PIDS PHASE CONNS SECONDS ROUND: one wrk run, appended to
+# $RESULTS (GW_PIDS: the gateway's processes, comma-separated, or -) as `target phase round rps p50 p99 cpu_us_per_req busy% errors non2xx`.
 run() {
     local target=$1 port=$2 pid=$3 phase=$4 conns=$5 seconds=$6 round=$7
     local before after out keys_var keys_file
     keys_var=KEYS_FILE_$target
     keys_file=${!keys_var:-$WORK/keys.txt}
-    before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+    # shellcheck disable=SC2086 # the pids split on purpose
+    before=$([[ $pid == - ]] && echo 0 || cpu_ticks ${pid//,/ })
     out=$(KEYS_FILE=$keys_file CONN_CLOSE=$CONN_CLOSE BENCH_PATH=/bench \
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${seconds}s" -s "$BENCH/rotate-keys.lua" "http://127.0.0.1:$port/" 2>&1) || true
-    after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+    # shellcheck disable=SC2086
+    after=$([[ $pid == - ]] && echo 0 || cpu_ticks ${pid//,/ })
     local line
     line=$(grep '^RESULT' <<<"$out" || true)
     if [[ -z $line ]]; then
