@@ -158,15 +158,22 @@ async fn every_documented_operation_is_served_as_documented() {
     let (s, token) =
         admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer" }))).await;
     assert_eq!(s, StatusCode::CREATED, "{token}");
+    let body = json!({ "url": "https://hooks.example.com/k", "events": ["key.created"] });
+    let (s, hook) = admin.call(Method::POST, "/v1/webhooks", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
     let id_for = |path: &str| match path {
         p if p.starts_with("/v1/accounts/") => account.clone(),
         p if p.starts_with("/v1/plans/") => plan["id"].as_str().expect("plan id").to_owned(),
         p if p.starts_with("/v1/keys/") => key["id"].as_str().expect("key id").to_owned(),
         p if p.starts_with("/v1/admin-tokens/") => token["token"]["id"].as_str().expect("token id").to_owned(),
+        p if p.starts_with("/v1/webhooks/") => hook["webhook"]["id"].as_str().expect("webhook id").to_owned(),
         p => panic!("no record for {p}"),
     };
 
-    for (method, path) in operations(&doc) {
+    // Deletes last, so the other operations on a record find it.
+    let mut operations: Vec<(String, String)> = operations(&doc).into_iter().collect();
+    operations.sort_by_key(|(method, _)| method == "DELETE");
+    for (method, path) in operations {
         let op = operation(&doc, &method, &path);
         let documented: BTreeSet<String> = op["responses"].as_object().expect("responses").keys().cloned().collect();
         let uri = if path.contains("{id}") { path.replace("{id}", &id_for(&path)) } else { path.clone() };

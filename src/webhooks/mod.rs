@@ -39,7 +39,7 @@ pub const EXPIRING_WITHIN_MS: i64 = 7 * 86_400_000;
 
 /// A claimed delivery is a worker's for the attempt's deadline plus this
 /// margin (the time to write its outcome back).
-const LEASE_MARGIN_MS: i64 = 30_000;
+const LEASE_MARGIN_MS: i64 = 5_000;
 
 /// Pruning of the deliveries log runs this often.
 const PRUNE_EVERY_MS: i64 = 3_600_000;
@@ -155,9 +155,10 @@ impl Webhooks {
                 _ = shutdown.wait() => {}
             }
         }
-        // Attempts in flight finish (each is bounded by the timeout); one
-        // cut short would be made again after its lease anyway.
-        let _ = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), async {
+        // Attempts in flight get a few seconds to finish; one cut short is
+        // made again once its lease runs out, so a hanging receiver cannot
+        // hold the shutdown for a whole timeout.
+        let _ = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms.min(5_000)), async {
             while in_flight.join_next().await.is_some() {}
         })
         .await;

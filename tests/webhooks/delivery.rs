@@ -115,13 +115,14 @@ async fn a_failing_receiver_that_recovers_gets_every_event_postgres() {
 }
 
 /// The real binary, SIGKILLed while its receiver is down and events wait
-/// in the outbox: restarted, it delivers them, with their ids unchanged.
+/// in the outbox: restarted, it delivers them, with their ids unchanged
+/// (an attempt the kill cut short waits for its lease: 1 s + 5 s here).
 #[tokio::test]
 async fn events_survive_a_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let upstream = super::kit::upstream::Upstream::start().await;
     let yaml = process::yaml(dir.path(), &upstream.url(""))
-        + "webhooks: { poll_interval_ms: 25, retry_initial_ms: 100, retry_max_ms: 300 }\n";
+        + "webhooks: { poll_interval_ms: 25, retry_initial_ms: 100, retry_max_ms: 300, timeout_ms: 1000 }\n";
     let mut first = process::spawn(dir.path(), &yaml, &[("KEYGATE_ADMIN_TOKEN", TOKEN)]);
     let admin = admin_client(first.admin);
     let acc = admin.account("A").await;
