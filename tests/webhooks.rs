@@ -284,3 +284,32 @@ async fn the_cli_manages_webhooks() {
     let listed = cli(args(&["webhooks", "list", "--json"])).await.ok("webhooks list").json();
     assert_eq!(listed["items"], json!([]));
 }
+
+/// A change that rolls back leaves no event: a bulk revocation failing on
+/// its second key sends nothing, and the revocation made after it is sent
+/// once.
+#[tokio::test]
+async fn a_rolled_back_change_sends_no_event() {
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new().config(fast).start().await;
+    let admin = &gw.admin;
+    let acc = admin.account("A").await;
+    webhook(admin, json!({ "url": receiver.url(), "events": ["key.revoked"] })).await;
+    let (k1, _) = admin.key(&acc, "read").await;
+    let (k2, _) = admin.key(&acc, "read").await;
+    let db = gw.dir.path().join("keygate.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("db");
+    let trigger = format!(
+        "CREATE TRIGGER fail_second BEFORE UPDATE OF revoked_at ON api_keys WHEN NEW.id = '{k2}' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    );
+    sqlx::query(&trigger).execute(&pool).await.expect("trigger");
+    let (s, _) = admin.call(Method::POST, "/v1/keys/bulk-revoke", Some(json!({ "ids": [k1, k2] }))).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events").fetch_one(&pool).await.expect("count");
+    assert_eq!(stored, 0, "no event without its change");
+    let (s, _) = admin.call(Method::POST, &format!("/v1/keys/{k1}/revoke"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    receiver.wait_for("the revocation", |got| !got.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events(&receiver.received()), pairs(&[("key.revoked", &k1)]));
+}

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 
 use super::audit::{key_changes, key_update_action, record_audit, AuditContext};
-use super::webhooks::{emit_event, Event, EventType};
+use super::webhooks::{emit_event, subscribed, Event, EventType};
 use super::{
     bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store,
     StoreError,
@@ -45,15 +45,24 @@ pub(super) const KEY_COLUMNS: &str =
      rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
 
 /// Emits a key event for key `$id` inside the caller's transaction, from
-/// the key as this transaction sees it (so after the change).
+/// the key as this transaction sees it (so after the change). Reads
+/// nothing more when no webhook takes the type: `$hooked`, when given, is
+/// that answer already known (a bulk write asks once).
 macro_rules! emit_key_event {
     ($tx:expr, $kind:expr, $id:expr, $at:expr, $extra:expr) => {{
-        let row: KeyRow = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
-            .bind($id)
-            .fetch_one(&mut *$tx)
-            .await?;
-        let key = KeyRecord::try_from(row)?;
-        emit_event!($tx, Event::key($kind, &key, $at, $extra));
+        if subscribed!($tx, $kind) {
+            emit_key_event!($tx, $kind, $id, $at, $extra, true);
+        }
+    }};
+    ($tx:expr, $kind:expr, $id:expr, $at:expr, $extra:expr, $hooked:expr) => {{
+        if $hooked {
+            let row: KeyRow = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+                .bind($id)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let key = KeyRecord::try_from(row)?;
+            emit_event!($tx, Event::key($kind, &key, $at, $extra));
+        }
     }};
 }
 
@@ -346,6 +355,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
+            let hooked = subscribed!(tx, EventType::KeyRevoked);
             for id in ids {
                 let account: Option<(String, Option<i64>)> =
                     sqlx::query_as("SELECT account_id, revoked_at FROM api_keys WHERE id = $1")
@@ -364,7 +374,7 @@ impl Store {
                         .await?;
                         if already.is_none() {
                             record_audit!(tx, audit, now, action, Some(id), Some(&a), json!({ "status": { "to": "revoked" } }));
-                            emit_key_event!(tx, EventType::KeyRevoked, id, now, json!({}));
+                            emit_key_event!(tx, EventType::KeyRevoked, id, now, json!({}), hooked);
                         }
                         revoked.push(id.clone());
                     }

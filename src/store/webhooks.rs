@@ -151,6 +151,21 @@ macro_rules! emit_event {
 }
 pub(crate) use emit_event;
 
+/// Whether any webhook (of any account) takes events of type `$kind`,
+/// asked inside the caller's transaction: writes skip building events no
+/// one receives.
+macro_rules! subscribed {
+    ($tx:expr, $kind:expr) => {{
+        let kind: $crate::store::EventType = $kind;
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM (SELECT 1 FROM webhooks WHERE events LIKE $1 LIMIT 1) s")
+            .bind(kind.like())
+            .fetch_one(&mut *$tx)
+            .await?
+            > 0
+    }};
+}
+pub(crate) use subscribed;
+
 /// A webhook as the API shows it: its secret is not part of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
