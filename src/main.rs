@@ -1,7 +1,8 @@
 //! The `keygate` command: `serve`, `check-config`, `admin-token create`
-//! (offline), and the admin API client (`keys`, `accounts`, `audit`,
-//! `admin-token list|delete`), and `completions`/`man`, generated from
-//! these same definitions so they never drift from the parser.
+//! (offline), and the admin API client (`keys`, `accounts`, `plans`,
+//! `webhooks`, `audit`, `admin-token list|delete`), and `completions`/`man`,
+//! generated from these same definitions so they never drift from the
+//! parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

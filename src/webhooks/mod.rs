@@ -109,9 +109,15 @@ impl Webhooks {
         let mut failing = false;
         while !shutdown.is_triggered() {
             while in_flight.try_join_next().is_some() {}
+            // A read first: with nothing pending (no webhook, or all
+            // delivered) the claim, a write, is skipped.
+            let pending = self.store.pending_deliveries().await;
+            if let Ok(n) = pending {
+                self.pending.set(n);
+            }
             let free = slots.available_permits();
             let mut full_batch = false;
-            if free > 0 {
+            if free > 0 && !matches!(pending, Ok(0)) {
                 let now = now_ms();
                 match self.store.claim_deliveries(now, now + lease, free as u32).await {
                     Ok(claimed) => {
@@ -133,9 +139,6 @@ impl Webhooks {
                         failing = true;
                     }
                 }
-            }
-            if let Ok(n) = self.store.pending_deliveries().await {
-                self.pending.set(n);
             }
             let now = now_ms();
             if now - last_prune > PRUNE_EVERY_MS {
