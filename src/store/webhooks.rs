@@ -1,9 +1,10 @@
-//! Webhooks and their outbox: the subscriptions, the events written in the
-//! same transaction as the change they report ([`emit_event!`]), one
-//! delivery per (event, webhook) with its retry state, and the log of
-//! attempts. The delivery worker (`crate::webhooks`) claims due deliveries
-//! with a lease, so replicas sharing one PostgreSQL never make the same
-//! attempt twice; it does the HTTP, this module only the rows.
+//! Webhooks and the outbox's writing side: the subscriptions, the event
+//! types, and the events written in the same transaction as the change they
+//! report ([`emit_event!`]), with one delivery per subscribed webhook — also
+//! for `key.expiring` (a scan with a durable mark on each key) and
+//! `quota.threshold` (called by the quota ledger, marked once per period).
+//! Claiming and logging deliveries is `deliveries.rs`; the HTTP is
+//! `crate::webhooks`'s.
 //!
 //! A webhook's secret is the HMAC key of its signatures, so it is stored as
 //! it is (unlike API keys and admin tokens, kept as hashes): it is read only

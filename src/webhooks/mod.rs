@@ -209,18 +209,9 @@ impl Webhooks {
         }
     }
 
-    /// When attempt `attempt + 1` is due, `None` once the delivery is given
-    /// up: the initial wait doubled per failed attempt, capped, ±25 %.
     fn next_attempt(&self, delivery: &Claimed, now: i64) -> Option<i64> {
-        let give_up = self.config.give_up_after_hours;
-        if give_up > 0 && now - delivery.event_created_at >= i64::try_from(give_up * 3_600_000).unwrap_or(i64::MAX) {
-            return None;
-        }
-        let doublings = u32::try_from(delivery.attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-        let base = self.config.retry_initial_ms.saturating_mul(1u64 << doublings).min(self.config.retry_max_ms);
-        let jittered = (base as f64 * rand::thread_rng().gen_range(0.75..1.25)) as u64;
-        let wait = jittered.min(self.config.retry_max_ms).max(1);
-        Some(now + i64::try_from(wait).unwrap_or(i64::MAX / 2))
+        let jitter = rand::thread_rng().gen_range(0.75..1.25);
+        next_attempt_at(&self.config, delivery.attempt, delivery.event_created_at, now, jitter)
     }
 
     /// Every `webhooks.expiring_scan_interval_ms`, emits `key.expiring` for
@@ -251,6 +242,20 @@ impl Webhooks {
     }
 }
 
+/// When the attempt after failed attempt `attempt` (1, 2, …) is due,
+/// `None` once the delivery is given up: the initial wait doubled per
+/// failed attempt, capped at `retry_max_ms`, times `jitter` (0.75–1.25).
+fn next_attempt_at(config: &WebhooksConfig, attempt: i64, event_at: i64, now: i64, jitter: f64) -> Option<i64> {
+    let give_up = config.give_up_after_hours;
+    if give_up > 0 && now - event_at >= i64::try_from(give_up.saturating_mul(3_600_000)).unwrap_or(i64::MAX) {
+        return None;
+    }
+    let doublings = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let base = config.retry_initial_ms.saturating_mul(1u64 << doublings).min(config.retry_max_ms);
+    let wait = ((base as f64 * jitter) as u64).min(config.retry_max_ms).max(1);
+    Some(now + i64::try_from(wait).unwrap_or(i64::MAX / 2))
+}
+
 /// The body of a delivery: `{ id, type, created_at, data }`, the same bytes
 /// at every attempt (keys sorted).
 pub fn body(delivery: &Claimed) -> Bytes {
@@ -262,4 +267,25 @@ pub fn body(delivery: &Claimed) -> Bytes {
         "data": data,
     });
     Bytes::from(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_to_the_cap_then_give_up() {
+        let config = WebhooksConfig::default();
+        let waits: Vec<i64> = (1..=12).map(|n| next_attempt_at(&config, n, 0, 0, 1.0).expect("retried")).collect();
+        assert_eq!(&waits[..5], [5_000, 10_000, 20_000, 40_000, 80_000]);
+        assert_eq!(waits[11], 3_600_000, "capped at retry_max_ms");
+        assert_eq!(next_attempt_at(&config, 3, 0, 0, 0.75), Some(15_000), "jitter below");
+        assert_eq!(next_attempt_at(&config, 12, 0, 0, 1.25), Some(3_600_000), "jitter never passes the cap");
+        assert_eq!(next_attempt_at(&config, i64::MAX, 0, 0, 1.0), Some(3_600_000), "no overflow");
+        let day = 86_400_000;
+        assert!(next_attempt_at(&config, 70, 0, 3 * day - 1, 1.0).is_some());
+        assert_eq!(next_attempt_at(&config, 71, 0, 3 * day, 1.0), None, "given up after 72 h");
+        let forever = WebhooksConfig { give_up_after_hours: 0, ..config };
+        assert!(next_attempt_at(&forever, 1_000, 0, 365 * day, 1.0).is_some(), "0: never given up");
+    }
 }
