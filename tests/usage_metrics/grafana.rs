@@ -85,6 +85,17 @@ async fn every_metric_the_dashboard_queries_is_exposed_and_account_filters_per_a
     let acc = acc["id"].as_str().expect("id").to_owned();
     let (_, secret) = gw.admin.key(&acc, "read").await;
     assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::OK);
+    // A key with a quota of its own, where keys take one (see AWAITED).
+    let body = json!({ "account_id": acc, "name": "metered", "permission": "read",
+        "quota": { "limit": 100, "period": "day" } });
+    let (s, metered) = gw.admin.call(Method::POST, "/v1/keys", Some(body)).await;
+    match s {
+        StatusCode::CREATED => {
+            let secret = metered["secret"].as_str().expect("secret");
+            assert_eq!(get_with_key(gw.proxy(), "/", secret).await.status, StatusCode::OK);
+        }
+        _ => assert_eq!((s, metered["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("quota")), "{metered}"),
+    }
     let post = format!("http://{}/", gw.proxy());
     let refused = fetch(Method::POST, &post, &[("authorization", &format!("Bearer {secret}"))], "x").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
