@@ -52,6 +52,7 @@ use self::live::Live;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
+use crate::identity::{Issuer, X_KEYGATE_IDENTITY};
 use crate::keys::route;
 use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
@@ -75,6 +76,9 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Traces and the access log; `None` when both are off.
     telemetry: Option<Telemetry>,
+    /// Signs `X-Keygate-Identity` (`proxy.identity_token`); `None` when off,
+    /// which costs the request path this one check.
+    identity: Option<Arc<Issuer>>,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -99,6 +103,8 @@ pub struct Admitted {
     /// Where the credential was, to strip it before forwarding.
     pub found_in: FoundIn,
     pub rate: Option<RateInfo>,
+    /// The signed identity token, with `proxy.identity_token`.
+    pub identity_token: Option<http::HeaderValue>,
 }
 
 /// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
@@ -115,6 +121,16 @@ impl Proxy {
     /// Builds the proxy from a validated config; `keyset` is the snapshot
     /// the reloader publishes into.
     pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
+        Self::with_identity(config, keyset, metrics, None)
+    }
+
+    /// `new`, signing identity tokens with `identity` (`proxy.identity_token`).
+    pub fn with_identity(
+        config: &Config,
+        keyset: Arc<ArcSwap<KeySet>>,
+        metrics: Arc<Metrics>,
+        identity: Option<Arc<Issuer>>,
+    ) -> anyhow::Result<Arc<Proxy>> {
         let proxy = &config.proxy;
         let settings = config.settings()?;
         Ok(Arc::new(Proxy {
@@ -132,7 +148,13 @@ impl Proxy {
             },
             telemetry: Telemetry::new(config, &metrics)?,
             metrics,
+            identity,
         }))
+    }
+
+    /// The identity token issuer, when `proxy.identity_token` is on.
+    pub fn identity(&self) -> Option<&Arc<Issuer>> {
+        self.identity.as_ref()
     }
 
     /// The state `config` calls for, built off the request path and sharing
@@ -239,7 +261,7 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate }, target) =
+        let (Admitted { identity, found_in, rate, identity_token }, target) =
             match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
                 Ok(admitted) => admitted,
                 Err(refused) => return *refused,
@@ -268,6 +290,9 @@ impl Proxy {
             &target.upstream.host,
             &live.client_headers,
         );
+        if let Some(token) = identity_token {
+            parts.headers.insert(X_KEYGATE_IDENTITY, token);
+        }
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
@@ -363,7 +388,7 @@ impl Proxy {
             return Err(Box::new((0, response)));
         }
         let admitted = match self.authenticate(live, parts, client) {
-            Ok((identity, found_in, rate)) => Admitted { identity, found_in, rate },
+            Ok(admitted) => admitted,
             Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };
         if let Some(record) = record {
@@ -411,12 +436,7 @@ impl Proxy {
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
-    fn authenticate(
-        &self,
-        live: &Live,
-        parts: &Parts,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
+    fn authenticate(&self, live: &Live, parts: &Parts, client: Option<std::net::IpAddr>) -> Result<Admitted, Refused> {
         let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
@@ -456,7 +476,16 @@ impl Proxy {
         }
         let decision = keyset.decide(credential.key, &decided, now, live.default_quota);
         match decision.result {
-            Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
+            Ok(identity) => {
+                let identity_token = self.identity.as_ref().and_then(|issuer| {
+                    // A second lookup, paid only with identity tokens on: the
+                    // token says more than the `Identity` holds.
+                    let policy = keyset.policy_of(credential.key)?;
+                    let plan = keyset.account(&policy.account_id).map(|a| a.plan.plan_id.as_str());
+                    Some(issuer.token(policy, plan, now))
+                });
+                Ok(Admitted { identity, found_in: credential.found_in, rate: decision.rate, identity_token })
+            }
             Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
         }
     }

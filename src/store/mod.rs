@@ -12,6 +12,7 @@
 mod accounts;
 pub mod audit;
 mod changes;
+mod identity;
 mod keys;
 pub use keys::Leak;
 pub mod model;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::ConnectOptions;
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
+pub use identity::StoredSigningKey;
 pub use model::*;
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
