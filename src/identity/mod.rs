@@ -246,7 +246,7 @@ async fn stored(store: &Store, ttl_seconds: i64) -> anyhow::Result<Material> {
     let since = now_ms() - ttl_seconds * 1000 - PUBLISH_GRACE_MS;
     let load = || async { store.signing_keys(since).await.context("cannot read the identity signing keys") };
     let mut rows = load().await?;
-    if !rows.first().is_some_and(|r| r.retired_at.is_none()) {
+    if rows.first().is_none_or(|r| r.retired_at.is_some()) {
         let (key, der) = SigningKey::generate().map_err(anyhow::Error::msg)?;
         store.insert_signing_key_if_absent(key.kid(), &der).await.context("cannot store an identity signing key")?;
         // Whichever replica's insert won is the key.
