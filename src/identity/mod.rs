@@ -295,3 +295,39 @@ fn assemble(ttl_seconds: u64, metadata: Vec<String>, material: Material, previou
         stored_kids,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(key: &Arc<SigningKey>) -> Material {
+        Material {
+            key_file: Some("k.pem".into()),
+            signing: Arc::clone(key),
+            retired: Vec::new(),
+            stored_kids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_replaced_key_stays_published_for_its_tokens_lifetime_and_a_grace() {
+        let (a, b) = (Arc::new(SigningKey::generate().expect("a").0), Arc::new(SigningKey::generate().expect("b").0));
+        let first = assemble(60, Vec::new(), from_file(&a), None);
+        assert!(first.retired.is_empty());
+        let second = assemble(60, vec!["team".into()], from_file(&b), Some(&first));
+        assert_eq!(second.signing.kid(), b.kid());
+        let kids: Vec<&str> = second.retired.iter().map(|(k, _)| k.kid()).collect();
+        assert_eq!(kids, [a.kid()], "the key that signed before is still published");
+        assert_ne!(first.generation, second.generation, "every state signs its tokens anew");
+        // The same key again keeps the old one's retirement time, once.
+        let third = assemble(60, Vec::new(), from_file(&b), Some(&second));
+        assert_eq!(third.retired.len(), 1);
+        assert_eq!(third.retired[0].1, second.retired[0].1);
+        let retired_at = second.retired[0].1;
+        assert!(published(retired_at, 60, retired_at + 60_000 + PUBLISH_GRACE_MS - 1));
+        assert!(!published(retired_at, 60, retired_at + 60_000 + PUBLISH_GRACE_MS));
+        // Past the window, a rebuild lets it go.
+        let old = State { retired: vec![(Arc::clone(&a), now_ms() - 61_000 - PUBLISH_GRACE_MS)], ..third };
+        assert!(assemble(60, Vec::new(), from_file(&b), Some(&old)).retired.is_empty());
+    }
+}
