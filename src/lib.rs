@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod fleet;
+pub mod identity;
 pub mod keys;
 pub mod listener;
 pub mod logging;

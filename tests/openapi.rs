@@ -14,8 +14,8 @@ use kit::AdminCalls;
 use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
-/// (`/v1/me`, `/v1/keys/{id}/usage`).
-const V1_ROUTES: [(&str, &str); 30] = [
+/// (`/v1/me`, `/v1/keys/{id}/usage`) and the identity key's rotation.
+const V1_ROUTES: [(&str, &str); 31] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -46,10 +46,12 @@ const V1_ROUTES: [(&str, &str); 30] = [
     ("GET", "/v1/webhooks/{id}/deliveries"),
     ("GET", "/v1/me"),
     ("GET", "/v1/keys/{id}/usage"),
+    ("POST", "/v1/identity/rotate"),
 ];
 
 /// Served without a token.
-const OPEN_ROUTES: [(&str, &str); 3] = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")];
+const OPEN_ROUTES: [(&str, &str); 4] =
+    [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/.well-known/jwks.json")];
 
 /// The key record of docs/admin-api.md#shapes.
 const KEY_FIELDS: [&str; 21] = [

@@ -13,6 +13,7 @@ mod accounts;
 pub mod audit;
 mod changes;
 mod deliveries;
+mod identity;
 mod keys;
 pub use keys::Leak;
 pub mod model;
@@ -30,6 +31,7 @@ use sqlx::ConnectOptions;
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use deliveries::{Attempt, Claimed, Outcome};
+pub use identity::StoredSigningKey;
 pub use model::*;
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
