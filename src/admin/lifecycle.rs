@@ -214,7 +214,7 @@ pub async fn verify(
         Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
     let Some(p) = visible else { return Ok(Json(unknown)) };
     // `verify` names no host: a route restriction bound to a host refuses it.
-    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None };
+    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None, cost: 1 };
     // A viewer changes nothing, counters included: its verify is a dry run.
     // Otherwise the proxy's own decision: it counts as a use of the key and
     // takes from its rate limit, as a proxied request would.

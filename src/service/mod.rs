@@ -15,6 +15,7 @@ mod accounts;
 mod error;
 mod keys;
 mod plans;
+mod quotas;
 mod tokens;
 pub mod validate;
 
@@ -27,6 +28,7 @@ pub use accounts::{CreateAccount, UpdateAccount};
 pub use error::ServiceError;
 pub use keys::{CreateKey, UpdateKey, MAX_BULK};
 pub use plans::{CreatePlan, UpdatePlan};
+pub use quotas::{AdjustQuota, QuotaOperation};
 pub use tokens::{CreateToken, ADMIN_TOKEN_PREFIX};
 
 use crate::config::KeysConfig;

@@ -16,6 +16,7 @@ mod keys;
 pub use keys::Leak;
 pub mod model;
 mod plans;
+mod quotas;
 mod tokens;
 mod usage;
 
@@ -28,6 +29,7 @@ use sqlx::ConnectOptions;
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub use model::*;
+pub use quotas::{remaining as quota_remaining, usage as quota_usage, QuotaLedger, QuotaSync, LEASE_TTL_MS};
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
 
