@@ -12,8 +12,8 @@ mod fleet;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use kit::http::{fetch, get_with_key, Reply};
 use keygate::config::RouteConfig;
+use kit::http::{fetch, get_with_key, Reply};
 use kit::upstream::Upstream;
 use kit::{pg, AdminCalls, Gateway, TestGateway};
 use serde_json::{json, Value};
@@ -48,8 +48,9 @@ fn store_url(gw: &Gateway, postgres: Option<&pg::Database>) -> String {
 }
 
 async fn key_with_quota(admin: &impl AdminCalls, account: &str, quota: Value) -> (String, String) {
-    let (key, secret) =
-        admin.create_key(json!({ "account_id": account, "name": "metered", "permission": "read", "quota": quota })).await;
+    let (key, secret) = admin
+        .create_key(json!({ "account_id": account, "name": "metered", "permission": "read", "quota": quota }))
+        .await;
     assert_eq!(key["quota"], quota, "{key}");
     (key["id"].as_str().expect("id").to_owned(), secret)
 }
@@ -118,7 +119,10 @@ async fn quota_refusal_headers_and_increment(db: Option<&pg::Database>) {
     assert_eq!(get_with_key(gw.proxy(), "/cheap", &secret).await.code(), "quota_exceeded");
     let (_, audit) = gw.admin.call(Method::GET, &format!("/v1/audit?action=key.quota&key_id={id}"), None).await;
     let entry = &audit["items"][0];
-    assert_eq!((entry["changes"]["operation"].as_str(), entry["changes"]["amount"].as_u64()), (Some("increment"), Some(5)));
+    assert_eq!(
+        (entry["changes"]["operation"].as_str(), entry["changes"]["amount"].as_u64()),
+        (Some("increment"), Some(5))
+    );
     assert_eq!(entry["changes"]["remaining"], json!({ "from": 0, "to": 5 }), "{audit}");
     gw.gateway.stop().await;
 }
@@ -175,20 +179,27 @@ async fn adjustments_and_their_codes(db: Option<&pg::Database>) {
         (json!({ "operation": "set", "amount": 1, "extra": true }), "extra"),
     ] {
         let (s, v) = adjust(bad.clone()).await;
-        assert_eq!((s, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")), "{bad}: {v}");
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+            "{bad}: {v}"
+        );
         assert_eq!(v["field"], field, "{bad}: {v}");
     }
     let (plain, _) = gw.admin.key(&acc, "read").await;
-    let (s, v) = gw.admin.call(Method::POST, &format!("/v1/keys/{plain}/quota"), Some(json!({ "operation": "reset" }))).await;
+    let (s, v) =
+        gw.admin.call(Method::POST, &format!("/v1/keys/{plain}/quota"), Some(json!({ "operation": "reset" }))).await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "no quota to adjust: {v}");
     let (s, _) = gw.admin.call(Method::POST, "/v1/keys/key_nope/quota", Some(json!({ "operation": "reset" }))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // PATCH: a quota set, changed and cleared; a bad one names its field.
     let key_path = format!("/v1/keys/{plain}");
-    let (s, v) = gw.admin.call(Method::PATCH, &key_path, Some(json!({ "quota": { "limit": 0, "period": "day" } }))).await;
+    let (s, v) =
+        gw.admin.call(Method::PATCH, &key_path, Some(json!({ "quota": { "limit": 0, "period": "day" } }))).await;
     assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("quota.limit")), "{v}");
-    let (s, v) = gw.admin.call(Method::PATCH, &key_path, Some(json!({ "quota": { "limit": 7, "period": "total" } }))).await;
+    let (s, v) =
+        gw.admin.call(Method::PATCH, &key_path, Some(json!({ "quota": { "limit": 7, "period": "total" } }))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["quota_usage"], json!({ "used": 0, "remaining": 7, "resets_at": null }));
     let (s, v) = gw.admin.call(Method::PATCH, &key_path, Some(json!({ "quota": null }))).await;
@@ -245,7 +256,8 @@ async fn who_may_adjust_a_quota() {
         .call(Method::POST, "/v1/plans", Some(json!({ "name": "Free", "quota": { "limit": 100, "period": "month" } })))
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = gw.admin.call(Method::PATCH, &format!("/v1/accounts/{acc}"), Some(json!({ "plan_id": plan["id"] }))).await;
+    let (s, _) =
+        gw.admin.call(Method::PATCH, &format!("/v1/accounts/{acc}"), Some(json!({ "plan_id": plan["id"] }))).await;
     assert_eq!(s, StatusCode::OK);
     let url = format!("http://{}/v1/keys/{id}", gw.gateway.admin_addr);
     let auth = format!("Bearer {confined}");
@@ -291,7 +303,11 @@ async fn restart_keeps_spending(db: Option<&pg::Database>) {
     gw.gateway.stop().await;
     let again = TestGateway::new().config(move |c| c.store.url = url).start().await;
     let r = get_with_key(again.proxy(), "/", &secret).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "spent before the restart");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+        "spent before the restart"
+    );
     again.gateway.stop().await;
     drop(gw.dir);
 }
@@ -410,7 +426,10 @@ async fn verify_answers_the_quota_and_spends_unless_a_dry_run() {
     assert_eq!((v["code"].as_str(), v["remaining"].as_u64()), (Some("allowed"), Some(1)));
     assert_eq!(get_with_key(gw.proxy(), "/", &secret).await.status, StatusCode::OK);
     let v = verify(json!({ "secret": secret })).await;
-    assert_eq!((v["valid"].as_bool(), v["code"].as_str(), v["remaining"].as_u64()), (Some(false), Some("quota_exceeded"), Some(0)));
+    assert_eq!(
+        (v["valid"].as_bool(), v["code"].as_str(), v["remaining"].as_u64()),
+        (Some(false), Some("quota_exceeded"), Some(0))
+    );
     let v = verify(dry).await;
     assert_eq!(v["code"], "quota_exceeded", "a dry run reads the quota: {v}");
     let (_, plain) = gw.admin.key(&acc, "read").await;

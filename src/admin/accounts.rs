@@ -12,11 +12,11 @@ use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::json::{AccountView, JsonBody, ListView};
 use super::keys::page_params;
-use super::quotas::{account_view, account_views};
 use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
 };
+use super::quotas::{account_view, account_views};
 use super::{Actor, AdminState};
 use crate::service::{CreateAccount, UpdateAccount};
 use crate::store::AuditContext;

@@ -102,7 +102,10 @@ impl Config {
                 .ok();
             let cost = route.cost.unwrap_or(1);
             if !(1..=crate::keys::MAX_QUOTA).contains(&cost) {
-                err(format!("routes[{i}].cost"), format!("must be between 1 and {}, got {cost}", crate::keys::MAX_QUOTA));
+                err(
+                    format!("routes[{i}].cost"),
+                    format!("must be between 1 and {}, got {cost}", crate::keys::MAX_QUOTA),
+                );
             }
             if let (Some(prefix), Some(host), Some(upstream)) = (prefix, host, upstream) {
                 let body_limit = route.max_body_bytes.map_or(body_limit, limit);

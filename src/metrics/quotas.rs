@@ -18,8 +18,16 @@ use crate::keys::{InlineId, KeySet};
 const FAMILIES: [(&str, &str, &str); 4] = [
     ("keygate_key_quota_used", "key_id", "Units of the key's own quota spent in its current period."),
     ("keygate_key_quota_remaining", "key_id", "Units of the key's own quota left in its current period."),
-    ("keygate_account_quota_used", "account_id", "Units of the account's pooled (plan) quota spent in its current period."),
-    ("keygate_account_quota_remaining", "account_id", "Units of the account's pooled (plan) quota left in its current period."),
+    (
+        "keygate_account_quota_used",
+        "account_id",
+        "Units of the account's pooled (plan) quota spent in its current period.",
+    ),
+    (
+        "keygate_account_quota_remaining",
+        "account_id",
+        "Units of the account's pooled (plan) quota left in its current period.",
+    ),
 ];
 
 pub(super) struct QuotaCollector {
@@ -32,7 +40,9 @@ impl QuotaCollector {
     pub(super) fn new(keyset: Arc<ArcSwap<KeySet>>, limit: usize) -> prometheus::Result<Self> {
         let descs = FAMILIES
             .iter()
-            .map(|(name, label, help)| Desc::new((*name).into(), (*help).into(), vec![(*label).into()], Default::default()))
+            .map(|(name, label, help)| {
+                Desc::new((*name).into(), (*help).into(), vec![(*label).into()], Default::default())
+            })
             .collect::<prometheus::Result<_>>()?;
         Ok(QuotaCollector { keyset, limit, descs })
     }
@@ -57,7 +67,8 @@ impl Collector for QuotaCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let keyset = self.keyset.load();
         let all = keyset.quotas().map(|q| q.all_usage(now_ms())).unwrap_or_default();
-        let (mut keys, mut accounts): (Vec<_>, Vec<_>) = all.into_iter().partition(|(id, _, _)| !id.as_str().starts_with("acc_"));
+        let (mut keys, mut accounts): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|(id, _, _)| !id.as_str().starts_with("acc_"));
         let mut families = Vec::with_capacity(4);
         for (owners, (used_name, label, used_help), (left_name, _, left_help)) in
             [(&mut keys, FAMILIES[0], FAMILIES[1]), (&mut accounts, FAMILIES[2], FAMILIES[3])]

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod client_headers;
 pub mod client_ip;
+mod failure;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -46,7 +47,6 @@ use tokio::net::TcpListener;
 
 use self::auth::FoundIn;
 use self::body::LimitedBody;
-use self::forward::ForwardError;
 use self::headers::Forwarding;
 use self::live::Live;
 use crate::clock::now_ms;
@@ -112,7 +112,8 @@ struct Refused {
     problem: ProxyCode,
     detail: Option<&'static str>,
     rate: Option<RateInfo>,
-    quota: Option<QuotaInfo>,
+    /// Boxed: a quota's state is large, and only quota refusals carry it.
+    quota: Option<Box<QuotaInfo>>,
 }
 
 impl Proxy {
@@ -442,13 +443,8 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
         })?;
-        let facts = Facts {
-            method: &parts.method,
-            path: parts.uri.path(),
-            client_ip: client,
-            host: request_host(parts),
-            cost,
-        };
+        let facts =
+            Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts), cost };
         let keyset = self.keyset.load();
         let now = now_ms();
         let named = if live.client_headers.passes_overrides() {
@@ -486,7 +482,7 @@ impl Proxy {
                 problem: ProxyCode::Refused(refusal),
                 detail: None,
                 rate: decision.rate,
-                quota: decision.quota,
+                quota: decision.quota.map(Box::new),
             }),
         }
     }
@@ -526,60 +522,6 @@ impl Proxy {
         }
         response
     }
-
-    /// Answers a failed upstream exchange. Its warning is written at most
-    /// once a second per route, with the count of those held back since.
-    fn upstream_failed(
-        &self,
-        live: &Live,
-        error: ForwardError,
-        route: usize,
-        request_id: &RequestId,
-        peer: SocketAddr,
-        grpc: bool,
-    ) -> Response<ProxyBody> {
-        let (problem, detail) = match &error {
-            ForwardError::Connect(e) => {
-                self.metrics.upstream_error(UpstreamError::Connect);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let error = error_chain(&**e);
-                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream connect failed");
-                }
-                (ProxyCode::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
-            }
-            ForwardError::Timeout(after) => {
-                self.metrics.upstream_error(UpstreamError::Timeout);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let after_ms = after.as_millis() as u64;
-                    tracing::warn!(request_id = %request_id, route, suppressed, after_ms, "upstream timed out");
-                }
-                (
-                    ProxyCode::UpstreamTimeout,
-                    format!("No answer from the upstream service within {} ms.", after.as_millis()),
-                )
-            }
-            ForwardError::Upstream(e) => {
-                self.metrics.upstream_error(UpstreamError::Broken);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let error = error_chain(e);
-                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
-                }
-                (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
-            }
-            ForwardError::BodyTooLarge { limit } => {
-                (ProxyCode::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
-            }
-            ForwardError::BodyTimeout(after) => {
-                tracing::debug!(request_id = %request_id, after_ms = after.as_millis() as u64, "request body too slow");
-                (
-                    ProxyCode::BodyTimeout,
-                    format!("No request body data arrived for {} ms; the connection is closed.", after.as_millis()),
-                )
-            }
-            ForwardError::ClientBody => (ProxyCode::BadRequest, "The request body could not be read.".to_owned()),
-        };
-        refuse(problem, Some(&detail), request_id, peer, grpc)
-    }
 }
 
 /// Logs a problem at debug (code and request id, never the credential) and
@@ -612,17 +554,4 @@ fn head_size(parts: &Parts) -> usize {
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
     let headers: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     parts.method.as_str().len() + target + headers
-}
-
-/// An error and its causes on one line (hyper's top-level messages alone
-/// say little, e.g. "client error (Connect)").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

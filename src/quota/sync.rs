@@ -70,9 +70,8 @@ impl QuotaBook {
     /// One round: the owners spent from since the last one, and with
     /// `renew` every owner holding a reservation.
     pub async fn round(&self, store: &Store, renew: bool) {
-        let mut owners: Vec<InlineId> = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_iter()
-            .collect();
+        let mut owners: Vec<InlineId> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
         if renew {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
             for (owner, cell) in cells.iter() {

@@ -56,11 +56,7 @@ pub fn remaining(limit: u64, used: u64, adjust: i64) -> u64 {
 
 /// The usage a record shows for `spec` at `now_ms`.
 pub fn usage(spec: QuotaSpec, used: u64, adjust: i64, now_ms: i64) -> QuotaUsage {
-    QuotaUsage {
-        used,
-        remaining: remaining(spec.limit, used, adjust),
-        resets_at: spec.period.window(now_ms).end_ms,
-    }
+    QuotaUsage { used, remaining: remaining(spec.limit, used, adjust), resets_at: spec.period.window(now_ms).end_ms }
 }
 
 fn to_u64(v: i64) -> u64 {

@@ -85,7 +85,9 @@ async fn a_store_outage_counts_alone_never_5xx_and_catches_up() {
     let acc = gw.admin.account("Outage").await;
     let (key, secret) = gw
         .admin
-        .create_key(json!({ "account_id": acc, "name": "k", "permission": "read", "quota": { "limit": 8, "period": "day" } }))
+        .create_key(
+            json!({ "account_id": acc, "name": "k", "permission": "read", "quota": { "limit": 8, "period": "day" } }),
+        )
         .await;
     let id = key["id"].as_str().expect("id").to_owned();
     for _ in 0..2 {
