@@ -2,10 +2,13 @@
 //! PostgreSQL: a key's quota and its refusal headers, route costs, the
 //! adjustment route, `total` credits, spending that survives a restart, an
 //! account's pooled quota, forward auth and verify spending like the proxy.
-//! `quotas/fleet.rs`: two replicas sharing a quota, and a store outage.
+//! `quotas/fleet.rs`: two replicas sharing a quota, and a store outage;
+//! `quotas/cli.rs`: the quota commands of the real binary.
 
 mod kit;
 
+#[path = "quotas/cli.rs"]
+mod cli;
 #[path = "quotas/fleet.rs"]
 mod fleet;
 
