@@ -76,6 +76,8 @@ pub struct QuotaBook {
     /// Whether the last sync with the store succeeded.
     shared: AtomicBool,
     wake: tokio::sync::Notify,
+    /// One sync at a time (see `sync`).
+    sync_lock: tokio::sync::Mutex<()>,
     /// This replica's name in the store's leases.
     replica_id: String,
 }
@@ -98,6 +100,8 @@ struct CellState {
     carry: Option<(i64, u64)>,
     /// Unix ms of the last spending, so an idle reservation goes back.
     last_spent_ms: i64,
+    /// In the book's `dirty` set, waiting for the next sync.
+    listed: bool,
 }
 
 impl CellState {
@@ -118,6 +122,7 @@ impl CellState {
             carry: self.carry,
             in_flight: self.in_flight,
             last_spent_ms: self.last_spent_ms,
+            listed: self.listed,
             ..CellState::default()
         };
     }
@@ -138,7 +143,6 @@ impl CellState {
 /// replica has spent its credit and waits for the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Pass,
     Spent,
     Wait,
 }
@@ -151,6 +155,7 @@ impl QuotaBook {
             block: AtomicU64::new(block.max(1)),
             shared: AtomicBool::new(true),
             wake: tokio::sync::Notify::new(),
+            sync_lock: tokio::sync::Mutex::const_new(()),
             replica_id: crate::keys::format::new_id("rep"),
         })
     }
@@ -214,22 +219,17 @@ impl QuotaBook {
         let cost = cost.max(1);
         let shared = self.shared();
         let block = self.block();
-        let entries: Vec<(QuotaScope, InlineId, QuotaSpec, Arc<Cell>)> = [
-            key.map(|(id, spec)| (QuotaScope::Key, id, spec)),
-            account.map(|(id, spec)| (QuotaScope::Account, id, spec)),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|(scope, id, spec)| (scope, id, spec, self.cell(id)))
-        .collect();
-        if entries.is_empty() {
+        // At most two quotas apply: fixed slots, no allocation per request.
+        let slots = [key.map(|k| (QuotaScope::Key, k)), account.map(|a| (QuotaScope::Account, a))]
+            .map(|slot| slot.map(|(scope, (id, spec))| (scope, id, spec, self.cell(id))));
+        if slots.iter().all(Option::is_none) {
             return Ok(None);
         }
         // Always the key's cell before the account's: no two requests lock
         // in opposite orders.
-        let mut guards: Vec<_> = entries.iter().map(|e| e.3.state.lock().unwrap_or_else(|p| p.into_inner())).collect();
-        let mut refused = None;
-        for ((scope, _, spec, _), state) in entries.iter().zip(guards.iter_mut()) {
+        let mut guards = [0, 1].map(|i| slots[i].as_ref().map(|s| s.3.state.lock().unwrap_or_else(|p| p.into_inner())));
+        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
+            let (Some((scope, _, spec, _)), Some(state)) = (slot, guard) else { continue };
             state.spec = Some(*spec);
             state.roll(*spec, now_ms);
             let verdict = if state.remaining(*spec) < cost {
@@ -237,28 +237,29 @@ impl QuotaBook {
             } else if shared && state.credit_after(cost) > block {
                 Verdict::Wait
             } else {
-                Verdict::Pass
+                continue;
             };
-            if verdict != Verdict::Pass {
-                refused = Some(info(*scope, *spec, state, now_ms, Some(verdict)));
-                break;
-            }
-        }
-        if let Some(refusal) = refused {
+            let refusal = info(*scope, *spec, state, now_ms, Some(verdict));
             drop(guards);
-            if refusal.retry_after_seconds == Some(1) {
+            if verdict == Verdict::Wait {
                 self.wake.notify_one();
             }
             return Err(refusal);
         }
         let mut tightest: Option<QuotaInfo> = None;
         let mut low = false;
-        for ((scope, id, spec, _), state) in entries.iter().zip(guards.iter_mut()) {
+        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
+            let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
             if spend {
                 state.spent += cost;
                 state.last_spent_ms = now_ms;
                 low |= state.credit_after(block / 2) > 0;
-                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
+                // Listed once per sync, so the set's lock is not taken on
+                // every request.
+                if !state.listed {
+                    state.listed = true;
+                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
+                }
             }
             let now = info(*scope, *spec, state, now_ms, None);
             if tightest.is_none_or(|t| now.remaining < t.remaining) {

@@ -3,7 +3,7 @@
 //! giving back idle reservations, and reading the ledger again when the
 //! reloader says a quota changed (a new key, a plan edit, an adjustment).
 //!
-//! One sync at a time (`SYNC_LOCK`): a sync moves a cell's `spent` to
+//! One sync at a time (the book's `sync_lock`): a sync moves a cell's `spent` to
 //! `in_flight` and its answer replaces the cell's ledger view, which two
 //! overlapping syncs would get wrong.
 
@@ -25,8 +25,6 @@ const RENEW_MS: i64 = LEASE_TTL_MS / 3;
 const IDLE_MS: i64 = 2_000;
 /// Owners per sync transaction.
 const BATCH: usize = 256;
-
-static SYNC_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A sync taken from a cell: what it sends, and where its answer goes.
 struct Taken {
@@ -90,7 +88,7 @@ impl QuotaBook {
 
     /// Flushes and re-reserves `owners` now (an admin write waits on it).
     pub async fn sync(&self, store: &Store, owners: &[InlineId]) {
-        let _one = SYNC_LOCK.lock().await;
+        let _one = self.sync_lock.lock().await;
         let now = now_ms();
         let block = self.block();
         let mut batch = Vec::new();
@@ -102,6 +100,7 @@ impl QuotaBook {
             let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
             let Some(spec) = state.spec else { continue };
             state.roll(spec, now);
+            state.listed = false;
             let carry = state.carry.take();
             if let Some((period_start, spent)) = carry {
                 batch.push(QuotaSync { owner_id: owner.to_string(), spec, period_start, spent, want: 0 });
@@ -174,6 +173,9 @@ impl QuotaBook {
             return Ok(());
         }
         let now = now_ms();
+        // No sync between the read and its use: its answer, applied in
+        // between, would be overwritten with an older `used`.
+        let one = self.sync_lock.lock().await;
         for chunk in owners.chunks(4 * BATCH) {
             let ids: Vec<(String, QuotaSpec)> = chunk.iter().map(|(id, spec)| (id.to_string(), *spec)).collect();
             let refs: Vec<(&str, QuotaSpec)> = ids.iter().map(|(id, spec)| (id.as_str(), *spec)).collect();
@@ -196,6 +198,7 @@ impl QuotaBook {
                 }
             }
         }
+        drop(one);
         // Small changes (an admin write) reserve at once; a full load leaves
         // it to the first requests.
         if owners.len() <= BATCH {
