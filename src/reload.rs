@@ -239,8 +239,11 @@ impl Reloader {
 /// Every quota `changes` brings in: keys' own (not revoked) and accounts'
 /// pooled ones.
 fn quota_owners(changes: &Changes) -> Vec<(InlineId, QuotaSpec)> {
-    let keys =
-        changes.keys.iter().filter(|r| !r.policy.revoked).filter_map(|r| Some((r.policy.id, r.policy.usage_quota?)));
+    let keys = changes
+        .keys
+        .iter()
+        .filter(|r| !r.policy.revoked)
+        .filter_map(|r| Some((r.policy.id, r.policy.usage_quota?.spec())));
     let accounts = changes.accounts.iter().filter_map(|a| Some((a.account_id, a.plan.as_ref()?.quota?)));
     keys.chain(accounts).collect()
 }

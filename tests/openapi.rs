@@ -47,7 +47,7 @@ const V1_ROUTES: [(&str, &str); 25] = [
 const OPEN_ROUTES: [(&str, &str); 3] = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")];
 
 /// The key record of docs/admin-api.md#shapes.
-const KEY_FIELDS: [&str; 21] = [
+const KEY_FIELDS: [&str; 23] = [
     "id",
     "account_id",
     "name",
@@ -69,6 +69,8 @@ const KEY_FIELDS: [&str; 21] = [
     "allowed_ips",
     "allowed_routes",
     "metadata",
+    "quota",
+    "quota_usage",
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -278,7 +280,7 @@ async fn every_v1_operation_documents_its_token_success_and_errors() {
 }
 
 #[tokio::test]
-async fn key_record_schema_and_example_list_all_21_fields() {
+async fn key_record_schema_and_example_list_all_23_fields() {
     let admin = Admin::new().await;
     let doc = document(&admin).await;
     let show = operation(&doc, "GET", "/v1/keys/{id}");
@@ -298,7 +300,9 @@ async fn key_record_schema_and_example_list_all_21_fields() {
         p["type"].as_array().is_some_and(|t| t.contains(&json!("null")))
             || p["oneOf"].as_array().is_some_and(|o| o.contains(&json!({ "type": "null" })))
     };
-    for field in ["description", "expires_at", "last_used_at", "rotated_at", "revoked_at", "rate_limit"] {
+    for field in
+        ["description", "expires_at", "last_used_at", "rotated_at", "revoked_at", "rate_limit", "quota", "quota_usage"]
+    {
         assert!(nullable(field), "{field} must be nullable: {}", schema["properties"][field]);
     }
     for field in ["id", "name", "status", "created_at", "allowed_ips", "metadata"] {

@@ -145,9 +145,9 @@ mod tests {
             json!({"id": "acc_22", "name": "Globex Corp", "api_access": false, "plan_id": null, "created_at": "2024-06-01T08:30:00Z"}),
         ];
         let expected = "\
-ID      NAME         API ACCESS  PLAN    QUOTA   CREATED
-acc_1   Acme         true        plan_1  5/100   2024-05-01 12:00Z
-acc_22  Globex Corp  false       -       -       2024-06-01 08:30Z
+ID      NAME         API ACCESS  PLAN    QUOTA  CREATED
+acc_1   Acme         true        plan_1  5/100  2024-05-01 12:00Z
+acc_22  Globex Corp  false       -       -      2024-06-01 08:30Z
 ";
         assert_eq!(accounts_table(&items).render(), expected);
     }

@@ -317,6 +317,7 @@ key_22222  x                  0
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
-        assert_eq!(text.lines().count(), 21);
+        assert!(text.contains("quota: -\n") && text.contains("quota_usage: -\n"), "{text}");
+        assert_eq!(text.lines().count(), 23);
     }
 }

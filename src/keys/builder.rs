@@ -79,7 +79,7 @@ impl KeyPolicyBuilder {
 
     /// The key's own quota (units per calendar period).
     pub fn usage_quota(mut self, quota: super::quota::QuotaSpec) -> Self {
-        self.policy.usage_quota = Some(quota);
+        self.policy.usage_quota = super::quota::PackedQuota::new(quota);
         self
     }
 

@@ -135,7 +135,7 @@ impl KeySet {
             }
             // Quotas last: a request any other limit refuses spends none.
             let pooled = account.and_then(|a| a.plan.quota).map(|q| (state.policy.account_id, q));
-            let own = state.policy.usage_quota.map(|q| (state.policy.id, q));
+            let own = state.policy.usage_quota.map(|q| (state.policy.id, q.spec()));
             let Some(book) = self.quotas().filter(|_| own.is_some() || pooled.is_some()) else { return Ok(()) };
             match book.spend(own, pooled, facts.cost, now_ms) {
                 Ok(info) => {
@@ -176,7 +176,7 @@ impl KeySet {
         let Ok(found) = self.find(key) else { return Ok(None) };
         let policy = &found.state.policy;
         let pooled = self.account(&policy.account_id).and_then(|a| a.plan.quota).map(|q| (policy.account_id, q));
-        let own = policy.usage_quota.map(|q| (policy.id, q));
+        let own = policy.usage_quota.map(|q| (policy.id, q.spec()));
         match self.quotas() {
             Some(book) if own.is_some() || pooled.is_some() => book.peek(own, pooled, facts.cost, now_ms),
             _ => Ok(None),

@@ -23,7 +23,7 @@ use super::decision::{Limiter, Quota};
 use super::format::{self, KeyHash};
 use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
-use super::quota::QuotaSpec;
+use super::quota::PackedQuota;
 use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
 use crate::fleet::{FleetLimiter, FleetScope};
@@ -84,7 +84,7 @@ pub struct KeyPolicy {
     pub quota: Option<Quota>,
     /// This key's own quota (units per calendar period), counted by the
     /// quota book (`crate::quota`).
-    pub usage_quota: Option<QuotaSpec>,
+    pub usage_quota: Option<PackedQuota>,
     /// Allowed client ranges and routes; `None` when the key has neither.
     pub restrictions: Option<Arc<Restrictions>>,
 }

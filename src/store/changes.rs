@@ -22,8 +22,8 @@ use sqlx::SqlitePool;
 
 use super::{on_pool, Pool, Result, RouteRule, Store, StoreError};
 use crate::keys::{
-    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, Period, Permission, PlanLimits, PolicyRow, Quota, QuotaSpec,
-    Restrictions, RetiredRow,
+    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, PackedQuota, Period, Permission, PlanLimits, PolicyRow, Quota,
+    QuotaSpec, Restrictions, RetiredRow,
 };
 
 /// A key's row as the reloader needs it: read by column name through sqlx,
@@ -253,10 +253,13 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
     };
     let restrictions = Restrictions::parse(&ips, &routes).map_err(|e| corrupt(&row.id, &e.field))?;
     let usage_quota = match (row.quota_limit, row.quota_period.as_deref()) {
-        (Some(limit), Some(period)) => Some(QuotaSpec {
-            limit: u64::try_from(limit).map_err(|_| corrupt(&row.id, "quota"))?,
-            period: Period::parse(period).ok_or_else(|| corrupt(&row.id, "quota period"))?,
-        }),
+        (Some(limit), Some(period)) => Some(
+            PackedQuota::new(QuotaSpec {
+                limit: u64::try_from(limit).map_err(|_| corrupt(&row.id, "quota"))?,
+                period: Period::parse(period).ok_or_else(|| corrupt(&row.id, "quota period"))?,
+            })
+            .ok_or_else(|| corrupt(&row.id, "quota"))?,
+        ),
         _ => None,
     };
     let policy = KeyPolicy {
