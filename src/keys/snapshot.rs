@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::counters::{Counts, UsageTable};
-use super::decision::{Limiter, Quota};
+use super::decision::{Limiter, Quota, RateScope};
 use super::format::{self, KeyHash};
 use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
@@ -127,7 +127,7 @@ impl KeyState {
                 usage: table.counts(self.policy.id, self.policy.account_id),
                 quota,
                 limiter: quota.and_then(make),
-                fleet: fleet.zip(quota).map(|(f, q)| f.scope(&format!("key:{}", self.policy.id.as_str()), q)),
+                fleet: fleet.zip(quota).map(|(f, q)| f.scope(RateScope::Key, self.policy.id.as_str(), q)),
             })
         })
     }
@@ -303,7 +303,8 @@ impl KeySet {
     /// The fleet-wide rate limiter every later version of this snapshot
     /// shares; set once at start, before the first request.
     pub fn with_fleet(&self, fleet: Arc<FleetLimiter>) -> KeySet {
-        KeySet { fleet: Some(fleet), ..self.clone() }
+        let accounts = plan::with_fleet(&self.accounts, &fleet);
+        KeySet { fleet: Some(fleet), accounts, ..self.clone() }
     }
 
     /// The quota book every later version of this snapshot spends through;
@@ -392,7 +393,7 @@ impl KeySet {
             shards: shards.into(),
             retired: self.retired.replace(&changed, entries),
             usage: Arc::clone(&self.usage),
-            accounts: plan::apply(&self.accounts, changes.accounts),
+            accounts: plan::apply(&self.accounts, changes.accounts, self.fleet.as_deref()),
             fleet: self.fleet.clone(),
             quotas: self.quotas.clone(),
             revision: changes.revision.max(self.revision),
