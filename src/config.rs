@@ -305,6 +305,9 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// HTTP/2 to this route's upstream; defaults to `upstream.http2`.
     pub http2: Option<bool>,
+    /// Units a request on this route spends from every quota that applies
+    /// (at least 1); `null`: 1.
+    pub cost: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod quota;
 pub mod reconfigure;
 pub mod reload;
 pub mod server;

@@ -11,7 +11,8 @@
 //! the flusher: a name ending in `_total` is always a counter. Also
 //! `keygate_build_info{version}` and, on Linux, the standard `process_*`
 //! metrics (CPU, memory, open files). Configuration reloads (SIGHUP) are
-//! counted by result, with the time of the last good one.
+//! counted by result, with the time of the last good one. Quota gauges
+//! (`quotas`) come from the quota book, capped like the per-key series.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+mod quotas;
 
 use crate::clock::now_ms;
 use crate::keys::{Counts, KeySet, Outcome, Refusal};
@@ -53,6 +56,7 @@ pub struct Metrics {
     snapshot_revision: IntGauge,
     snapshot_age: Gauge,
     store_up: IntGauge,
+    quota_store_up: IntGauge,
     reload_failures: IntCounter,
     flush_lag: Gauge,
     flush_failures: IntCounter,
@@ -106,6 +110,10 @@ impl Metrics {
             "Seconds since the snapshot was last confirmed current with the store.",
         )?;
         let store_up = IntGauge::new("keygate_store_up", "1 when the store answered the last check, 0 when not.")?;
+        let quota_store_up = IntGauge::new(
+            "keygate_quota_store_up",
+            "1 when quota spending reached the store at the last sync (shared with the fleet), 0 when this replica counts alone.",
+        )?;
         let reload_failures = IntCounter::new("keygate_reload_failures_total", "Failed reloads and revision checks.")?;
         let flush_lag =
             Gauge::new("keygate_usage_flush_lag_seconds", "Seconds since usage was last written to the store.")?;
@@ -124,7 +132,7 @@ impl Metrics {
         registry.register(Box::new(config_last_success.clone()))?;
         registry.register(Box::new(failures_vec))?;
         registry.register(Box::new(upstream_vec))?;
-        for g in [&snapshot_keys, &snapshot_revision, &store_up] {
+        for g in [&snapshot_keys, &snapshot_revision, &store_up, &quota_store_up] {
             registry.register(Box::new(g.clone()))?;
         }
         for c in [&reload_failures, &flush_failures] {
@@ -148,6 +156,7 @@ impl Metrics {
             }
             None => None,
         };
+        registry.register(Box::new(quotas::QuotaCollector::new(Arc::clone(&keyset), per_key_limit)?))?;
         registry.register(Box::new(KeyCollector::new(keyset, per_key_limit)?))?;
         Ok(Arc::new(Metrics {
             registry,
@@ -160,6 +169,7 @@ impl Metrics {
             snapshot_revision,
             snapshot_age,
             store_up,
+            quota_store_up,
             reload_failures,
             flush_lag,
             flush_failures,
@@ -213,6 +223,7 @@ impl Metrics {
         let last = reloader.last_success_ms();
         self.snapshot_age.set(if last > 0 { (now_ms() - last).max(0) as f64 / 1000.0 } else { -1.0 });
         self.store_up.set(i64::from(reloader.store_up()));
+        self.quota_store_up.set(i64::from(reloader.quotas().shared()));
         catch_up(&self.reload_failures, reloader.failures());
         self.flush_lag.set(flusher.lag_seconds());
         catch_up(&self.flush_failures, flusher.failures.load(Ordering::Relaxed));

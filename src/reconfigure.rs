@@ -149,6 +149,7 @@ impl ConfigReloader {
         };
 
         let old = self.proxy.reconfigure(live);
+        self.proxy.set_quota_block(next.limits.quota_block);
         let current = self.proxy.live();
         if !old.shares_connections_with(&current) {
             tracing::info!("upstreams changed: new requests use new connections; the old ones close when idle");

@@ -18,7 +18,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::clock::now_ms;
-use crate::keys::KeySet;
+use crate::keys::{Changes, InlineId, KeySet, QuotaSpec};
+use crate::quota::QuotaBook;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
@@ -41,14 +42,19 @@ pub struct Reloader {
     /// The revision of each snapshot published, for what else follows the
     /// store (the identity signing keys).
     published: tokio::sync::watch::Sender<i64>,
+    /// Where the snapshot's quotas are counted; refreshed after each reload
+    /// for the quotas it changed.
+    quotas: Arc<QuotaBook>,
 }
 
 impl Reloader {
     /// Loads the whole key set; fails if the store cannot be read.
     pub async fn start(store: Store) -> Result<Arc<Reloader>, StoreError> {
+        let quotas = QuotaBook::new(crate::config::LimitsConfig::default().quota_block);
         let reloader = Arc::new(Reloader {
             store,
-            keyset: Arc::new(ArcSwap::from_pointee(KeySet::empty())),
+            keyset: Arc::new(ArcSwap::from_pointee(KeySet::empty().with_quotas(Arc::clone(&quotas)))),
+            quotas,
             lock: tokio::sync::Mutex::new(()),
             store_up: AtomicBool::new(false),
             last_success_ms: AtomicI64::new(0),
@@ -66,6 +72,11 @@ impl Reloader {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The quota book the snapshot spends through.
+    pub fn quotas(&self) -> &Arc<QuotaBook> {
+        &self.quotas
     }
 
     /// Whether the last contact with the store succeeded.
@@ -111,6 +122,7 @@ impl Reloader {
             return Ok(false);
         }
         let (keys, revision) = (changes.keys.len(), changes.revision);
+        let owners = quota_owners(&changes);
         let next = if keys + changes.retired.len() > INLINE_APPLY_LIMIT {
             tokio::task::spawn_blocking(move || current.apply(changes))
                 .await
@@ -122,7 +134,18 @@ impl Reloader {
         self.keyset.store(Arc::new(next));
         self.published.send_replace(revision);
         tracing::debug!(revision, changed_keys = keys, secrets, "snapshot published");
+        // The quota book catches up with quotas that changed (new ones,
+        // edits, adjustments); requests meanwhile count on what it knew.
+        if let Err(e) = self.quotas.refresh(&self.store, owners).await {
+            tracing::warn!(error = %e, "quota ledger unreadable after a reload; the quota syncer will retry");
+        }
         Ok(true)
+    }
+
+    /// Flushes and renews `owners`' quotas now (an admin adjustment waits
+    /// on it so it reads the ledger with this replica's spending in).
+    pub async fn sync_quotas(&self, owners: &[InlineId]) {
+        self.quotas.sync(&self.store, owners).await;
     }
 
     /// Polls the store's revision and reloads when it moved, until shutdown.
@@ -222,4 +245,16 @@ impl Reloader {
             }
         }
     }
+}
+
+/// Every quota `changes` brings in: keys' own (not revoked) and accounts'
+/// pooled ones.
+fn quota_owners(changes: &Changes) -> Vec<(InlineId, QuotaSpec)> {
+    let keys = changes
+        .keys
+        .iter()
+        .filter(|r| !r.policy.revoked)
+        .filter_map(|r| Some((r.policy.id, r.policy.usage_quota?.spec())));
+    let accounts = changes.accounts.iter().filter_map(|a| Some((a.account_id, a.plan.as_ref()?.quota?)));
+    keys.chain(accounts).collect()
 }

@@ -105,6 +105,8 @@ impl Gateway {
             vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
         tasks.extend(reloader.spawn_listener(shutdown.clone()));
         tasks.extend(fleet_task);
+        reloader.quotas().set_block(config.limits.quota_block);
+        tasks.push(reloader.quotas().spawn(reloader.store().clone(), shutdown.clone()));
 
         let proxy_listeners = match runtime {
             ProxyRuntime::Caller => ProxyListeners::Caller(bind(config.proxy.listen, "proxy.listen").await?),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`) and the identity key's rotation.
-const V1_ROUTES: [(&str, &str); 31] = [
+const V1_ROUTES: [(&str, &str); 32] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -32,6 +32,7 @@ const V1_ROUTES: [(&str, &str); 31] = [
     ("DELETE", "/v1/keys/{id}"),
     ("POST", "/v1/keys/{id}/rotate"),
     ("POST", "/v1/keys/{id}/revoke"),
+    ("POST", "/v1/keys/{id}/quota"),
     ("POST", "/v1/keys/bulk-revoke"),
     ("POST", "/v1/keys/report-leak"),
     ("POST", "/v1/keys/verify"),
@@ -54,7 +55,7 @@ const OPEN_ROUTES: [(&str, &str); 4] =
     [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/.well-known/jwks.json")];
 
 /// The key record of docs/admin-api.md#shapes.
-const KEY_FIELDS: [&str; 21] = [
+const KEY_FIELDS: [&str; 23] = [
     "id",
     "account_id",
     "name",
@@ -76,6 +77,8 @@ const KEY_FIELDS: [&str; 21] = [
     "allowed_ips",
     "allowed_routes",
     "metadata",
+    "quota",
+    "quota_usage",
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -292,7 +295,7 @@ async fn every_v1_operation_documents_its_token_success_and_errors() {
 }
 
 #[tokio::test]
-async fn key_record_schema_and_example_list_all_21_fields() {
+async fn key_record_schema_and_example_list_all_23_fields() {
     let admin = Admin::new().await;
     let doc = document(&admin).await;
     let show = operation(&doc, "GET", "/v1/keys/{id}");
@@ -312,7 +315,9 @@ async fn key_record_schema_and_example_list_all_21_fields() {
         p["type"].as_array().is_some_and(|t| t.contains(&json!("null")))
             || p["oneOf"].as_array().is_some_and(|o| o.contains(&json!({ "type": "null" })))
     };
-    for field in ["description", "expires_at", "last_used_at", "rotated_at", "revoked_at", "rate_limit"] {
+    for field in
+        ["description", "expires_at", "last_used_at", "rotated_at", "revoked_at", "rate_limit", "quota", "quota_usage"]
+    {
         assert!(nullable(field), "{field} must be nullable: {}", schema["properties"][field]);
     }
     for field in ["id", "name", "status", "created_at", "allowed_ips", "metadata"] {

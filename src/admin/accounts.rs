@@ -16,6 +16,7 @@ use super::openapi::{
     Forbidden, Internal, InvalidInput, InvalidJson, InvalidParameter, NotFound, StoreUnavailable, TooLarge,
     Unauthorized, ValidationFailed,
 };
+use super::quotas::{account_view, account_views};
 use super::{Actor, AdminState};
 use crate::service::{CreateAccount, UpdateAccount};
 use crate::store::AuditContext;
@@ -62,7 +63,7 @@ pub async fn create(
         return Err(ApiError::Forbidden("a token confined to an account cannot create accounts"));
     }
     let account = state.service.create_account(body, &audit).await?;
-    Ok((StatusCode::CREATED, Json(account.into())))
+    Ok((StatusCode::CREATED, Json(account_view(&state, account).await?)))
 }
 
 /// List accounts
@@ -91,7 +92,8 @@ pub async fn list(
 ) -> Result<Json<ListView<AccountView>>, ApiError> {
     let (limit, cursor) = page_params(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = state.store.list_accounts(limit, cursor.as_ref(), actor.account_id.as_deref()).await?;
-    Ok(Json(ListView::from_page(page, AccountView::from)))
+    let items = account_views(&state, page.items).await?;
+    Ok(Json(ListView { items, next_cursor: page.next_cursor }))
 }
 
 /// Show an account
@@ -117,7 +119,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     actor.require_account(&id)?;
-    Ok(Json(state.store.get_account(&id).await?.into()))
+    Ok(Json(account_view(&state, state.store.get_account(&id).await?).await?))
 }
 
 /// Edit an account
@@ -166,5 +168,5 @@ pub async fn update(
         return Err(ApiError::Forbidden("a token confined to an account cannot change its plan"));
     }
     let after = state.service.update_account(&id, body, &audit).await?;
-    Ok(Json(after.into()))
+    Ok(Json(account_view(&state, after).await?))
 }

@@ -22,7 +22,7 @@ use super::AdminState;
 use crate::clock::now_ms;
 
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({ "status": "ok", "store": "up", "redis": "off", "revision": 42, "snapshot_age_seconds": 0.8 }))]
+#[schema(example = json!({ "status": "ok", "store": "up", "redis": "off", "quota": "shared", "revision": 42, "snapshot_age_seconds": 0.8 }))]
 pub struct Health {
     /// Always `ok`: the process answers.
     status: &'static str,
@@ -31,6 +31,10 @@ pub struct Health {
     /// `off` without `limits.redis_url`; else `up` when the last sync with
     /// Redis succeeded, `down` when not (each replica then counts alone).
     redis: &'static str,
+    /// `shared` when quota spending reached the store at the last sync (the
+    /// fleet shares it), `local` when the store could not be reached (this
+    /// replica counts alone and catches up when it is back).
+    quota: &'static str,
     /// The store revision this node's key snapshot was built from.
     revision: i64,
     /// Seconds since the snapshot was last confirmed current; -1 before the first load.
@@ -84,6 +88,7 @@ pub async fn healthz(State(state): State<Arc<AdminState>>) -> Json<Health> {
         status: "ok",
         store: up_down(state.reloader.store_up()),
         redis: state.reloader.keyset().load().fleet().map_or("off", |f| up_down(f.is_up())),
+        quota: if state.reloader.quotas().shared() { "shared" } else { "local" },
         revision: state.reloader.keyset().load().revision(),
         snapshot_age_seconds: snapshot_age_seconds(&state),
     })

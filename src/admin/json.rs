@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use crate::clock::rfc3339;
 use crate::keys::{Environment, Permission, Status};
-use crate::store::{Account, KeyRecord, Metadata, Page, Plan, QuotaSpec, RateLimit, RouteRule};
+use crate::store::{Account, KeyRecord, Metadata, Page, Plan, QuotaSpec, QuotaUsage, RateLimit, RouteRule};
 
 /// A JSON request body. An empty body reads as `{}`, so routes whose fields
 /// are all optional (rotate) can be called with none.
@@ -109,6 +109,13 @@ pub struct KeyView {
     /// Free-form JSON object, at most 4 KiB.
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// `null`: no quota of its own.
+    #[schema(required = true)]
+    pub quota: Option<QuotaSpec>,
+    /// The quota's current period, as the store has it (spending reaches
+    /// it within a fraction of a second); `null` without a quota.
+    #[schema(required = true)]
+    pub quota_usage: Option<QuotaUsage>,
 }
 
 /// The key record of the OpenAPI examples.
@@ -134,7 +141,9 @@ pub fn key_example() -> Value {
         "rate_limit": { "requests": 100, "per_seconds": 60 },
         "allowed_ips": ["10.0.0.0/8"],
         "allowed_routes": [{ "path_prefix": "/v1/reports", "methods": ["GET"] }],
-        "metadata": { "team": "billing" }
+        "metadata": { "team": "billing" },
+        "quota": { "limit": 10000, "period": "month" },
+        "quota_usage": { "used": 1200, "remaining": 8800, "resets_at": "2025-04-01T00:00:00Z" }
     })
 }
 
@@ -162,6 +171,8 @@ impl KeyView {
             allowed_ips: k.allowed_ips,
             allowed_routes: k.allowed_routes,
             metadata: k.metadata,
+            quota: k.quota,
+            quota_usage: k.quota_usage,
         }
     }
 }
@@ -189,8 +200,8 @@ pub struct AccountView {
     pub plan_id: Option<String>,
     /// The plan's pooled quota, `{ used, remaining, resets_at }`; `null`
     /// without one.
-    #[schema(required = true, value_type = Option<Object>)]
-    pub quota_usage: Option<Value>,
+    #[schema(required = true)]
+    pub quota_usage: Option<QuotaUsage>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -204,8 +215,7 @@ impl From<Account> for AccountView {
             name: a.name,
             api_access: a.api_access,
             plan_id: a.plan_id,
-            // Filled by the quota ledger; no account has a pooled quota
-            // counted yet.
+            // Filled from the quota ledger by the handlers.
             quota_usage: None,
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),

@@ -20,7 +20,7 @@ use super::{Actor, AdminState};
 use crate::clock::now_ms;
 use crate::keys::{Permission, Status};
 use crate::service::{CreateKey, Issued, UpdateKey};
-use crate::store::{AuditContext, Cursor, KeyFilter, KeyRecord, RateLimit};
+use crate::store::{AuditContext, Cursor, KeyFilter, KeyRecord, QuotaSpec, RateLimit};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -89,11 +89,12 @@ async fn within_plan(
     actor: &Actor,
     account_id: &str,
     rate_limit: Option<RateLimit>,
+    quota: Option<QuotaSpec>,
 ) -> Result<(), ApiError> {
-    if actor.account_id.is_none() || rate_limit.is_none() {
+    if actor.account_id.is_none() || (rate_limit.is_none() && quota.is_none()) {
         return Ok(());
     }
-    match state.service.beyond_plan(account_id, rate_limit, None).await? {
+    match state.service.beyond_plan(account_id, rate_limit, quota).await? {
         None => Ok(()),
         Some("quota") => {
             Err(ApiError::Forbidden("a token confined to an account cannot give a key a quota beyond its plan's"))
@@ -141,7 +142,7 @@ pub async fn create(
     // Another account's id reads as unknown, so a confined token learns
     // nothing about it.
     actor.require_account(&body.account_id).map_err(|_| ApiError::invalid("account_id", "no such account"))?;
-    within_plan(&state, &actor, &body.account_id, body.rate_limit).await?;
+    within_plan(&state, &actor, &body.account_id, body.rate_limit, body.quota).await?;
     let issued = state.service.create_key(body, &audit).await?;
     Ok((StatusCode::CREATED, Json(secret_view(issued))))
 }
@@ -250,9 +251,7 @@ pub async fn update(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = visible_key(&state, &actor, &id).await?;
     actor.require_write()?;
-    if let Some(rate_limit) = body.rate_limit {
-        within_plan(&state, &actor, &key.account_id, rate_limit).await?;
-    }
+    within_plan(&state, &actor, &key.account_id, body.rate_limit.flatten(), body.quota.flatten()).await?;
     let after = state.service.update_key(&id, body, &audit).await?;
     Ok(Json(KeyView::new(after, now_ms())))
 }

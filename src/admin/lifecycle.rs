@@ -69,7 +69,9 @@ pub struct VerifyBody {
     ip: Option<String>,
     /// Check without using the key: no usage counted, nothing taken from
     /// its rate limit (which a dry run does not evaluate: it never answers
-    /// `rate_limited`). A viewer's verify is always a dry run.
+    /// `rate_limited`) or its quotas (which it reads: it answers
+    /// `quota_exceeded` when one is spent). A viewer's verify is always a
+    /// dry run.
     #[serde(default)]
     dry_run: Option<bool>,
 }
@@ -86,8 +88,9 @@ pub struct VerifyBody {
 pub struct Verdict {
     pub valid: bool,
     /// `allowed` or the refusal code the proxy would answer: `invalid_key`,
-    /// `key_revoked`, `key_expired`, `key_disabled`, `api_access_disabled`
-    /// or `insufficient_permission`.
+    /// `key_revoked`, `key_expired`, `key_disabled`, `api_access_disabled`,
+    /// `insufficient_permission`, `ip_not_allowed`, `route_not_allowed`,
+    /// `rate_limited` or `quota_exceeded`.
     pub code: &'static str,
     /// `null` when the key is unknown (or outside a confined token's account).
     #[schema(required = true)]
@@ -96,6 +99,15 @@ pub struct Verdict {
     pub account_id: Option<String>,
     #[schema(required = true)]
     pub permission: Option<Permission>,
+    /// What remains of the tightest quota that applies (the key's own or
+    /// its account's pooled one), after this call's spending; `null` when
+    /// none applies.
+    #[schema(required = true)]
+    pub remaining: Option<u64>,
+    /// When that quota's period ends; `null` when none applies or it is a
+    /// `total` quota.
+    #[schema(required = true, format = DateTime)]
+    pub resets_at: Option<String>,
 }
 
 /// Revoke many keys
@@ -210,18 +222,35 @@ pub async fn verify(
     // A token confined to an account learns nothing about other accounts'
     // keys, and its call leaves no trace on them.
     let visible = policy.filter(|p| actor.account_id.as_deref().is_none_or(|own| own == p.account_id.as_str()));
-    let unknown =
-        Verdict { valid: false, code: Refusal::InvalidKey.code(), key_id: None, account_id: None, permission: None };
+    let unknown = Verdict {
+        valid: false,
+        code: Refusal::InvalidKey.code(),
+        key_id: None,
+        account_id: None,
+        permission: None,
+        remaining: None,
+        resets_at: None,
+    };
     let Some(p) = visible else { return Ok(Json(unknown)) };
     // `verify` names no host: a route restriction bound to a host refuses it.
-    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None };
+    let facts = Facts { method: &method, path: body.path.as_deref().unwrap_or("/"), client_ip, host: None, cost: 1 };
     // A viewer changes nothing, counters included: its verify is a dry run.
     // Otherwise the proxy's own decision: it counts as a use of the key and
     // takes from its rate limit, as a proxied request would.
-    let result = if body.dry_run.unwrap_or(false) || !actor.can_write() {
-        keyset.dry_run(secret, &facts, now_ms()).map(|_| ())
+    // Quotas: a dry run reads them without spending, and answers
+    // `quota_exceeded` when the request would be refused for its quota.
+    let now = now_ms();
+    let (result, quota) = if body.dry_run.unwrap_or(false) || !actor.can_write() {
+        match keyset.dry_run(secret, &facts, now) {
+            Err(refusal) => (Err(refusal), None),
+            Ok(_) => match keyset.peek_quota(secret, &facts, now) {
+                Ok(quota) => (Ok(()), quota),
+                Err(quota) => (Err(Refusal::QuotaExceeded), Some(quota)),
+            },
+        }
     } else {
-        keyset.decide(secret, &facts, now_ms(), state.default_quota).result.map(|_| ())
+        let decision = keyset.decide(secret, &facts, now, state.default_quota);
+        (decision.result.map(|_| ()), decision.quota)
     };
     let verdict = Verdict {
         valid: result.is_ok(),
@@ -229,6 +258,8 @@ pub async fn verify(
         key_id: Some(p.id.to_string()),
         account_id: Some(p.account_id.to_string()),
         permission: Some(p.permission),
+        remaining: quota.map(|q| q.remaining),
+        resets_at: quota.and_then(|q| q.resets_at_ms).map(crate::clock::rfc3339),
     };
     Ok(Json(verdict))
 }

@@ -20,6 +20,7 @@ mod keys;
 mod lifecycle;
 pub mod openapi;
 mod plans;
+mod quotas;
 pub mod tokens;
 mod usage;
 mod webhooks;
@@ -112,6 +113,7 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(keys::show, keys::update, keys::delete))
         .routes(routes!(keys::rotate))
         .routes(routes!(keys::revoke))
+        .routes(routes!(quotas::adjust))
         .routes(routes!(lifecycle::bulk_revoke))
         .routes(routes!(lifecycle::report_leak))
         .routes(routes!(lifecycle::verify))

@@ -130,6 +130,9 @@ pub fn allowed(admitted: &Admitted, request_id: &RequestId) -> Response<ProxyBod
     if let Some(rate) = &admitted.rate {
         headers::rate_limit(headers, rate);
     }
+    if let Some(quota) = &admitted.quota {
+        headers::quota(headers, quota, false);
+    }
     headers.insert(X_REQUEST_ID, request_id.header_value());
     response
 }

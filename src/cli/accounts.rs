@@ -107,13 +107,14 @@ fn account_path(id: &str) -> String {
 }
 
 fn accounts_table(items: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "NAME", "API ACCESS", "PLAN", "CREATED"]);
+    let mut t = Table::new(&["ID", "NAME", "API ACCESS", "PLAN", "QUOTA", "CREATED"]);
     for account in items {
         t.push(vec![
             table::cell(account.get("id")),
             table::cell(account.get("name")),
             table::cell(account.get("api_access")),
             table::cell(account.get("plan_id")),
+            table::quota_column(account.get("quota_usage")),
             table::short_time(account.get("created_at")),
         ]);
     }
@@ -125,10 +126,11 @@ fn print_account(json: bool, account: &Value) {
         out_json(account);
         return;
     }
-    let pairs: Vec<(&str, String)> = ["id", "name", "api_access", "plan_id", "created_at"]
+    let mut pairs: Vec<(&str, String)> = ["id", "name", "api_access", "plan_id", "created_at"]
         .iter()
         .map(|f| (*f, table::cell(account.get(f))))
         .collect();
+    pairs.push(("quota_usage", table::quota_usage(account.get("quota_usage"))));
     out(&table::fields(&pairs));
 }
 
@@ -139,13 +141,13 @@ mod tests {
     #[test]
     fn accounts_table_lists_id_name_access_plan_and_day() {
         let items = [
-            json!({"id": "acc_1", "name": "Acme", "api_access": true, "plan_id": "plan_1", "created_at": "2024-05-01T12:00:00Z"}),
+            json!({"id": "acc_1", "name": "Acme", "api_access": true, "plan_id": "plan_1", "quota_usage": {"used": 5, "remaining": 95, "resets_at": null}, "created_at": "2024-05-01T12:00:00Z"}),
             json!({"id": "acc_22", "name": "Globex Corp", "api_access": false, "plan_id": null, "created_at": "2024-06-01T08:30:00Z"}),
         ];
         let expected = "\
-ID      NAME         API ACCESS  PLAN    CREATED
-acc_1   Acme         true        plan_1  2024-05-01 12:00Z
-acc_22  Globex Corp  false       -       2024-06-01 08:30Z
+ID      NAME         API ACCESS  PLAN    QUOTA  CREATED
+acc_1   Acme         true        plan_1  5/100  2024-05-01 12:00Z
+acc_22  Globex Corp  false       -       -      2024-06-01 08:30Z
 ";
         assert_eq!(accounts_table(&items).render(), expected);
     }

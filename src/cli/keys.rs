@@ -88,6 +88,13 @@ pub enum KeysCommand {
     Verify(VerifyArgs),
     /// Report a leaked secret: its key is revoked at once
     ReportLeak(SecretSource),
+    /// Change what remains of a key's quota in its current period
+    Quota {
+        /// Key id (key_…)
+        id: String,
+        #[command(subcommand)]
+        operation: QuotaCommand,
+    },
     /// Switch a key off (it can be enabled again)
     Disable {
         /// Key id (key_…)
@@ -98,6 +105,30 @@ pub enum KeysCommand {
         /// Key id (key_…)
         id: String,
     },
+}
+
+/// `keygate keys quota <id> …`.
+#[derive(Subcommand, Debug)]
+pub enum QuotaCommand {
+    /// What remains becomes N
+    Set { amount: u64 },
+    /// What remains grows by N
+    Increment { amount: u64 },
+    /// What remains shrinks by N (never below 0)
+    Decrement { amount: u64 },
+    /// Start the period afresh: nothing used, the whole limit left
+    Reset,
+}
+
+impl QuotaCommand {
+    fn body(&self) -> Value {
+        match self {
+            QuotaCommand::Set { amount } => json!({ "operation": "set", "amount": amount }),
+            QuotaCommand::Increment { amount } => json!({ "operation": "increment", "amount": amount }),
+            QuotaCommand::Decrement { amount } => json!({ "operation": "decrement", "amount": amount }),
+            QuotaCommand::Reset => json!({ "operation": "reset" }),
+        }
+    }
 }
 
 pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
@@ -170,13 +201,23 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
         KeysCommand::BulkRevoke(cmd) => lifecycle::bulk_revoke(args, cmd).await,
         KeysCommand::Verify(cmd) => lifecycle::verify(args, cmd).await,
         KeysCommand::ReportLeak(source) => lifecycle::report_leak(args, source).await,
+        KeysCommand::Quota { id, operation } => {
+            let key = client()?.post(&key_path(&id, "/quota"), &operation.body()).await?;
+            if json {
+                out_json(&key);
+            } else {
+                out(&format!("key {id}: {}\n", table::quota_usage(key.get("quota_usage"))));
+            }
+            Ok(())
+        }
         KeysCommand::Disable { id } => set_enabled(&client()?, json, &id, false).await,
         KeysCommand::Enable { id } => set_enabled(&client()?, json, &id, true).await,
     }
 }
 
 fn keys_table(items: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "NAME", "KEY", "PERMISSION", "STATUS", "USAGE", "LAST USED", "EXPIRES", "CREATED"]);
+    let mut t =
+        Table::new(&["ID", "NAME", "KEY", "PERMISSION", "STATUS", "USAGE", "QUOTA", "LAST USED", "EXPIRES", "CREATED"]);
     for key in items {
         t.push(vec![
             table::cell(key.get("id")),
@@ -185,6 +226,7 @@ fn keys_table(items: &[Value]) -> Table {
             table::cell(key.get("permission")),
             table::cell(key.get("status")),
             table::cell(key.get("usage_count")),
+            table::quota_column(key.get("quota_usage")),
             table::short_time(key.get("last_used_at")),
             table::short_time(key.get("expires_at")),
             table::short_time(key.get("created_at")),
@@ -282,7 +324,16 @@ mod tests {
         let cells: Vec<&str> = row.split("  ").filter(|c| !c.trim().is_empty()).map(str::trim).collect();
         assert_eq!(
             cells,
-            ["key_1", "ci", "kg_live_AbC1…9xYz", "read", "active", "0", "never", "never", "2024-05-01 12:00Z"]
+            ["key_1", "ci", "kg_live_AbC1…9xYz", "read", "active", "0", "-", "never", "never", "2024-05-01 12:00Z"]
         );
+        let metered = json!({ "id": "key_2", "quota_usage": { "used": 1200, "remaining": 8800, "resets_at": null } });
+        assert!(keys_table(&[metered]).render().contains(" 1200/10000 "));
+    }
+
+    #[test]
+    fn quota_operations_make_the_routes_body() {
+        assert_eq!(QuotaCommand::Set { amount: 5 }.body(), json!({ "operation": "set", "amount": 5 }));
+        assert_eq!(QuotaCommand::Decrement { amount: 2 }.body()["operation"], "decrement");
+        assert_eq!(QuotaCommand::Reset.body(), json!({ "operation": "reset" }));
     }
 }

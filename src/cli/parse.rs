@@ -53,6 +53,9 @@ pub struct Limits {
     /// Per-key rate limit: REQUESTS/DURATION, e.g. 100/60s, 1000/h
     #[arg(long, value_parser = parse_rate_limit, value_name = "N/DURATION")]
     rate_limit: Option<Value>,
+    /// Quota of the key's own: UNITS/PERIOD, period day, week, month or total (e.g. 10000/month)
+    #[arg(long, value_parser = super::plans::parse_quota, value_name = "N/PERIOD")]
+    quota: Option<Value>,
     /// Allowed client IP range (CIDR); repeat for several; replaces the list on update
     #[arg(long = "allowed-ip", value_name = "CIDR")]
     allowed_ips: Vec<String>,
@@ -82,6 +85,9 @@ pub struct Changes {
     /// Remove the per-key rate limit
     #[arg(long, conflicts_with = "rate_limit")]
     no_rate_limit: bool,
+    /// Remove the key's own quota
+    #[arg(long, conflicts_with = "quota")]
+    no_quota: bool,
     /// Remove every allowed IP range (any client IP may use the key)
     #[arg(long, conflicts_with = "allowed_ips")]
     clear_allowed_ips: bool,
@@ -104,6 +110,9 @@ impl Limits {
         }
         if let Some(limit) = self.rate_limit {
             body.insert("rate_limit".into(), limit);
+        }
+        if let Some(quota) = self.quota {
+            body.insert("quota".into(), quota);
         }
         if !self.allowed_ips.is_empty() {
             body.insert("allowed_ips".into(), json!(self.allowed_ips));
@@ -134,6 +143,7 @@ impl Changes {
         let clears = [
             (self.no_expiry, "expires_at", Value::Null),
             (self.no_rate_limit, "rate_limit", Value::Null),
+            (self.no_quota, "quota", Value::Null),
             (self.clear_allowed_ips, "allowed_ips", json!([])),
             (self.clear_allowed_routes, "allowed_routes", json!([])),
         ];

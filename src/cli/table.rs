@@ -188,8 +188,39 @@ pub fn key_fields(key: &Value) -> String {
         ("allowed_ips", list(get("allowed_ips"))),
         ("allowed_routes", routes(get("allowed_routes"))),
         ("metadata", cell(get("metadata"))),
+        ("quota", quota(get("quota"))),
+        ("quota_usage", quota_usage(get("quota_usage"))),
     ]);
     fields(&pairs)
+}
+
+/// `10000/month`, or `-` without a quota.
+pub fn quota(value: Option<&Value>) -> String {
+    match value.and_then(|q| Some((q.get("limit")?, q.get("period")?.as_str()?))) {
+        Some((limit, period)) => format!("{limit}/{period}"),
+        None => "-".to_owned(),
+    }
+}
+
+/// `1200 used, 8800 left, resets 2025-04-01 00:00Z`, or `-`.
+pub fn quota_usage(value: Option<&Value>) -> String {
+    let Some(u) = value.filter(|v| v.is_object()) else { return "-".to_owned() };
+    let resets = match u.get("resets_at") {
+        Some(Value::String(_)) => format!(", resets {}", short_time(u.get("resets_at"))),
+        _ => ", never resets".to_owned(),
+    };
+    format!("{} used, {} left{resets}", cell(u.get("used")), cell(u.get("remaining")))
+}
+
+/// The quota column of lists: `used/limit` (`used` + `remaining` for a
+/// limit adjusted through the API), or `-`.
+pub fn quota_column(usage: Option<&Value>) -> String {
+    let Some(u) = usage.filter(|v| v.is_object()) else { return "-".to_owned() };
+    let (used, left) = (u.get("used").and_then(Value::as_u64), u.get("remaining").and_then(Value::as_u64));
+    match (used, left) {
+        (Some(used), Some(left)) => format!("{used}/{}", used.saturating_add(left)),
+        _ => "-".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +317,7 @@ key_22222  x                  0
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
-        assert_eq!(text.lines().count(), 21);
+        assert!(text.contains("quota: -\n") && text.contains("quota_usage: -\n"), "{text}");
+        assert_eq!(text.lines().count(), 23);
     }
 }

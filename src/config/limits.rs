@@ -33,6 +33,11 @@ pub struct LimitsConfig {
     /// How often a replica tops up its leases and hands back idle ones
     /// (10–1000 ms).
     pub redis_sync_interval_ms: u64,
+    /// Most quota units a replica reserves ahead in the store, and spends
+    /// beyond its reservation before the store confirms (1–1,000,000). A
+    /// fleet overshoots a quota by at most replicas × this; one replica is
+    /// exact.
+    pub quota_block: u64,
 }
 
 impl Default for LimitsConfig {
@@ -45,6 +50,7 @@ impl Default for LimitsConfig {
             redis_url: None,
             redis_prefix: "keygate:".into(),
             redis_sync_interval_ms: 50,
+            quota_block: 100,
         }
     }
 }
@@ -75,6 +81,9 @@ impl LimitsConfig {
                 format!("must be between 10 and 1000, got {}", self.redis_sync_interval_ms),
             ));
         }
+        if !(1..=1_000_000).contains(&self.quota_block) {
+            errors.push(("limits.quota_block", format!("must be between 1 and 1000000, got {}", self.quota_block)));
+        }
         errors
     }
 }
@@ -102,6 +111,15 @@ mod tests {
         let e = errors("limits:\n  redis_url: redis://cache:70000\n  redis_sync_interval_ms: 0\n  redis_prefix: a b\n");
         let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["limits.redis_url", "limits.redis_prefix", "limits.redis_sync_interval_ms"]);
+    }
+
+    #[test]
+    fn quota_block_is_bounded_and_named() {
+        assert_eq!(Config::default().limits.quota_block, 100);
+        assert!(errors("limits:\n  quota_block: 1\n").is_empty());
+        let e = errors("limits:\n  quota_block: 0\n");
+        assert_eq!(e.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["limits.quota_block"]);
+        assert_eq!(errors("limits:\n  quota_block: 1000001\n").len(), 1);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct RouteSettings {
     pub upstream: Upstream,
     /// `None` is unlimited.
     pub body_limit: Option<u64>,
+    /// Units of every quota a request here spends.
+    pub cost: u64,
 }
 
 /// The parsed, validated values of a `Config`.
@@ -98,9 +100,17 @@ impl Config {
                 .map(|u| Upstream { http2: route.http2.unwrap_or(self.upstream.http2), ..u })
                 .map_err(|m| err(format!("routes[{i}].upstream"), m))
                 .ok();
+            let cost = route.cost.unwrap_or(1);
+            if !(1..=crate::keys::MAX_QUOTA).contains(&cost) {
+                err(
+                    format!("routes[{i}].cost"),
+                    format!("must be between 1 and {}, got {cost}", crate::keys::MAX_QUOTA),
+                );
+            }
             if let (Some(prefix), Some(host), Some(upstream)) = (prefix, host, upstream) {
                 let body_limit = route.max_body_bytes.map_or(body_limit, limit);
-                routes.push(RouteSettings { prefix: prefix.without_trailing_slash(), host, upstream, body_limit });
+                let prefix = prefix.without_trailing_slash();
+                routes.push(RouteSettings { prefix, host, upstream, body_limit, cost });
             }
         }
         let trusted_proxies = self

@@ -37,6 +37,7 @@ impl KeyPolicy {
                 api_access: true,
                 expires_at: None,
                 quota: None,
+                usage_quota: None,
                 restrictions: None,
                 metadata: None,
             },
@@ -74,6 +75,12 @@ impl KeyPolicyBuilder {
 
     pub fn quota(mut self, quota: Quota) -> Self {
         self.policy.quota = Some(quota);
+        self
+    }
+
+    /// The key's own quota (units per calendar period).
+    pub fn usage_quota(mut self, quota: super::quota::QuotaSpec) -> Self {
+        self.policy.usage_quota = super::quota::PackedQuota::new(quota);
         self
     }
 

@@ -21,6 +21,7 @@ use super::counters::Outcome;
 use super::policy::Refusal;
 use super::restrictions::plain_path;
 use super::snapshot::{Identity, KeySet, KeyState};
+use crate::quota::QuotaInfo;
 
 /// Which limit a `RateInfo` describes: the name `RateLimit-Policy` and
 /// `RateLimit` give it.
@@ -61,6 +62,9 @@ pub struct Facts<'a> {
     /// The request's host as `route::request_host` gives it (`None`:
     /// unknown, which fails any route restriction naming a host).
     pub host: Option<&'a str>,
+    /// Units of every quota that applies this request spends
+    /// (`routes[].cost`, at least 1).
+    pub cost: u64,
 }
 
 /// The state of a key's rate limit after this request, for the
@@ -81,6 +85,8 @@ pub struct RateInfo {
 pub struct Decision {
     pub result: Result<Identity, Refusal>,
     pub rate: Option<RateInfo>,
+    /// The quota that refused, or the tightest one after spending.
+    pub quota: Option<QuotaInfo>,
 }
 
 impl KeySet {
@@ -89,12 +95,13 @@ impl KeySet {
     pub fn decide(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64, default_quota: Option<Quota>) -> Decision {
         let found = match self.find(key) {
             Ok(f) => f,
-            Err(refusal) => return Decision { result: Err(refusal), rate: None },
+            Err(refusal) => return Decision { result: Err(refusal), rate: None, quota: None },
         };
         let state = found.state;
         let runtime =
             state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter, self.fleet().map(|f| &**f));
         let mut rate = None;
+        let mut quota = None;
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
             // The key's own limit first: a request it refuses takes nothing
             // from the account's pool, so one noisy key cannot drain it.
@@ -111,28 +118,44 @@ impl KeySet {
             if !allowed {
                 return Err(Refusal::RateLimited);
             }
-            let Some(account) = self.account(&state.policy.account_id) else { return Ok(()) };
-            let Some(quota) = account.plan.rate_limit else { return Ok(()) };
-            let Some(limiter) = &account.limiter else { return Err(Refusal::RateLimited) };
-            let (allowed, pooled) = match &account.fleet {
-                Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota, RateScope::Account)),
-                None => limit(limiter, quota, RateScope::Account),
-            };
-            // Refused: the account's state says why. Allowed: the headers
-            // show whichever limit has the fewest requests left.
-            if !allowed || tighter(pooled, rate) {
-                rate = pooled;
+            let account = self.account(&state.policy.account_id);
+            if let Some(account) = account {
+                if let Some(quota) = account.plan.rate_limit {
+                    let Some(limiter) = &account.limiter else { return Err(Refusal::RateLimited) };
+                    let (allowed, pooled) = match &account.fleet {
+                        Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota, RateScope::Account)),
+                        None => limit(limiter, quota, RateScope::Account),
+                    };
+                    // Refused: the account's state says why. Allowed: the
+                    // headers show whichever limit has the fewest requests
+                    // left.
+                    if !allowed || tighter(pooled, rate) {
+                        rate = pooled;
+                    }
+                    if !allowed {
+                        return Err(Refusal::RateLimited);
+                    }
+                }
             }
-            if allowed {
-                Ok(())
-            } else {
-                Err(Refusal::RateLimited)
+            // Quotas last: a request any other limit refuses spends none.
+            let pooled = account.and_then(|a| a.plan.quota).map(|q| (state.policy.account_id, q));
+            let own = state.policy.usage_quota.map(|q| (state.policy.id, q.spec()));
+            let Some(book) = self.quotas().filter(|_| own.is_some() || pooled.is_some()) else { return Ok(()) };
+            match book.spend(own, pooled, facts.cost, now_ms) {
+                Ok(info) => {
+                    quota = info;
+                    Ok(())
+                }
+                Err(info) => {
+                    quota = Some(info);
+                    Err(Refusal::QuotaExceeded)
+                }
             }
         });
         if let Some(counted) = Outcome::of(outcome) {
             runtime.usage.record(counted, now_ms);
         }
-        Decision { result: outcome.map(|()| state.policy.identity()), rate }
+        Decision { result: outcome.map(|()| state.policy.identity()), rate, quota }
     }
 }
 
@@ -148,6 +171,20 @@ impl KeySet {
         found.status(facts.method, now_ms)?;
         restrictions(found.state, facts)?;
         Ok(found.state.policy.identity())
+    }
+
+    /// The quotas a request of this key would spend from, read without
+    /// spending: `Ok` with the tightest (`None`: no quota applies), `Err`
+    /// with the one that would refuse `facts.cost`. For a dry-run verify.
+    pub fn peek_quota(&self, key: &[u8], facts: &Facts<'_>, now_ms: i64) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        let Ok(found) = self.find(key) else { return Ok(None) };
+        let policy = &found.state.policy;
+        let pooled = self.account(&policy.account_id).and_then(|a| a.plan.quota).map(|q| (policy.account_id, q));
+        let own = policy.usage_quota.map(|q| (policy.id, q.spec()));
+        match self.quotas() {
+            Some(book) if own.is_some() || pooled.is_some() => book.peek(own, pooled, facts.cost, now_ms),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -252,7 +289,7 @@ mod tests {
     }
 
     fn facts<'a>(method: &'a Method, path: &'a str, ip: &str) -> Facts<'a> {
-        Facts { method, path, client_ip: ip.parse().ok(), host: None }
+        Facts { method, path, client_ip: ip.parse().ok(), host: None, cost: 1 }
     }
 
     #[test]

@@ -17,6 +17,6 @@ pub use decision::{Decision, Facts, Quota, RateInfo, RateScope};
 pub use format::{generate, KeyHash, Secret};
 pub use plan::{AccountRow, AccountState, PlanLimits};
 pub use policy::{Environment, Permission, Refusal, Status};
-pub use quota::{Period, QuotaSpec, Window};
+pub use quota::{PackedQuota, Period, QuotaSpec, Window, MAX_QUOTA};
 pub use restrictions::{RestrictionError, Restrictions, RouteRule};
 pub use snapshot::{Changes, Identity, InlineId, KeyPolicy, KeySet, KeyState, PolicyRow, RetiredRow};

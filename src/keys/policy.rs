@@ -122,10 +122,11 @@ pub enum Refusal {
     IpNotAllowed,
     RouteNotAllowed,
     RateLimited,
+    QuotaExceeded,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::MissingKey,
         Refusal::InvalidKey,
         Refusal::KeyExpired,
@@ -136,6 +137,7 @@ impl Refusal {
         Refusal::IpNotAllowed,
         Refusal::RouteNotAllowed,
         Refusal::RateLimited,
+        Refusal::QuotaExceeded,
     ];
 
     /// The stable machine-readable code of docs/proxy.md#refusals.
@@ -151,6 +153,7 @@ impl Refusal {
             Refusal::IpNotAllowed => "ip_not_allowed",
             Refusal::RouteNotAllowed => "route_not_allowed",
             Refusal::RateLimited => "rate_limited",
+            Refusal::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -172,7 +175,7 @@ impl Refusal {
             | Refusal::InsufficientPermission
             | Refusal::IpNotAllowed
             | Refusal::RouteNotAllowed => S::FORBIDDEN,
-            Refusal::RateLimited => S::TOO_MANY_REQUESTS,
+            Refusal::RateLimited | Refusal::QuotaExceeded => S::TOO_MANY_REQUESTS,
         }
     }
 
@@ -189,6 +192,7 @@ impl Refusal {
             Refusal::IpNotAllowed => "The API key is not allowed from this address",
             Refusal::RouteNotAllowed => "The API key is not allowed on this route",
             Refusal::RateLimited => "Too many requests for this API key",
+            Refusal::QuotaExceeded => "The API key's quota is spent",
         }
     }
 }

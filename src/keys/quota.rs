@@ -109,6 +109,34 @@ impl QuotaSpec {
     }
 }
 
+/// A `QuotaSpec` in 8 bytes (`None` costs nothing more), as each key of the
+/// snapshot carries it: the limit (at most `MAX_QUOTA` < 2^40) shifted past
+/// two bits of period. Keeps a million keys' snapshot from growing by 16 MB
+/// for a field most keys leave unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackedQuota(std::num::NonZeroU64);
+
+impl PackedQuota {
+    /// `None` for a limit of 0 or one too large to pack (never valid).
+    pub fn new(spec: QuotaSpec) -> Option<PackedQuota> {
+        if spec.limit == 0 || spec.limit > u64::MAX >> 2 {
+            return None;
+        }
+        let period = match spec.period {
+            Period::Day => 0,
+            Period::Week => 1,
+            Period::Month => 2,
+            Period::Total => 3,
+        };
+        std::num::NonZeroU64::new(spec.limit << 2 | period).map(PackedQuota)
+    }
+
+    pub fn spec(self) -> QuotaSpec {
+        let v = self.0.get();
+        QuotaSpec { limit: v >> 2, period: Period::ALL[(v & 3) as usize] }
+    }
+}
+
 fn utc(ms: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
@@ -212,5 +240,17 @@ mod tests {
         assert!(QuotaSpec { limit: 0, period: Period::Day }.validate().is_err());
         assert!(QuotaSpec { limit: MAX_QUOTA + 1, period: Period::Day }.validate().is_err());
         assert!(QuotaSpec { limit: 1, period: Period::Total }.validate().is_ok());
+    }
+
+    #[test]
+    fn a_packed_quota_unpacks_to_itself() {
+        for period in Period::ALL {
+            for limit in [1, 7, MAX_QUOTA] {
+                let spec = QuotaSpec { limit, period };
+                assert_eq!(PackedQuota::new(spec).map(PackedQuota::spec), Some(spec));
+            }
+        }
+        assert_eq!(PackedQuota::new(QuotaSpec { limit: 0, period: Period::Day }), None);
+        assert_eq!(std::mem::size_of::<Option<PackedQuota>>(), 8);
     }
 }

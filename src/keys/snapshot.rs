@@ -23,9 +23,11 @@ use super::decision::{Limiter, Quota, RateScope};
 use super::format::{self, KeyHash};
 use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
+use super::quota::PackedQuota;
 use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
 use crate::fleet::{FleetLimiter, FleetScope};
+use crate::quota::QuotaBook;
 
 const SHARDS: usize = 256;
 const ID_LEN: usize = 24;
@@ -80,6 +82,9 @@ pub struct KeyPolicy {
     pub expires_at: Option<i64>,
     /// This key's rate limit, overriding the configured default.
     pub quota: Option<Quota>,
+    /// This key's own quota (units per calendar period), counted by the
+    /// quota book (`crate::quota`).
+    pub usage_quota: Option<PackedQuota>,
     /// Allowed client ranges and routes; `None` when the key has neither.
     pub restrictions: Option<Arc<Restrictions>>,
     /// The key's `metadata` object, `None` when empty: the source of the
@@ -245,6 +250,10 @@ pub struct KeySet {
     accounts: Arc<Accounts>,
     /// Where rate limits are shared with the fleet (`limits.redis_url`).
     fleet: Option<Arc<FleetLimiter>>,
+    /// Where quota spending is counted (`crate::quota`); `None` only in
+    /// tests and tools that build a snapshot alone (quotas then go
+    /// uncounted).
+    quotas: Option<Arc<QuotaBook>>,
     revision: i64,
 }
 
@@ -269,6 +278,7 @@ impl KeySet {
             usage: Arc::default(),
             accounts: Arc::default(),
             fleet: None,
+            quotas: None,
             revision: 0,
         }
     }
@@ -298,6 +308,17 @@ impl KeySet {
     pub fn with_fleet(&self, fleet: Arc<FleetLimiter>) -> KeySet {
         let accounts = plan::with_fleet(&self.accounts, &fleet);
         KeySet { fleet: Some(fleet), accounts, ..self.clone() }
+    }
+
+    /// The quota book every later version of this snapshot spends through;
+    /// set once at start, before the first request.
+    pub fn with_quotas(&self, quotas: Arc<QuotaBook>) -> KeySet {
+        KeySet { quotas: Some(quotas), ..self.clone() }
+    }
+
+    /// Where quota spending is counted.
+    pub fn quotas(&self) -> Option<&Arc<QuotaBook>> {
+        self.quotas.as_ref()
     }
 
     /// Where rate limits are shared with the fleet, if anywhere.
@@ -377,6 +398,7 @@ impl KeySet {
             usage: Arc::clone(&self.usage),
             accounts: plan::apply(&self.accounts, changes.accounts, self.fleet.as_deref()),
             fleet: self.fleet.clone(),
+            quotas: self.quotas.clone(),
             revision: changes.revision.max(self.revision),
         }
     }

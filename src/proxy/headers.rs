@@ -259,6 +259,41 @@ pub fn rate_limit(headers: &mut HeaderMap, rate: &crate::keys::RateInfo) {
     }
 }
 
+/// A quota's `RateLimit-Policy` and `RateLimit` entries, appended to the
+/// rate limit's when both apply (one list per field, RFC 9651):
+/// `"quota";q=10000;w=2592000` and `"quota";r=42;t=86400`, named
+/// `"account_quota"` for an account's pooled quota. A `total` quota has no
+/// `w`, `t` or `Retry-After`: it never resets. `Retry-After` is set when the
+/// quota refused the request.
+pub fn quota(headers: &mut HeaderMap, quota: &crate::quota::QuotaInfo, refused: bool) {
+    let name = quota.scope.as_str();
+    let mut policy = format!("\"{name}\";q={}", quota.limit);
+    if let Some(w) = quota.window_seconds {
+        policy.push_str(&format!(";w={w}"));
+    }
+    let mut state = format!("\"{name}\";r={}", quota.remaining);
+    if let Some(t) = quota.reset_seconds {
+        state.push_str(&format!(";t={t}"));
+    }
+    for (field, entry) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        let value = match headers.get(field).and_then(|v| v.to_str().ok()) {
+            Some(existing) if !refused => format!("{existing}, {entry}"),
+            _ => entry,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(field, v);
+        }
+    }
+    if refused {
+        match quota.retry_after_seconds {
+            Some(wait) => retry_after(headers, wait),
+            None => {
+                headers.remove(http::header::RETRY_AFTER);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,7 @@ use crate::keys::route;
 use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
+use crate::quota::QuotaInfo;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Record, Telemetry};
 
@@ -105,6 +106,8 @@ pub struct Admitted {
     pub rate: Option<RateInfo>,
     /// The signed identity token, with `proxy.identity_token`.
     pub identity_token: Option<http::HeaderValue>,
+    /// The tightest quota after this request's spending.
+    pub quota: Option<QuotaInfo>,
 }
 
 /// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
@@ -115,6 +118,8 @@ struct Refused {
     problem: ProxyCode,
     detail: Option<&'static str>,
     rate: Option<RateInfo>,
+    /// Boxed: a quota's state is large, and only quota refusals carry it.
+    quota: Option<Box<QuotaInfo>>,
 }
 
 impl Proxy {
@@ -168,6 +173,13 @@ impl Proxy {
     /// way finish with the state they started with. Returns the old state.
     pub fn reconfigure(&self, next: Live) -> Arc<Live> {
         self.live.swap(Arc::new(next))
+    }
+
+    /// `limits.quota_block`, from a configuration reload.
+    pub fn set_quota_block(&self, block: u64) {
+        if let Some(book) = self.keyset.load().quotas() {
+            book.set_block(block);
+        }
     }
 
     /// The state requests start with now.
@@ -261,7 +273,7 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate, identity_token }, target) =
+        let (Admitted { identity, found_in, rate, quota, identity_token }, target) =
             match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
                 Ok(admitted) => admitted,
                 Err(refused) => return *refused,
@@ -339,6 +351,9 @@ impl Proxy {
                 if let Some(rate) = rate {
                     headers::rate_limit(&mut parts.headers, &rate);
                 }
+                if let Some(quota) = quota {
+                    headers::quota(&mut parts.headers, &quota, false);
+                }
                 // Answer as HTTP/1.1 even to an HTTP/1.0 upstream, so the
                 // client connection stays keep-alive.
                 parts.version = Version::HTTP_11;
@@ -387,7 +402,10 @@ impl Proxy {
             headers::retry_after(response.headers_mut(), wait);
             return Err(Box::new((0, response)));
         }
-        let admitted = match self.authenticate(live, parts, client) {
+        // The route is known before the key decision (its `cost` is what
+        // the decision spends), but refusals about it come after.
+        let target = live.routes.resolve(parts.uri.path(), request_host(parts));
+        let admitted = match self.authenticate(live, parts, client, target.cost) {
             Ok(admitted) => admitted,
             Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };
@@ -398,7 +416,6 @@ impl Proxy {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return Err(Box::new((0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), request_id, peer, grpc))));
         }
-        let target = live.routes.resolve(parts.uri.path(), request_host(parts));
         if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
             return Err(Box::new((
@@ -436,17 +453,23 @@ impl Proxy {
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
-    fn authenticate(&self, live: &Live, parts: &Parts, client: Option<std::net::IpAddr>) -> Result<Admitted, Refused> {
+    fn authenticate(
+        &self,
+        live: &Live,
+        parts: &Parts,
+        client: Option<std::net::IpAddr>,
+        cost: u64,
+    ) -> Result<Admitted, Refused> {
         let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
                 auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
                 auth::CredentialError::Empty => Some("The API key is empty."),
             };
-            Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None }
+            Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
         })?;
         let facts =
-            Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts) };
+            Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts), cost };
         let keyset = self.keyset.load();
         let now = now_ms();
         let named = if live.client_headers.passes_overrides() {
@@ -454,6 +477,7 @@ impl Proxy {
                 problem: ProxyCode::BadRequest,
                 detail: Some("A method or URL override header names no method or path."),
                 rate: None,
+                quota: None,
             })?
         } else {
             None
@@ -484,9 +508,14 @@ impl Proxy {
                     let plan = keyset.account(&policy.account_id).map(|a| a.plan.plan_id.as_str());
                     Some(issuer.token(policy, plan, now))
                 });
-                Ok(Admitted { identity, found_in: credential.found_in, rate: decision.rate, identity_token })
+                Ok(Admitted { identity, found_in: credential.found_in, rate: decision.rate, quota: decision.quota, identity_token })
             }
-            Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
+            Err(refusal) => Err(Refused {
+                problem: ProxyCode::Refused(refusal),
+                detail: None,
+                rate: decision.rate,
+                quota: decision.quota.map(Box::new),
+            }),
         }
     }
 
@@ -512,8 +541,16 @@ impl Proxy {
             (_, detail) => detail,
         };
         let mut response = refuse(refused.problem, detail, request_id, peer, grpc);
-        if let Some(rate) = refused.rate {
-            headers::rate_limit(response.headers_mut(), &rate);
+        match (refused.problem, refused.quota) {
+            // The quota refused: its numbers are the answer's.
+            (ProxyCode::Refused(Refusal::QuotaExceeded), Some(quota)) => {
+                headers::quota(response.headers_mut(), &quota, true);
+            }
+            _ => {
+                if let Some(rate) = refused.rate {
+                    headers::rate_limit(response.headers_mut(), &rate);
+                }
+            }
         }
         response
     }

@@ -18,6 +18,8 @@ pub struct Target<'a> {
     pub upstream: &'a Upstream,
     /// `None` is unlimited.
     pub body_limit: Option<u64>,
+    /// Units of every quota a request here spends (`routes[].cost`).
+    pub cost: u64,
 }
 
 #[derive(Debug)]
@@ -27,6 +29,7 @@ struct Route {
     host: Option<Hostname>,
     upstream: Upstream,
     body_limit: Option<u64>,
+    cost: u64,
 }
 
 impl Route {
@@ -64,6 +67,7 @@ impl Routes {
             host: None,
             upstream: settings.upstream.clone(),
             body_limit: settings.body_limit,
+            cost: 1,
         };
         let mut routes: Vec<Route> = settings
             .routes
@@ -75,6 +79,7 @@ impl Routes {
                 host: r.host.clone(),
                 upstream: r.upstream.clone(),
                 body_limit: r.body_limit,
+                cost: r.cost,
             })
             .collect();
         let len = |r: &Route| r.prefix.as_str().len();
@@ -86,7 +91,7 @@ impl Routes {
     /// gives it).
     pub fn resolve(&self, path: &str, host: Option<&str>) -> Target<'_> {
         let route = self.routes.iter().find(|r| r.matches(path, host)).unwrap_or(&self.default);
-        Target { index: route.index, upstream: &route.upstream, body_limit: route.body_limit }
+        Target { index: route.index, upstream: &route.upstream, body_limit: route.body_limit, cost: route.cost }
     }
 }
 
@@ -104,6 +109,7 @@ mod tests {
             upstream: upstream.into(),
             max_body_bytes: Some(0),
             http2: None,
+            cost: None,
         };
         config.routes = vec![
             route("/v2", None, "http://v2:1"),

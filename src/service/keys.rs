@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use super::{not_null, nullable, validate, Issued, Result, Service, ServiceError};
 use crate::clock::now_ms;
 use crate::keys::{format, Environment, KeyHash, Permission, Refusal};
-use crate::store::{AuditContext, KeyPatch, KeyRecord, Leak, Metadata, NewKey, RateLimit, RouteRule, StoreError};
+use crate::store::{
+    AuditContext, KeyPatch, KeyRecord, Leak, Metadata, NewKey, QuotaSpec, RateLimit, RouteRule, StoreError,
+};
 
 /// Most ids one bulk revocation takes.
 pub const MAX_BULK: usize = 1_000;
@@ -27,6 +29,7 @@ const MAX_SECRET: usize = 1_024;
     "description": "nightly export job",
     "expires_at": "2026-03-01T00:00:00Z",
     "rate_limit": { "requests": 100, "per_seconds": 60 },
+    "quota": { "limit": 10000, "period": "month" },
     "allowed_ips": ["10.0.0.0/8"],
     "allowed_routes": [{ "path_prefix": "/v1/reports", "methods": ["GET"] }],
     "metadata": { "team": "billing" }
@@ -50,6 +53,10 @@ pub struct CreateKey {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Units per calendar period (UTC); `total` never resets (prepaid
+    /// credits).
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
     /// CIDR ranges; empty: anywhere.
     #[serde(default)]
     pub allowed_ips: Vec<String>,
@@ -63,7 +70,7 @@ pub struct CreateKey {
 }
 
 /// An edit: absent fields stay as they are; `null` clears an optional field
-/// (`description`, `expires_at`, `rate_limit`, `allowed_ips`,
+/// (`description`, `expires_at`, `rate_limit`, `quota`, `allowed_ips`,
 /// `allowed_routes`, `metadata`) and is refused for the others. Lists and
 /// `metadata` are replaced whole.
 #[derive(Deserialize, Default, ToSchema)]
@@ -86,6 +93,9 @@ pub struct UpdateKey {
     pub expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// `null`: no quota of its own (what was spent stays in the ledger).
+    #[serde(default, deserialize_with = "nullable")]
+    pub quota: Option<Option<QuotaSpec>>,
     /// `null` or `[]`: any client address.
     #[serde(default, deserialize_with = "nullable")]
     pub allowed_ips: Option<Option<Vec<String>>>,
@@ -117,6 +127,7 @@ impl Service {
             description: validate::description(req.description)?,
             expires_at: req.expires_at.as_deref().map(|e| validate::expires_at(e, now)).transpose()?,
             rate_limit: validate::rate_limit(req.rate_limit)?,
+            quota: validate::quota(req.quota)?,
             allowed_ips: validate::allowed_ips(req.allowed_ips)?,
             allowed_routes: validate::allowed_routes(req.allowed_routes)?,
             metadata: validate::metadata(req.metadata.unwrap_or_default())?,
@@ -144,6 +155,7 @@ impl Service {
             enabled: req.enabled,
             expires_at: req.expires_at.map(|e| e.map(|e| validate::expires_at(&e, now)).transpose()).transpose()?,
             rate_limit: req.rate_limit.map(validate::rate_limit).transpose()?,
+            quota: req.quota.map(validate::quota).transpose()?,
             // `null` clears a list or the metadata: the empty value is "none".
             allowed_ips: req.allowed_ips.map(|v| validate::allowed_ips(v.unwrap_or_default())).transpose()?,
             allowed_routes: req.allowed_routes.map(|v| validate::allowed_routes(v.unwrap_or_default())).transpose()?,

@@ -16,6 +16,7 @@ mod accounts;
 mod error;
 mod keys;
 mod plans;
+mod quotas;
 mod tokens;
 pub mod validate;
 mod webhooks;
@@ -29,6 +30,7 @@ pub use accounts::{CreateAccount, UpdateAccount};
 pub use error::ServiceError;
 pub use keys::{CreateKey, UpdateKey, MAX_BULK};
 pub use plans::{CreatePlan, UpdatePlan};
+pub use quotas::{AdjustQuota, QuotaOperation};
 pub use tokens::{CreateToken, ADMIN_TOKEN_PREFIX};
 pub use webhooks::CreateWebhook;
 

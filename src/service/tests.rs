@@ -59,6 +59,7 @@ fn key(account_id: &str) -> CreateKey {
         expires_at: None,
         enabled: None,
         rate_limit: None,
+        quota: None,
         allowed_ips: Vec::new(),
         allowed_routes: Vec::new(),
         metadata: None,

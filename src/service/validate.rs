@@ -5,7 +5,7 @@ use super::ServiceError;
 use crate::clock::parse_rfc3339;
 use crate::keys::decision::{MAX_PER_SECONDS, MAX_REQUESTS};
 use crate::keys::restrictions::{self, RestrictionError};
-use crate::store::{Metadata, RateLimit, RouteRule};
+use crate::store::{Metadata, QuotaSpec, RateLimit, RouteRule};
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 1_000;
@@ -71,6 +71,14 @@ pub fn rate_limit(value: Option<RateLimit>) -> Result<Option<RateLimit>, Service
                 format!("must be between 1 and {MAX_PER_SECONDS}"),
             ));
         }
+    }
+    Ok(value)
+}
+
+/// A quota as an API caller or the CLI gives it: a limit within bounds.
+pub fn quota(value: Option<QuotaSpec>) -> Result<Option<QuotaSpec>, ServiceError> {
+    if let Some(q) = value {
+        q.validate().map_err(|m| ServiceError::invalid("quota.limit", m))?;
     }
     Ok(value)
 }

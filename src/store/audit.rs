@@ -99,6 +99,7 @@ pub fn key_changes(before: &KeyRecord, after: &KeyRecord) -> Value {
     put("allowed_ips", json!(before.allowed_ips), json!(after.allowed_ips));
     put("allowed_routes", json!(before.allowed_routes), json!(after.allowed_routes));
     put("metadata", json!(before.metadata), json!(after.metadata));
+    put("quota", json!(before.quota), json!(after.quota));
     Value::Object(out)
 }
 

@@ -22,8 +22,8 @@ use sqlx::SqlitePool;
 
 use super::{on_pool, Pool, Result, RouteRule, Store, StoreError};
 use crate::keys::{
-    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, Period, Permission, PlanLimits, PolicyRow, Quota, QuotaSpec,
-    Restrictions, RetiredRow,
+    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, PackedQuota, Period, Permission, PlanLimits, PolicyRow, Quota,
+    QuotaSpec, Restrictions, RetiredRow,
 };
 
 /// A key's row as the reloader needs it: read by column name through sqlx,
@@ -46,6 +46,8 @@ struct PolicyDbRow {
     allowed_ips: String,
     allowed_routes: String,
     metadata: String,
+    quota_limit: Option<i64>,
+    quota_period: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -57,11 +59,11 @@ struct RetiredDbRow {
 
 const POLICY_SQL: &str = "\
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period \
     FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revision > $1 \
     UNION ALL \
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period \
     FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.revision > $1 AND k.revision <= $1";
 
 const RETIRED_SQL: &str = "\
@@ -79,9 +81,9 @@ const FULL_LOAD_PAGE: i64 = 4096;
 const SQLITE_KEY_PAGE_SQL: &str = "\
     SELECT max(n), json_group_array(json_array(id, account_id, permission, \
     iif(enabled, json('true'), json('false')), revoked_at, expires_at, hex(secret_hash), \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata)) \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period)) \
     FROM (SELECT rowid AS n, id, account_id, permission, enabled, revoked_at, expires_at, secret_hash, \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period \
     FROM api_keys WHERE rowid > $1 ORDER BY rowid LIMIT $2)";
 
 /// Accounts changed after `$1`, or whose plan did, with the plan's limits
@@ -259,6 +261,16 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
             serde_json::from_str(&row.metadata).map_err(|_| corrupt(&row.id, "metadata"))?;
         (!map.is_empty()).then(|| std::sync::Arc::new(map))
     };
+    let usage_quota = match (row.quota_limit, row.quota_period.as_deref()) {
+        (Some(limit), Some(period)) => Some(
+            PackedQuota::new(QuotaSpec {
+                limit: u64::try_from(limit).map_err(|_| corrupt(&row.id, "quota"))?,
+                period: Period::parse(period).ok_or_else(|| corrupt(&row.id, "quota period"))?,
+            })
+            .ok_or_else(|| corrupt(&row.id, "quota"))?,
+        ),
+        _ => None,
+    };
     let policy = KeyPolicy {
         id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
         account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,
@@ -268,6 +280,7 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         api_access: row.api_access,
         expires_at: row.expires_at,
         quota,
+        usage_quota,
         restrictions,
         metadata,
     };

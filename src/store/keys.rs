@@ -12,7 +12,7 @@ use super::{
 };
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
-use crate::keys::{Environment, KeyHash, Permission, Status};
+use crate::keys::{Environment, KeyHash, Period, Permission, QuotaSpec, Status};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyRow {
@@ -37,12 +37,14 @@ pub(super) struct KeyRow {
     allowed_ips: String,
     allowed_routes: String,
     metadata: String,
+    quota_limit: Option<i64>,
+    quota_period: Option<String>,
 }
 
 pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
      created_at, updated_at, expires_at, last_used_at, usage_count, rotated_at, revoked_at, \
-     rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
+     rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period";
 
 /// Emits a key event for key `$id` inside the caller's transaction, from
 /// the key as this transaction sees it (so after the change). Reads
@@ -78,7 +80,16 @@ impl TryFrom<KeyRow> for KeyRecord {
             }),
             _ => None,
         };
+        let quota = match (r.quota_limit, r.quota_period.as_deref()) {
+            (Some(limit), Some(period)) => Some(QuotaSpec {
+                limit: u64::try_from(limit).map_err(|_| bad("quota"))?,
+                period: Period::parse(period).ok_or_else(|| bad("quota period"))?,
+            }),
+            _ => None,
+        };
         Ok(KeyRecord {
+            quota,
+            quota_usage: None,
             permission: Permission::parse(&r.permission).ok_or_else(|| bad("permission"))?,
             environment: Environment::parse(&r.environment).ok_or_else(|| bad("environment"))?,
             allowed_ips: serde_json::from_str(&r.allowed_ips).map_err(|_| bad("allowed_ips"))?,
@@ -101,6 +112,12 @@ impl TryFrom<KeyRow> for KeyRecord {
             revoked_at: r.revoked_at,
         })
     }
+}
+
+/// A quota's limit as its column holds it (validated to at most
+/// `MAX_QUOTA`, well inside an i64).
+fn quota_limit(quota: Option<QuotaSpec>) -> Option<i64> {
+    quota.map(|q| i64::try_from(q.limit).unwrap_or(i64::MAX))
 }
 
 fn json(value: &impl serde::Serialize) -> String {
@@ -126,8 +143,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO api_keys (id, account_id, name, description, permission, enabled, environment, prefix, preview, \
                  secret_hash, created_at, updated_at, expires_at, usage_count, rate_limit_requests, rate_limit_per_seconds, \
-                 allowed_ips, allowed_routes, metadata, revision) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, 0, $13, $14, $15, $16, $17, $18)",
+                 allowed_ips, allowed_routes, metadata, revision, quota_limit, quota_period) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, 0, $13, $14, $15, $16, $17, $18, $19, $20)",
             )
             .bind(&id)
             .bind(&new.account_id)
@@ -147,11 +164,14 @@ impl Store {
             .bind(json(&new.allowed_routes))
             .bind(json(&new.metadata))
             .bind(rev)
+            .bind(quota_limit(new.quota))
+            .bind(new.quota.map(|q| q.period.as_str()))
             .execute(&mut *tx)
             .await?;
             let changes = json!({
                 "name": new.name, "permission": new.permission, "environment": new.environment,
                 "expires_at": new.expires_at.map(crate::clock::rfc3339), "preview": new.preview,
+                "quota": new.quota,
             });
             record_audit!(tx, audit, now, "key.create", Some(&id), Some(&new.account_id), changes);
             emit_key_event!(tx, EventType::KeyCreated, &id, now, json!({}));
@@ -165,7 +185,9 @@ impl Store {
         let row: Option<KeyRow> = on_pool!(self, pool => {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
         });
-        row.ok_or(StoreError::NotFound)?.try_into()
+        let mut key: KeyRecord = row.ok_or(StoreError::NotFound)?.try_into()?;
+        self.fill_quota_usage(std::slice::from_mut(&mut key)).await?;
+        Ok(key)
     }
 
     /// The key whose current secret has this hash, if any.
@@ -228,6 +250,7 @@ impl Store {
         } else {
             None
         };
+        self.fill_quota_usage(&mut items).await?;
         Ok(Page { items, next_cursor })
     }
 
@@ -249,7 +272,7 @@ impl Store {
             sqlx::query(
                 "UPDATE api_keys SET name = $1, description = $2, permission = $3, enabled = $4, expires_at = $5, \
                  rate_limit_requests = $6, rate_limit_per_seconds = $7, allowed_ips = $8, allowed_routes = $9, \
-                 metadata = $10, updated_at = $11, revision = $12 WHERE id = $13",
+                 metadata = $10, updated_at = $11, revision = $12, quota_limit = $14, quota_period = $15 WHERE id = $13",
             )
             .bind(&after.name)
             .bind(&after.description)
@@ -264,6 +287,8 @@ impl Store {
             .bind(after.updated_at)
             .bind(rev)
             .bind(id)
+            .bind(quota_limit(after.quota))
+            .bind(after.quota.map(|q| q.period.as_str()))
             .execute(&mut *tx)
             .await?;
             let changes = key_changes(&before, &after);
@@ -272,7 +297,9 @@ impl Store {
             tx.commit().await?;
             (before, after)
         });
-        Ok(result)
+        let (before, mut after) = result;
+        self.fill_quota_usage(std::slice::from_mut(&mut after)).await?;
+        Ok((before, after))
     }
 
     /// Gives a key a new secret. The old secret keeps working until

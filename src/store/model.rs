@@ -134,6 +134,43 @@ pub struct KeyRecord {
     pub allowed_ips: Vec<String>,
     pub allowed_routes: Vec<RouteRule>,
     pub metadata: Metadata,
+    /// The key's own quota.
+    pub quota: Option<QuotaSpec>,
+    /// The quota's current period as the ledger has it (what replicas
+    /// flushed); `None` without a quota.
+    pub quota_usage: Option<QuotaUsage>,
+}
+
+/// A quota's state in its current period: `remaining` is the limit plus
+/// the adjustments made through the API, minus `used` (never below 0);
+/// `resets_at` (unix ms) is `None` for `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct QuotaUsage {
+    pub used: u64,
+    pub remaining: u64,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub resets_at: Option<i64>,
+}
+
+fn rfc3339_opt<S: serde::Serializer>(at: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(ms) => s.serialize_str(&crate::clock::rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A change to a quota's current period through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaOp {
+    /// `remaining` becomes n.
+    Set(u64),
+    /// `remaining` grows by n.
+    Increment(u64),
+    /// `remaining` shrinks by n, never below 0.
+    Decrement(u64),
+    /// The period starts afresh: `used` 0, no adjustment.
+    Reset,
 }
 
 impl KeyRecord {
@@ -160,6 +197,7 @@ pub struct NewKey {
     pub allowed_ips: Vec<String>,
     pub allowed_routes: Vec<RouteRule>,
     pub metadata: Metadata,
+    pub quota: Option<QuotaSpec>,
 }
 
 /// An edit: `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -174,6 +212,7 @@ pub struct KeyPatch {
     pub allowed_ips: Option<Vec<String>>,
     pub allowed_routes: Option<Vec<RouteRule>>,
     pub metadata: Option<Metadata>,
+    pub quota: Option<Option<QuotaSpec>>,
 }
 
 impl KeyPatch {
@@ -200,6 +239,7 @@ impl KeyPatch {
         set!(allowed_ips);
         set!(allowed_routes);
         set!(metadata);
+        set!(quota);
         changed
     }
 }

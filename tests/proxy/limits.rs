@@ -105,6 +105,7 @@ async fn routes_by_prefix_and_host_to_other_upstreams() {
         upstream,
         max_body_bytes: None,
         http2: None,
+        cost: None,
     };
     cfg.routes = vec![route("/v2", None, second.url("/base")), route("/tenant", Some("api.example"), second.url(""))];
     let gw = ProxyGateway::start(cfg).await;

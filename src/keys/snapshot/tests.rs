@@ -112,6 +112,6 @@ fn ids_are_kept_inline() {
     assert_eq!(InlineId::new("key_12345678901234567890").expect("24 bytes").as_str(), "key_12345678901234567890");
     assert!(InlineId::new("key_123456789012345678901").is_none());
     // 104 bytes, plus 8 for the metadata the identity token copies from
-    // (`KeyPolicy::metadata`): 8 MB at a million keys.
-    assert!(std::mem::size_of::<KeyState>() <= 112, "{}", std::mem::size_of::<KeyState>());
+    // (`KeyPolicy::metadata`) and 8 for a key's own quota (`PackedQuota`).
+    assert!(std::mem::size_of::<KeyState>() <= 120, "{}", std::mem::size_of::<KeyState>());
 }

@@ -1,0 +1,314 @@
+//! The quota book: what this replica knows of every quota in force (a key's
+//! own, an account's pooled one) and the spending decision the request path
+//! makes against it, without waiting on the store.
+//!
+//! Each owner has a cell holding the ledger's view as of the last sync
+//! (`used`, `adjust`, the units this replica holds ahead: `granted`) and
+//! what was spent here since (`spent`, and `in_flight` while a sync carries
+//! it to the store). A request costing `c` passes when the fleet's
+//! remaining as last known — `limit + adjust - used - in_flight - spent` —
+//! is at least `c`: never refused merely because the local reservation ran
+//! dry. Units spent beyond the reservation are spent on credit, at most
+//! `limits.quota_block` of them before the store confirms (then the request
+//! is refused with `Retry-After: 1` until it does). Since reservations are
+//! counted in the store before they are spent, and each replica spends at
+//! most `quota_block` units beyond its own, a fleet overshoots a quota by
+//! at most replicas × `quota_block`; a single replica is exact.
+//!
+//! When the store cannot be reached the book counts alone (no credit cap:
+//! the last known remaining is the only bound) and catches up when it is
+//! back. The background work (flush, reserve, refresh) is `sync`'s; this
+//! file does no I/O. Each cell is a mutex held for a few arithmetic
+//! operations; keys without a quota never touch the book.
+
+mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::keys::{InlineId, QuotaSpec};
+use crate::store::quota_remaining;
+
+/// Which quota a `QuotaInfo` is of: the name `RateLimit-Policy` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    /// The key's own quota.
+    Key,
+    /// The quota of the key's account's plan, pooled over its keys.
+    Account,
+}
+
+impl QuotaScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaScope::Key => "quota",
+            QuotaScope::Account => "account_quota",
+        }
+    }
+}
+
+/// A quota's state after a request, for the headers and `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaInfo {
+    pub scope: QuotaScope,
+    pub limit: u64,
+    /// The period's length (`w`); `None` for `total`.
+    pub window_seconds: Option<u64>,
+    pub remaining: u64,
+    /// Seconds until the period ends (`t`); `None` for `total`.
+    pub reset_seconds: Option<u64>,
+    /// Unix ms the period ends; `None` for `total`.
+    pub resets_at_ms: Option<i64>,
+    /// Set when refused: when to try again (`None`: not before the period
+    /// ends, which for `total` is never).
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The book: one cell per owner with a quota.
+#[derive(Debug)]
+pub struct QuotaBook {
+    cells: RwLock<HashMap<InlineId, Arc<Cell>>>,
+    /// Owners spent from since their last sync.
+    dirty: Mutex<HashSet<InlineId>>,
+    /// `limits.quota_block`.
+    block: AtomicU64,
+    /// Whether the last sync with the store succeeded.
+    shared: AtomicBool,
+    wake: tokio::sync::Notify,
+    /// One sync at a time (see `sync`).
+    sync_lock: tokio::sync::Mutex<()>,
+    /// This replica's name in the store's leases.
+    replica_id: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cell {
+    state: Mutex<CellState>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CellState {
+    spec: Option<QuotaSpec>,
+    period_start: i64,
+    used: u64,
+    adjust: i64,
+    granted: u64,
+    spent: u64,
+    in_flight: u64,
+    /// Spent in an earlier period, not flushed yet: (period start, units).
+    carry: Option<(i64, u64)>,
+    /// Unix ms of the last spending, so an idle reservation goes back.
+    last_spent_ms: i64,
+    /// In the book's `dirty` set, waiting for the next sync.
+    listed: bool,
+}
+
+impl CellState {
+    /// Moves to the period `now_ms` falls in; what was spent in the old one
+    /// waits in `carry` for the next sync.
+    fn roll(&mut self, spec: QuotaSpec, now_ms: i64) {
+        let start = spec.period.window(now_ms).start_ms;
+        if start == self.period_start {
+            return;
+        }
+        if self.spent > 0 {
+            let old = self.carry.filter(|(p, _)| *p == self.period_start).map_or(0, |(_, n)| n);
+            self.carry = Some((self.period_start, old + self.spent));
+        }
+        *self = CellState {
+            spec: Some(spec),
+            period_start: start,
+            carry: self.carry,
+            in_flight: self.in_flight,
+            last_spent_ms: self.last_spent_ms,
+            listed: self.listed,
+            ..CellState::default()
+        };
+    }
+
+    /// The fleet's remaining as last known, less what this replica spent
+    /// since.
+    fn remaining(&self, spec: QuotaSpec) -> u64 {
+        quota_remaining(spec.limit, self.used, self.adjust).saturating_sub(self.in_flight + self.spent)
+    }
+
+    /// Units spent beyond the reservation if `cost` more were spent.
+    fn credit_after(&self, cost: u64) -> u64 {
+        (self.in_flight + self.spent + cost).saturating_sub(self.granted)
+    }
+}
+
+/// Why a spend was refused: the quota is spent, or (shared mode) this
+/// replica has spent its credit and waits for the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Spent,
+    Wait,
+}
+
+impl QuotaBook {
+    pub fn new(block: u64) -> Arc<QuotaBook> {
+        Arc::new(QuotaBook {
+            cells: RwLock::default(),
+            dirty: Mutex::default(),
+            block: AtomicU64::new(block.max(1)),
+            shared: AtomicBool::new(true),
+            wake: tokio::sync::Notify::new(),
+            sync_lock: tokio::sync::Mutex::const_new(()),
+            replica_id: crate::keys::format::new_id("rep"),
+        })
+    }
+
+    /// `limits.quota_block`, changed by a config reload.
+    pub fn set_block(&self, block: u64) {
+        self.block.store(block.max(1), Ordering::Relaxed);
+    }
+
+    pub fn block(&self) -> u64 {
+        self.block.load(Ordering::Relaxed)
+    }
+
+    /// Whether spending is shared with the fleet through the store (`false`:
+    /// the store is out of reach and this replica counts alone).
+    pub fn shared(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
+    }
+
+    fn cell(&self, owner: InlineId) -> Arc<Cell> {
+        if let Some(cell) = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(&owner) {
+            return Arc::clone(cell);
+        }
+        let mut cells = self.cells.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(cells.entry(owner).or_insert_with(|| Arc::new(Cell { state: Mutex::default() })))
+    }
+
+    /// Spends `cost` units from every quota given (the key's own, the
+    /// account's pooled one) or from none: a request refused by one takes
+    /// nothing from the other. `Ok`: the tightest quota after spending
+    /// (`None` when none was given); `Err`: the one that refused.
+    pub fn spend(
+        &self,
+        key: Option<(InlineId, QuotaSpec)>,
+        account: Option<(InlineId, QuotaSpec)>,
+        cost: u64,
+        now_ms: i64,
+    ) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        self.decide(key, account, cost, now_ms, true)
+    }
+
+    /// What `spend` would answer, spending nothing (a dry run).
+    pub fn peek(
+        &self,
+        key: Option<(InlineId, QuotaSpec)>,
+        account: Option<(InlineId, QuotaSpec)>,
+        cost: u64,
+        now_ms: i64,
+    ) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        self.decide(key, account, cost, now_ms, false)
+    }
+
+    fn decide(
+        &self,
+        key: Option<(InlineId, QuotaSpec)>,
+        account: Option<(InlineId, QuotaSpec)>,
+        cost: u64,
+        now_ms: i64,
+        spend: bool,
+    ) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        let cost = cost.max(1);
+        let shared = self.shared();
+        let block = self.block();
+        // At most two quotas apply: fixed slots, no allocation per request.
+        let slots = [key.map(|k| (QuotaScope::Key, k)), account.map(|a| (QuotaScope::Account, a))]
+            .map(|slot| slot.map(|(scope, (id, spec))| (scope, id, spec, self.cell(id))));
+        if slots.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        // Always the key's cell before the account's: no two requests lock
+        // in opposite orders.
+        let mut guards = [0, 1].map(|i| slots[i].as_ref().map(|s| s.3.state.lock().unwrap_or_else(|p| p.into_inner())));
+        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
+            let (Some((scope, _, spec, _)), Some(state)) = (slot, guard) else { continue };
+            state.spec = Some(*spec);
+            state.roll(*spec, now_ms);
+            let verdict = if state.remaining(*spec) < cost {
+                Verdict::Spent
+            } else if shared && state.credit_after(cost) > block {
+                Verdict::Wait
+            } else {
+                continue;
+            };
+            let refusal = info(*scope, *spec, state, now_ms, Some(verdict));
+            drop(guards);
+            if verdict == Verdict::Wait {
+                self.wake.notify_one();
+            }
+            return Err(refusal);
+        }
+        let mut tightest: Option<QuotaInfo> = None;
+        let mut low = false;
+        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
+            let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
+            if spend {
+                state.spent += cost;
+                state.last_spent_ms = now_ms;
+                low |= state.credit_after(block / 2) > 0;
+                // Listed once per sync, so the set's lock is not taken on
+                // every request.
+                if !state.listed {
+                    state.listed = true;
+                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
+                }
+            }
+            let now = info(*scope, *spec, state, now_ms, None);
+            if tightest.is_none_or(|t| now.remaining < t.remaining) {
+                tightest = Some(now);
+            }
+        }
+        drop(guards);
+        if low {
+            // The reservation runs low: ask for more now, not at the next tick.
+            self.wake.notify_one();
+        }
+        Ok(tightest)
+    }
+
+    /// What this replica knows of an owner's quota: (used, remaining) with
+    /// its own unflushed spending; `None` for an owner never seen.
+    pub fn usage(&self, owner: &InlineId, now_ms: i64) -> Option<(u64, u64)> {
+        let cell = Arc::clone(self.cells.read().unwrap_or_else(|e| e.into_inner()).get(owner)?);
+        let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+        let spec = state.spec?;
+        state.roll(spec, now_ms);
+        Some((state.used + state.in_flight + state.spent, state.remaining(spec)))
+    }
+
+    /// Every owner the book counts, with (used, remaining), for metrics.
+    pub fn all_usage(&self, now_ms: i64) -> Vec<(InlineId, u64, u64)> {
+        let owners: Vec<InlineId> = self.cells.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        owners.into_iter().filter_map(|o| self.usage(&o, now_ms).map(|(u, r)| (o, u, r))).collect()
+    }
+}
+
+fn info(scope: QuotaScope, spec: QuotaSpec, state: &CellState, now_ms: i64, refused: Option<Verdict>) -> QuotaInfo {
+    let window = spec.period.window(now_ms);
+    let reset_seconds = window.seconds_left(now_ms);
+    let retry_after_seconds = match refused {
+        Some(Verdict::Wait) => Some(1),
+        Some(_) => reset_seconds,
+        None => None,
+    };
+    QuotaInfo {
+        scope,
+        limit: spec.limit,
+        window_seconds: spec.period.seconds(now_ms),
+        remaining: if refused == Some(Verdict::Spent) { 0 } else { state.remaining(spec) },
+        reset_seconds,
+        resets_at_ms: window.end_ms,
+        retry_after_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests;

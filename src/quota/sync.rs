@@ -1,0 +1,210 @@
+//! The quota book's traffic with the store, off the request path: flushing
+//! what was spent, reserving units ahead (`limits.quota_block` at most),
+//! giving back idle reservations, and reading the ledger again when the
+//! reloader says a quota changed (a new key, a plan edit, an adjustment).
+//!
+//! One sync at a time (the book's `sync_lock`): a sync moves a cell's `spent` to
+//! `in_flight` and its answer replaces the cell's ledger view, which two
+//! overlapping syncs would get wrong.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{CellState, QuotaBook};
+use crate::clock::now_ms;
+use crate::keys::{InlineId, QuotaSpec};
+use crate::shutdown::Shutdown;
+use crate::store::{QuotaSync, Store, StoreError, LEASE_TTL_MS};
+
+/// How often the syncer looks for spending to flush when nobody wakes it.
+const TICK: Duration = Duration::from_millis(200);
+/// A reservation is renewed this often, well inside the lease's lifetime.
+const RENEW_MS: i64 = LEASE_TTL_MS / 3;
+/// A cell with no spending for this long gives its reservation back.
+const IDLE_MS: i64 = 2_000;
+/// Owners per sync transaction.
+const BATCH: usize = 256;
+
+/// A sync taken from a cell: what it sends, and where its answer goes.
+struct Taken {
+    owner: InlineId,
+    period_start: i64,
+    /// Index of the current period's entry in the batch (a carry of an
+    /// earlier period comes first and its answer is not applied).
+    answer: usize,
+    /// The earlier period's spending sent with it, put back if the sync fails.
+    carry: Option<(i64, u64)>,
+}
+
+impl QuotaBook {
+    /// The syncer: a round every tick, or at once when a request finds its
+    /// reservation low; every reservation goes back at shutdown.
+    pub fn spawn(self: &Arc<Self>, store: Store, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last_renew = now_ms();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = this.wake.notified() => {}
+                    _ = shutdown.wait() => break,
+                }
+                let now = now_ms();
+                let renew = now - last_renew >= RENEW_MS;
+                if renew {
+                    last_renew = now;
+                }
+                this.round(&store, renew).await;
+            }
+            // Flush what is left, then give back every reservation.
+            this.round(&store, true).await;
+            if let Err(e) = store.release_quota_leases(&this.replica_id).await {
+                tracing::warn!(error = %e, "could not give back quota reservations; they lapse on their own");
+            }
+        })
+    }
+
+    /// One round: the owners spent from since the last one, and with
+    /// `renew` every owner holding a reservation.
+    pub async fn round(&self, store: &Store, renew: bool) {
+        let mut owners: Vec<InlineId> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        if renew {
+            let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
+            for (owner, cell) in cells.iter() {
+                let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                if state.granted > 0 || state.carry.is_some() || state.spent > 0 {
+                    owners.push(*owner);
+                }
+            }
+            owners.sort();
+            owners.dedup();
+        }
+        for chunk in owners.chunks(BATCH) {
+            self.sync(store, chunk).await;
+        }
+    }
+
+    /// Flushes and re-reserves `owners` now (an admin write waits on it).
+    pub async fn sync(&self, store: &Store, owners: &[InlineId]) {
+        let _one = self.sync_lock.lock().await;
+        let now = now_ms();
+        let block = self.block();
+        let mut batch = Vec::new();
+        let mut taken = Vec::new();
+        for owner in owners {
+            let Some(cell) = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(owner).cloned() else {
+                continue;
+            };
+            let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(spec) = state.spec else { continue };
+            state.roll(spec, now);
+            state.listed = false;
+            let carry = state.carry.take();
+            if let Some((period_start, spent)) = carry {
+                batch.push(QuotaSync { owner_id: owner.to_string(), spec, period_start, spent, want: 0 });
+            }
+            state.in_flight += std::mem::take(&mut state.spent);
+            let want = if now - state.last_spent_ms < IDLE_MS { block } else { 0 };
+            batch.push(QuotaSync {
+                owner_id: owner.to_string(),
+                spec,
+                period_start: state.period_start,
+                spent: state.in_flight,
+                want,
+            });
+            taken.push(Taken { owner: *owner, period_start: state.period_start, answer: batch.len() - 1, carry });
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let answers = store.sync_quotas(&self.replica_id, &batch).await;
+        let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
+        match answers {
+            Ok(answers) => {
+                if !self.shared.swap(true, Ordering::Relaxed) {
+                    tracing::info!("quota store reachable again: spending is shared with the fleet");
+                }
+                for t in &taken {
+                    let (Some(cell), Some(answer)) = (cells.get(&t.owner), answers.get(t.answer)) else { continue };
+                    let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.in_flight = 0;
+                    if state.period_start == t.period_start {
+                        state.used = answer.used;
+                        state.adjust = answer.adjust;
+                        state.granted = answer.granted;
+                    }
+                }
+            }
+            Err(e) => {
+                if self.shared.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "quota store unreachable: counting quotas on this replica alone");
+                }
+                // Nothing reached the store: what was in flight is spent
+                // again, to be flushed by the next round.
+                for t in &taken {
+                    let Some(cell) = cells.get(&t.owner) else { continue };
+                    let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let in_flight = std::mem::take(&mut state.in_flight);
+                    if state.period_start == t.period_start {
+                        state.spent += in_flight;
+                        if state.carry.is_none() {
+                            state.carry = t.carry;
+                        }
+                    } else {
+                        // The period turned meanwhile: the units belong to
+                        // the one they were spent in. (An older carry
+                        // still unsent after two turns is dropped.)
+                        state.carry = Some((t.period_start, in_flight + state.carry.map_or(0, |(_, n)| n)));
+                    }
+                }
+                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(taken.iter().map(|t| t.owner));
+            }
+        }
+    }
+
+    /// Brings the book in line with quotas the reloader just read: each
+    /// owner's cell takes its (new) spec and the ledger's current period,
+    /// then a sync reserves ahead for it. Waits on the store: called by the
+    /// reloader, off the request path.
+    pub async fn refresh(&self, store: &Store, owners: Vec<(InlineId, QuotaSpec)>) -> Result<(), StoreError> {
+        if owners.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        // No sync between the read and its use: its answer, applied in
+        // between, would be overwritten with an older `used`.
+        let one = self.sync_lock.lock().await;
+        for chunk in owners.chunks(4 * BATCH) {
+            let ids: Vec<(String, QuotaSpec)> = chunk.iter().map(|(id, spec)| (id.to_string(), *spec)).collect();
+            let refs: Vec<(&str, QuotaSpec)> = ids.iter().map(|(id, spec)| (id.as_str(), *spec)).collect();
+            let ledger = store.quota_ledger(&refs, now).await?;
+            for (owner, spec) in chunk {
+                let cell = self.cell(*owner);
+                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                if state.spec.is_some_and(|s| s.period != spec.period) {
+                    // Another period is another ledger row.
+                    *state = CellState { carry: state.carry, ..CellState::default() };
+                }
+                state.spec = Some(*spec);
+                state.roll(*spec, now);
+                // A sync in flight answers with the ledger as it leaves it;
+                // a read now could count its units twice or not at all.
+                if state.in_flight == 0 {
+                    let (used, adjust) = ledger.get(owner.as_str()).copied().unwrap_or((0, 0));
+                    state.used = used;
+                    state.adjust = adjust;
+                }
+            }
+        }
+        drop(one);
+        // Small changes (an admin write) reserve at once; a full load leaves
+        // it to the first requests.
+        if owners.len() <= BATCH {
+            let ids: Vec<InlineId> = owners.iter().map(|(id, _)| *id).collect();
+            self.sync(store, &ids).await;
+        }
+        Ok(())
+    }
+}

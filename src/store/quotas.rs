@@ -1,0 +1,263 @@
+//! The quota ledger: per owner (`key_…` or `acc_…`) and period, what was
+//! spent and the adjustments made through the API, and the units each
+//! replica has reserved ahead (its lease). Every replica spends through
+//! here, so spending survives restarts and is shared by the fleet.
+//!
+//! Spending does not bump the revision (it is not policy); adjustments do,
+//! and touch the key's row, so every replica's reloader re-reads the key and
+//! its quota book resyncs it at once (NOTIFY on PostgreSQL).
+//!
+//! A sync runs in one transaction per batch: the upsert of the ledger row
+//! locks it (PostgreSQL) or the database (SQLite), so two replicas never
+//! reserve the same units.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::audit::{record_audit, AuditContext};
+use super::{bump_revision, on_pool, KeyRecord, QuotaOp, QuotaUsage, Result, Store, StoreError};
+use crate::clock::now_ms;
+use crate::keys::{QuotaSpec, MAX_QUOTA};
+
+/// A lease not refreshed for this long belongs to a replica that went away:
+/// its units are free again.
+pub const LEASE_TTL_MS: i64 = 15_000;
+
+/// One owner's sync: flush `spent` into the period's ledger row and ask to
+/// hold `want` units ahead.
+#[derive(Debug, Clone)]
+pub struct QuotaSync {
+    pub owner_id: String,
+    pub spec: QuotaSpec,
+    pub period_start: i64,
+    pub spent: u64,
+    pub want: u64,
+}
+
+/// What the ledger answered to a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLedger {
+    /// Spent in the period, this sync's units included.
+    pub used: u64,
+    /// Added to the limit through the API (negative: taken away).
+    pub adjust: i64,
+    /// Units other replicas hold ahead.
+    pub others_held: u64,
+    /// Units this replica now holds ahead.
+    pub granted: u64,
+}
+
+/// What remains of `limit` after `used` and `adjust`, never below 0.
+pub fn remaining(limit: u64, used: u64, adjust: i64) -> u64 {
+    let allowance = i128::from(limit) + i128::from(adjust);
+    u64::try_from((allowance - i128::from(used)).max(0)).unwrap_or(u64::MAX)
+}
+
+/// The usage a record shows for `spec` at `now_ms`.
+pub fn usage(spec: QuotaSpec, used: u64, adjust: i64, now_ms: i64) -> QuotaUsage {
+    QuotaUsage { used, remaining: remaining(spec.limit, used, adjust), resets_at: spec.period.window(now_ms).end_ms }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// `(used, adjust)` of each owner's current period (owners without a
+    /// row have spent nothing).
+    pub async fn quota_ledger(&self, owners: &[(&str, QuotaSpec)], now: i64) -> Result<HashMap<String, (u64, i64)>> {
+        let mut out = HashMap::new();
+        if owners.is_empty() {
+            return Ok(out);
+        }
+        on_pool!(self, pool => {
+            for chunk in owners.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT l.owner_id, l.used, l.adjust FROM quota_ledger l JOIN (",
+                );
+                qb.push_values(chunk, |mut row, (id, spec)| {
+                    row.push_bind(*id).push_bind(spec.period.window(now).start_ms);
+                });
+                qb.push(") AS v ON l.owner_id = v.column1 AND l.period_start = v.column2");
+                let rows: Vec<(String, i64, i64)> = qb.build_query_as().fetch_all(pool).await?;
+                out.extend(rows.into_iter().map(|(id, used, adjust)| (id, (to_u64(used), adjust))));
+            }
+        });
+        Ok(out)
+    }
+
+    /// Fills `quota_usage` on the records that have a quota.
+    pub(super) async fn fill_quota_usage(&self, keys: &mut [KeyRecord]) -> Result<()> {
+        let now = now_ms();
+        let owners: Vec<(&str, QuotaSpec)> = keys.iter().filter_map(|k| Some((k.id.as_str(), k.quota?))).collect();
+        let ledger = self.quota_ledger(&owners, now).await?;
+        for key in keys {
+            key.quota_usage = key.quota.map(|spec| {
+                let (used, adjust) = ledger.get(&key.id).copied().unwrap_or((0, 0));
+                usage(spec, used, adjust, now)
+            });
+        }
+        Ok(())
+    }
+
+    /// Flushes spending and renews this replica's leases, all owners in one
+    /// transaction; answers in the order asked.
+    pub async fn sync_quotas(&self, replica_id: &str, syncs: &[QuotaSync]) -> Result<Vec<QuotaLedger>> {
+        let now = now_ms();
+        let mut out = Vec::with_capacity(syncs.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for s in syncs {
+                let (used, adjust): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO quota_ledger (owner_id, period_start, used, adjust, updated_at) VALUES ($1, $2, $3, 0, $4) \
+                     ON CONFLICT (owner_id, period_start) DO UPDATE SET used = quota_ledger.used + excluded.used, \
+                     updated_at = excluded.updated_at RETURNING used, adjust",
+                )
+                .bind(&s.owner_id)
+                .bind(s.period_start)
+                .bind(to_i64(s.spent))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM quota_leases WHERE owner_id = $1 AND (seen_at < $2 OR period_start <> $3)")
+                    .bind(&s.owner_id)
+                    .bind(now - LEASE_TTL_MS)
+                    .bind(s.period_start)
+                    .execute(&mut *tx)
+                    .await?;
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM quota_leases \
+                     WHERE owner_id = $1 AND period_start = $2 AND replica_id <> $3",
+                )
+                .bind(&s.owner_id)
+                .bind(s.period_start)
+                .bind(replica_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let (used, others) = (to_u64(used), to_u64(others));
+                let free = remaining(s.spec.limit, used, adjust).saturating_sub(others);
+                let granted = s.want.min(free);
+                if granted > 0 {
+                    sqlx::query(
+                        "INSERT INTO quota_leases (owner_id, period_start, replica_id, held, seen_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner_id, period_start, replica_id) \
+                         DO UPDATE SET held = excluded.held, seen_at = excluded.seen_at",
+                    )
+                    .bind(&s.owner_id)
+                    .bind(s.period_start)
+                    .bind(replica_id)
+                    .bind(to_i64(granted))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query("DELETE FROM quota_leases WHERE owner_id = $1 AND replica_id = $2")
+                        .bind(&s.owner_id)
+                        .bind(replica_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                out.push(QuotaLedger { used, adjust, others_held: others, granted });
+            }
+            tx.commit().await?;
+        });
+        Ok(out)
+    }
+
+    /// Gives back every unit this replica holds ahead (at shutdown).
+    pub async fn release_quota_leases(&self, replica_id: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM quota_leases WHERE replica_id = $1").bind(replica_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Changes the current period of a key's quota, audited as `key.quota`.
+    /// `Conflict` when the key has no quota or is revoked.
+    pub async fn adjust_key_quota(&self, id: &str, op: QuotaOp, audit: &AuditContext) -> Result<KeyRecord> {
+        let key = self.get_key(id).await?;
+        if key.revoked_at.is_some() {
+            return Err(StoreError::Conflict("the key is revoked".into()));
+        }
+        let Some(spec) = key.quota else {
+            return Err(StoreError::Conflict("the key has no quota to adjust".into()));
+        };
+        let now = now_ms();
+        let period_start = spec.period.window(now).start_ms;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rev = bump_revision!(tx);
+            // The key's revision moves so every replica's reloader re-reads
+            // it and its quota book resyncs this owner.
+            sqlx::query("UPDATE api_keys SET revision = $1 WHERE id = $2").bind(rev).bind(id).execute(&mut *tx).await?;
+            let (used, adjust): (i64, i64) = sqlx::query_as(
+                "INSERT INTO quota_ledger (owner_id, period_start, used, adjust, updated_at) VALUES ($1, $2, 0, 0, $3) \
+                 ON CONFLICT (owner_id, period_start) DO UPDATE SET updated_at = excluded.updated_at \
+                 RETURNING used, adjust",
+            )
+            .bind(id)
+            .bind(period_start)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let used = to_u64(used);
+            let before = remaining(spec.limit, used, adjust);
+            // remaining = limit + adjust - used, so each operation is a new
+            // `adjust`; `used` stays what was spent, except on reset.
+            let limit = i128::from(spec.limit);
+            let (new_used, new_adjust) = match op {
+                QuotaOp::Set(n) => (used, i128::from(n) + i128::from(used) - limit),
+                QuotaOp::Increment(n) => {
+                    (used, i128::from(before) + i128::from(n) + i128::from(used) - limit)
+                }
+                QuotaOp::Decrement(n) => {
+                    (used, i128::from(before.saturating_sub(n)) + i128::from(used) - limit)
+                }
+                QuotaOp::Reset => (0, 0),
+            };
+            let bound = i128::from(MAX_QUOTA) * 2;
+            let new_adjust = i64::try_from(new_adjust.clamp(-bound, bound)).unwrap_or(0);
+            sqlx::query("UPDATE quota_ledger SET used = $1, adjust = $2, updated_at = $3 WHERE owner_id = $4 AND period_start = $5")
+                .bind(to_i64(new_used))
+                .bind(new_adjust)
+                .bind(now)
+                .bind(id)
+                .bind(period_start)
+                .execute(&mut *tx)
+                .await?;
+            let (operation, amount) = match op {
+                QuotaOp::Set(n) => ("set", Some(n)),
+                QuotaOp::Increment(n) => ("increment", Some(n)),
+                QuotaOp::Decrement(n) => ("decrement", Some(n)),
+                QuotaOp::Reset => ("reset", None),
+            };
+            let changes = json!({
+                "operation": operation, "amount": amount,
+                "remaining": { "from": before, "to": remaining(spec.limit, new_used, new_adjust) },
+                "used": { "from": used, "to": new_used },
+            });
+            record_audit!(tx, audit, now, "key.quota", Some(id), Some(&key.account_id), changes);
+            tx.commit().await?;
+        });
+        self.get_key(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_is_the_limit_plus_adjustments_minus_use_never_negative() {
+        assert_eq!(remaining(10, 3, 0), 7);
+        assert_eq!(remaining(10, 10, 5), 5);
+        assert_eq!(remaining(10, 12, 0), 0);
+        assert_eq!(remaining(10, 0, -20), 0);
+        assert_eq!(remaining(u64::MAX, 0, i64::MAX), u64::MAX);
+    }
+}
