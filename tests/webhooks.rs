@@ -313,3 +313,49 @@ async fn a_rolled_back_change_sends_no_event() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(events(&receiver.received()), pairs(&[("key.revoked", &k1)]));
 }
+
+/// The quota ledger reports `quota.threshold` itself: spending through the
+/// proxy that crosses 80 % and then 100 % of a key's quota sends one event
+/// each, with the key, its account and the figures, and refused requests
+/// past the limit send nothing more.
+#[tokio::test]
+async fn spending_past_80_and_100_percent_sends_quota_threshold_once_each() {
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new().config(fast).start().await;
+    let admin = &gw.admin;
+    let acc = admin.account("Metered").await;
+    let (_, secret) = webhook(admin, json!({ "url": receiver.url(), "events": ["quota.threshold"] })).await;
+    let body = json!({ "account_id": acc, "name": "metered", "permission": "read", "quota": { "limit": 10, "period": "day" } });
+    let (key, key_secret) = admin.create_key(body).await;
+    let key_id = key["id"].as_str().expect("id").to_owned();
+
+    for _ in 0..8 {
+        assert_eq!(kit::http::get_with_key(gw.proxy(), "/", &key_secret).await.status, StatusCode::OK);
+    }
+    let got = receiver.wait_for("the 80 % crossing", |got| !got.is_empty()).await;
+    let data = &got[0].json["data"];
+    assert_eq!(
+        (data["scope"].as_str(), data["key_id"].as_str(), data["account_id"].as_str(), data["threshold"].as_u64()),
+        (Some("key"), Some(key_id.as_str()), Some(acc.as_str()), Some(80)),
+        "{data}"
+    );
+    assert_eq!((data["limit"].as_u64(), data["period"].as_str()), (Some(10), Some("day")), "{data}");
+    assert!(data["used"].as_u64().is_some_and(|u| (8..=10).contains(&u)), "{data}");
+
+    for _ in 0..2 {
+        assert_eq!(kit::http::get_with_key(gw.proxy(), "/", &key_secret).await.status, StatusCode::OK);
+    }
+    for _ in 0..3 {
+        assert_eq!(kit::http::get_with_key(gw.proxy(), "/", &key_secret).await.code(), "quota_exceeded");
+    }
+    let got = receiver.wait_for("the 100 % crossing", |got| got.len() >= 2).await;
+    assert_eq!(got[1].json["data"]["threshold"].as_u64(), Some(100), "{}", got[1].json);
+    for r in &got {
+        check_delivery(r, &secret, &[&key_secret]);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let thresholds: Vec<u64> =
+        receiver.received().iter().filter_map(|r| r.json["data"]["threshold"].as_u64()).collect();
+    assert_eq!(thresholds, [80, 100], "once each");
+    gw.gateway.stop().await;
+}

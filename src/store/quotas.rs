@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::audit::{record_audit, AuditContext};
+use super::webhooks::emit_quota_threshold;
+use super::QuotaThreshold;
 use super::{bump_revision, on_pool, KeyRecord, QuotaOp, QuotaUsage, Result, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::{QuotaSpec, MAX_QUOTA};
@@ -140,6 +142,33 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let (used, others) = (to_u64(used), to_u64(others));
+                // `quota.threshold` (80 and 100 % of the limit with its
+                // adjustments), in this transaction: the event is written
+                // with the spending that crossed it, once per period however
+                // many replicas cross it.
+                let limit = remaining(s.spec.limit, 0, adjust);
+                for threshold in QuotaThreshold::crossed(limit, used.saturating_sub(s.spent), used) {
+                    let account_id: Option<String> = if s.owner_id.starts_with("acc_") {
+                        Some(s.owner_id.clone())
+                    } else {
+                        sqlx::query_scalar("SELECT account_id FROM api_keys WHERE id = $1")
+                            .bind(&s.owner_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    };
+                    let Some(account_id) = account_id else { continue };
+                    let key_id = (!s.owner_id.starts_with("acc_")).then(|| s.owner_id.clone());
+                    let crossing = QuotaThreshold {
+                        account_id,
+                        key_id,
+                        period: s.spec.period,
+                        period_start: s.period_start,
+                        limit,
+                        used,
+                        threshold,
+                    };
+                    emit_quota_threshold!(tx, &crossing, now);
+                }
                 let free = remaining(s.spec.limit, used, adjust).saturating_sub(others);
                 let granted = s.want.min(free);
                 if granted > 0 {

@@ -152,6 +152,33 @@ macro_rules! emit_event {
 }
 pub(crate) use emit_event;
 
+/// In a transaction of either store: marks `$crossing` (a
+/// [`QuotaThreshold`]) as sent for its scope, period and threshold and, the
+/// first time only, writes its `quota.threshold` event. Evaluates to
+/// whether it was the first time.
+macro_rules! emit_quota_threshold {
+    ($tx:expr, $crossing:expr, $now:expr) => {{
+        let crossing: &$crate::store::QuotaThreshold = $crossing;
+        let marked = sqlx::query(
+            "INSERT INTO webhook_quota_marks (scope, period_start, threshold, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(crossing.scope())
+        .bind(crossing.period_start)
+        .bind(i64::from(crossing.threshold))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if marked {
+            $crate::store::webhooks::emit_event!($tx, crossing.event($now));
+        }
+        marked
+    }};
+}
+pub(crate) use emit_quota_threshold;
+
 /// Whether any webhook (of any account) takes events of type `$kind`,
 /// asked inside the caller's transaction: writes skip building events no
 /// one receives.
@@ -244,14 +271,14 @@ impl QuotaThreshold {
 
     /// The mark that makes it once per period: one per scope, period and
     /// threshold.
-    fn scope(&self) -> String {
+    pub(crate) fn scope(&self) -> String {
         match &self.key_id {
             Some(key) => format!("key:{key}"),
             None => format!("account:{}", self.account_id),
         }
     }
 
-    fn event(&self, at: i64) -> Event {
+    pub(crate) fn event(&self, at: i64) -> Event {
         let data = json!({
             "scope": if self.key_id.is_some() { "key" } else { "account" },
             "account_id": self.account_id,
@@ -377,21 +404,7 @@ impl Store {
         let now = crate::clock::now_ms();
         let emitted = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let marked = sqlx::query(
-                "INSERT INTO webhook_quota_marks (scope, period_start, threshold, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(crossing.scope())
-            .bind(crossing.period_start)
-            .bind(i64::from(crossing.threshold))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if marked {
-                emit_event!(tx, crossing.event(now));
-            }
+            let marked = emit_quota_threshold!(tx, crossing, now);
             tx.commit().await?;
             marked
         });
