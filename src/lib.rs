@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reconfigure;
+pub mod rehash;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod error;
 mod extract;
 mod health;
+mod import;
 pub mod json;
 mod keys;
 mod lifecycle;
@@ -95,6 +96,7 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(keys::rotate))
         .routes(routes!(keys::revoke))
         .routes(routes!(lifecycle::bulk_revoke))
+        .routes(routes!(import::import))
         .routes(routes!(lifecycle::report_leak))
         .routes(routes!(lifecycle::verify))
         .routes(routes!(tokens::create, tokens::list))

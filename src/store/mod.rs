@@ -12,7 +12,9 @@
 mod accounts;
 pub mod audit;
 mod changes;
+mod import;
 mod keys;
+pub use import::{ImportOutcome, ImportedSecret, NewImport, Rehash};
 pub use keys::Leak;
 pub mod model;
 mod plans;
