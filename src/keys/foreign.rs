@@ -112,6 +112,9 @@ impl Sightings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::format::generate;
+    use crate::keys::{Changes, Facts, KeyPolicy, KeySet, PolicyRow, Refusal};
+    use http::Method;
 
     #[test]
     fn a_sighting_keeps_hashes_and_the_last_four_characters_only() {
@@ -127,6 +130,64 @@ mod tests {
         assert_eq!(taken[0].preview(), "…wxyz");
         assert!(!format!("{:?}", taken[0]).contains("legacy"), "no secret in a debug print");
         assert!(s.take().is_empty());
+    }
+
+    fn row(hash: KeyHash, id: &str) -> PolicyRow {
+        PolicyRow { hash, policy: KeyPolicy::builder(id, "acc_1").build() }
+    }
+
+    #[test]
+    fn a_key_imported_by_hash_is_found_by_sha256_and_sighted_only_when_used() {
+        let secret = b"legacy-secret-0123456789-wxyz";
+        let native = generate("kg_live");
+        let set = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![row(native.hash(), "key_native")],
+            foreign: vec![row(sha256(secret), "key_legacy")],
+            ..Changes::default()
+        });
+        assert_eq!(set.foreign_len(), 1);
+        assert_eq!(set.len(), 2);
+        let get = Method::GET;
+        let facts = Facts { method: &get, path: "/", client_ip: None, host: None };
+        // A check or a dry run finds it and notes nothing.
+        assert!(set.check(secret, &get, 0).is_ok());
+        assert!(set.dry_run(secret, &facts, 0).is_ok());
+        assert!(set.sightings().take().is_empty());
+        // A decision notes its first use.
+        let decided = set.decide(secret, &facts, 0, None).result.expect("allowed");
+        assert_eq!(decided.key_id.as_str(), "key_legacy");
+        let seen = set.sightings().take();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].foreign, seen[0].hash), (sha256(secret), KeyHash::of(secret)));
+        // keygate's own keys never reach the sha256 index; a forged one is
+        // refused before any lookup.
+        let lookups = set.sightings().lookups();
+        assert!(set.check(native.expose().as_bytes(), &get, 0).is_ok());
+        let mut forged = native.expose().as_bytes().to_vec();
+        forged[12] = if forged[12] == b'a' { b'b' } else { b'a' };
+        assert_eq!(set.check(&forged, &get, 0), Err(Refusal::InvalidKey));
+        assert_eq!(set.sightings().lookups(), lookups, "no sha256 lookup for a hit or a bad checksum");
+        assert_eq!(set.check(b"unknown-secret-0123456789", &get, 0), Err(Refusal::InvalidKey));
+        assert_eq!(set.sightings().lookups(), lookups + 1, "an unknown secret is looked up by sha256 too");
+
+        // Moved to blake3: out of the sha256 index, usage carried.
+        let moved = set.apply(Changes {
+            revision: 2,
+            keys: vec![row(KeyHash::of(secret), "key_legacy")],
+            moved: vec![sha256(secret)],
+            ..Changes::default()
+        });
+        assert_eq!(moved.foreign_len(), 0);
+        assert!(!moved.foreign_pending(&sha256(secret)));
+        moved.decide(secret, &facts, 1, None).result.expect("allowed by blake3");
+        assert!(moved.sightings().take().is_empty(), "found by blake3: nothing to move");
+        let usage = moved.usage().all();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].total(), 2, "the use before and after the move, on one counter");
+        let after = moved.sightings().lookups();
+        assert_eq!(moved.check(b"unknown-secret-0123456789", &get, 0), Err(Refusal::InvalidKey));
+        assert_eq!(moved.sightings().lookups(), after, "no key imported by hash left: no sha256 lookup");
     }
 
     #[test]
