@@ -173,9 +173,13 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        let named = message.split('`').nth(1).filter(|_| message.starts_with("unknown field"));
+        let named = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"));
         let field = match (path.as_str(), named) {
             (".", Some(name)) => name.to_owned(),
+            (p, Some(name)) if message.starts_with("missing field") => format!("{}.{name}", p.trim_start_matches('.')),
             (".", None) => String::new(),
             (p, _) => p.to_owned(),
         };
