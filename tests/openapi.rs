@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`).
-const V1_ROUTES: [(&str, &str); 25] = [
+const V1_ROUTES: [(&str, &str); 26] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -33,6 +33,7 @@ const V1_ROUTES: [(&str, &str); 25] = [
     ("POST", "/v1/keys/{id}/rotate"),
     ("POST", "/v1/keys/{id}/revoke"),
     ("POST", "/v1/keys/bulk-revoke"),
+    ("POST", "/v1/keys/import"),
     ("POST", "/v1/keys/report-leak"),
     ("POST", "/v1/keys/verify"),
     ("GET", "/v1/audit"),
