@@ -69,16 +69,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
-
-need() {
-    local tool=$1 package=$2
-    command -v "$tool" >/dev/null && return
-    log "installing $package"
-    local sudo=
-    [[ $(id -u) == 0 ]] || sudo=sudo
-    $sudo apt-get install -y -qq "$package" >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$package" >/dev/null; }
-}
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 need nginx nginx
 need wrk wrk
 need curl curl
@@ -133,16 +125,6 @@ taskset -c "$GW_CPU" "$KEYGATE_BIN" serve --config "$WORK/keygate.yaml" 2>"$WORK
 PIDS+=($!)
 KEYGATE_PID=$!
 
-wait_for() {
-    local url=$1 what=$2
-    for _ in $(seq 1 300); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) == "$3" ]] && return 0
-        sleep 0.05
-    done
-    echo "$what did not come up ($url); logs in $WORK" >&2
-    KEEP=1
-    exit 1
-}
 wait_for "http://127.0.0.1:$UP_PORT/" upstream 200
 wait_for "http://127.0.0.1:$GW_PORT/" nginx 401
 wait_for "http://127.0.0.1:$KG_ADMIN_PORT/readyz" keygate 200
@@ -203,87 +185,18 @@ fi
 log "both gateways answer correctly (200 + identity headers, credential stripped, 401, 403)"
 
 # --- measurement ---------------------------------------------------------------
-TICKS=$(getconf CLK_TCK)
-# utime+stime of a process and its children processes (nginx's workers);
-# threads are already summed into the process's own line.
-cpu_ticks() {
-    local total=0 pid
-    for pid in "$@" $(pgrep -P "$1" || true); do
-        [[ -r /proc/$pid/stat ]] || continue
-        total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
-    done
-    echo "$total"
-}
-
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-# run TARGET PORT GW_PID PHASE CONNS SECONDS ROUND
-run() {
-    local target=$1 port=$2 pid=$3 phase=$4 conns=$5 seconds=$6 round=$7
-    local before after out
-    before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
-    out=$(KEYS_FILE=$WORK/keys.txt CONN_CLOSE=$CONN_CLOSE BENCH_PATH=/bench \
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${seconds}s" -s "$BENCH/rotate-keys.lua" "http://127.0.0.1:$port/" 2>&1) || true
-    after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
-    local line
-    line=$(grep '^RESULT' <<<"$out" || true)
-    if [[ -z $line ]]; then
-        echo "wrk failed against $target: $out" >&2
-        return
-    fi
-    eval "${line#RESULT }"
-    # shellcheck disable=SC2154 # set by the eval of wrk's RESULT line
-    awk -v t="$target" -v ph="$phase" -v r="$round" -v n="$requests" -v us="$duration_us" -v p50="$p50_us" \
-        -v p99="$p99_us" -v err="$errors" -v bad="$non2xx" -v ticks=$((after - before)) -v hz="$TICKS" -v pid="$pid" 'BEGIN {
-        cpu = ticks / hz
-        printf "%s %s %d %.0f %d %d %s %s %d %d\n", t, ph, r, n / (us / 1e6), p50, p99,
-            (pid == "-" ? "-" : sprintf("%.2f", cpu * 1e6 / n)), (pid == "-" ? "-" : sprintf("%.0f", 100 * cpu / (us / 1e6))), err, bad
-    }' >>"$RESULTS"
-}
-
 TARGETS=("direct $UP_PORT -" "nginx $GW_PORT $NGINX_PID" "keygate $KG_PORT $KEYGATE_PID")
 log "MODE=$MODE: gateway on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"
-log "warm-up"
-for t in "${TARGETS[@]}"; do
-    read -r name port pid <<<"$t"
-    run "$name" "$port" "$pid" warmup "$CONNS" 2 0
-done
-for round in $(seq 1 "$ROUNDS"); do
-    log "round $round/$ROUNDS"
-    for i in 0 1 2; do
-        # Rotate the order each round so no target always runs first.
-        read -r name port pid <<<"${TARGETS[$(((i + round) % 3))]}"
-        run "$name" "$port" "$pid" load "$CONNS" "$DURATION" "$round"
-        run "$name" "$port" "$pid" single 1 "$LAT_DURATION" "$round"
-        run "$name" "$port" "$pid" latency "$LAT_CONNS" "$LAT_DURATION" "$round"
-    done
-done
+rounds "$ROUNDS" "${TARGETS[@]}"
 
 # --- report ----------------------------------------------------------------------
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -v t="$1" -v ph="$2" -v c="$3" '$1 == t && $2 == ph && $c != "-" { print $c }' "$RESULTS" | median; }
-errors() { awk -v t="$1" '$1 == t && $2 != "warmup" { e += $9; b += $10 } END { printf "%d/%d", e, b }' "$RESULTS"; }
-
 echo
 echo "keygate vs nginx: MODE=$MODE, $KEYS keys, $ROUNDS rounds, load $CONNS conns x ${DURATION}s, one conn and moderate $LAT_CONNS conns x ${LAT_DURATION}s"
 echo "gateway pinned to CPU $GW_CPU; wrk -t1 and upstream pinned to CPU $LOAD_CPU (same core for both gateways)"
 echo
-printf "%-8s | %10s %8s %8s %12s %6s | %8s %8s %9s %9s | %8s %8s %9s %9s | %s\n" target "rps" "p50 us" "p99 us" \
-    "CPU us/req" "busy%" "1c p50" "1c p99" "added p50" "added p99" "mod p50" "mod p99" "added p50" "added p99" \
-    "errors/non-2xx"
-# latency_cols TARGET PHASE: p50, p99, and both minus the direct upstream's.
-latency_cols() {
-    local p50 p99
-    p50=$(col "$1" "$2" 5)
-    p99=$(col "$1" "$2" 6)
-    awk -v a="$p50" -v b="$p99" -v da="$(col direct "$2" 5)" -v db="$(col direct "$2" 6)" \
-        'BEGIN { printf "%8s %8s %9s %9s", a, b, a - da, b - db }'
-}
-for name in direct nginx keygate; do
-    printf "%-8s | %10s %8s %8s %12s %6s | %s | %s | %s\n" "$name" "$(col "$name" load 4)" "$(col "$name" load 5)" \
-        "$(col "$name" load 6)" "$(col "$name" load 7)" "$(col "$name" load 8)" "$(latency_cols "$name" single)" \
-        "$(latency_cols "$name" latency)" "$(errors "$name")"
-done
+table direct nginx keygate
 echo
 awk -v k="$(col keygate load 4)" -v n="$(col nginx load 4)" -v d="$(col direct load 4)" \
     -v kc="$(col keygate load 7)" -v nc="$(col nginx load 7)" 'BEGIN {

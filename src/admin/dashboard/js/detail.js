@@ -5,7 +5,7 @@ import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
 import { barChart, windows } from "./chart.js";
-import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, problem, badge } from "./ui.js";
+import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, problem, badge, quotaMeter } from "./ui.js";
 
 function row(label, ...value) {
   return [h("dt", {}, label), h("dd", {}, ...value)];
@@ -33,6 +33,7 @@ function fields(key, account) {
     row("Updated", ...at(key.updated_at)),
     row("Rotated", ...at(key.rotated_at, "Never")),
     row("Revoked", ...at(key.revoked_at, "No")),
+    row("Quota", key.quota ? quotaMeter(key.quota, key.quota_usage, { id: "key-quota" }) : none("No quota")),
     row("Rate limit", key.rate_limit ? `${fmt.number(key.rate_limit.requests)} requests per ${fmt.number(key.rate_limit.per_seconds)} s` : none("Gateway default")),
     row("Allowed IPs", key.allowed_ips && key.allowed_ips.length ? h("ul", { class: "plain" }, key.allowed_ips.map((c) => h("li", {}, h("code", {}, c)))) : none("Anywhere")),
     row(
@@ -164,6 +165,9 @@ export async function detailPage(root, app, id) {
   if (app.canWrite && key.status !== "revoked") {
     actions.append(
       h("button", { type: "button", class: "btn", id: "detail-edit", onclick: async () => (await forms.editKey(key)) && refresh() }, "Edit"),
+      key.quota
+        ? h("button", { type: "button", class: "btn", id: "detail-quota", onclick: async () => (await forms.adjustQuota(key)) && refresh() }, "Adjust quota")
+        : null,
       h("button", { type: "button", class: "btn", id: "detail-rotate", onclick: async () => (await forms.rotateKey(key)) && refresh() }, "Rotate"),
       h("button", { type: "button", class: "btn", id: "detail-toggle", onclick: async () => (await forms.setEnabled(key, !key.enabled)) && refresh() }, key.enabled ? "Disable" : "Enable"),
       h("button", { type: "button", class: "btn danger", id: "detail-revoke", onclick: async () => (await forms.revokeKey(key)) && refresh() }, "Revoke"),

@@ -129,3 +129,18 @@ export function lines(text) {
     .map((s) => s.trim())
     .filter(Boolean);
 }
+
+export const QUOTA_PERIODS = ["day", "week", "month", "total"];
+
+/** "10,000 a month", "500 in total (prepaid)". */
+export function quotaLimit(q) {
+  if (!q) return "";
+  return q.period === "total" ? `${number(q.limit)} in total` : `${number(q.limit)} a ${q.period}`;
+}
+
+/** How full a quota is, 0..1, from its record and usage. */
+export function quotaFill(q, usage) {
+  if (!usage) return 0;
+  const all = usage.used + usage.remaining;
+  return all > 0 ? Math.min(1, usage.used / all) : 1;
+}

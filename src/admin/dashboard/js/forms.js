@@ -71,24 +71,42 @@ function rateLimitControl(current) {
   return { control: h("div", { class: "inline" }, requests, h("span", {}, "requests per"), per, h("span", {}, "seconds")), first: requests, read };
 }
 
+/** Optional quota: a limit and a period, blank limit for none. */
+function quotaControl(current) {
+  const limit = h("input", { type: "number", min: 1, name: "quota_limit", inputmode: "numeric", "aria-label": "Quota limit", value: current ? current.limit : "" });
+  const period = h(
+    "select",
+    { name: "quota_period", "aria-label": "Quota period" },
+    fmt.QUOTA_PERIODS.map((p) => h("option", { value: p, selected: current ? current.period === p : p === "month" }, p)),
+  );
+  const read = () => (limit.value ? { limit: Number(limit.value), period: period.value } : null);
+  return { control: h("div", { class: "inline" }, limit, h("span", {}, "units per"), period), read };
+}
+
 function keyFields(key) {
   const name = h("input", { type: "text", name: "name", required: true, maxlength: 200, autocomplete: "off", value: key ? key.name : "" });
   const description = h("input", { type: "text", name: "description", maxlength: 1000, autocomplete: "off", value: key && key.description ? key.description : "" });
   const expiry = expiryControl(key ? key.expires_at : null);
   const rate = rateLimitControl(key ? key.rate_limit : null);
+  const quota = quotaControl(key ? key.quota : null);
   const ips = h("textarea", { name: "allowed_ips", rows: 2, placeholder: "10.0.0.0/8\n2001:db8::/32" });
   ips.value = key ? (key.allowed_ips || []).join("\n") : "";
   const routes = h("textarea", { name: "allowed_routes", rows: 2, placeholder: "/v1/reports\nGET,HEAD /v1/orders" });
   routes.value = key ? fmt.formatRoutes(key.allowed_routes) : "";
-  return { name, description, expiry, rate, ips, routes };
+  return { name, description, expiry, rate, quota, ips, routes };
 }
 
 function restrictions(f) {
   return h(
     "details",
-    { class: "more", open: f.rate.read() || f.ips.value || f.routes.value ? true : null },
+    { class: "more", open: f.rate.read() || f.quota.read() || f.ips.value || f.routes.value ? true : null },
     h("summary", {}, "Limits and restrictions"),
     field("Rate limit", f.rate.control, { name: "rate_limit", optional: true, hint: "Leave blank for the gateway's default." }),
+    field("Quota", f.quota.control, {
+      name: "quota",
+      optional: true,
+      hint: "Units a request spends (a route's cost, 1 by default) per UTC day, week or month; total never resets (prepaid credits). Blank: none.",
+    }),
     field("Allowed IP ranges", f.ips, { name: "allowed_ips", optional: true, hint: "CIDR ranges, one per line. Blank: from anywhere." }),
     field("Allowed routes", f.routes, { name: "allowed_routes", optional: true, hint: "A path prefix per line, optionally after methods (GET,HEAD /v1/orders); //host/prefix for one host only. Blank: every route." }),
   );
@@ -165,6 +183,8 @@ export function createKey(account) {
       if (exp) body.expires_at = exp;
       const rl = f.rate.read();
       if (rl) body.rate_limit = rl;
+      const quota = f.quota.read();
+      if (quota) body.quota = quota;
       const ips = fmt.lines(f.ips.value);
       if (ips.length) body.allowed_ips = ips;
       const routes = fmt.parseRoutes(f.routes.value);
@@ -221,6 +241,8 @@ export function editKey(key) {
       if (exp !== undefined && exp !== key.expires_at) patch.expires_at = exp;
       const rl = f.rate.read();
       if (JSON.stringify(rl) !== JSON.stringify(key.rate_limit || null)) patch.rate_limit = rl;
+      const quota = f.quota.read();
+      if (JSON.stringify(quota) !== JSON.stringify(key.quota || null)) patch.quota = quota;
       const ips = fmt.lines(f.ips.value);
       if (JSON.stringify(ips) !== JSON.stringify(key.allowed_ips || [])) patch.allowed_ips = ips;
       const routes = fmt.parseRoutes(f.routes.value);
@@ -238,6 +260,60 @@ export function editKey(key) {
     return form;
   }, { wide: true }).then((updated) => {
     if (updated) toast(`Key “${updated.name}” saved`);
+    return updated;
+  });
+}
+
+const QUOTA_OPERATIONS = [
+  ["increment", "Add", "Adds to what remains this period, e.g. credits bought."],
+  ["decrement", "Take away", "Takes from what remains this period (never below 0)."],
+  ["set", "Set remaining to", "What remains this period becomes exactly this."],
+  ["reset", "Reset the period", "Starts the period afresh: nothing used, the whole limit remains."],
+];
+
+/** Adjust what remains of a key's quota this period; resolves with the
+ * updated record. */
+export function adjustQuota(key) {
+  return modal(`Adjust the quota of “${key.name}”`, (close) => {
+    const amount = h("input", { type: "number", min: 0, name: "amount", inputmode: "numeric", "aria-label": "Amount", value: "" });
+    const ops = radios("operation", QUOTA_OPERATIONS.map(([value, label, help]) => ({ value, label, help })), "increment");
+    const sync = () => {
+      const reset = ops.querySelector("input:checked")?.value === "reset";
+      amount.disabled = reset;
+    };
+    ops.addEventListener("change", sync);
+    const error = h("p", { class: "form-error", role: "alert" });
+    const submit = h("button", { type: "submit", class: "btn primary" }, "Apply");
+    const u = key.quota_usage;
+    const form = h(
+      "form",
+      { class: "modal-body", novalidate: true },
+      h("p", { class: "muted" }, u ? `Now: ${fmt.number(u.used)} used, ${fmt.number(u.remaining)} left (${fmt.quotaLimit(key.quota)}).` : fmt.quotaLimit(key.quota)),
+      h("fieldset", { class: "field", "data-field": "operation" }, h("legend", {}, "Operation"), ops, h("p", { class: "field-error" })),
+      field("Amount", amount, { name: "amount" }),
+      error,
+      h("div", { class: "modal-actions" }, h("button", { type: "button", class: "btn", onclick: () => close() }, "Cancel"), submit),
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const operation = form.elements.operation.value;
+      const body = { operation };
+      if (operation !== "reset") {
+        if (amount.value === "") return showFieldError(form, { field: "amount", detail: "An amount is required." }, error);
+        body.amount = Number(amount.value);
+      }
+      submit.disabled = true;
+      try {
+        close(await api("POST", `/keys/${encodeURIComponent(key.id)}/quota`, body));
+      } catch (e) {
+        showFieldError(form, e, error);
+        submit.disabled = false;
+      }
+    });
+    setTimeout(() => amount.focus(), 0);
+    return form;
+  }).then((updated) => {
+    if (updated) toast(`Quota of “${updated.name}” adjusted`);
     return updated;
   });
 }

@@ -5,7 +5,7 @@ import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
 import { planPicker, canWritePlans } from "./plans.js";
-import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog } from "./ui.js";
+import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog, quotaMeter } from "./ui.js";
 
 const PAGE = 25;
 
@@ -38,6 +38,12 @@ export function keysPage(root, app, account) {
       app.go(`#/accounts/${account.id}`, true);
     }),
   );
+  if (account.quota_usage) {
+    // The plan's quota, pooled over all of the account's keys.
+    accountBar.append(
+      h("div", { class: "account-id" }, h("span", { class: "eyebrow" }, "Account quota"), quotaMeter(null, account.quota_usage, { id: "account-quota" })),
+    );
+  }
   const actions = h("div", { class: "account-actions" });
   if (canWritePlans(app)) {
     actions.append(h("a", { class: "btn", href: "#/plans", id: "plans-link" }, "Plans"));
@@ -141,7 +147,7 @@ export function keysPage(root, app, account) {
       renderRows();
     });
   }
-  const heads = ["Name", "Key", "Permission", "Status", "Usage", "Last used", "Expires", "Created"];
+  const heads = ["Name", "Key", "Permission", "Status", "Usage", "Quota", "Last used", "Expires", "Created"];
   const tbody = h("tbody");
   const table = h(
     "table",
@@ -236,6 +242,7 @@ export function keysPage(root, app, account) {
       h("td", { "data-label": "Permission" }, permissionBadge(key.permission)),
       h("td", { "data-label": "Status", class: "col-status" }, statusBadge(key.status)),
       h("td", { "data-label": "Usage", class: "num col-usage" }, fmt.number(key.usage_count)),
+      h("td", { "data-label": "Quota", class: "col-quota" }, key.quota ? quotaMeter(key.quota, key.quota_usage, { compact: true }) : h("span", { class: "muted" }, "—")),
       h("td", { "data-label": "Last used", class: "col-last-used" }, timeCell(key.last_used_at, "Never")),
       h("td", { "data-label": "Expires" }, expires),
       h("td", { "data-label": "Created" }, h("time", { datetime: key.created_at, title: fmt.dateTime(key.created_at) }, fmt.date(key.created_at))),

@@ -325,3 +325,32 @@ export function showFieldError(form, e, fallback) {
     fallback.textContent = problem(e);
   }
 }
+
+/** A quota's fill as a labelled meter: "1,234 used · 8,766 left · resets
+ * in 3 days". `id` names it for tests. `quota` (the limit and period) may be
+ * null where only the usage is known, as for an account's pooled quota. */
+export function quotaMeter(quota, usage, { id = null, compact = false } = {}) {
+  if (!usage) return h("span", { class: "muted" }, "No quota");
+  const fill = fmt.quotaFill(quota, usage);
+  const level = fill >= 1 ? "full" : fill >= 0.8 ? "high" : "ok";
+  const resets = usage.resets_at ? `resets ${fmt.relative(usage.resets_at)}` : "never resets";
+  const text = `${fmt.number(usage.used)} used · ${fmt.number(usage.remaining)} left`;
+  return h(
+    "div",
+    { class: `quota ${compact ? "compact" : ""}`, id, "data-level": level },
+    // A <meter>, not a styled <div>: the dashboard's CSP allows no inline
+    // style attributes.
+    h("meter", {
+      class: "quota-bar",
+      "aria-label": `Quota: ${text}`,
+      min: 0,
+      max: Math.max(1, usage.used + usage.remaining),
+      low: 0.8 * Math.max(1, usage.used + usage.remaining),
+      high: 0.999 * Math.max(1, usage.used + usage.remaining),
+      optimum: 0,
+      value: usage.used,
+    }),
+    h("span", { class: "quota-text" }, compact ? `${fmt.number(usage.used)} / ${fmt.number(usage.used + usage.remaining)}` : `${text} · ${resets}`),
+    compact || !quota ? null : h("span", { class: "muted small" }, ` (${fmt.quotaLimit(quota)})`),
+  );
+}
