@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # How exactly a fleet holds a rate limit (issue 15; design in docs/architecture.md): three
 # keygate replicas on one PostgreSQL database and one Redis, behind nginx
-# round-robin, a key limited to 100 requests per 60 s, offered RATE
-# requests a second for DURATION seconds in each of three phases:
+# round-robin, offered RATE requests a second for DURATION seconds in each of
+# three phases, on two limits of 100 requests per 60 s at once:
+#
+#   key      one key with its own rate_limit;
+#   account  an account on a plan whose rate_limit is pooled over its keys:
+#            two keys of no limit of their own taking turns (RATE in all).
 #
 #   steady   nothing happens;
 #   restart  replica 2 is stopped (SIGTERM) and started again halfway;
 #   redis    Redis is stopped at 1/3 and started again at 2/3 (each replica
 #            counts alone meanwhile: no 5xx, fall back, recover).
 #
-# Each phase uses a fresh key. A perfect token bucket (the limit's burst of
-# 100, refilled at 100/60 s) admits 100 + 100 × DURATION / 60; the script
-# prints what the fleet admitted against that, as a ratio (target: ≤ 1.10),
-# and every 5xx or failed exchange (target: none).
+# Each phase uses a fresh key and a fresh account. A perfect token bucket
+# (the limit's burst of 100, refilled at 100/60 s) admits 100 + 100 ×
+# DURATION / 60; the script prints what the fleet admitted against that, as
+# a ratio (target: ≤ 1.10), against the design's bound
+# (docs/architecture.md#fleet-wide-rate-limits), and every 5xx or failed
+# exchange (target: none).
 #
 #   scripts/fleet-limits.sh                  # 3 × 3 minutes
 #   DURATION=60 scripts/fleet-limits.sh      # quicker
+#   KEYGATE_BIN=target/debug/keygate scripts/fleet-limits.sh   # no release build
 #
 # Knobs: DURATION (180) RATE (20) SYNC_MS (limits.redis_sync_interval_ms,
 # 50) PG_URL (postgres://postgres@127.0.0.1:5432: the script creates the
 # database keygate_fleet_<random> and drops it at the end) KEYGATE_BIN
-# (skip the release build) KEEP=1 (keep the work dir and its logs).
+# (skip the release build; the script counts, it does not time, so a debug
+# build measures the same) KEEP=1 (keep the work dir and its logs).
 # Redis is a private redis-server on a free port (the shared one on 6379 is
 # never stopped); nginx is installed with apt-get if missing. Loopback only;
 # everything it starts is stopped on exit.
@@ -124,73 +132,109 @@ for i in $(seq 1 $REPLICAS); do start_replica "$i"; done
 
 admin() { curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 ACCOUNT=$(admin -X POST "http://127.0.0.1:${ADMIN[1]}/v1/accounts" -d '{"name":"fleet"}' | jq -r .id)
+PLAN=$(admin -X POST "http://127.0.0.1:${ADMIN[1]}/v1/plans" -d "{\"name\":\"fleet\",\"rate_limit\":{\"requests\":$LIMIT,\"per_seconds\":$WINDOW}}" | jq -r .id)
 KEYS_MADE=0
-# A fresh key limited to LIMIT per WINDOW, once every replica serves it.
-new_key() {
-    local secret
-    secret=$(admin -X POST "http://127.0.0.1:${ADMIN[1]}/v1/keys" -d "{\"account_id\":\"$ACCOUNT\",\"name\":\"fleet\",\"permission\":\"read\",\"rate_limit\":{\"requests\":$LIMIT,\"per_seconds\":$WINDOW}}" | jq -r .secret)
-    KEYS_MADE=$((KEYS_MADE + 1))
+# Waits until every replica serves the keys made so far.
+served() {
     for i in $(seq 1 $REPLICAS); do
         until [ "$(curl -sf "http://127.0.0.1:${ADMIN[$i]}/readyz" | jq .snapshot_keys)" -ge "$KEYS_MADE" ]; do sleep 0.05; done
     done
-    echo "$secret"
+}
+# A key of an account, with the extra body fields given; prints its secret.
+make_key() { # account, extra json fields
+    admin -X POST "http://127.0.0.1:${ADMIN[1]}/v1/keys" -d "{\"account_id\":\"$1\",\"name\":\"fleet\",\"permission\":\"read\"$2}" | jq -r .secret
+}
+# A fresh key limited to LIMIT per WINDOW, once every replica serves it.
+new_key() {
+    make_key "$ACCOUNT" ",\"rate_limit\":{\"requests\":$LIMIT,\"per_seconds\":$WINDOW}"
+}
+# A fresh account on PLAN (LIMIT per WINDOW pooled) with two keys of no
+# limit of their own: "secret,secret".
+new_account() {
+    local account a b
+    account=$(admin -X POST "http://127.0.0.1:${ADMIN[1]}/v1/accounts" -d "{\"name\":\"pooled\",\"plan_id\":\"$PLAN\"}" | jq -r .id)
+    a=$(make_key "$account" "")
+    b=$(make_key "$account" "")
+    echo "$a,$b"
 }
 
-load() { # key, marks...
+load() { # key[,key], marks...
     python3 "$ROOT/scripts/lib/fleet_load.py" "http://127.0.0.1:$LB_PORT/x" "$1" "$DURATION" "$RATE" "${@:2}"
 }
 
-# One line per phase: admitted against a perfect bucket, refusals, 5xx.
-report() { # name, json
-    python3 - "$1" "$2" "$LIMIT" "$WINDOW" <<'EOF'
+# One line per phase and limit: admitted against a perfect bucket and
+# against the design's bound, refusals, 5xx; then per segment between marks.
+report() { # name, json, index of the segment Redis is down in (-1: none)
+    python3 - "$1" "$2" "$LIMIT" "$WINDOW" "$REPLICAS" "${3:--1}" <<'EOF'
 import json, sys
-name, data, limit, window = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+name, data = sys.argv[1], json.loads(sys.argv[2])
+limit, window, n, outage = (int(a) for a in sys.argv[3:7])
+rate = limit / window
+marks = [0] + data["marks"] + [data["duration"]]
+spans = list(zip(marks, marks[1:]))
 total = {}
 for seg in data["segments"]:
     for k, v in seg.items():
         total[k] = total.get(k, 0) + v
 ok = total.get("200", 0)
-target = limit + limit * data["duration"] / window
+target = limit + rate * data["duration"]
+# The design's bound (docs/architecture.md#fleet-wide-rate-limits): while
+# Redis answers, L + r·t + N over any span t. With an outage, per segment:
+# before it L + r·t + N; during it each replica's own bucket, N × (L + r·t);
+# after it L + r·t + N again (the restarted Redis is empty: the bucket
+# starts full). The phase's bound is their sum.
+def seg_bound(i):
+    t = spans[i][1] - spans[i][0]
+    return n * (limit + rate * t) if i == outage else limit + rate * t + n
+bound = sum(seg_bound(i) for i in range(len(spans))) if outage >= 0 else limit + rate * data["duration"] + n
 bad = sum(v for k, v in total.items() if k == "error" or k.startswith("5"))
-print(f"{name:8} admitted {ok:5} of a perfect bucket's {target:6.0f}: ratio {ok / target:.3f}   "
-      f"429: {total.get('429', 0):5}   5xx/failed: {bad}")
-marks = [0] + data["marks"] + [data["duration"]]
+def judged(count, limit_):
+    return f"bound {limit_:4.0f}{' OVER' if count > limit_ else ''}"
+print(f"{name:16} admitted {ok:5} of a perfect bucket's {target:4.0f}: ratio {ok / target:.3f}, "
+      f"{judged(ok, bound)}   429: {total.get('429', 0):5}   5xx/failed: {bad}")
 if len(data["segments"]) > 1:
-    for (a, b), seg in zip(zip(marks, marks[1:]), data["segments"]):
-        print(f"         {a:5.0f}-{b:5.0f} s: admitted {seg.get('200', 0):5}  {dict(sorted(seg.items()))}")
+    for i, ((a, b), seg) in enumerate(zip(spans, data["segments"])):
+        got = seg.get("200", 0)
+        judge = f"{judged(got, seg_bound(i))}  " if outage >= 0 else ""
+        note = "   (Redis down: each replica alone)" if i == outage else ""
+        print(f"{'':17}{a:5.0f}-{b:5.0f} s: admitted {got:5}  {judge}{dict(sorted(seg.items()))}{note}")
 EOF
 }
 
-echo "fleet limits: $REPLICAS replicas (PostgreSQL + Redis, nginx round-robin), key limited to $LIMIT per ${WINDOW}s,"
-echo "  $RATE requests/s offered for ${DURATION}s per phase, sync every ${SYNC_MS} ms"
+echo "fleet limits: $REPLICAS replicas (PostgreSQL + Redis, nginx round-robin); a key's own limit and an account's"
+echo "  pooled plan limit (two keys taking turns), each $LIMIT per ${WINDOW}s with $RATE requests/s offered,"
+echo "  ${DURATION}s per phase, sync every ${SYNC_MS} ms, binary $KEYGATE_BIN"
 
-KEY=$(new_key)
-report steady "$(load "$KEY")"
+# One phase: a fresh key's and a fresh account's load side by side, while
+# `event` (given the marks) runs.
+phase() { # name, event, marks...
+    local name=$1 event=$2 key keys k a
+    shift 2
+    key=$(new_key)
+    keys=$(new_account)
+    KEYS_MADE=$((KEYS_MADE + 3))
+    served
+    load "$key" "$@" >"$WORK/$name-key.json" &
+    k=$!
+    load "$keys" "$@" >"$WORK/$name-account.json" &
+    a=$!
+    "$event" "$@"
+    wait "$k" "$a"
+    report "$name key" "$(cat "$WORK/$name-key.json")" "$OUTAGE"
+    report "$name account" "$(cat "$WORK/$name-account.json")" "$OUTAGE"
+}
+nothing() { :; }
+restart_2() { sleep "$1"; stop_replica 2; start_replica 2; }
+redis_outage() { sleep "$1"; stop_redis; sleep "$(($2 - $1))"; start_redis; }
 
-KEY=$(new_key)
-HALF=$((DURATION / 2))
-load "$KEY" "$HALF" >"$WORK/restart.json" &
-LOAD=$!
-sleep "$HALF"
-stop_replica 2
-start_replica 2
-wait "$LOAD"
-report restart "$(cat "$WORK/restart.json")"
-
-KEY=$(new_key)
-THIRD=$((DURATION / 3))
-load "$KEY" "$THIRD" "$((2 * THIRD))" >"$WORK/redis.json" &
-LOAD=$!
-sleep "$THIRD"
-stop_redis
-sleep "$THIRD"
-start_redis
-wait "$LOAD"
-report redis "$(cat "$WORK/redis.json")"
-echo "         (while Redis is down each replica counts alone: up to $REPLICAS × the limit is expected there)"
+OUTAGE=-1
+phase steady nothing
+phase restart restart_2 $((DURATION / 2))
+OUTAGE=1
+phase redis redis_outage $((DURATION / 3)) $((2 * DURATION / 3))
 
 # Account quota of 1,000 (target ≤ 1 % over at steady state): measured here
-# once the quota/plans work lands — an account on a plan with
+# once quotas are spent by requests — an account on a plan with
 # quota { limit: 1000, period: day }, keys under it loaded through the same
 # balancer, admitted counted against 1,000.
-echo "account-quota: not measured yet (needs plans and quotas: see the comment in this script)"
+echo "account quota: not measured yet (needs quota spending: see the comment in this script)"

@@ -1,9 +1,12 @@
 //! Rate limits shared by a fleet through Redis (`limits.redis_url`, issue
 //! 15): replicas on one PostgreSQL store and one real Redis hold a key to
 //! its limit in total; with Redis unreachable each replica counts alone and
-//! says so; a Redis that comes back is shared again. Real Redis on
+//! says so; a Redis that comes back is shared again. The same for a plan's
+//! limit pooled over an account's keys (`fleet/accounts.rs`). Real Redis on
 //! 127.0.0.1:6379 (a unique prefix per test) or a private `redis-server`.
 
+#[path = "fleet/accounts.rs"]
+mod accounts;
 mod kit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use keygate::clock::now_ms;
 use keygate::fleet::{FleetLimiter, FleetOptions, RedisUrl};
-use keygate::keys::Quota;
+use keygate::keys::{Quota, RateScope};
 use keygate::shutdown::Shutdown;
 use kit::http::{fetch, get_with_key};
 use kit::redis::{self, Private};
@@ -101,7 +104,7 @@ async fn two_replicas_leasing_from_one_bucket_admit_one_bucket() {
     let threads: Vec<_> = replicas
         .iter()
         .map(|f| {
-            let (scope, admitted) = (f.scope("key:k1", quota), Arc::clone(&admitted));
+            let (scope, admitted) = (f.scope(RateScope::Key, "k1", quota), Arc::clone(&admitted));
             std::thread::spawn(move || {
                 let started = Instant::now();
                 while started.elapsed() < run {

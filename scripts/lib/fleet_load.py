@@ -1,10 +1,11 @@
-"""Paced load for scripts/fleet-limits.sh: GET requests with one API key at
-a steady rate through one keep-alive connection (reconnecting when it
-drops), each answer recorded with its time. Prints one JSON object: the
+"""Paced load for scripts/fleet-limits.sh: GET requests at a steady rate
+through one keep-alive connection (reconnecting when it drops), with one
+API key or taking turns over several (KEY is comma-separated: an account's
+keys), each answer recorded with its time. Prints one JSON object: the
 counts of every status (or "error" for an exchange without an answer) in
 each segment between the `--marks` (seconds from the start).
 
-    fleet_load.py URL KEY DURATION RATE [MARK ...]
+    fleet_load.py URL KEY[,KEY...] DURATION RATE [MARK ...]
 """
 
 import http.client
@@ -15,7 +16,7 @@ import urllib.parse
 
 
 def main():
-    url, key, duration, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    url, keys, duration, rate = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), float(sys.argv[4])
     marks = sorted(float(m) for m in sys.argv[5:])
     parts = urllib.parse.urlsplit(url)
     conn = None
@@ -34,6 +35,7 @@ def main():
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+            key = keys[sent % len(keys)]
             conn.request("GET", parts.path or "/", headers={"authorization": f"Bearer {key}"})
             resp = conn.getresponse()
             resp.read()

@@ -1,6 +1,7 @@
 //! The `limits` section: per-key rate limits, the failed-authentication
-//! guard, and the Redis that shares rate limits across a fleet. Types and
-//! defaults only; `validate.rs` checks the values.
+//! guard, and the Redis that shares rate limits (keys' own and plans'
+//! pooled ones) across a fleet. Types and defaults only; `validate.rs`
+//! checks the values.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,10 +21,11 @@ pub struct LimitsConfig {
     /// IPv6 clients are counted by network of this many bits (32–128),
     /// not by address: one holder of a /64 is one client.
     pub failed_auth_ipv6_prefix: u8,
-    /// Share every key's `rate_limit` with the other replicas through this
-    /// Redis (`redis://[user:password@]host[:port][/db]`); `null`: each
-    /// replica counts alone. Requests never wait on Redis: replicas lease
-    /// tokens ahead (docs/architecture.md#fleet-wide-rate-limits).
+    /// Share every key's `rate_limit` and every plan's pooled account limit
+    /// with the other replicas through this Redis
+    /// (`redis://[user:password@]host[:port][/db]`); `null`: each replica
+    /// counts alone. Requests never wait on Redis: replicas lease tokens
+    /// ahead (docs/architecture.md#fleet-wide-rate-limits).
     pub redis_url: Option<String>,
     /// Put in front of every key keygate writes in Redis, so several
     /// gateways (or tests) can share one Redis.

@@ -15,7 +15,8 @@
 //! The local limiter (governor's GCRA, per replica) still runs: it is what
 //! counts alone when Redis cannot be reached, and it gives the headers.
 //! This module owns the leases and the Redis side; it does not know what a
-//! key is — a scope is any string (`key:<id>`, `account:<id>`).
+//! key or an account is — a limit is named by its `RateScope` and an id
+//! (`key:<id>`, `account:<id>`).
 
 mod resp;
 mod sync;
@@ -90,18 +91,22 @@ impl FleetLimiter {
         self.sync_errors.load(Ordering::Relaxed)
     }
 
-    /// The fleet-wide state of the limit named `scope` (`key:<id>`,
-    /// `account:<id>`) with this quota, created on first use. Callers keep
-    /// the `Arc` (the key snapshot does, per key version), so the request
-    /// path does not come here.
-    pub fn scope(&self, scope: &str, quota: Quota) -> Arc<FleetScope> {
-        if let Some(s) = self.scopes.read().ok().and_then(|m| m.get(scope).filter(|s| s.quota == quota).cloned()) {
+    /// The fleet-wide state of the limit of `kind` for `id` (a key's own
+    /// limit, `key:<id>`, or an account's pooled one, `account:<id>`) with
+    /// this quota, created on first use. Callers keep the `Arc` (the key
+    /// snapshot does, per key version and per account), so the request path
+    /// does not come here.
+    pub fn scope(&self, kind: RateScope, id: &str, quota: Quota) -> Arc<FleetScope> {
+        let name = format!("{}:{id}", kind.as_str());
+        if let Some(s) =
+            self.scopes.read().ok().and_then(|m| m.get(name.as_str()).filter(|s| s.quota == quota).cloned())
+        {
             return s;
         }
-        let fresh = || Arc::new(FleetScope::new(scope, quota, Arc::clone(&self.shared)));
+        let fresh = || Arc::new(FleetScope::new(&name, kind, quota, Arc::clone(&self.shared)));
         match self.scopes.write() {
             Ok(mut m) => {
-                let entry = m.entry(scope.into()).or_insert_with(fresh);
+                let entry = m.entry(name.as_str().into()).or_insert_with(fresh);
                 if entry.quota != quota {
                     // A new limit starts its own lease; the old one's tokens
                     // go back to the fleet when its last user drops it.
@@ -111,19 +116,6 @@ impl FleetLimiter {
             }
             Err(_) => fresh(),
         }
-    }
-
-    /// One request against the fleet-wide limit `scope`, for limiters that
-    /// keep no `Arc<FleetScope>` of their own: the lookup takes a read lock.
-    /// `local` is the replica's own limiter (taken only if the fleet allows).
-    pub fn check(
-        &self,
-        scope: &str,
-        quota: Quota,
-        now_ms: i64,
-        local: impl FnOnce() -> (bool, Option<RateInfo>),
-    ) -> (bool, Option<RateInfo>) {
-        self.scope(scope, quota).admit(now_ms, local)
     }
 
     fn all(&self) -> Vec<Arc<FleetScope>> {
@@ -146,6 +138,8 @@ fn hostname() -> String {
 #[derive(Debug)]
 pub struct FleetScope {
     name: Box<str>,
+    /// Which limit this is, for the headers of a refusal.
+    kind: RateScope,
     quota: Quota,
     shared: Arc<Shared>,
     state: AtomicU8,
@@ -164,9 +158,10 @@ pub struct FleetScope {
 }
 
 impl FleetScope {
-    fn new(name: &str, quota: Quota, shared: Arc<Shared>) -> FleetScope {
+    fn new(name: &str, kind: RateScope, quota: Quota, shared: Arc<Shared>) -> FleetScope {
         FleetScope {
             name: name.into(),
+            kind,
             quota,
             shared,
             state: AtomicU8::new(DORMANT),
@@ -242,7 +237,7 @@ impl FleetScope {
             remaining: 0,
             reset_seconds: secs(self.full_at_ms.load(Ordering::Relaxed)).max(1),
             retry_after_seconds: Some(secs(self.empty_until_ms.load(Ordering::Relaxed)).max(1)),
-            scope: RateScope::Key,
+            scope: self.kind,
         }
     }
 }

@@ -32,7 +32,7 @@ fn allow() -> (bool, Option<RateInfo>) {
 #[test]
 fn while_redis_is_down_the_local_limiter_decides_alone() {
     let f = limiter();
-    let s = f.scope("key:a", Q);
+    let s = f.scope(RateScope::Key, "a", Q);
     for _ in 0..5 {
         assert!(s.admit(1, allow).0);
     }
@@ -45,7 +45,7 @@ fn while_redis_is_down_the_local_limiter_decides_alone() {
 fn a_limit_without_a_lease_lets_one_request_through_on_credit() {
     let f = limiter();
     f.shared.up.store(true, Ordering::Relaxed);
-    let s = f.scope("key:a", Q);
+    let s = f.scope(RateScope::Key, "a", Q);
     assert!(s.admit(1_000, allow).0);
     assert_eq!(s.allowance.load(Ordering::Relaxed), -1, "owed to the fleet");
     assert_eq!(s.state.load(Ordering::Relaxed), WARMING);
@@ -58,7 +58,7 @@ fn a_limit_without_a_lease_lets_one_request_through_on_credit() {
 fn a_lease_is_spent_one_token_a_request_and_kept_on_local_refusal() {
     let f = limiter();
     f.shared.up.store(true, Ordering::Relaxed);
-    let s = f.scope("key:a", Q);
+    let s = f.scope(RateScope::Key, "a", Q);
     s.state.store(ACTIVE, Ordering::Relaxed);
     s.allowance.store(2, Ordering::Relaxed);
     s.fleet_free.store(0, Ordering::Relaxed);
@@ -76,7 +76,7 @@ fn a_lease_is_spent_one_token_a_request_and_kept_on_local_refusal() {
 fn no_credit_while_the_fleet_is_known_to_be_empty() {
     let f = limiter();
     f.shared.up.store(true, Ordering::Relaxed);
-    let s = f.scope("key:a", Q);
+    let s = f.scope(RateScope::Key, "a", Q);
     s.empty_until_ms.store(5_000, Ordering::Relaxed);
     s.full_at_ms.store(61_000, Ordering::Relaxed);
     let (allowed, info) = s.admit(1_000, allow);
@@ -90,11 +90,26 @@ fn no_credit_while_the_fleet_is_known_to_be_empty() {
 #[test]
 fn scopes_are_shared_by_name_and_renewed_when_the_limit_changes() {
     let f = limiter();
-    let a = f.scope("key:a", Q);
-    assert!(Arc::ptr_eq(&a, &f.scope("key:a", Q)));
-    let b = f.scope("key:a", Quota { requests: 20, per_seconds: 60 });
+    let a = f.scope(RateScope::Key, "a", Q);
+    assert!(Arc::ptr_eq(&a, &f.scope(RateScope::Key, "a", Q)));
+    let b = f.scope(RateScope::Key, "a", Quota { requests: 20, per_seconds: 60 });
     assert!(!Arc::ptr_eq(&a, &b));
     drop((a, b));
     f.prune();
     assert!(f.all().is_empty(), "unused scopes without a lease are forgotten");
+}
+
+#[test]
+fn an_account_limit_is_its_own_scope_and_refuses_as_the_account() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let key = f.scope(RateScope::Key, "a", Q);
+    let account = f.scope(RateScope::Account, "a", Q);
+    assert!(!Arc::ptr_eq(&key, &account), "a key and an account with the same id are two limits");
+    assert_eq!(&*account.name, "account:a");
+    account.empty_until_ms.store(5_000, Ordering::Relaxed);
+    let (allowed, info) = account.admit(1_000, allow);
+    assert!(!allowed);
+    assert_eq!(info.map(|i| i.scope), Some(RateScope::Account), "the refusal names the pooled limit");
+    assert!(key.admit(1_000, allow).0, "the key's own limit is untouched");
 }

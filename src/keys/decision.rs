@@ -5,7 +5,8 @@
 //! rate-limited key costs one atomic compare-and-swap (governor's GCRA),
 //! plus, with `limits.redis_url`, one on its fleet lease (`crate::fleet`).
 //! An account on a plan with a rate limit adds its pooled limiter, shared by
-//! all of the account's keys: a request passes only when both pass.
+//! all of the account's keys (and, with `limits.redis_url`, its fleet
+//! lease): a request passes only when both pass.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -114,7 +115,10 @@ impl KeySet {
             let Some(account) = self.account(&state.policy.account_id) else { return Ok(()) };
             let Some(quota) = account.plan.rate_limit else { return Ok(()) };
             let Some(limiter) = &account.limiter else { return Err(Refusal::RateLimited) };
-            let (allowed, pooled) = limit(limiter, quota, RateScope::Account);
+            let (allowed, pooled) = match &account.fleet {
+                Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota, RateScope::Account)),
+                None => limit(limiter, quota, RateScope::Account),
+            };
             // Refused: the account's state says why. Allowed: the headers
             // show whichever limit has the fewest requests left.
             if !allowed || tighter(pooled, rate) {

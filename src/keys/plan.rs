@@ -1,7 +1,9 @@
 //! What the snapshot knows of an account's plan: the limits pooled over all
 //! of the account's keys, and the account's own rate limiter, shared by
 //! every one of its keys and by every snapshot version while the plan's
-//! rate limit stays the same.
+//! rate limit stays the same — with `limits.redis_url`, together with the
+//! limit's fleet-wide lease (`crate::fleet`), so the pooled limit holds for
+//! the fleet like a key's own.
 //!
 //! Also the one rule of "beyond the plan" (docs/admin-api.md#plans): a
 //! key's own limit that allows more than its account's plan. The admin API
@@ -13,9 +15,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::decision::{new_limiter, Limiter, Quota};
+use super::decision::{new_limiter, Limiter, Quota, RateScope};
 use super::quota::QuotaSpec;
 use super::snapshot::InlineId;
+use crate::fleet::{FleetLimiter, FleetScope};
 
 /// An account's plan as the snapshot holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +71,23 @@ pub struct AccountState {
     /// none could be built (then the account's requests are refused: a limit
     /// is never dropped).
     pub(super) limiter: Option<Arc<Limiter>>,
+    /// The pooled limit's fleet-wide lease, with `limits.redis_url`.
+    pub(super) fleet: Option<Arc<FleetScope>>,
+}
+
+/// The fleet-wide state of an account's pooled rate limit, if shared.
+fn fleet_scope(fleet: Option<&FleetLimiter>, id: &InlineId, rate_limit: Option<Quota>) -> Option<Arc<FleetScope>> {
+    fleet.zip(rate_limit).map(|(f, q)| f.scope(RateScope::Account, id.as_str(), q))
 }
 
 /// The accounts on a plan, by id. Accounts without a plan are not in it, so
 /// a gateway without plans pays one lookup in an empty map per request.
 pub(super) type Accounts = HashMap<InlineId, Arc<AccountState>>;
 
-/// `accounts` with `rows` applied; a limiter is handed on when its account's
-/// rate limit did not change, so a plan rename does not refill the bucket.
-pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>) -> Arc<Accounts> {
+/// `accounts` with `rows` applied; a limiter (and its fleet lease) is
+/// handed on when its account's rate limit did not change, so a plan rename
+/// does not refill the bucket.
+pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Option<&FleetLimiter>) -> Arc<Accounts> {
     if rows.is_empty() {
         return Arc::clone(accounts);
     }
@@ -86,13 +97,29 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>) -> Arc<Acco
             next.remove(&row.account_id);
             continue;
         };
-        let limiter = match accounts.get(&row.account_id) {
-            Some(previous) if previous.plan.rate_limit == plan.rate_limit => previous.limiter.clone(),
-            _ => plan.rate_limit.and_then(new_limiter).map(Arc::new),
+        let (limiter, shared) = match accounts.get(&row.account_id) {
+            Some(previous) if previous.plan.rate_limit == plan.rate_limit => (
+                previous.limiter.clone(),
+                previous.fleet.clone().or_else(|| fleet_scope(fleet, &row.account_id, plan.rate_limit)),
+            ),
+            _ => (
+                plan.rate_limit.and_then(new_limiter).map(Arc::new),
+                fleet_scope(fleet, &row.account_id, plan.rate_limit),
+            ),
         };
-        next.insert(row.account_id, Arc::new(AccountState { plan, limiter }));
+        next.insert(row.account_id, Arc::new(AccountState { plan, limiter, fleet: shared }));
     }
     Arc::new(next)
+}
+
+/// `accounts` with every pooled rate limit shared through `fleet` (at
+/// start, before the first request; the local limiters are kept).
+pub(super) fn with_fleet(accounts: &Arc<Accounts>, fleet: &FleetLimiter) -> Arc<Accounts> {
+    let shared = accounts.iter().map(|(id, state)| {
+        let fleet = fleet_scope(Some(fleet), id, state.plan.rate_limit);
+        (*id, Arc::new(AccountState { plan: state.plan.clone(), limiter: state.limiter.clone(), fleet }))
+    });
+    Arc::new(shared.collect())
 }
 
 #[cfg(test)]
@@ -129,16 +156,43 @@ mod tests {
     fn an_unchanged_rate_limit_keeps_its_bucket() {
         let id = InlineId::new("acc_1").expect("id");
         let row = |p: Option<PlanLimits>| AccountRow { account_id: id, plan: p };
-        let v1 = apply(&Arc::default(), vec![row(Some(plan(Some((1, 60)), None)))]);
+        let v1 = apply(&Arc::default(), vec![row(Some(plan(Some((1, 60)), None)))], None);
         let limiter = v1[&id].limiter.clone().expect("a limiter");
         assert!(limiter.check().is_ok());
         let renamed = PlanLimits { plan_id: "plan_2".into(), ..plan(Some((1, 60)), None) };
-        let v2 = apply(&v1, vec![row(Some(renamed))]);
+        let v2 = apply(&v1, vec![row(Some(renamed))], None);
         assert!(v2[&id].limiter.as_ref().expect("kept").check().is_err(), "the spent bucket is kept");
-        let v3 = apply(&v2, vec![row(Some(plan(Some((2, 60)), None)))]);
+        let v3 = apply(&v2, vec![row(Some(plan(Some((2, 60)), None)))], None);
         assert!(v3[&id].limiter.as_ref().expect("new").check().is_ok(), "a new limit is a new bucket");
-        let v4 = apply(&v3, vec![row(None)]);
+        let v4 = apply(&v3, vec![row(None)], None);
         assert!(v4.is_empty());
-        assert!(Arc::ptr_eq(&v4, &apply(&v4, vec![])), "no rows: the map is shared");
+        assert!(Arc::ptr_eq(&v4, &apply(&v4, vec![], None)), "no rows: the map is shared");
+    }
+    #[test]
+    fn with_a_fleet_the_pooled_limit_has_a_lease_kept_while_the_limit_stays() {
+        use crate::fleet::{FleetOptions, RedisUrl};
+        let fleet = FleetLimiter::new(FleetOptions {
+            url: RedisUrl::parse("redis://127.0.0.1:1").expect("url"),
+            prefix: "t:".into(),
+            sync_interval_ms: 50,
+        });
+        let id = InlineId::new("acc_1").expect("id");
+        let row = |p: Option<PlanLimits>| AccountRow { account_id: id, plan: p };
+        // Loaded before the fleet is known (start-up), then shared.
+        let local = apply(&Arc::default(), vec![row(Some(plan(Some((5, 60)), None)))], None);
+        assert!(local[&id].fleet.is_none());
+        let shared = with_fleet(&local, &fleet);
+        let lease = shared[&id].fleet.clone().expect("a lease");
+        assert!(Arc::ptr_eq(
+            shared[&id].limiter.as_ref().expect("limiter"),
+            local[&id].limiter.as_ref().expect("limiter")
+        ));
+        let renamed = PlanLimits { plan_id: "plan_2".into(), ..plan(Some((5, 60)), None) };
+        let v2 = apply(&shared, vec![row(Some(renamed))], Some(&fleet));
+        assert!(Arc::ptr_eq(v2[&id].fleet.as_ref().expect("kept"), &lease), "a rename keeps the lease");
+        let v3 = apply(&v2, vec![row(Some(plan(Some((6, 60)), None)))], Some(&fleet));
+        assert!(!Arc::ptr_eq(v3[&id].fleet.as_ref().expect("new"), &lease), "a new limit is a new lease");
+        let v4 = apply(&v3, vec![row(Some(plan(None, Some((10, Period::Day)))))], Some(&fleet));
+        assert!(v4[&id].fleet.is_none(), "no pooled rate limit, nothing to share");
     }
 }

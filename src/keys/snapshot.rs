@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::counters::{Counts, UsageTable};
-use super::decision::{Limiter, Quota};
+use super::decision::{Limiter, Quota, RateScope};
 use super::foreign::{self, Sightings};
 use super::format::{self, KeyHash};
 use super::plan::{self, AccountRow, AccountState, Accounts};
@@ -127,7 +127,7 @@ impl KeyState {
                 usage: table.counts(self.policy.id, self.policy.account_id),
                 quota,
                 limiter: quota.and_then(make),
-                fleet: fleet.zip(quota).map(|(f, q)| f.scope(&format!("key:{}", self.policy.id.as_str()), q)),
+                fleet: fleet.zip(quota).map(|(f, q)| f.scope(RateScope::Key, self.policy.id.as_str(), q)),
             })
         })
     }
@@ -287,7 +287,8 @@ impl KeySet {
     /// The fleet-wide rate limiter every later version of this snapshot
     /// shares; set once at start, before the first request.
     pub fn with_fleet(&self, fleet: Arc<FleetLimiter>) -> KeySet {
-        KeySet { fleet: Some(fleet), ..self.clone() }
+        let accounts = plan::with_fleet(&self.accounts, &fleet);
+        KeySet { fleet: Some(fleet), accounts, ..self.clone() }
     }
 
     /// Where rate limits are shared with the fleet, if anywhere.
@@ -374,7 +375,7 @@ impl KeySet {
             shards: shards.into(),
             retired: self.retired.replace(&changed, entries),
             usage: Arc::clone(&self.usage),
-            accounts: plan::apply(&self.accounts, changes.accounts),
+            accounts: plan::apply(&self.accounts, changes.accounts, self.fleet.as_deref()),
             fleet: self.fleet.clone(),
             foreign,
             foreign_len,
