@@ -38,8 +38,8 @@ export async function startUpstream() {
 }
 
 /** keygate serving proxy and admin on port 0, in front of `upstreamUrl`,
- * with `KEYGATE_ADMIN_TOKEN` set to `OWNER_TOKEN`. */
-export async function startKeygate(upstreamUrl) {
+ * with `KEYGATE_ADMIN_TOKEN` set to `OWNER_TOKEN`; `extraYaml`: more config lines. */
+export async function startKeygate(upstreamUrl, extraYaml = []) {
   if (!existsSync(BIN)) throw new Error(`keygate binary not found at ${BIN}: run \`cargo build\` first or set KEYGATE_BIN`);
   const dir = mkdtempSync(path.join(tmpdir(), "keygate-e2e-"));
   const config = path.join(dir, "keygate.yaml");
@@ -56,6 +56,7 @@ export async function startKeygate(upstreamUrl) {
       `  url: ${upstreamUrl}`,
       "usage:",
       "  flush_interval_ms: 200",
+      ...extraYaml,
       "",
     ].join("\n"),
   );

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use self::load::{apply_env, deserialize_collecting, parse_yaml};
 mod authz;
+mod identity;
 mod limits;
 mod load;
 mod log;
@@ -22,12 +23,15 @@ mod redact;
 mod settings;
 mod telemetry;
 mod validate;
+mod webhooks;
 pub use authz::AuthzConfig;
+pub use identity::IdentityTokenConfig;
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use redact::redact;
 pub use settings::{RouteSettings, Settings, Upstream};
 pub use telemetry::TelemetryConfig;
+pub use webhooks::WebhooksConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +62,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Forward auth for an ingress in front (nginx, Caddy, Traefik, Envoy).
     pub authz: AuthzConfig,
+    /// Delivery of events to webhooks.
+    pub webhooks: WebhooksConfig,
 }
 
 /// `requests` per `per_seconds`.
@@ -152,6 +158,10 @@ pub struct ProxyConfig {
     /// the limit, accepting pauses until one closes (new clients wait in
     /// the kernel's backlog). Mind the process's descriptor limit.
     pub max_connections: usize,
+    /// Sign who called into a short-lived JWT (EdDSA) the upstream gets in
+    /// `X-Keygate-Identity`, checkable against `GET /.well-known/jwks.json`
+    /// on the admin port. Off when absent.
+    pub identity_token: Option<IdentityTokenConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -173,6 +183,7 @@ impl Default for ProxyConfig {
             workers: 0,
             http2_cleartext: false,
             max_connections: 10_000,
+            identity_token: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The `keygate` command: `serve`, `check-config`, `admin-token create`
-//! (offline), and the admin API client (`keys`, `accounts`, `audit`,
-//! `admin-token list|delete`), and `completions`/`man`, generated from
-//! these same definitions so they never drift from the parser.
+//! (offline), and the admin API client (`keys`, `accounts`, `plans`,
+//! `webhooks`, `audit`, `admin-token list|delete`), and `completions`/`man`,
+//! generated from these same definitions so they never drift from the
+//! parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use keygate::admin::tokens::TokenView;
-use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand, PlansCommand};
+use keygate::cli::{self, AccountsCommand, AuditArgs, ClientArgs, KeysCommand, PlansCommand, WebhooksCommand};
 use keygate::config::{Config, LogFormat};
 use keygate::logging::Logging;
 use keygate::server::{Gateway, ProxyRuntime};
@@ -59,6 +60,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: PlansCommand,
+    },
+    /// Manage webhooks (signed events to receivers) and read their deliveries log through the admin API.
+    Webhooks {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: WebhooksCommand,
     },
     /// Admin tokens. `create` writes to the store directly, so a fresh
     /// install can mint its first owner token with no server running;
@@ -149,6 +157,9 @@ fn main() -> ExitCode {
         }
         Command::Plans { client, command } => {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_plans(&client, command)))
+        }
+        Command::Webhooks { client, command } => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(cli::run_webhooks(&client, command)))
         }
         Command::AdminToken { command: AdminTokenCommand::Create { config, name, role, account, json } } => runtime()
             .map_or(ExitCode::FAILURE, |rt| {

@@ -1,7 +1,8 @@
 //! Live configuration reload (SIGHUP): reads the config file again,
 //! validates it like `check-config`, and puts what can change without a
 //! restart in force all at once — the proxy's routes, upstreams, limits,
-//! credential sources and header rules (one `ArcSwap` store), the TLS
+//! credential sources and header rules (one `ArcSwap` store), the identity
+//! token's lifetime, allowlist and key file, the TLS
 //! certificate files of both listeners, and the log filter and format.
 //!
 //! Everything is built and checked first; only when every part is ready is
@@ -137,6 +138,11 @@ impl ConfigReloader {
                 certs.push((cert, prepared));
             }
         }
+        // A new key file is read here, and refused whole if it does not load.
+        let identity = match (self.proxy.identity(), &next.proxy.identity_token) {
+            (Some(issuer), Some(config)) => Some((issuer, issuer.prepare(config).await.map_err(|e| format!("{e:#}"))?)),
+            _ => None,
+        };
         let logging = match &self.logging {
             Some(logging) => Some((logging, logging.prepare(&next.log)?)),
             None => None,
@@ -149,6 +155,9 @@ impl ConfigReloader {
         }
         if !old.shares_guard_with(&current) {
             tracing::info!("failed-auth limits changed: the failure counts start over");
+        }
+        if let Some((issuer, prepared)) = identity {
+            issuer.apply(prepared);
         }
         for (cert, prepared) in certs {
             cert.resolver.install(prepared);

@@ -38,6 +38,9 @@ pub struct Reloader {
     store_up: AtomicBool,
     last_success_ms: AtomicI64,
     failures: AtomicU64,
+    /// The revision of each snapshot published, for what else follows the
+    /// store (the identity signing keys).
+    published: tokio::sync::watch::Sender<i64>,
 }
 
 impl Reloader {
@@ -50,6 +53,7 @@ impl Reloader {
             store_up: AtomicBool::new(false),
             last_success_ms: AtomicI64::new(0),
             failures: AtomicU64::new(0),
+            published: tokio::sync::watch::channel(0).0,
         });
         reloader.reload().await?;
         Ok(reloader)
@@ -72,6 +76,12 @@ impl Reloader {
     /// Unix ms of the last successful reload (or check that found nothing new).
     pub fn last_success_ms(&self) -> i64 {
         self.last_success_ms.load(Ordering::Relaxed)
+    }
+
+    /// Wakes whenever a new snapshot is published (a change on this node
+    /// or one heard of by NOTIFY or the poll), with its revision.
+    pub fn published(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.published.subscribe()
     }
 
     pub fn failures(&self) -> u64 {
@@ -110,6 +120,7 @@ impl Reloader {
         };
         let secrets = next.len();
         self.keyset.store(Arc::new(next));
+        self.published.send_replace(revision);
         tracing::debug!(revision, changed_keys = keys, secrets, "snapshot published");
         Ok(true)
     }

@@ -24,6 +24,7 @@ use crate::admin::{self, AdminState};
 use crate::authz::grpc::GrpcAuthz;
 use crate::authz::ForwardAuth;
 use crate::config::{Config, TlsConfig};
+use crate::identity::Issuer;
 use crate::listener::{self, ListenerOptions};
 use crate::logging::Logging;
 use crate::metrics::Metrics;
@@ -34,6 +35,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls;
 use crate::usage::Flusher;
+use crate::webhooks::Webhooks;
 
 /// Where the proxy port is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +137,23 @@ impl Gateway {
             .into_iter()
             .filter_map(|(field, resolver)| Some(Cert { field, resolver: resolver? }))
             .collect();
+        let webhooks = Webhooks::new(reloader.store().clone(), &config.webhooks)?;
+        for collector in webhooks.collectors() {
+            metrics.register(collector)?;
+        }
+        tasks.extend(webhooks.spawn(shutdown.clone()));
         let flusher = Flusher::new(reloader.keyset(), reloader.store().clone(), config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
-        let proxy = Proxy::new(config, reloader.keyset(), Arc::clone(&metrics))?;
+        let identity = match &config.proxy.identity_token {
+            Some(identity) => {
+                let issuer = Issuer::start(identity, reloader.store().clone()).await?;
+                tasks.push(issuer.spawn_refresher(reloader.published(), shutdown.clone()));
+                Some(issuer)
+            }
+            None => None,
+        };
+        let proxy = Proxy::with_identity(config, reloader.keyset(), Arc::clone(&metrics), identity.clone())?;
         if let Some(listener) = authz_listener {
             if config.proxy.trusted_proxies.is_empty() {
                 tracing::warn!("authz.listen is on but proxy.trusted_proxies is empty: every forward-auth request counts as coming from the ingress's own address");
@@ -171,7 +186,7 @@ impl Gateway {
         }
         tracing::info!(addr = %proxy_addr, "proxy listening");
 
-        let state = AdminState::draining_with(config, Arc::clone(&reloader), admin_token, shutdown.clone());
+        let state = AdminState::serving(config, Arc::clone(&reloader), admin_token, shutdown.clone(), identity);
         let scrape = Arc::new(Scrape {
             metrics: Arc::clone(&metrics),
             reloader: Arc::clone(&reloader),

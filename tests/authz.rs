@@ -3,7 +3,9 @@
 //! way an ingress asks. Each refusal is compared with the proxy's own
 //! answer to the same original request; the spoofing tests try to get a
 //! decision about something other than the request the ingress forwards.
-//! `authz/ingress.rs` puts real nginx and Caddy in front.
+//! `authz/ingress.rs` puts real nginx and Caddy in front;
+//! `authz/recorded.rs` sends the exact requests of Traefik's `forwardAuth`
+//! and Envoy's HTTP `ext_authz`.
 
 mod kit;
 
@@ -11,6 +13,8 @@ mod kit;
 mod grpc;
 #[path = "authz/ingress.rs"]
 mod ingress;
+#[path = "authz/recorded.rs"]
+mod recorded;
 
 use http::{Method, Request, StatusCode};
 use keygate::config::QuotaConfig;

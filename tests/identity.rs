@@ -7,7 +7,8 @@
 //! `identity/underscores.rs` holds `_` spellings of managed headers,
 //! `identity/overrides.rs` method and URL override headers,
 //! `identity/forwarding.rs` forwarding headers from trusted and untrusted
-//! peers.
+//! peers, `identity/token.rs` the signed identity token (checked with PyJWT,
+//! `identity/verify_jwt.py`).
 
 mod kit;
 
@@ -15,6 +16,8 @@ mod kit;
 mod forwarding;
 #[path = "identity/overrides.rs"]
 mod overrides;
+#[path = "identity/token.rs"]
+mod token;
 #[path = "identity/underscores.rs"]
 mod underscores;
 

@@ -14,8 +14,8 @@ use kit::AdminCalls;
 use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
-/// (`/v1/me`, `/v1/keys/{id}/usage`).
-const V1_ROUTES: [(&str, &str); 26] = [
+/// (`/v1/me`, `/v1/keys/{id}/usage`) and the identity key's rotation.
+const V1_ROUTES: [(&str, &str); 32] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
@@ -40,12 +40,19 @@ const V1_ROUTES: [(&str, &str); 26] = [
     ("POST", "/v1/admin-tokens"),
     ("GET", "/v1/admin-tokens"),
     ("DELETE", "/v1/admin-tokens/{id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
     ("GET", "/v1/me"),
     ("GET", "/v1/keys/{id}/usage"),
+    ("POST", "/v1/identity/rotate"),
 ];
 
 /// Served without a token.
-const OPEN_ROUTES: [(&str, &str); 3] = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")];
+const OPEN_ROUTES: [(&str, &str); 4] =
+    [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/.well-known/jwks.json")];
 
 /// The key record of docs/admin-api.md#shapes.
 const KEY_FIELDS: [&str; 21] = [
@@ -154,15 +161,22 @@ async fn every_documented_operation_is_served_as_documented() {
     let (s, token) =
         admin.call(Method::POST, "/v1/admin-tokens", Some(json!({ "name": "ci", "role": "viewer" }))).await;
     assert_eq!(s, StatusCode::CREATED, "{token}");
+    let body = json!({ "url": "https://hooks.example.com/k", "events": ["key.created"] });
+    let (s, hook) = admin.call(Method::POST, "/v1/webhooks", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
     let id_for = |path: &str| match path {
         p if p.starts_with("/v1/accounts/") => account.clone(),
         p if p.starts_with("/v1/plans/") => plan["id"].as_str().expect("plan id").to_owned(),
         p if p.starts_with("/v1/keys/") => key["id"].as_str().expect("key id").to_owned(),
         p if p.starts_with("/v1/admin-tokens/") => token["token"]["id"].as_str().expect("token id").to_owned(),
+        p if p.starts_with("/v1/webhooks/") => hook["webhook"]["id"].as_str().expect("webhook id").to_owned(),
         p => panic!("no record for {p}"),
     };
 
-    for (method, path) in operations(&doc) {
+    // Deletes last, so the other operations on a record find it.
+    let mut operations: Vec<(String, String)> = operations(&doc).into_iter().collect();
+    operations.sort_by_key(|(method, _)| method == "DELETE");
+    for (method, path) in operations {
         let op = operation(&doc, &method, &path);
         let documented: BTreeSet<String> = op["responses"].as_object().expect("responses").keys().cloned().collect();
         let uri = if path.contains("{id}") { path.replace("{id}", &id_for(&path)) } else { path.clone() };

@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("/js/detail.js", "js/detail.js", JS),
     asset!("/js/chart.js", "js/chart.js", JS),
     asset!("/js/plans.js", "js/plans.js", JS),
+    asset!("/js/webhooks.js", "js/webhooks.js", JS),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
 ];
 

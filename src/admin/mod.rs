@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod error;
 mod extract;
 mod health;
+mod identity;
 mod import;
 pub mod json;
 mod keys;
@@ -22,6 +23,7 @@ pub mod openapi;
 mod plans;
 pub mod tokens;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ pub use crate::store::Role;
 pub use auth::{require_token, require_unconfined, Actor};
 
 use crate::config::Config;
+use crate::identity::Issuer;
 use crate::keys::{KeyHash, Quota};
 use crate::reload::Reloader;
 use crate::service::Service;
@@ -53,6 +56,9 @@ pub struct AdminState {
     pub default_quota: Option<Quota>,
     /// Triggered when the gateway starts draining: `/readyz` answers 503.
     pub draining: Shutdown,
+    /// The identity token issuer (`proxy.identity_token`): the JWKS and
+    /// rotation. `None` when identity tokens are off.
+    pub identity: Option<Arc<Issuer>>,
 }
 
 impl AdminState {
@@ -67,6 +73,17 @@ impl AdminState {
         owner_token: Option<&str>,
         draining: Shutdown,
     ) -> Arc<AdminState> {
+        Self::serving(config, reloader, owner_token, draining, None)
+    }
+
+    /// `draining_with`, publishing and rotating `identity`'s keys.
+    pub fn serving(
+        config: &Config,
+        reloader: Arc<Reloader>,
+        owner_token: Option<&str>,
+        draining: Shutdown,
+        identity: Option<Arc<Issuer>>,
+    ) -> Arc<AdminState> {
         Arc::new(AdminState {
             store: reloader.store().clone(),
             service: Service::new(Arc::clone(&reloader), &config.keys),
@@ -77,6 +94,7 @@ impl AdminState {
                 .default_per_key
                 .map(|q| Quota { requests: q.requests, per_seconds: q.per_seconds }),
             draining,
+            identity,
         })
     }
 }
@@ -104,12 +122,17 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(tokens::audit))
         .routes(routes!(usage::usage))
         .routes(routes!(usage::me))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(identity::rotate))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
     let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::document))
+        .routes(routes!(identity::jwks))
         .split_for_parts();
     router
         .merge(dashboard::router())

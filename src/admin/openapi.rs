@@ -39,6 +39,8 @@ use crate::contract::{Problem, PROBLEM_JSON};
         (name = "keys", description = "API keys: create, list, edit, rotate, revoke, verify"),
         (name = "admin-tokens", description = "Tokens of the admin API (owner only)"),
         (name = "audit", description = "Who did what to which record, when"),
+        (name = "webhooks", description = "Signed events to receivers: key lifecycle, expiry, quota thresholds"),
+        (name = "identity", description = "Signed identity tokens: the public keys (no token) and key rotation"),
         (name = "health", description = "Liveness, readiness and this document; no token"),
     )
 )]

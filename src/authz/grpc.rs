@@ -2,7 +2,8 @@
 //! `envoy.service.auth.v3.Authorization/Check` over HTTP/2 without TLS.
 //! The `CheckRequest` names the original request; it is decided through
 //! `Proxy::admit` like any other, and answered OK with the identity
-//! headers to set upstream, or Denied with the proxy's HTTP status,
+//! headers (and, with `proxy.identity_token`, `X-Keygate-Identity`) to set
+//! upstream, or Denied with the proxy's HTTP status,
 //! problem+json body and headers (`WWW-Authenticate`, `Retry-After`,
 //! `RateLimit`).
 //!
@@ -143,6 +144,9 @@ impl GrpcAuthz {
             Ok((admitted, target)) => {
                 let mut headers = HeaderMap::new();
                 headers::identity_headers(&mut headers, &admitted.identity);
+                if let Some(token) = admitted.identity_token {
+                    headers.insert(crate::identity::X_KEYGATE_IDENTITY, token);
+                }
                 (target.index, Decided::Allowed(headers))
             }
             Err(refused) => {

@@ -3,7 +3,8 @@
 //! `forwardAuth`, Envoy's HTTP `ext_authz`). The ingress asks with the
 //! client's headers and the original method and URI (`original`); the
 //! answer is 200 with the identity (and `RateLimit`) headers for the
-//! ingress to pass upstream, or the proxy's own refusal.
+//! ingress to pass upstream (with `proxy.identity_token`, the signed
+//! `X-Keygate-Identity` too), or the proxy's own refusal.
 //!
 //! Nothing is decided here: the original request goes through
 //! `Proxy::admit`, the proxy's own entry point, so forward auth counts,
@@ -115,14 +116,17 @@ fn with_problem_header(response: Response<ProxyBody>) -> Response<ProxyBody> {
     Response::from_parts(parts, body)
 }
 
-/// The answer to an allowed request: 200, no body, the identity and the
-/// `RateLimit` headers (what the proxy would have added upstream and to the
+/// The answer to an allowed request: 200, no body, the identity (and
+/// identity token) and the `RateLimit` headers (what the proxy would have added upstream and to the
 /// response) and the request id.
 pub fn allowed(admitted: &Admitted, request_id: &RequestId) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::Full(None));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers::identity_headers(headers, &admitted.identity);
+    if let Some(token) = &admitted.identity_token {
+        headers.insert(crate::identity::X_KEYGATE_IDENTITY, token.clone());
+    }
     if let Some(rate) = &admitted.rate {
         headers::rate_limit(headers, rate);
     }

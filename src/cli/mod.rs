@@ -1,5 +1,5 @@
 //! The client subcommands of the `keygate` binary (`keys …`, `accounts …`,
-//! `plans …`,
+//! `plans …`, `webhooks …`,
 //! `admin-token list|delete`, `audit`): they talk to a running gateway's
 //! admin API over HTTP and print tables, `name: value` lines, or `--json`.
 //!
@@ -37,6 +37,7 @@ mod parse;
 mod plans;
 mod table;
 mod tokens;
+mod webhooks;
 
 use std::fmt;
 use std::io::Write;
@@ -49,6 +50,7 @@ pub use audit::AuditArgs;
 pub use client::{AdminClient, CliError, Problem};
 pub use keys::KeysCommand;
 pub use plans::PlansCommand;
+pub use webhooks::WebhooksCommand;
 
 /// Kept apart in `--help` so a command's own options are not lost among them.
 const HEADING: &str = "Admin API options";
@@ -110,6 +112,11 @@ pub async fn run_accounts(args: &ClientArgs, cmd: AccountsCommand) -> ExitCode {
 /// Runs one `keygate plans …` command and returns the process exit code.
 pub async fn run_plans(args: &ClientArgs, cmd: PlansCommand) -> ExitCode {
     finish(plans::run(args, cmd).await)
+}
+
+/// Runs one `keygate webhooks …` command and returns the process exit code.
+pub async fn run_webhooks(args: &ClientArgs, cmd: WebhooksCommand) -> ExitCode {
+    finish(webhooks::run(args, cmd).await)
 }
 
 /// Runs `keygate admin-token list` and returns the process exit code.

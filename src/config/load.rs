@@ -28,6 +28,8 @@ fn shape() -> Value {
     shape.upstream.ca_file = Some(String::new());
     shape.limits.default_per_key = Some(QuotaConfig { requests: 0, per_seconds: 0 });
     shape.telemetry.otlp_endpoint = Some(String::new());
+    shape.proxy.identity_token =
+        Some(super::IdentityTokenConfig { signing_key_file: Some(String::new()), ..Default::default() });
     super::authz::shape(&mut shape.authz);
     serde_json::to_value(shape).unwrap_or(Value::Null)
 }

@@ -132,8 +132,12 @@ impl Config {
                 }
             }
         }
+        if let Some(identity) = &self.proxy.identity_token {
+            identity.check(&mut errors);
+        }
         errors.extend(self.authz.check(self.proxy.listen, self.admin.listen));
         self.telemetry.check(&mut errors);
+        self.webhooks.check(&mut errors);
         errors
     }
 }

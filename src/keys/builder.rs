@@ -38,6 +38,7 @@ impl KeyPolicy {
                 expires_at: None,
                 quota: None,
                 restrictions: None,
+                metadata: None,
             },
         }
     }
@@ -78,6 +79,12 @@ impl KeyPolicyBuilder {
 
     pub fn restrictions(mut self, restrictions: Restrictions) -> Self {
         self.policy.restrictions = Some(Arc::new(restrictions));
+        self
+    }
+
+    /// The key's `metadata` object (empty: none).
+    pub fn metadata(mut self, metadata: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.policy.metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
         self
     }
 

@@ -87,6 +87,9 @@ pub struct KeyPolicy {
     pub quota: Option<Quota>,
     /// Allowed client ranges and routes; `None` when the key has neither.
     pub restrictions: Option<Arc<Restrictions>>,
+    /// The key's `metadata` object, `None` when empty: the source of the
+    /// identity token's allowlisted `metadata` claim (`crate::identity`).
+    pub metadata: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// A key as the snapshot holds it: its policy, and what its first request
@@ -489,6 +492,13 @@ impl KeySet {
         if found.foreign {
             self.sightings.note(found.state.policy.id, foreign::sha256(key), key);
         }
+    }
+
+    /// The policy of the key `key` is a secret of, found as the decision
+    /// finds it; for what the proxy tells the upstream beyond the
+    /// `Identity` (the signed identity token).
+    pub fn policy_of(&self, key: &[u8]) -> Option<&KeyPolicy> {
+        self.find(key).ok().map(|found| &found.state.policy)
     }
 
     /// The policy a hash maps to and, for a retired secret, until when it

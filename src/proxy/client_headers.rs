@@ -4,7 +4,8 @@
 //! `_` (by default, `proxy.underscore_headers`), the method and URL override
 //! headers (by default, `proxy.override_headers`), and what a peer that is
 //! not a trusted proxy claims about the client (`Forwarded`, `X-Real-IP`,
-//! `X-Forwarded-Host`, `X-Forwarded-Port`).
+//! `X-Forwarded-Host`, `X-Forwarded-Port`), and `X-Keygate-Identity`,
+//! which only keygate signs.
 //!
 //! Decides per header name, without allocating; `headers::prepare_request`
 //! removes what it says in its one pass over the request's headers.
@@ -13,6 +14,7 @@ use http::header::HeaderName;
 
 use super::overrides;
 use crate::config::{HeaderRule, ProxyConfig};
+use crate::identity::X_KEYGATE_IDENTITY;
 
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -78,7 +80,10 @@ impl ClientHeaders {
         }
         match text.as_bytes().first() {
             Some(b'x') | Some(b'f') => {
-                (self.overrides == HeaderRule::Drop && overrides::is_override(name))
+                // Set by keygate when identity tokens are on, and never a
+                // client's to send either way.
+                name == X_KEYGATE_IDENTITY
+                    || (self.overrides == HeaderRule::Drop && overrides::is_override(name))
                     || (!trusted_peer && FORWARDING_CLAIMS.iter().any(|h| h == name))
             }
             _ => false,
@@ -140,5 +145,14 @@ mod tests {
             assert!(defaults().removes(&name, false), "{name}");
             assert!(!defaults().removes(&name, true), "{name}");
         }
+    }
+
+    #[test]
+    fn a_client_identity_token_never_passes() {
+        for trusted in [false, true] {
+            assert!(defaults().removes(&X_KEYGATE_IDENTITY, trusted));
+        }
+        let passing = ClientHeaders::new(&ProxyConfig { underscore_headers: HeaderRule::Pass, ..Default::default() });
+        assert!(passing.removes(&HeaderName::from_static("x_keygate_identity"), true));
     }
 }

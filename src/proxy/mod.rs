@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod client_headers;
 pub mod client_ip;
+mod failed;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -46,12 +47,12 @@ use tokio::net::TcpListener;
 
 use self::auth::FoundIn;
 use self::body::LimitedBody;
-use self::forward::ForwardError;
 use self::headers::Forwarding;
 use self::live::Live;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
+use crate::identity::{Issuer, X_KEYGATE_IDENTITY};
 use crate::keys::route;
 use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
@@ -75,6 +76,9 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Traces and the access log; `None` when both are off.
     telemetry: Option<Telemetry>,
+    /// Signs `X-Keygate-Identity` (`proxy.identity_token`); `None` when off,
+    /// which costs the request path this one check.
+    identity: Option<Arc<Issuer>>,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -99,6 +103,8 @@ pub struct Admitted {
     /// Where the credential was, to strip it before forwarding.
     pub found_in: FoundIn,
     pub rate: Option<RateInfo>,
+    /// The signed identity token, with `proxy.identity_token`.
+    pub identity_token: Option<http::HeaderValue>,
 }
 
 /// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
@@ -115,6 +121,16 @@ impl Proxy {
     /// Builds the proxy from a validated config; `keyset` is the snapshot
     /// the reloader publishes into.
     pub fn new(config: &Config, keyset: Arc<ArcSwap<KeySet>>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Proxy>> {
+        Self::with_identity(config, keyset, metrics, None)
+    }
+
+    /// `new`, signing identity tokens with `identity` (`proxy.identity_token`).
+    pub fn with_identity(
+        config: &Config,
+        keyset: Arc<ArcSwap<KeySet>>,
+        metrics: Arc<Metrics>,
+        identity: Option<Arc<Issuer>>,
+    ) -> anyhow::Result<Arc<Proxy>> {
         let proxy = &config.proxy;
         let settings = config.settings()?;
         Ok(Arc::new(Proxy {
@@ -132,7 +148,13 @@ impl Proxy {
             },
             telemetry: Telemetry::new(config, &metrics)?,
             metrics,
+            identity,
         }))
+    }
+
+    /// The identity token issuer, when `proxy.identity_token` is on.
+    pub fn identity(&self) -> Option<&Arc<Issuer>> {
+        self.identity.as_ref()
     }
 
     /// The state `config` calls for, built off the request path and sharing
@@ -239,7 +261,7 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate }, target) =
+        let (Admitted { identity, found_in, rate, identity_token }, target) =
             match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
                 Ok(admitted) => admitted,
                 Err(refused) => return *refused,
@@ -268,6 +290,9 @@ impl Proxy {
             &target.upstream.host,
             &live.client_headers,
         );
+        if let Some(token) = identity_token {
+            parts.headers.insert(X_KEYGATE_IDENTITY, token);
+        }
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
@@ -363,7 +388,7 @@ impl Proxy {
             return Err(Box::new((0, response)));
         }
         let admitted = match self.authenticate(live, parts, client) {
-            Ok((identity, found_in, rate)) => Admitted { identity, found_in, rate },
+            Ok(admitted) => admitted,
             Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };
         if let Some(record) = record {
@@ -411,12 +436,7 @@ impl Proxy {
 
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await.
-    fn authenticate(
-        &self,
-        live: &Live,
-        parts: &Parts,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<(Identity, FoundIn, Option<RateInfo>), Refused> {
+    fn authenticate(&self, live: &Live, parts: &Parts, client: Option<std::net::IpAddr>) -> Result<Admitted, Refused> {
         let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
@@ -456,7 +476,16 @@ impl Proxy {
         }
         let decision = keyset.decide(credential.key, &decided, now, live.default_quota);
         match decision.result {
-            Ok(identity) => Ok((identity, credential.found_in, decision.rate)),
+            Ok(identity) => {
+                let identity_token = self.identity.as_ref().and_then(|issuer| {
+                    // A second lookup, paid only with identity tokens on: the
+                    // token says more than the `Identity` holds.
+                    let policy = keyset.policy_of(credential.key)?;
+                    let plan = keyset.account(&policy.account_id).map(|a| a.plan.plan_id.as_str());
+                    Some(issuer.token(policy, plan, now))
+                });
+                Ok(Admitted { identity, found_in: credential.found_in, rate: decision.rate, identity_token })
+            }
             Err(refusal) => Err(Refused { problem: ProxyCode::Refused(refusal), detail: None, rate: decision.rate }),
         }
     }
@@ -487,60 +516,6 @@ impl Proxy {
             headers::rate_limit(response.headers_mut(), &rate);
         }
         response
-    }
-
-    /// Answers a failed upstream exchange. Its warning is written at most
-    /// once a second per route, with the count of those held back since.
-    fn upstream_failed(
-        &self,
-        live: &Live,
-        error: ForwardError,
-        route: usize,
-        request_id: &RequestId,
-        peer: SocketAddr,
-        grpc: bool,
-    ) -> Response<ProxyBody> {
-        let (problem, detail) = match &error {
-            ForwardError::Connect(e) => {
-                self.metrics.upstream_error(UpstreamError::Connect);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let error = error_chain(&**e);
-                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream connect failed");
-                }
-                (ProxyCode::UpstreamUnavailable, "The upstream service could not be reached.".to_owned())
-            }
-            ForwardError::Timeout(after) => {
-                self.metrics.upstream_error(UpstreamError::Timeout);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let after_ms = after.as_millis() as u64;
-                    tracing::warn!(request_id = %request_id, route, suppressed, after_ms, "upstream timed out");
-                }
-                (
-                    ProxyCode::UpstreamTimeout,
-                    format!("No answer from the upstream service within {} ms.", after.as_millis()),
-                )
-            }
-            ForwardError::Upstream(e) => {
-                self.metrics.upstream_error(UpstreamError::Broken);
-                if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let error = error_chain(e);
-                    tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
-                }
-                (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())
-            }
-            ForwardError::BodyTooLarge { limit } => {
-                (ProxyCode::BodyTooLarge, format!("The request body may be at most {limit} bytes on this route."))
-            }
-            ForwardError::BodyTimeout(after) => {
-                tracing::debug!(request_id = %request_id, after_ms = after.as_millis() as u64, "request body too slow");
-                (
-                    ProxyCode::BodyTimeout,
-                    format!("No request body data arrived for {} ms; the connection is closed.", after.as_millis()),
-                )
-            }
-            ForwardError::ClientBody => (ProxyCode::BadRequest, "The request body could not be read.".to_owned()),
-        };
-        refuse(problem, Some(&detail), request_id, peer, grpc)
     }
 }
 
@@ -574,17 +549,4 @@ fn head_size(parts: &Parts) -> usize {
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
     let headers: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     parts.method.as_str().len() + target + headers
-}
-
-/// An error and its causes on one line (hyper's top-level messages alone
-/// say little, e.g. "client error (Connect)").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -25,6 +25,11 @@ pub const LIVE: &[&str] = &[
     "proxy.trusted_proxies",
     "proxy.underscore_headers",
     "proxy.override_headers",
+    // Turning identity tokens on or off (`proxy.identity_token` itself)
+    // needs a restart; what they say and the key file do not.
+    "proxy.identity_token.ttl_seconds",
+    "proxy.identity_token.metadata",
+    "proxy.identity_token.signing_key_file",
     "proxy.tls.cert_file",
     "proxy.tls.key_file",
     "admin.tls.cert_file",

@@ -1,7 +1,8 @@
 //! The write side of the admin plane: every change to accounts, plans, keys
 //! and admin tokens goes through [`Service`], which validates the request,
-//! writes it together with its audit entry in one store transaction, and
-//! brings this node's snapshot up to date before it returns. So a write is
+//! writes it together with its audit entry (and its webhook events) in one
+//! store transaction, and brings this node's snapshot up to date before it
+//! returns. So a write is
 //! in force on this node when its caller answers, and no caller can forget
 //! to publish. Its callers: the admin API's handlers, the CLI's offline
 //! commands (`keygate admin-token create`), and any later bulk path.
@@ -18,6 +19,7 @@ mod keys;
 mod plans;
 mod tokens;
 pub mod validate;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ pub use import::{ImportFailure, ImportItem, ImportReport, MAX_IMPORT};
 pub use keys::{CreateKey, UpdateKey, MAX_BULK};
 pub use plans::{CreatePlan, UpdatePlan};
 pub use tokens::{CreateToken, ADMIN_TOKEN_PREFIX};
+pub use webhooks::CreateWebhook;
 
 use crate::config::KeysConfig;
 use crate::keys::{Environment, Secret};

@@ -47,6 +47,7 @@ struct PolicyDbRow {
     rate_limit_per_seconds: Option<i64>,
     allowed_ips: String,
     allowed_routes: String,
+    metadata: String,
     /// `blake3`, or `sha256` for a key imported by hash not used since.
     hash_algorithm: String,
     /// The sha256 of an imported secret (`hex()` in SQLite's JSON, empty
@@ -64,11 +65,11 @@ struct RetiredDbRow {
 
 const POLICY_SQL: &str = "\
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.hash_algorithm, k.import_sha256 \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.hash_algorithm, k.import_sha256 \
     FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revision > $1 \
     UNION ALL \
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.hash_algorithm, k.import_sha256 \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.hash_algorithm, k.import_sha256 \
     FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.revision > $1 AND k.revision <= $1";
 
 const RETIRED_SQL: &str = "\
@@ -86,9 +87,9 @@ const FULL_LOAD_PAGE: i64 = 4096;
 const SQLITE_KEY_PAGE_SQL: &str = "\
     SELECT max(n), json_group_array(json_array(id, account_id, permission, \
     iif(enabled, json('true'), json('false')), revoked_at, expires_at, hex(secret_hash), \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, hash_algorithm, hex(import_sha256))) \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, hash_algorithm, hex(import_sha256))) \
     FROM (SELECT rowid AS n, id, account_id, permission, enabled, revoked_at, expires_at, secret_hash, \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, hash_algorithm, import_sha256 \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, hash_algorithm, import_sha256 \
     FROM api_keys WHERE rowid > $1 ORDER BY rowid LIMIT $2)";
 
 /// Accounts changed after `$1`, or whose plan did, with the plan's limits
@@ -293,6 +294,14 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         serde_json::from_str(&row.allowed_routes).map_err(|_| corrupt(&row.id, "allowed_routes"))?
     };
     let restrictions = Restrictions::parse(&ips, &routes).map_err(|e| corrupt(&row.id, &e.field))?;
+    // Most keys have none: no parsing, no allocation.
+    let metadata = if matches!(row.metadata.as_str(), "{}" | "null" | "") {
+        None
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&row.metadata).map_err(|_| corrupt(&row.id, "metadata"))?;
+        (!map.is_empty()).then(|| std::sync::Arc::new(map))
+    };
     let policy = KeyPolicy {
         id: InlineId::new(&row.id).ok_or_else(|| corrupt(&row.id, "id"))?,
         account_id: InlineId::new(&row.account_id).ok_or_else(|| corrupt(&row.id, "account id"))?,
@@ -303,6 +312,7 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         expires_at: row.expires_at,
         quota,
         restrictions,
+        metadata,
     };
     Ok(PolicyRow { hash, policy })
 }

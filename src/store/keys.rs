@@ -5,6 +5,7 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 
 use super::audit::{key_changes, key_update_action, record_audit, AuditContext};
+use super::webhooks::{emit_event, subscribed, Event, EventType};
 use super::{
     bump_revision, like_pattern, on_pool, Cursor, KeyFilter, KeyPatch, KeyRecord, NewKey, Page, Result, Store,
     StoreError,
@@ -42,6 +43,28 @@ pub(super) const KEY_COLUMNS: &str =
     "id, account_id, name, description, permission, enabled, environment, prefix, preview, \
      created_at, updated_at, expires_at, last_used_at, usage_count, rotated_at, revoked_at, \
      rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata";
+
+/// Emits a key event for key `$id` inside the caller's transaction, from
+/// the key as this transaction sees it (so after the change). Reads
+/// nothing more when no webhook takes the type: `$hooked`, when given, is
+/// that answer already known (a bulk write asks once).
+macro_rules! emit_key_event {
+    ($tx:expr, $kind:expr, $id:expr, $at:expr, $extra:expr) => {{
+        if subscribed!($tx, $kind) {
+            emit_key_event!($tx, $kind, $id, $at, $extra, true);
+        }
+    }};
+    ($tx:expr, $kind:expr, $id:expr, $at:expr, $extra:expr, $hooked:expr) => {{
+        if $hooked {
+            let row: KeyRow = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+                .bind($id)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let key = KeyRecord::try_from(row)?;
+            emit_event!($tx, Event::key($kind, &key, $at, $extra));
+        }
+    }};
+}
 
 impl TryFrom<KeyRow> for KeyRecord {
     type Error = StoreError;
@@ -131,6 +154,7 @@ impl Store {
                 "expires_at": new.expires_at.map(crate::clock::rfc3339), "preview": new.preview,
             });
             record_audit!(tx, audit, now, "key.create", Some(&id), Some(&new.account_id), changes);
+            emit_key_event!(tx, EventType::KeyCreated, &id, now, json!({}));
             tx.commit().await?;
         });
         self.get_key(&id).await
@@ -317,6 +341,8 @@ impl Store {
                 "old_secret_valid_until": crate::clock::rfc3339(if old_in_grace { old_valid_until.max(now) } else { now }),
             });
             record_audit!(tx, audit, now, "key.rotate", Some(id), Some(&account_id), changes);
+            let extra = json!({ "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)) });
+            emit_key_event!(tx, EventType::KeyRotated, id, now, extra);
             tx.commit().await?;
         });
         self.get_key(id).await
@@ -337,6 +363,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
+            let hooked = subscribed!(tx, EventType::KeyRevoked);
             for id in ids {
                 let account: Option<(String, Option<i64>)> =
                     sqlx::query_as("SELECT account_id, revoked_at FROM api_keys WHERE id = $1")
@@ -355,6 +382,7 @@ impl Store {
                         .await?;
                         if already.is_none() {
                             record_audit!(tx, audit, now, action, Some(id), Some(&a), json!({ "status": { "to": "revoked" } }));
+                            emit_key_event!(tx, EventType::KeyRevoked, id, now, json!({}), hooked);
                         }
                         revoked.push(id.clone());
                     }
@@ -421,6 +449,10 @@ impl Store {
                         .await?;
                     let changes = json!({ "secret": "current", "status": { "to": "revoked" } });
                     record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    // A leak that revokes is both: `key.revoked` subscribers
+                    // hear of every revocation.
+                    emit_key_event!(tx, EventType::KeyLeaked, &id, now, json!({ "secret": "current", "revoked": true }));
+                    emit_key_event!(tx, EventType::KeyRevoked, &id, now, json!({}));
                     Leak::Revoked(id)
                 }
                 (None, Some((id, account, until))) if until > now && allowed(&account) => {
@@ -433,6 +465,8 @@ impl Store {
                     sqlx::query("UPDATE api_keys SET revision = $1 WHERE id = $2").bind(rev).bind(&id).execute(&mut *tx).await?;
                     let changes = json!({ "secret": "previous", "grace": { "to": "ended" } });
                     record_audit!(tx, audit, now, "key.report_leak", Some(&id), Some(&account), changes);
+                    let extra = json!({ "secret": "previous", "revoked": false });
+                    emit_key_event!(tx, EventType::KeyLeaked, &id, now, extra);
                     Leak::GraceEnded(id)
                 }
                 _ => Leak::Nothing,

@@ -12,6 +12,8 @@
 mod accounts;
 pub mod audit;
 mod changes;
+mod deliveries;
+mod identity;
 mod import;
 mod keys;
 pub use import::{ImportOutcome, ImportedSecret, NewImport, Rehash};
@@ -20,6 +22,7 @@ pub mod model;
 mod plans;
 mod tokens;
 mod usage;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,9 +32,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::ConnectOptions;
 
 pub use audit::{AuditContext, AuditEntry, AuditFilter};
+pub use deliveries::{Attempt, Claimed, Outcome};
+pub use identity::StoredSigningKey;
 pub use model::*;
 pub use tokens::AdminToken;
 pub use usage::{UsageDelta, UsageRows};
+pub use webhooks::{Event, EventType, NewWebhook, QuotaThreshold, Webhook, QUOTA_THRESHOLDS};
 
 use crate::config::{redact, StoreConfig};
 

@@ -231,3 +231,48 @@ async fn grpc_source_address_counts_only_from_a_trusted_envoy() {
     let answer = call(trusted.authz_grpc.expect("on"), message()).await;
     assert!(answer.ok_headers.is_some(), "{answer:?}");
 }
+
+/// With `proxy.identity_token`, OK carries the signed token among the
+/// headers to set; a token the client sent is not the one handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_check_allows_with_the_identity_token_to_set() {
+    use crate::kit::AdminCalls;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    let gw = TestGateway::new()
+        .config(|c| {
+            c.authz.grpc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+            c.proxy.identity_token = Some(keygate::config::IdentityTokenConfig::default());
+        })
+        .start()
+        .await;
+    let account = gw.admin.account("Acme").await;
+    let (key, secret) = gw.admin.key(&account, "read").await;
+    let headers = [("x-api-key", secret.as_str()), ("x-keygate-identity", "forged")];
+    let answer = call(
+        gw.gateway.authz_grpc_addr.expect("grpc on"),
+        check_request("198.51.100.1", "GET", "/v1/x", "h", &headers),
+    )
+    .await;
+    assert_eq!((answer.grpc_status.as_str(), answer.rpc_code), ("0", 0), "{answer:?}");
+    let token = answer.header("x-keygate-identity").expect("a token to set");
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+    assert_eq!(claims["sub"].as_str(), Some(key.as_str()));
+    // The signature, against the JWKS the admin port publishes.
+    let jwks = crate::kit::http::fetch(
+        http::Method::GET,
+        &format!("http://{}/.well-known/jwks.json", gw.gateway.admin_addr),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    let x = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().expect("x")).expect("b64");
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, x)
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &URL_SAFE_NO_PAD.decode(parts[2]).expect("b64"))
+        .expect("the signature verifies");
+}

@@ -3,6 +3,8 @@
 //   #/accounts/{acc}    keys of an account
 //   #/keys/{key}        one key's detail
 //   #/plans             plans (owners and unconfined admins edit them)
+//   #/webhooks          webhooks (owners and unconfined admins)
+//   #/webhooks/{wh}     one webhook's deliveries log
 // Plain modules, no framework, no build step; served by the admin port.
 
 import { all, me, token, setToken, whenUnauthorized } from "./js/api.js";
@@ -10,6 +12,7 @@ import { createAccount } from "./js/forms.js";
 import { keysPage } from "./js/keys.js";
 import { detailPage } from "./js/detail.js";
 import { plansPage } from "./js/plans.js";
+import { webhooksPage, deliveriesPage } from "./js/webhooks.js";
 import { h, clear, toast, problem, badge } from "./js/ui.js";
 
 const ACCOUNT_KEY = "keygate.account";
@@ -86,6 +89,12 @@ async function route() {
   if (parts[0] === "plans") {
     document.title = "Plans · keygate";
     await plansPage(view, app);
+  } else if (parts[0] === "webhooks" && parts[1]) {
+    document.title = "Deliveries · keygate";
+    await deliveriesPage(view, app, parts[1]);
+  } else if (parts[0] === "webhooks") {
+    document.title = "Webhooks · keygate";
+    await webhooksPage(view, app);
   } else if (parts[0] === "keys" && parts[1]) {
     document.title = "Key · keygate";
     await detailPage(view, app, parts[1]);

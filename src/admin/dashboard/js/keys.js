@@ -5,6 +5,7 @@ import { api, query } from "./api.js";
 import * as fmt from "./format.js";
 import * as forms from "./forms.js";
 import { planPicker, canWritePlans } from "./plans.js";
+import { canManageWebhooks } from "./webhooks.js";
 import { h, add, clear, icon, copyButton, statusBadge, permissionBadge, timeCell, menu, toast, problem, badge, confirmDialog, quotaMeter } from "./ui.js";
 
 const PAGE = 25;
@@ -47,6 +48,9 @@ export function keysPage(root, app, account) {
   const actions = h("div", { class: "account-actions" });
   if (canWritePlans(app)) {
     actions.append(h("a", { class: "btn", href: "#/plans", id: "plans-link" }, "Plans"));
+  }
+  if (canManageWebhooks(app)) {
+    actions.append(h("a", { class: "btn", href: "#/webhooks", id: "webhooks-link" }, "Webhooks"));
   }
   if (app.canWrite && !app.me.account_id) {
     actions.append(
