@@ -4,6 +4,10 @@
 //! Every figure is printed next to a baseline measured in the same run: the
 //! key check beside a bare blake3 hash of the same key (the floor of any
 //! hash-indexed lookup), the snapshot's memory beside the process before it.
+//! The `key_check_1m_with_foreign` group repeats the checks with 100,000
+//! keys imported as a sha256 hash present too (`keys::foreign`): keygate's
+//! keys must cost the same, an unknown key pays the second (sha256) lookup,
+//! and a key imported by hash is found by it.
 
 use std::time::Instant;
 
@@ -12,6 +16,8 @@ use http::Method;
 use keygate::keys::{format, Changes, KeyHash, KeyPolicy, KeySet, Permission, Secret};
 
 const KEYS: usize = 1_000_000;
+/// Keys imported by hash, beside the million.
+const FOREIGN: usize = 100_000;
 
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -33,7 +39,7 @@ fn rows(secrets: &[Secret]) -> Changes {
                 .row(s.hash())
         })
         .collect();
-    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new() }
+    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new(), ..Default::default() }
 }
 
 fn bench(c: &mut Criterion) {
@@ -70,6 +76,51 @@ fn bench(c: &mut Criterion) {
     group.bench_function("unknown_key", |b| {
         let unknown = format::generate("kg_live");
         b.iter(|| black_box(set.check(black_box(unknown.expose().as_bytes()), &Method::GET, now)).is_err())
+    });
+    group.finish();
+
+    // 100,000 keys imported by sha256 and not used yet, on top.
+    let foreign_secrets: Vec<String> =
+        (0..FOREIGN).map(|i| format!("legacy-{i:08}-{}", &secrets[i].expose()[8..30])).collect();
+    let foreign = foreign_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            KeyPolicy::builder(&format!("key_f{i:019}"), &format!("acc_{:020}", i % 1000))
+                .expires_at(i64::MAX)
+                .row(keygate::keys::foreign::sha256(s.as_bytes()))
+        })
+        .collect();
+    let started = Instant::now();
+    let mixed = set.apply(Changes { revision: 2, foreign, ..Changes::default() });
+    println!(
+        "{FOREIGN} keys imported by hash applied in {:.3} s; process RSS {:.0} MB",
+        started.elapsed().as_secs_f64(),
+        rss_mb()
+    );
+    let foreign_probe: Vec<&[u8]> = foreign_secrets.iter().step_by(97).map(|s| s.as_bytes()).collect();
+    let mut j = 0;
+    let mut group = c.benchmark_group("key_check_1m_with_foreign");
+    group.bench_function("full_check", |b| {
+        b.iter(|| {
+            i = (i + 1) % probe.len();
+            black_box(mixed.check(black_box(probe[i]), &Method::GET, now)).is_ok()
+        })
+    });
+    group.bench_function("unknown_key", |b| {
+        let unknown = "unknown-legacy-secret-0123456789";
+        b.iter(|| black_box(mixed.check(black_box(unknown.as_bytes()), &Method::GET, now)).is_err())
+    });
+    group.bench_function("bad_checksum", |b| {
+        let mut forged = secrets[0].expose().as_bytes().to_vec();
+        forged[12] = if forged[12] == b'a' { b'b' } else { b'a' };
+        b.iter(|| black_box(mixed.check(black_box(&forged), &Method::GET, now)).is_err())
+    });
+    group.bench_function("foreign_key_by_sha256", |b| {
+        b.iter(|| {
+            j = (j + 1) % foreign_probe.len();
+            black_box(mixed.check(black_box(foreign_probe[j]), &Method::GET, now)).is_ok()
+        })
     });
     group.finish();
 

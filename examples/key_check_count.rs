@@ -28,7 +28,7 @@ fn rows(secrets: &[Secret]) -> Changes {
                 .row(s.hash())
         })
         .collect();
-    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new() }
+    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new(), ..Default::default() }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod quota;
 pub mod reconfigure;
+pub mod rehash;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -62,6 +62,9 @@ pub struct Metrics {
     flush_failures: IntCounter,
     /// With `limits.redis_url` only: `keygate_redis_up`, `keygate_redis_sync_errors_total`.
     redis: Option<(IntGauge, IntCounter)>,
+    /// Keys imported by hash: waiting for their first use, sha256 lookups
+    /// made, keys moved to blake3 (`keys::foreign`).
+    foreign: (IntGauge, IntCounter, IntCounter),
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,8 +104,21 @@ impl Metrics {
             &["kind"],
         )?;
         let upstream_errors = ["connect", "timeout", "broken"].map(|k| upstream_vec.with_label_values(&[k]));
-        let snapshot_keys =
-            IntGauge::new("keygate_snapshot_keys", "Secrets (current and retired) in the key snapshot.")?;
+        let snapshot_keys = IntGauge::new(
+            "keygate_snapshot_keys",
+            "Secrets (current, retired, imported by hash) in the key snapshot.",
+        )?;
+        let foreign = (
+            IntGauge::new("keygate_foreign_hash_keys", "Keys imported as a sha256 hash and not used since.")?,
+            IntCounter::new(
+                "keygate_foreign_hash_lookups_total",
+                "Lookups by sha256, made when the blake3 lookup missed while keys imported by hash existed.",
+            )?,
+            IntCounter::new(
+                "keygate_foreign_hash_moved_total",
+                "Keys imported by hash that this process moved to blake3 on their first use.",
+            )?,
+        );
         let snapshot_revision =
             IntGauge::new("keygate_snapshot_revision", "Store revision the key snapshot reflects.")?;
         let snapshot_age = Gauge::new(
@@ -132,10 +148,10 @@ impl Metrics {
         registry.register(Box::new(config_last_success.clone()))?;
         registry.register(Box::new(failures_vec))?;
         registry.register(Box::new(upstream_vec))?;
-        for g in [&snapshot_keys, &snapshot_revision, &store_up, &quota_store_up] {
+        for g in [&snapshot_keys, &snapshot_revision, &store_up, &quota_store_up, &foreign.0] {
             registry.register(Box::new(g.clone()))?;
         }
-        for c in [&reload_failures, &flush_failures] {
+        for c in [&reload_failures, &flush_failures, &foreign.1, &foreign.2] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(snapshot_age.clone()))?;
@@ -174,6 +190,7 @@ impl Metrics {
             flush_lag,
             flush_failures,
             redis,
+            foreign,
         }))
     }
 
@@ -219,6 +236,9 @@ impl Metrics {
     pub fn render(&self, reloader: &Reloader, flusher: &Flusher) -> String {
         let snapshot = reloader.keyset().load_full();
         self.snapshot_keys.set(snapshot.len() as i64);
+        self.foreign.0.set(snapshot.foreign_len() as i64);
+        catch_up(&self.foreign.1, snapshot.sightings().lookups());
+        catch_up(&self.foreign.2, snapshot.sightings().moved_total());
         self.snapshot_revision.set(snapshot.revision());
         let last = reloader.last_success_ms();
         self.snapshot_age.set(if last > 0 { (now_ms() - last).max(0) as f64 / 1000.0 } else { -1.0 });

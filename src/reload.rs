@@ -123,7 +123,7 @@ impl Reloader {
         }
         let (keys, revision) = (changes.keys.len(), changes.revision);
         let owners = quota_owners(&changes);
-        let next = if keys + changes.retired.len() > INLINE_APPLY_LIMIT {
+        let next = if keys + changes.retired.len() + changes.foreign.len() > INLINE_APPLY_LIMIT {
             tokio::task::spawn_blocking(move || current.apply(changes))
                 .await
                 .map_err(|e| StoreError::Other(format!("snapshot build failed: {e}")))?

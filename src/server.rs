@@ -104,6 +104,7 @@ impl Gateway {
         let mut tasks =
             vec![reloader.spawn_poller(Duration::from_millis(config.store.poll_interval_ms), shutdown.clone())];
         tasks.extend(reloader.spawn_listener(shutdown.clone()));
+        tasks.push(crate::rehash::spawn(Arc::clone(&reloader), shutdown.clone()));
         tasks.extend(fleet_task);
         reloader.quotas().set_block(config.limits.quota_block);
         tasks.push(reloader.quotas().spawn(reloader.store().clone(), shutdown.clone()));

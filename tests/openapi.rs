@@ -34,6 +34,7 @@ const V1_ROUTES: [(&str, &str); 32] = [
     ("POST", "/v1/keys/{id}/revoke"),
     ("POST", "/v1/keys/{id}/quota"),
     ("POST", "/v1/keys/bulk-revoke"),
+    ("POST", "/v1/keys/import"),
     ("POST", "/v1/keys/report-leak"),
     ("POST", "/v1/keys/verify"),
     ("GET", "/v1/audit"),

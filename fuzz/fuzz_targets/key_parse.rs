@@ -26,7 +26,7 @@ struct Known {
 static KNOWN: LazyLock<Known> = LazyLock::new(|| {
     let key = generate("kg_live");
     let row = KeyPolicy::builder("key_fuzz", "acc_fuzz").permission(Permission::Read).row(key.hash());
-    let set = KeySet::empty().apply(Changes { revision: 1, keys: vec![row], retired: vec![], accounts: vec![] });
+    let set = KeySet::empty().apply(Changes { revision: 1, keys: vec![row], retired: vec![], accounts: vec![], ..Default::default() });
     Known { set, key }
 });
 

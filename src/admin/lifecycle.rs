@@ -14,7 +14,7 @@ use super::json::JsonBody;
 use super::openapi::{Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed};
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
-use crate::keys::{Facts, KeyHash, Permission, Refusal};
+use crate::keys::{Facts, Permission, Refusal};
 use crate::store::AuditContext;
 
 #[derive(Deserialize, ToSchema)]
@@ -218,7 +218,7 @@ pub async fn verify(
     };
     let keyset = state.reloader.keyset().load_full();
     let secret = body.secret.as_bytes();
-    let policy = keyset.lookup(&KeyHash::of(secret)).map(|(p, _)| p.clone());
+    let policy = keyset.lookup_secret(secret).map(|(p, _)| p.clone());
     // A token confined to an account learns nothing about other accounts'
     // keys, and its call leaves no trace on them.
     let visible = policy.filter(|p| actor.account_id.as_deref().is_none_or(|own| own == p.account_id.as_str()));

@@ -15,6 +15,7 @@ pub mod error;
 mod extract;
 mod health;
 mod identity;
+mod import;
 pub mod json;
 mod keys;
 mod lifecycle;
@@ -115,6 +116,7 @@ pub fn router(state: Arc<AdminState>, max_body_bytes: usize) -> Router {
         .routes(routes!(keys::revoke))
         .routes(routes!(quotas::adjust))
         .routes(routes!(lifecycle::bulk_revoke))
+        .routes(routes!(import::import))
         .routes(routes!(lifecycle::report_leak))
         .routes(routes!(lifecycle::verify))
         .routes(routes!(tokens::create, tokens::list))

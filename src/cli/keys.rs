@@ -1,6 +1,7 @@
 //! `keygate keys …`: create, list, show, update, rotate, revoke, disable and
 //! enable API keys through the admin API (`/v1/keys`); `bulk-revoke`,
-//! `verify` and `report-leak` are dispatched to `lifecycle`.
+//! `verify` and `report-leak` are dispatched to `lifecycle`, `import` to
+//! `import`.
 //!
 //! It owns the key subcommands' arguments, the request bodies built from
 //! them and how key records are printed. Secrets appear only in the answer to
@@ -10,6 +11,7 @@ use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
 use super::client::{encode_query_value, CliError};
+use super::import::{self, ImportArgs};
 use super::lifecycle::{self, BulkRevokeArgs, SecretSource, VerifyArgs};
 use super::parse::{name, time_in, Changes, Environment, Limits, Permission, Status};
 use super::table::{self, Table};
@@ -95,6 +97,8 @@ pub enum KeysCommand {
         #[command(subcommand)]
         operation: QuotaCommand,
     },
+    /// Import keys made elsewhere from a CSV file (plaintext secrets or sha256 hashes)
+    Import(ImportArgs),
     /// Switch a key off (it can be enabled again)
     Disable {
         /// Key id (key_…)
@@ -210,6 +214,7 @@ pub async fn run(args: &ClientArgs, cmd: KeysCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        KeysCommand::Import(cmd) => import::import(args, cmd).await,
         KeysCommand::Disable { id } => set_enabled(&client()?, json, &id, false).await,
         KeysCommand::Enable { id } => set_enabled(&client()?, json, &id, true).await,
     }

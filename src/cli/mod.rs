@@ -30,6 +30,7 @@
 mod accounts;
 mod audit;
 pub mod client;
+mod import;
 mod keys;
 mod lifecycle;
 mod parse;

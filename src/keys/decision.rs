@@ -97,6 +97,7 @@ impl KeySet {
             Ok(f) => f,
             Err(refusal) => return Decision { result: Err(refusal), rate: None, quota: None },
         };
+        self.sighted(&found, key);
         let state = found.state;
         let runtime =
             state.runtime(self.usage(), state.policy.quota.or(default_quota), new_limiter, self.fleet().map(|f| &**f));
@@ -280,6 +281,7 @@ mod tests {
             keys: vec![PolicyRow { hash: key.hash(), policy }],
             retired: vec![],
             accounts: vec![],
+            ..Default::default()
         });
         (set, key.expose().to_owned())
     }
@@ -450,6 +452,7 @@ mod tests {
                 keys: vec![PolicyRow { hash, policy: p }],
                 retired: vec![],
                 accounts: vec![],
+                ..Default::default()
             })
         };
         let renamed = edit(&set, KeyPolicy { permission: Permission::Read, ..set_policy(&set) });
@@ -478,6 +481,7 @@ mod tests {
             ],
             retired: vec![],
             accounts: vec![account("acc_1")],
+            ..Default::default()
         });
         let get = Method::GET;
         let f = facts(&get, "/", "127.0.0.1");
@@ -503,6 +507,7 @@ mod tests {
             keys: vec![PolicyRow { hash: c.hash(), policy: tight }],
             retired: vec![],
             accounts: vec![account("acc_1")],
+            ..Default::default()
         });
         let first = set.decide(c.expose().as_bytes(), &f, 0, None);
         assert_eq!(first.rate.map(|i| (i.scope, i.remaining)), Some((RateScope::Key, 0)));
@@ -543,6 +548,7 @@ mod tests {
             keys: vec![PolicyRow { hash: key.hash(), policy: policy() }],
             retired: vec![],
             accounts: vec![],
+            ..Default::default()
         });
         let get = Method::GET;
         v1.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 5, None);
@@ -553,6 +559,7 @@ mod tests {
             keys: vec![PolicyRow { hash: key.hash(), policy: changed }],
             retired: vec![],
             accounts: vec![],
+            ..Default::default()
         });
         v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
         let usage = v2.usage().all();

@@ -1,9 +1,10 @@
 //! The key format: `<prefix>_<32 base62 random><6 base62 CRC32>`.
 //!
 //! Owns generation (OS randomness), parsing with the checksum check, the
-//! blake3 hash kept at rest, the masked preview and the `Secret` type. It
-//! must never print a whole secret: `Secret`'s `Debug` and `Display` show the
-//! preview only.
+//! rules for imported secrets that do not look like keygate's
+//! (`classify`), the blake3 hash kept at rest, the masked preview and the
+//! `Secret` type. It must never print a whole secret: `Secret`'s `Debug`
+//! and `Display` show the preview only.
 
 use std::fmt;
 
@@ -16,8 +17,15 @@ pub const RANDOM_LEN: usize = 32;
 /// Base62 characters of the CRC32 checksum (62^6 > 2^32).
 pub const CHECKSUM_LEN: usize = 6;
 const BODY_LEN: usize = RANDOM_LEN + CHECKSUM_LEN;
-/// Longest key accepted on the wire; anything longer is malformed.
+/// Longest keygate-format key; anything longer is not one.
 pub const MAX_KEY_LEN: usize = 128;
+/// Shortest imported secret (one not in keygate's format) a credential may be.
+pub const MIN_FOREIGN_LEN: usize = 16;
+/// Longest credential of any kind; anything longer is malformed.
+pub const MAX_SECRET_LEN: usize = 256;
+/// What every credential starting with this is: a keygate key, which must
+/// parse (with its checksum) or be refused before any lookup.
+pub const KEYGATE_MARK: &[u8] = b"kg_";
 
 /// The blake3 hash of a whole key: what the store keeps and the snapshot is
 /// indexed by.
@@ -228,9 +236,89 @@ pub fn parse(key: &[u8]) -> Result<&str, FormatError> {
     std::str::from_utf8(prefix).map_err(|_| FormatError::Prefix)
 }
 
+/// What kind of credential a well-formed one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// keygate's own format, checksum verified.
+    Keygate,
+    /// Anything else that may be an imported secret: 16 to 256 printable
+    /// ASCII characters without spaces.
+    Foreign,
+}
+
+/// Sorts a credential before any lookup, allocating nothing.
+///
+/// A credential that parses as keygate's is `Keygate`. One that claims to
+/// be keygate's but is not — it starts with `kg_`, or has keygate's layout
+/// (`<a-z0-9_ prefix>_<38 base62>`) with a wrong checksum — is refused
+/// here, so a mistyped or forged key costs no lookup. Anything else is
+/// `Foreign` when it is 16 to 256 bytes of printable ASCII other than
+/// space (0x21–0x7E), refused otherwise.
+pub fn classify(key: &[u8]) -> Result<Shape, FormatError> {
+    let error = match parse(key) {
+        Ok(_) => return Ok(Shape::Keygate),
+        Err(e) => e,
+    };
+    // Prefix and characters passed: it has keygate's layout, and only the
+    // checksum failed.
+    if error == FormatError::Checksum || key.starts_with(KEYGATE_MARK) {
+        return Err(error);
+    }
+    if key.len() < MIN_FOREIGN_LEN || key.len() > MAX_SECRET_LEN {
+        return Err(FormatError::Length);
+    }
+    if !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(FormatError::Character);
+    }
+    Ok(Shape::Foreign)
+}
+
+/// The masked preview of an imported secret not in keygate's format: its
+/// last four characters (`…9xYz`), never more.
+pub fn foreign_preview(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    format!("…{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_sorted_before_any_lookup() {
+        let key = generate("kg_live");
+        assert_eq!(classify(key.expose().as_bytes()), Ok(Shape::Keygate));
+        let custom = generate("acme_live");
+        assert_eq!(classify(custom.expose().as_bytes()), Ok(Shape::Keygate));
+        // keygate's layout with one character changed: refused, whatever the prefix.
+        for k in [&key, &custom] {
+            let mut bad = k.expose().as_bytes().to_vec();
+            let i = bad.len() - 10;
+            bad[i] = if bad[i] == b'a' { b'b' } else { b'a' };
+            assert_eq!(classify(&bad), Err(FormatError::Checksum));
+        }
+        // Anything starting with kg_ must be keygate's.
+        assert_eq!(classify(b"kg_live_0123456789abcdefghij"), Err(FormatError::Length));
+        assert_eq!(classify(b"kg_anything-at-all-here-long-enough"), Err(FormatError::Length));
+        let bad_char = format!("kg_live_{}", "-".repeat(38));
+        assert_eq!(classify(bad_char.as_bytes()), Err(FormatError::Character));
+        // Foreign secrets: 16 to 256 printable ASCII characters, no spaces.
+        assert_eq!(classify(b"sk_live_4eC39HqLyjWDarjtT1zdp7dc"), Ok(Shape::Foreign));
+        assert_eq!(classify(b"550e8400-e29b-41d4-a716-446655440000"), Ok(Shape::Foreign));
+        assert_eq!(classify(&[b'~'; MAX_SECRET_LEN]), Ok(Shape::Foreign));
+        assert_eq!(classify(b"short-secret-15"), Err(FormatError::Length));
+        assert_eq!(classify(&[b'x'; MAX_SECRET_LEN + 1]), Err(FormatError::Length));
+        assert_eq!(classify(b"has a space in the middle"), Err(FormatError::Character));
+        assert_eq!(classify(br"back\slash-0123456789"), Ok(Shape::Foreign), "a backslash is printable");
+        for control in [b"tab\there-0123456789".as_slice(), b"nul-\x00-0123456789", b"del-\x7f-0123456789"] {
+            assert_eq!(classify(control), Err(FormatError::Character));
+        }
+        assert_eq!(classify("caf\u{e9}-0123456789-abcdef".as_bytes()), Err(FormatError::Character));
+        assert_eq!(classify(&[0x7f; 20]), Err(FormatError::Character));
+        assert_eq!(classify(&[0x00; 20]), Err(FormatError::Character));
+        assert_eq!(foreign_preview("sk_live_4eC39HqLyjWDarjtT1zdp7dc"), "…p7dc");
+    }
 
     #[test]
     fn generated_keys_parse_and_have_the_documented_shape() {

@@ -2,6 +2,7 @@ pub mod builder;
 pub mod cidr;
 pub mod counters;
 pub mod decision;
+pub mod foreign;
 pub mod format;
 pub mod plan;
 pub mod policy;

@@ -121,6 +121,7 @@ mod tests {
                 .map(|(h, until)| RetiredRow { hash: **h, key_id: id.into(), valid_until: *until })
                 .collect(),
             accounts: vec![],
+            ..Default::default()
         }
     }
 
@@ -151,8 +152,13 @@ mod tests {
         let rows = keys.iter().map(|(id, new, _)| PolicyRow { hash: new.hash(), policy: policy(id) }).collect();
         let retired =
             keys.iter().map(|(id, _, old)| RetiredRow { hash: old.hash(), key_id: id.clone(), valid_until: 100 });
-        let set =
-            KeySet::empty().apply(Changes { revision: 1, keys: rows, retired: retired.collect(), accounts: vec![] });
+        let set = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: rows,
+            retired: retired.collect(),
+            accounts: vec![],
+            ..Default::default()
+        });
         assert_eq!(set.len(), 4_000);
         let (id, new, old) = &keys[7];
         let next = set.apply(rotated(id, &new.hash(), &[(&old.hash(), 0)], 2));

@@ -11,15 +11,17 @@
 //! copy-on-write: `apply` builds the next snapshot off the request path,
 //! rebuilding only the shards the change touches, and the reloader publishes
 //! it with one `ArcSwap::store`. Beside the keys, the snapshot holds each
-//! account's plan (`keys::plan`) with its pooled rate limiter.
+//! account's plan (`keys::plan`) with its pooled rate limiter, and, in an
+//! index of their own by sha256, keys imported as a foreign hash and not
+//! used since (`keys::foreign`).
 
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::counters::{Counts, UsageTable};
 use super::decision::{Limiter, Quota, RateScope};
+use super::foreign::{self, Sightings};
 use super::format::{self, KeyHash};
 use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
@@ -28,6 +30,9 @@ use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
 use crate::fleet::{FleetLimiter, FleetScope};
 use crate::quota::QuotaBook;
+
+mod index;
+use index::{merge, Shard};
 
 const SHARDS: usize = 256;
 const ID_LEN: usize = 24;
@@ -161,51 +166,8 @@ pub(super) struct Found<'a> {
     /// Set for a secret replaced by rotation: it works until this time
     /// (unix ms) and is refused as revoked after it.
     pub(super) valid_until: Option<i64>,
-}
-
-/// One shard of the index: hashes in ascending order, and each hash's key.
-#[derive(Default, Clone)]
-struct Shard {
-    hashes: Vec<KeyHash>,
-    states: Vec<Arc<KeyState>>,
-}
-
-impl Shard {
-    fn get(&self, hash: &KeyHash) -> Option<&Arc<KeyState>> {
-        position(&self.hashes, hash).map(|i| &self.states[i])
-    }
-}
-
-/// Interpolation search: the hashes are uniform, so the first guess is near;
-/// gallop from it to a bracket, then binary-search the bracket.
-fn position(hashes: &[KeyHash], target: &KeyHash) -> Option<usize> {
-    let n = hashes.len();
-    if n == 0 {
-        return None;
-    }
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&target.0[1..9]);
-    let guess = ((u128::from(u64::from_be_bytes(word)) * n as u128) >> 64) as usize;
-    let (lo, hi) = match hashes[guess].cmp(target) {
-        Ordering::Equal => return Some(guess),
-        // The target is after the guess: double the distance until a hash
-        // at or past it, then search between the last two probes.
-        Ordering::Less => {
-            let mut b = 1;
-            while guess + b < n && hashes[guess + b] < *target {
-                b *= 2;
-            }
-            (guess + b / 2 + 1, (guess + b + 1).min(n))
-        }
-        Ordering::Greater => {
-            let mut b = 1;
-            while b <= guess && hashes[guess - b] > *target {
-                b *= 2;
-            }
-            (guess.saturating_sub(b), guess - b / 2)
-        }
-    };
-    hashes[lo..hi].binary_search(target).ok().map(|i| lo + i)
+    /// Found by sha256: a key imported by hash, used for the first time.
+    pub(super) foreign: bool,
 }
 
 /// A key row as the store hands it to the snapshot: its current secret's hash
@@ -234,11 +196,17 @@ pub struct Changes {
     pub retired: Vec<RetiredRow>,
     /// Accounts whose plan, or whose plan's limits, changed.
     pub accounts: Vec<AccountRow>,
+    /// Keys imported as a sha256 hash and not used since: `hash` is that
+    /// sha256, not a blake3.
+    pub foreign: Vec<PolicyRow>,
+    /// The sha256 each key imported by hash was imported as, for keys now
+    /// under their blake3 (in `keys`): out of the foreign index.
+    pub moved: Vec<KeyHash>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.retired.is_empty() && self.accounts.is_empty()
+        self.keys.is_empty() && self.retired.is_empty() && self.accounts.is_empty() && self.foreign.is_empty()
     }
 }
 
@@ -254,6 +222,11 @@ pub struct KeySet {
     /// tests and tools that build a snapshot alone (quotas then go
     /// uncounted).
     quotas: Option<Arc<QuotaBook>>,
+    /// Keys imported as a sha256 hash and not used since, by that sha256.
+    foreign: Arc<[Arc<Shard>]>,
+    foreign_len: usize,
+    /// First uses of those keys, shared by every version of the snapshot.
+    sightings: Arc<Sightings>,
     revision: i64,
 }
 
@@ -273,12 +246,15 @@ impl KeySet {
     pub fn empty() -> Self {
         let shards: Vec<Arc<Shard>> = (0..SHARDS).map(|_| Arc::new(Shard::default())).collect();
         KeySet {
+            foreign: shards.clone().into(),
             shards: shards.into(),
             retired: Retired::empty(),
             usage: Arc::default(),
             accounts: Arc::default(),
             fleet: None,
             quotas: None,
+            foreign_len: 0,
+            sightings: Arc::default(),
             revision: 0,
         }
     }
@@ -288,9 +264,27 @@ impl KeySet {
         self.revision
     }
 
-    /// Number of secrets (current and retired) in the snapshot.
+    /// Number of secrets (current, retired and imported by hash) in the
+    /// snapshot.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.hashes.len()).sum::<usize>() + self.retired.len()
+        self.shards.iter().map(|s| s.hashes.len()).sum::<usize>() + self.retired.len() + self.foreign_len
+    }
+
+    /// Keys imported as a sha256 hash and not used since.
+    pub fn foreign_len(&self) -> usize {
+        self.foreign_len
+    }
+
+    /// First uses of keys imported by hash, for the task that moves them
+    /// to blake3.
+    pub fn sightings(&self) -> &Arc<Sightings> {
+        &self.sightings
+    }
+
+    /// Whether the key imported as `sha256` still waits for its first use
+    /// here.
+    pub fn foreign_pending(&self, sha256: &KeyHash) -> bool {
+        self.foreign_len > 0 && self.foreign[sha256.shard()].get(sha256).is_some()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -342,6 +336,13 @@ impl KeySet {
             .filter_map(|r| self.shards[r.hash.shard()].get(&r.hash).map(|s| (r.key_id.as_str(), s)))
             .filter(|(id, s)| s.policy.id.as_str() == *id)
             .collect();
+        // Keys now under their blake3 whose version here was imported by
+        // hash: it sits in the foreign index.
+        let moved_from: HashMap<InlineId, &Arc<KeyState>> = if self.foreign_len == 0 {
+            HashMap::new()
+        } else {
+            changes.moved.iter().filter_map(|h| self.foreign[h.shard()].get(h)).map(|s| (s.policy.id, s)).collect()
+        };
         // Rotated keys whose version here was not found that way: its secret
         // was pruned from the store since, and must be looked for by id.
         let mut lost: HashMap<InlineId, KeyHash> = HashMap::new();
@@ -352,7 +353,8 @@ impl KeySet {
             let previous = self.shards[row.hash.shard()]
                 .get(&row.hash)
                 .filter(|p| p.policy.id == id)
-                .or_else(|| rotated_from.get(id.as_str()).copied());
+                .or_else(|| rotated_from.get(id.as_str()).copied())
+                .or_else(|| moved_from.get(&id).copied());
             match previous {
                 Some(previous) => state.carry_runtime(previous),
                 None if wanted.contains(id.as_str()) && !self.is_empty() => {
@@ -392,6 +394,7 @@ impl KeySet {
                 }
             })
             .collect();
+        let (foreign, foreign_len) = self.apply_foreign(changes.foreign, &changes.moved);
         KeySet {
             shards: shards.into(),
             retired: self.retired.replace(&changed, entries),
@@ -399,8 +402,52 @@ impl KeySet {
             accounts: plan::apply(&self.accounts, changes.accounts, self.fleet.as_deref()),
             fleet: self.fleet.clone(),
             quotas: self.quotas.clone(),
+            foreign,
+            foreign_len,
+            sightings: Arc::clone(&self.sightings),
             revision: changes.revision.max(self.revision),
         }
+    }
+
+    /// The foreign index with `rows` put in and the keys that `moved` to
+    /// blake3 taken out; shards nothing touches are shared.
+    fn apply_foreign(&self, rows: Vec<PolicyRow>, moved: &[KeyHash]) -> (Arc<[Arc<Shard>]>, usize) {
+        let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
+        let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
+        let mut touched = false;
+        if self.foreign_len > 0 {
+            for hash in moved.iter().filter(|h| self.foreign[h.shard()].get(h).is_some()) {
+                removed[hash.shard()].insert(*hash);
+                touched = true;
+            }
+        }
+        for row in rows {
+            let state = Arc::new(KeyState::new(row.policy));
+            if let Some(previous) =
+                self.foreign[row.hash.shard()].get(&row.hash).filter(|p| p.policy.id == state.policy.id)
+            {
+                state.carry_runtime(previous);
+            }
+            added[row.hash.shard()].push((row.hash, state));
+            touched = true;
+        }
+        if !touched {
+            return (Arc::clone(&self.foreign), self.foreign_len);
+        }
+        let shards: Vec<Arc<Shard>> = self
+            .foreign
+            .iter()
+            .zip(added.into_iter().zip(removed))
+            .map(|(old, (added, removed))| {
+                if added.is_empty() && removed.is_empty() {
+                    Arc::clone(old)
+                } else {
+                    Arc::new(merge(old, added, &removed))
+                }
+            })
+            .collect();
+        let len = shards.iter().map(|s| s.hashes.len()).sum();
+        (shards.into(), len)
     }
 
     /// An account's plan and pooled limiter; `None` when it has no plan.
@@ -418,9 +465,9 @@ impl KeySet {
 
     pub(super) fn find_hash(&self, hash: &KeyHash) -> Option<Found<'_>> {
         if let Some(state) = self.shards[hash.shard()].get(hash) {
-            return Some(Found { state, valid_until: None });
+            return Some(Found { state, valid_until: None, foreign: false });
         }
-        self.retired.get(hash).map(|(state, until)| Found { state, valid_until: Some(*until) })
+        self.retired.get(hash).map(|(state, until)| Found { state, valid_until: Some(*until), foreign: false })
     }
 
     #[cfg(test)]
@@ -430,7 +477,7 @@ impl KeySet {
 
     /// Every key once, for the metrics collector and tests.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<KeyState>> {
-        self.shards.iter().flat_map(|s| s.states.iter())
+        self.shards.iter().chain(self.foreign.iter()).flat_map(|s| s.states.iter())
     }
 
     /// The key decision without side effects, in the order of docs/proxy.md#refusals:
@@ -443,9 +490,30 @@ impl KeySet {
         Ok(found.state.policy.identity())
     }
 
+    /// Shape and checksum (`format::classify`: a key claiming to be
+    /// keygate's must be one, or it is refused here, without a lookup), then
+    /// the blake3 lookup, then — only when it misses and keys imported by
+    /// hash exist — the sha256 lookup.
     pub(super) fn find(&self, key: &[u8]) -> Result<Found<'_>, Refusal> {
-        format::parse(key).map_err(|_| Refusal::InvalidKey)?;
-        self.find_hash(&KeyHash::of(key)).ok_or(Refusal::InvalidKey)
+        format::classify(key).map_err(|_| Refusal::InvalidKey)?;
+        if let Some(found) = self.find_hash(&KeyHash::of(key)) {
+            return Ok(found);
+        }
+        if self.foreign_len == 0 {
+            return Err(Refusal::InvalidKey);
+        }
+        self.sightings.looked_up();
+        let sha = foreign::sha256(key);
+        let state = self.foreign[sha.shard()].get(&sha).ok_or(Refusal::InvalidKey)?;
+        Ok(Found { state, valid_until: None, foreign: true })
+    }
+
+    /// Notes the first use of a key imported by hash, so that it moves to
+    /// blake3 (`keys::foreign`).
+    pub(super) fn sighted(&self, found: &Found<'_>, key: &[u8]) {
+        if found.foreign {
+            self.sightings.note(found.state.policy.id, foreign::sha256(key), key);
+        }
     }
 
     /// The policy of the key `key` is a secret of, found as the decision
@@ -456,45 +524,17 @@ impl KeySet {
     }
 
     /// The policy a hash maps to and, for a retired secret, until when it
-    /// works. For the admin API's verify and leak report.
+    /// works. For the admin API's leak report.
     pub fn lookup(&self, hash: &KeyHash) -> Option<(&KeyPolicy, Option<i64>)> {
         self.find_hash(hash).map(|f| (&f.state.policy, f.valid_until))
     }
-}
 
-/// `old` with `added` put in (replacing equal hashes) and `removed` taken
-/// out, still sorted.
-fn merge(old: &Shard, mut added: Vec<(KeyHash, Arc<KeyState>)>, removed: &HashSet<KeyHash>) -> Shard {
-    added.sort_unstable_by_key(|a| a.0);
-    added.dedup_by(|later, earlier| later.0 == earlier.0);
-    let capacity = old.hashes.len() + added.len();
-    let mut out = Shard { hashes: Vec::with_capacity(capacity), states: Vec::with_capacity(capacity) };
-    let mut push = |hash: KeyHash, state: Arc<KeyState>| {
-        if !removed.contains(&hash) {
-            out.hashes.push(hash);
-            out.states.push(state);
-        }
-    };
-    let (mut i, mut new) = (0, added.into_iter().peekable());
-    while i < old.hashes.len() || new.peek().is_some() {
-        let take_new = match new.peek() {
-            None => false,
-            Some((h, _)) => i >= old.hashes.len() || *h <= old.hashes[i],
-        };
-        if take_new {
-            let Some((h, state)) = new.next() else { break };
-            if i < old.hashes.len() && old.hashes[i] == h {
-                i += 1;
-            }
-            push(h, state);
-        } else {
-            push(old.hashes[i], Arc::clone(&old.states[i]));
-            i += 1;
-        }
+    /// The policy a secret maps to, found as the proxy finds it (keys
+    /// imported by hash included), and for a retired secret until when it
+    /// works. For the admin API's verify.
+    pub fn lookup_secret(&self, key: &[u8]) -> Option<(&KeyPolicy, Option<i64>)> {
+        self.find(key).ok().map(|f| (&f.state.policy, f.valid_until))
     }
-    out.hashes.shrink_to_fit();
-    out.states.shrink_to_fit();
-    out
 }
 
 impl Found<'_> {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::{not_null, nullable, validate, Issued, Result, Service, ServiceError};
 use crate::clock::now_ms;
+use crate::keys::foreign::sha256;
 use crate::keys::{format, Environment, KeyHash, Permission, Refusal};
 use crate::store::{
     AuditContext, KeyPatch, KeyRecord, Leak, Metadata, NewKey, QuotaSpec, RateLimit, RouteRule, StoreError,
@@ -119,10 +120,22 @@ impl Service {
         if !account.api_access {
             return Err(ServiceError::Refused(Refusal::ApiAccessDisabled));
         }
-        let environment = req.environment.unwrap_or(Environment::Live);
-        let prefix = self.prefix(environment);
+        let mut new = self.new_key(req, account.id, now)?;
+        let prefix = self.prefix(new.environment);
         let secret = format::generate(prefix);
-        let new = NewKey {
+        new.prefix = prefix.to_owned();
+        new.preview = secret.preview();
+        new.hash = secret.hash();
+        let key = self.store.create_key(&new, audit).await?;
+        self.publish().await;
+        tracing::info!(key_id = %key.id, account_id = %key.account_id, "key created");
+        Ok(Issued { record: key, secret })
+    }
+
+    /// The key `req` asks for in `account_id`, validated; its secret's
+    /// prefix, preview and hash are left for the caller to set.
+    pub(super) fn new_key(&self, req: CreateKey, account_id: String, now: i64) -> Result<NewKey> {
+        Ok(NewKey {
             name: validate::name("name", &req.name)?,
             description: validate::description(req.description)?,
             expires_at: req.expires_at.as_deref().map(|e| validate::expires_at(e, now)).transpose()?,
@@ -131,18 +144,14 @@ impl Service {
             allowed_ips: validate::allowed_ips(req.allowed_ips)?,
             allowed_routes: validate::allowed_routes(req.allowed_routes)?,
             metadata: validate::metadata(req.metadata.unwrap_or_default())?,
-            account_id: account.id,
+            account_id,
             permission: req.permission,
-            environment,
-            prefix: prefix.to_owned(),
-            preview: secret.preview(),
-            hash: secret.hash(),
+            environment: req.environment.unwrap_or(Environment::Live),
+            prefix: String::new(),
+            preview: String::new(),
+            hash: KeyHash([0; 32]),
             enabled: req.enabled.unwrap_or(true),
-        };
-        let key = self.store.create_key(&new, audit).await?;
-        self.publish().await;
-        tracing::info!(key_id = %key.id, account_id = %key.account_id, "key created");
-        Ok(Issued { record: key, secret })
+        })
     }
 
     /// Edits a key; a revoked key is a `Conflict`.
@@ -216,7 +225,12 @@ impl Service {
         if secret.is_empty() || secret.len() > MAX_SECRET {
             return Err(ServiceError::invalid("secret", format!("must be 1 to {MAX_SECRET} characters")));
         }
-        let leak = self.store.report_leak(&KeyHash::of(secret.as_bytes()), only_account, audit).await?;
+        let mut leak = self.store.report_leak(&KeyHash::of(secret.as_bytes()), only_account, audit).await?;
+        if leak == Leak::Nothing && self.foreign_keys_exist() {
+            // A key imported by hash and not used since is stored under the
+            // sha256 of its secret.
+            leak = self.store.report_leak(&sha256(secret.as_bytes()), only_account, audit).await?;
+        }
         if leak != Leak::Nothing {
             self.publish().await;
             tracing::warn!(outcome = ?leak, "leaked secret reported and disabled");

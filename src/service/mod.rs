@@ -14,6 +14,7 @@
 
 mod accounts;
 mod error;
+pub mod import;
 mod keys;
 mod plans;
 mod quotas;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use accounts::{CreateAccount, UpdateAccount};
 pub use error::ServiceError;
+pub use import::{ImportFailure, ImportItem, ImportReport, MAX_IMPORT};
 pub use keys::{CreateKey, UpdateKey, MAX_BULK};
 pub use plans::{CreatePlan, UpdatePlan};
 pub use quotas::{AdjustQuota, QuotaOperation};
@@ -85,6 +87,12 @@ impl Service {
             Environment::Live => &self.live_prefix,
             Environment::Test => &self.test_prefix,
         }
+    }
+
+    /// Whether keys imported by hash may be waiting for their first use.
+    /// Offline (no snapshot here) the answer is yes.
+    fn foreign_keys_exist(&self) -> bool {
+        self.reloader.as_ref().is_none_or(|r| r.keyset().load().foreign_len() > 0)
     }
 
     /// Brings this node's snapshot up to date after a committed write. A

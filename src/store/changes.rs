@@ -1,6 +1,8 @@
 //! What the reloader reads: every key whose row (or whose account) changed
 //! after a revision, with all of those keys' retired secrets, and every
-//! account whose row or whose plan changed, with its plan's limits.
+//! account whose row or whose plan changed, with its plan's limits. A key
+//! imported as a sha256 hash and not used since goes to `Changes::foreign`;
+//! one that moved to blake3 since names its sha256 in `Changes::moved`.
 //!
 //! The revision is read first, in the same transaction as the rows: every
 //! row at or below it is committed (writers serialise on the counter), so
@@ -48,6 +50,12 @@ struct PolicyDbRow {
     metadata: String,
     quota_limit: Option<i64>,
     quota_period: Option<String>,
+    /// `blake3`, or `sha256` for a key imported by hash not used since.
+    hash_algorithm: String,
+    /// The sha256 of an imported secret (`hex()` in SQLite's JSON, empty
+    /// for none).
+    #[serde(deserialize_with = "from_hex_or_empty")]
+    import_sha256: Option<Vec<u8>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -59,11 +67,11 @@ struct RetiredDbRow {
 
 const POLICY_SQL: &str = "\
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period, k.hash_algorithm, k.import_sha256 \
     FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revision > $1 \
     UNION ALL \
     SELECT k.id, k.account_id, k.permission, k.enabled, k.revoked_at, a.api_access, k.expires_at, k.secret_hash, \
-    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period \
+    k.rate_limit_requests, k.rate_limit_per_seconds, k.allowed_ips, k.allowed_routes, k.metadata, k.quota_limit, k.quota_period, k.hash_algorithm, k.import_sha256 \
     FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.revision > $1 AND k.revision <= $1";
 
 const RETIRED_SQL: &str = "\
@@ -81,9 +89,9 @@ const FULL_LOAD_PAGE: i64 = 4096;
 const SQLITE_KEY_PAGE_SQL: &str = "\
     SELECT max(n), json_group_array(json_array(id, account_id, permission, \
     iif(enabled, json('true'), json('false')), revoked_at, expires_at, hex(secret_hash), \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period)) \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period, hash_algorithm, hex(import_sha256))) \
     FROM (SELECT rowid AS n, id, account_id, permission, enabled, revoked_at, expires_at, secret_hash, \
-    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period \
+    rate_limit_requests, rate_limit_per_seconds, allowed_ips, allowed_routes, metadata, quota_limit, quota_period, hash_algorithm, import_sha256 \
     FROM api_keys WHERE rowid > $1 ORDER BY rowid LIMIT $2)";
 
 /// Accounts changed after `$1`, or whose plan did, with the plan's limits
@@ -116,11 +124,11 @@ impl Store {
         let changes = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let revision: i64 = sqlx::query_scalar(REVISION_SQL).fetch_one(&mut *tx).await?;
-            let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new(), accounts: Vec::new() };
+            let mut changes = Changes { revision, ..Changes::default() };
             if revision > since {
                 let mut rows = sqlx::query_as::<_, PolicyDbRow>(POLICY_SQL).bind(since).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await? {
-                    changes.keys.push(policy_row(row)?);
+                    push_policy(&mut changes, row)?;
                 }
                 drop(rows);
                 let retired: Vec<RetiredDbRow> = sqlx::query_as(RETIRED_SQL).bind(since).fetch_all(&mut *tx).await?;
@@ -143,15 +151,14 @@ async fn sqlite_full_load(pool: &SqlitePool) -> Result<Changes> {
     let revision: i64 = sqlx::query_scalar(REVISION_SQL).fetch_one(&mut *tx).await?;
     let access: HashMap<String, bool> =
         sqlx::query_as("SELECT id, api_access FROM accounts").fetch_all(&mut *tx).await?.into_iter().collect();
-    let mut changes = Changes { revision, keys: Vec::new(), retired: Vec::new(), accounts: Vec::new() };
+    let mut changes = Changes { revision, ..Changes::default() };
     let mut page = key_page(&mut tx, 0).await?;
     while let (Some(last), json) = page {
         // `join` polls the fetch first, so the query is on its way before
         // the decoding (which never yields) runs.
-        let (next, decoded) = futures_util::future::join(key_page(&mut tx, last), async {
-            decode_page(&json, &access, &mut changes.keys)
-        })
-        .await;
+        let (next, decoded) =
+            futures_util::future::join(key_page(&mut tx, last), async { decode_page(&json, &access, &mut changes) })
+                .await;
         decoded?;
         page = next?;
     }
@@ -169,20 +176,57 @@ async fn key_page(tx: &mut sqlx::SqliteConnection, after: i64) -> Result<(Option
     Ok(sqlx::query_as(SQLITE_KEY_PAGE_SQL).bind(after).bind(FULL_LOAD_PAGE).fetch_one(tx).await?)
 }
 
-fn decode_page(json: &str, access: &HashMap<String, bool>, keys: &mut Vec<PolicyRow>) -> Result<()> {
+fn decode_page(json: &str, access: &HashMap<String, bool>, changes: &mut Changes) -> Result<()> {
     let rows: Vec<PolicyDbRow> =
         serde_json::from_str(json).map_err(|e| StoreError::Other(format!("a key is invalid in the store: {e}")))?;
-    keys.reserve(rows.len());
+    changes.keys.reserve(rows.len());
     for mut row in rows {
         row.api_access = *access.get(&row.account_id).ok_or_else(|| corrupt(&row.id, "account"))?;
-        keys.push(policy_row(row)?);
+        push_policy(changes, row)?;
     }
     Ok(())
+}
+
+/// Files a key row where the snapshot looks for it: by blake3, or (imported
+/// as a sha256 and not used since) by that sha256.
+fn push_policy(changes: &mut Changes, row: PolicyDbRow) -> Result<()> {
+    let foreign = match row.hash_algorithm.as_str() {
+        "blake3" => false,
+        "sha256" => true,
+        _ => return Err(corrupt(&row.id, "hash algorithm")),
+    };
+    let moved = match (&row.import_sha256, foreign) {
+        (Some(sha), false) => Some(KeyHash::from_slice(sha).ok_or_else(|| corrupt(&row.id, "imported hash"))?),
+        _ => None,
+    };
+    let policy = policy_row(row)?;
+    if foreign {
+        changes.foreign.push(policy);
+    } else {
+        changes.keys.push(policy);
+        changes.moved.extend(moved);
+    }
+    Ok(())
+}
+
+/// `from_hex` for a nullable column: SQLite's `hex(NULL)` is `''` (and a
+/// JSON null would do too).
+fn from_hex_or_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Vec<u8>>, D::Error> {
+    match <Option<&str>>::deserialize(deserializer)? {
+        None | Some("") => Ok(None),
+        Some(text) => hex_bytes(text).map(Some).ok_or_else(|| serde::de::Error::custom("invalid hex")),
+    }
 }
 
 /// `hex(blob)` as SQLite writes it (upper case) back to bytes.
 fn from_hex<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<u8>, D::Error> {
     let text = <&str>::deserialize(deserializer)?;
+    hex_bytes(text).ok_or_else(|| serde::de::Error::custom("invalid hex"))
+}
+
+fn hex_bytes(text: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'A'..=b'F' => Some(c - b'A' + 10),
@@ -195,8 +239,7 @@ fn from_hex<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::R
             [high, low] => Some(digit(*high)? << 4 | digit(*low)?),
             _ => None,
         })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| serde::de::Error::custom("invalid hex"))
+        .collect()
 }
 
 fn retired_row(row: RetiredDbRow) -> Result<RetiredRow> {

@@ -120,7 +120,7 @@ fn quota_limit(quota: Option<QuotaSpec>) -> Option<i64> {
     quota.map(|q| i64::try_from(q.limit).unwrap_or(i64::MAX))
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+pub(super) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
@@ -316,12 +316,13 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let rev = bump_revision!(tx);
-            let row: Option<(Vec<u8>, Option<i64>, String, String)> =
-                sqlx::query_as("SELECT secret_hash, revoked_at, account_id, preview FROM api_keys WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (old_hash, revoked_at, account_id, old_preview) = row.ok_or(StoreError::NotFound)?;
+            let row: Option<RotatedRow> = sqlx::query_as(
+                "SELECT secret_hash, revoked_at, account_id, preview, hash_algorithm FROM api_keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (old_hash, revoked_at, account_id, old_preview, algorithm) = row.ok_or(StoreError::NotFound)?;
             if revoked_at.is_some() {
                 return Err(StoreError::Conflict("the key is revoked".into()));
             }
@@ -333,14 +334,21 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO retired_secrets (secret_hash, key_id, valid_until, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&old_hash)
-                .bind(id)
-                .bind(old_valid_until)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE api_keys SET secret_hash = $1, preview = $2, rotated_at = $3, updated_at = $3, revision = $4 WHERE id = $5")
+            // A key imported by hash and never used has no blake3 to keep in
+            // grace (retired secrets are found by blake3): its old secret
+            // stops at once.
+            let old_in_grace = algorithm == "blake3";
+            if old_in_grace {
+                sqlx::query("INSERT INTO retired_secrets (secret_hash, key_id, valid_until, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&old_hash)
+                    .bind(id)
+                    .bind(old_valid_until)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("UPDATE api_keys SET secret_hash = $1, preview = $2, rotated_at = $3, updated_at = $3, revision = $4, \
+                 hash_algorithm = 'blake3' WHERE id = $5")
                 .bind(hash.as_bytes().as_slice())
                 .bind(preview)
                 .bind(now)
@@ -357,7 +365,7 @@ impl Store {
                 .await?;
             let changes = json!({
                 "preview": { "from": old_preview, "to": preview },
-                "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)),
+                "old_secret_valid_until": crate::clock::rfc3339(if old_in_grace { old_valid_until.max(now) } else { now }),
             });
             record_audit!(tx, audit, now, "key.rotate", Some(id), Some(&account_id), changes);
             let extra = json!({ "old_secret_valid_until": crate::clock::rfc3339(old_valid_until.max(now)) });
@@ -421,6 +429,10 @@ impl Store {
         self.get_key(id).await
     }
 }
+
+/// A key about to be rotated: secret hash, revoked at, account, preview,
+/// hash algorithm.
+type RotatedRow = (Vec<u8>, Option<i64>, String, String, String);
 
 /// What a leak report found.
 #[derive(Debug, Clone, PartialEq, Eq)]

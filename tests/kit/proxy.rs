@@ -86,6 +86,7 @@ impl ProxyGateway {
             keys: rows,
             retired: vec![],
             accounts: vec![],
+            ..Default::default()
         })));
         let metrics = keygate::metrics::Metrics::new(Arc::clone(&keyset), 100).expect("metrics");
         let proxy = Proxy::new(&config, keyset, metrics).expect("proxy");

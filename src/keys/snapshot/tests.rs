@@ -18,6 +18,7 @@ fn decision_follows_the_documented_order() {
             keys: vec![PolicyRow { hash: key.hash(), policy: p }],
             retired: vec![],
             accounts: vec![],
+            ..Default::default()
         })
     };
     let k = key.expose().as_bytes();
@@ -47,12 +48,14 @@ fn retired_secret_follows_its_key_and_dies_after_grace() {
         keys: vec![PolicyRow { hash: old.hash(), policy: policy("key_1") }],
         retired: vec![],
         accounts: vec![],
+        ..Default::default()
     });
     let v2 = v1.apply(Changes {
         revision: 2,
         keys: vec![PolicyRow { hash: new.hash(), policy: policy("key_1") }],
         retired: vec![RetiredRow { hash: old.hash(), key_id: "key_1".into(), valid_until: 100 }],
         accounts: vec![],
+        ..Default::default()
     });
     assert_eq!(v2.len(), 2);
     assert!(v2.check(old.expose().as_bytes(), &Method::GET, 99).is_ok());
@@ -65,6 +68,7 @@ fn retired_secret_follows_its_key_and_dies_after_grace() {
         keys: vec![PolicyRow { hash: new.hash(), policy: revoked }],
         retired: vec![RetiredRow { hash: old.hash(), key_id: "key_1".into(), valid_until: 100 }],
         accounts: vec![],
+        ..Default::default()
     });
     assert_eq!(v3.check(old.expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
     assert_eq!(v3.check(new.expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
@@ -78,7 +82,13 @@ fn every_key_is_found_among_many_and_unknown_ones_are_not() {
     let secrets: Vec<_> = (0..20_000).map(|_| generate("kg_live")).collect();
     let rows =
         secrets.iter().enumerate().map(|(i, s)| PolicyRow { hash: s.hash(), policy: policy(&format!("key_{i}")) });
-    let set = KeySet::empty().apply(Changes { revision: 1, keys: rows.collect(), retired: vec![], accounts: vec![] });
+    let set = KeySet::empty().apply(Changes {
+        revision: 1,
+        keys: rows.collect(),
+        retired: vec![],
+        accounts: vec![],
+        ..Default::default()
+    });
     assert_eq!(set.len(), 20_000);
     for (i, s) in secrets.iter().enumerate() {
         let id = set.check(s.expose().as_bytes(), &Method::GET, 0).expect("found").key_id;
@@ -99,6 +109,7 @@ fn every_key_is_found_among_many_and_unknown_ones_are_not() {
         ],
         retired: vec![],
         accounts: vec![],
+        ..Default::default()
     });
     assert_eq!(next.len(), 20_001);
     assert_eq!(next.check(secrets[7].expose().as_bytes(), &Method::GET, 0), Err(Refusal::KeyRevoked));
