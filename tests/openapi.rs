@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// docs/admin-api.md#routes, route by route, plus the dashboard's two additions
 /// (`/v1/me`, `/v1/keys/{id}/usage`) and the identity key's rotation.
-const V1_ROUTES: [(&str, &str); 32] = [
+const V1_ROUTES: [(&str, &str); 33] = [
     ("POST", "/v1/accounts"),
     ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),

@@ -17,9 +17,9 @@ use super::json::{JsonBody, KeyView};
 use super::openapi::{Forbidden, Internal, InvalidJson, StoreUnavailable, TooLarge, Unauthorized, ValidationFailed};
 use super::{Actor, AdminState};
 use crate::clock::now_ms;
+use crate::keys::QuotaSpec;
 use crate::service::import::read_item;
 use crate::service::{ImportFailure, MAX_IMPORT};
-use crate::keys::QuotaSpec;
 use crate::store::{AuditContext, RateLimit};
 
 #[derive(Deserialize, ToSchema)]

@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(set.foreign_len(), 1);
         assert_eq!(set.len(), 2);
         let get = Method::GET;
-        let facts = Facts { method: &get, path: "/", client_ip: None, host: None };
+        let facts = Facts { method: &get, path: "/", client_ip: None, host: None, cost: 1 };
         // A check or a dry run finds it and notes nothing.
         assert!(set.check(secret, &get, 0).is_ok());
         assert!(set.dry_run(secret, &facts, 0).is_ok());

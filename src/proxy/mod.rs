@@ -508,7 +508,13 @@ impl Proxy {
                     let plan = keyset.account(&policy.account_id).map(|a| a.plan.plan_id.as_str());
                     Some(issuer.token(policy, plan, now))
                 });
-                Ok(Admitted { identity, found_in: credential.found_in, rate: decision.rate, quota: decision.quota, identity_token })
+                Ok(Admitted {
+                    identity,
+                    found_in: credential.found_in,
+                    rate: decision.rate,
+                    quota: decision.quota,
+                    identity_token,
+                })
             }
             Err(refusal) => Err(Refused {
                 problem: ProxyCode::Refused(refusal),
