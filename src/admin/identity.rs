@@ -97,8 +97,12 @@ pub async fn rotate(
     Extension(actor): Extension<Actor>,
     Extension(audit): Extension<AuditContext>,
 ) -> Result<Json<RotatedView>, ApiError> {
-    if actor.role != super::Role::Owner {
-        return Err(ApiError::Forbidden("only owner tokens rotate the identity signing key"));
+    // The key signs for every account: an owner confined to one may not
+    // rotate it under the others.
+    if actor.role != super::Role::Owner || actor.account_id.is_some() {
+        return Err(ApiError::Forbidden(
+            "only owner tokens not confined to an account rotate the identity signing key",
+        ));
     }
     let Some(issuer) = &state.identity else {
         return Err(ApiError::Conflict("identity tokens are off (proxy.identity_token)".into()));

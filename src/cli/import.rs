@@ -112,9 +112,15 @@ fn rows(text: &str, account: Option<&str>) -> Result<Vec<Row>, CliError> {
         return Err(CliError::Usage("the file is empty: it needs a header row".into()));
     };
     let columns: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
-    for c in &columns {
+    for (i, c) in columns.iter().enumerate() {
         if !COLUMNS.contains(&c.as_str()) {
-            return Err(CliError::Usage(format!("unknown column {c:?}; the columns are {}", COLUMNS.join(", "))));
+            // By position, not the cell itself: a file without its header
+            // row would print a secret here.
+            return Err(CliError::Usage(format!(
+                "column {} of the header row is not one of {} (is the header row missing?)",
+                i + 1,
+                COLUMNS.join(", ")
+            )));
         }
     }
     for needed in ["name", "permission"] {

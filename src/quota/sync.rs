@@ -78,9 +78,12 @@ impl QuotaBook {
                     owners.push(*owner);
                 }
             }
-            owners.sort();
-            owners.dedup();
         }
+        // Always in one order: two replicas' batches share owners (a key and
+        // its account), and PostgreSQL row locks taken in different orders
+        // deadlock.
+        owners.sort();
+        owners.dedup();
         for chunk in owners.chunks(BATCH) {
             self.sync(store, chunk).await;
         }

@@ -142,7 +142,8 @@ fn read_hash(index: usize, hash: Value) -> std::result::Result<KeyHash, ImportFa
     }
     let value = body.value.trim();
     let bytes = match body.encoding.as_str() {
-        "hex" => (value.len() == 64)
+        // ASCII first: slicing by byte pairs must never cut a character.
+        "hex" => (value.len() == 64 && value.is_ascii())
             .then(|| {
                 (0..32).map(|i| u8::from_str_radix(&value[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
             })
@@ -349,5 +350,15 @@ mod tests {
         let f = read_item(0, "acc_1", json!({ "secret": secret, "name": "n", "permission": "read" }));
         let (_, detail) = field(f);
         assert!(!detail.contains("legacy secret"), "{detail}");
+    }
+
+    #[test]
+    fn a_hex_hash_with_a_multibyte_character_is_refused_not_a_panic() {
+        // 64 bytes, but "é" is two of them: byte pairs would cut it.
+        let value = format!("a\u{e9}{}", "0".repeat(61));
+        assert_eq!(value.len(), 64);
+        let hash = json!({ "algorithm": "sha256", "encoding": "hex", "value": value });
+        let f = read_item(0, "acc_1", json!({ "hash": hash, "name": "n", "permission": "read" }));
+        assert_eq!(field(f).0.as_deref(), Some("hash.value"));
     }
 }

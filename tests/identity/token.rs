@@ -232,6 +232,14 @@ async fn the_stored_key_rotates_on_sqlite_and_old_tokens_still_verify() {
         AdminClient::new(&format!("http://{}", node.process.admin), created["secret"].as_str()).expect("client");
     let (s, refused) = admin.call(Method::POST, "/v1/identity/rotate", None).await;
     assert_eq!((s, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{refused}");
+    // Nor an owner confined to one account: the key signs for all of them.
+    let body = json!({ "name": "tenant owner", "role": "owner", "account_id": account });
+    let (s, created) = node.admin.call(Method::POST, "/v1/admin-tokens", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let tenant =
+        AdminClient::new(&format!("http://{}", node.process.admin), created["secret"].as_str()).expect("client");
+    let (s, refused) = tenant.call(Method::POST, "/v1/identity/rotate", None).await;
+    assert_eq!((s, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{refused}");
 
     let (s, rotated) = node.admin.call(Method::POST, "/v1/identity/rotate", None).await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
