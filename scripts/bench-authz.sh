@@ -35,19 +35,9 @@ chmod 711 "$WORK"
 mkdir -p "$WORK/tmp"
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ ${KEEP:-0} == 1 ]]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=lib/bench.sh
 source "$ROOT/scripts/lib/bench.sh"
+
 # shellcheck source=lib/ports.sh
 source "$ROOT/scripts/lib/ports.sh"
 need nginx nginx

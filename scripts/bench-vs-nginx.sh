@@ -50,27 +50,9 @@ WORK=$(mktemp -d /tmp/keygate-bench.XXXXXX)
 # nginx workers run as nobody and must reach their temp paths.
 chmod 711 "$WORK"
 mkdir -p "$WORK/tmp"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ ${KEEP:-0} == 1 ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=lib/bench.sh
 source "$ROOT/scripts/lib/bench.sh"
+
 need nginx nginx
 need wrk wrk
 need curl curl

@@ -1,10 +1,23 @@
 # Sourced by the side-by-side benchmark scripts (bench-vs-nginx.sh,
-# bench-ab.sh): installing tools, waiting for a server, one wrk run with the
+# bench-ab.sh, bench-authz.sh), once WORK is set: stopping what they start,
+# installing tools, waiting for a server, one wrk run with the
 # gateway's CPU time, and the medians of the results. The caller sets WORK,
 # BENCH, LOAD_CPU, CONN_CLOSE and RESULTS, and KEYS_FILE_<target> for each
 # target that rotates through its own seed file (else $WORK/keys.txt).
 
 log() { echo "== $*" >&2; }
+
+# Everything a script starts goes in PIDS; on exit it is stopped and $WORK
+# removed (kept with KEEP=1).
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ ${KEEP:-0} == 1 ]]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 need() {
     local tool=$1 package=$2
