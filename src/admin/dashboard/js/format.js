@@ -138,8 +138,8 @@ export function quotaLimit(q) {
   return q.period === "total" ? `${number(q.limit)} in total` : `${number(q.limit)} a ${q.period}`;
 }
 
-/** How full a quota is, 0..1, from its record and usage. */
-export function quotaFill(q, usage) {
+/** How full a quota is, 0..1, from its usage. */
+export function quotaFill(usage) {
   if (!usage) return 0;
   const all = usage.used + usage.remaining;
   return all > 0 ? Math.min(1, usage.used / all) : 1;

@@ -331,7 +331,8 @@ export function showFieldError(form, e, fallback) {
  * null where only the usage is known, as for an account's pooled quota. */
 export function quotaMeter(quota, usage, { id = null, compact = false } = {}) {
   if (!usage) return h("span", { class: "muted" }, "No quota");
-  const fill = fmt.quotaFill(quota, usage);
+  const fill = fmt.quotaFill(usage);
+  const total = Math.max(1, usage.used + usage.remaining);
   const level = fill >= 1 ? "full" : fill >= 0.8 ? "high" : "ok";
   const resets = usage.resets_at ? `resets ${fmt.relative(usage.resets_at)}` : "never resets";
   const text = `${fmt.number(usage.used)} used · ${fmt.number(usage.remaining)} left`;
@@ -344,9 +345,9 @@ export function quotaMeter(quota, usage, { id = null, compact = false } = {}) {
       class: "quota-bar",
       "aria-label": `Quota: ${text}`,
       min: 0,
-      max: Math.max(1, usage.used + usage.remaining),
-      low: 0.8 * Math.max(1, usage.used + usage.remaining),
-      high: 0.999 * Math.max(1, usage.used + usage.remaining),
+      max: total,
+      low: 0.8 * total,
+      high: 0.999 * total,
       optimum: 0,
       value: usage.used,
     }),
