@@ -3,7 +3,8 @@
 //! adjustment route, `total` credits, spending that survives a restart, an
 //! account's pooled quota, forward auth and verify spending like the proxy.
 //! `quotas/fleet.rs`: two replicas sharing a quota, and a store outage;
-//! `quotas/cli.rs`: the quota commands of the real binary.
+//! `quotas/cli.rs`: the quota commands of the real binary;
+//! `quotas/ledger.rs`: the quota book's sync against a real store.
 
 mod kit;
 
@@ -11,6 +12,8 @@ mod kit;
 mod cli;
 #[path = "quotas/fleet.rs"]
 mod fleet;
+#[path = "quotas/ledger.rs"]
+mod ledger;
 
 use std::time::{Duration, Instant};
 

@@ -4,9 +4,11 @@
 //! Each replica leases tokens from a fleet-wide token bucket kept in Redis
 //! (one GCRA "theoretical arrival time" per limit) and spends them on the
 //! request path with one atomic decrement. A background task (`sync.rs`)
-//! tops the leases up every `limits.redis_sync_interval_ms`: in one Lua
-//! call per round it hands back what a replica holds, and leases it
-//! `ceil(free / replicas)` of what is free. Tokens are only ever spent after
+//! tops a lease up when half of it is spent, when the fleet's free tokens
+//! run short, and at least every second while the limit is in use (checked
+//! every `limits.redis_sync_interval_ms`): in one Lua call per batch it
+//! hands back what the replica holds, and leases it `ceil(free / replicas)`
+//! of what is free. Tokens are only ever spent after
 //! Redis has counted them, so while Redis answers the fleet admits no more
 //! than one bucket allows, apart from the single request a replica lets
 //! through on a limit it holds no lease for (see `FleetScope::admit` and
@@ -51,8 +53,11 @@ pub struct FleetOptions {
 struct Shared {
     /// Redis answered the last sync round; when not, every limit counts alone.
     up: AtomicBool,
-    /// Wakes the sync task early for a limit that needs its first lease.
+    /// Wakes the sync task early for a limit that needs its first lease,
+    /// or whose lease is half spent.
     wake: Notify,
+    /// Replicas Redis counted in the fleet at the last sync.
+    replicas: AtomicI64,
 }
 
 /// The fleet-wide limits of this replica: one `FleetScope` per limit in use.
@@ -118,6 +123,7 @@ impl FleetLimiter {
         }
     }
 
+    #[cfg(test)]
     fn all(&self) -> Vec<Arc<FleetScope>> {
         self.scopes.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
@@ -146,8 +152,13 @@ pub struct FleetScope {
     /// Tokens leased to this replica and not yet spent; below 0 when it
     /// spent on credit (the next sync reports that as spent).
     allowance: AtomicI64,
-    /// A request came since the last sync round (it wants its lease topped up).
+    /// A request came since this limit was last synced.
     touched: AtomicBool,
+    /// Tokens of the last lease Redis gave: at half of them spent, the
+    /// sync tops the lease up.
+    leased: AtomicI64,
+    /// Local unix ms this limit was last synced.
+    synced_ms: AtomicI64,
     last_used_ms: AtomicI64,
     /// Local unix ms before which the fleet had no free token (last sync).
     empty_until_ms: AtomicI64,
@@ -167,6 +178,8 @@ impl FleetScope {
             state: AtomicU8::new(DORMANT),
             allowance: AtomicI64::new(0),
             touched: AtomicBool::new(false),
+            leased: AtomicI64::new(0),
+            synced_ms: AtomicI64::new(0),
             last_used_ms: AtomicI64::new(0),
             empty_until_ms: AtomicI64::new(0),
             full_at_ms: AtomicI64::new(0),
@@ -216,9 +229,18 @@ impl FleetScope {
         (false, Some(self.refusal(now_ms)))
     }
 
-    /// Takes one leased token if there is one.
+    /// Takes one leased token if there is one; the one that leaves half
+    /// of the last lease wakes the sync to top it up.
     fn take(&self) -> bool {
-        self.allowance.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |a| (a > 0).then(|| a - 1)).is_ok()
+        match self.allowance.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |a| (a > 0).then(|| a - 1)) {
+            Ok(before) => {
+                if before - 1 == self.leased.load(Ordering::Relaxed) / 2 {
+                    self.shared.wake.notify_one();
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The local limiter's view, with `remaining` no more than the fleet's.

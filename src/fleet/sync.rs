@@ -1,7 +1,7 @@
 //! The background half of the fleet limiter: every sync interval (or at
-//! once when a limit needs its first lease), one Lua call per batch of
-//! limits hands back what this replica holds and leases it its share of
-//! what the fleet has free; reconnects with backoff when Redis goes away,
+//! once when a limit needs its first lease or has spent half of it), one
+//! Lua call per batch of the limits that need it hands back what this
+//! replica holds and leases it its share of what the fleet has free; reconnects with backoff when Redis goes away,
 //! and hands every lease back when the gateway stops.
 //!
 //! Redis keeps, per limit, the GCRA "theoretical arrival time" in µs of
@@ -58,16 +58,20 @@ return out
 const OUTAGE_AFTER_MS: i64 = 2_000;
 /// A lease idle this long goes back to the fleet.
 const IDLE_RETURN_MS: i64 = 1_000;
+/// A limit in use is synced at least this often, so its lease follows the
+/// fleet's bucket and `remaining` stays current, even when it is neither
+/// half spent nor short.
+const REFRESH_MS: i64 = 1_000;
 /// Limits per Lua call, so one call never holds Redis for long.
 const BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One limit in a round: what was sent, to apply the answer against.
-struct Entry {
+pub(super) struct Entry {
     scope: Arc<FleetScope>,
-    held: i64,
-    lease: bool,
+    pub(super) held: i64,
+    pub(super) lease: bool,
 }
 
 impl FleetLimiter {
@@ -158,7 +162,11 @@ impl FleetLimiter {
     /// longer uses; `closing` hands everything back.
     async fn round(&self, conn: &mut Connection, sha: &str, closing: bool, limit: Duration) -> Result<(), RespError> {
         let now = now_ms();
-        let entries: Vec<Entry> = self.all().into_iter().filter_map(|s| pick(s, now, closing)).collect();
+        let replicas = self.shared.replicas.load(Ordering::Relaxed);
+        let entries: Vec<Entry> = match self.scopes.read() {
+            Ok(m) => m.values().filter_map(|s| pick(s, now, replicas, closing)).collect(),
+            Err(_) => Vec::new(),
+        };
         let replicas = format!("{}replicas", self.options.prefix);
         let stale_us = (self.options.sync_interval_ms.max(100) * 50_000).to_string();
         // With no limit to sync, an empty batch still keeps this replica
@@ -190,6 +198,7 @@ impl FleetLimiter {
             if numbers.len() != 1 + 3 * batch.len() {
                 return Err(RespError::Protocol);
             }
+            self.shared.replicas.store(numbers[0], Ordering::Relaxed);
             let now = now_ms();
             for (e, answer) in batch.iter().zip(numbers[1..].chunks_exact(3)) {
                 apply(e, answer[0], answer[1], answer[2], now);
@@ -199,20 +208,32 @@ impl FleetLimiter {
     }
 }
 
-/// Whether `scope` goes in this round, and how.
-fn pick(scope: Arc<FleetScope>, now: i64, closing: bool) -> Option<Entry> {
-    // Requests after this line count towards the next round.
-    let touched = scope.touched.swap(false, Ordering::Relaxed);
+/// Whether `scope` goes in this round, and how. A limit in use is topped
+/// up when half its lease is spent, when the fleet's free tokens run short
+/// of what the other replicas would need (so one replica never sits on
+/// tokens the others are refused for want of), and every `REFRESH_MS`;
+/// otherwise it keeps its lease and costs the round nothing. With many
+/// limits in use and few of them short, a round carries a few.
+pub(super) fn pick(scope: &Arc<FleetScope>, now: i64, replicas: i64, closing: bool) -> Option<Entry> {
+    let touched = scope.touched.load(Ordering::Relaxed);
     let state = scope.state.load(Ordering::Acquire);
     let held = scope.allowance.load(Ordering::Acquire);
     let idle = now - scope.last_used_ms.load(Ordering::Relaxed) >= IDLE_RETURN_MS;
-    let lease = !closing && (touched || state == WARMING);
+    let low = held * 2 <= scope.leased.load(Ordering::Relaxed);
+    let short = replicas > 1 && scope.fleet_free.load(Ordering::Relaxed) < held.max(1) * (replicas - 1);
+    let due = now - scope.synced_ms.load(Ordering::Relaxed) >= REFRESH_MS;
+    let lease = !closing && (state == WARMING || (touched && (low || short || due)));
     let give_back = held != 0 && (closing || (state == ACTIVE && idle) || state == DORMANT);
     if !lease && held == 0 && state == ACTIVE && idle {
         // Nothing to hand back: the next request may go on credit again.
         let _ = scope.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);
     }
-    (lease || give_back).then_some(Entry { scope, held, lease })
+    if !(lease || give_back) {
+        return None;
+    }
+    // Requests after this line count towards the next sync.
+    scope.touched.store(false, Ordering::Relaxed);
+    Some(Entry { scope: Arc::clone(scope), held, lease })
 }
 
 /// Applies Redis's answer: the lease replaces what was held (anything
@@ -226,7 +247,9 @@ fn apply(e: &Entry, leased: i64, free: i64, whole_in_us: i64, now: i64) {
     let next_token_ms = (whole_in_us / 1000 - window_ms + per_ms).max(0);
     s.empty_until_ms.store(if free > 0 || after > 0 { 0 } else { now + next_token_ms }, Ordering::Relaxed);
     s.full_at_ms.store(now + whole_in_us / 1000, Ordering::Relaxed);
+    s.synced_ms.store(now, Ordering::Relaxed);
     if e.lease {
+        s.leased.store(leased, Ordering::Relaxed);
         s.state.store(ACTIVE, Ordering::Release);
     } else if after == 0 {
         let _ = s.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);

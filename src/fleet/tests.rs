@@ -113,3 +113,54 @@ fn an_account_limit_is_its_own_scope_and_refuses_as_the_account() {
     assert_eq!(info.map(|i| i.scope), Some(RateScope::Account), "the refusal names the pooled limit");
     assert!(key.admit(1_000, allow).0, "the key's own limit is untouched");
 }
+
+#[test]
+fn a_lease_in_use_is_synced_when_half_spent_short_or_a_second_old() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope(RateScope::Key, "a", Quota { requests: 1_000, per_seconds: 1 });
+    let lease = |held: i64, free: i64, synced: i64| {
+        s.state.store(ACTIVE, Ordering::Relaxed);
+        s.leased.store(100, Ordering::Relaxed);
+        s.allowance.store(held, Ordering::Relaxed);
+        s.fleet_free.store(free, Ordering::Relaxed);
+        s.synced_ms.store(synced, Ordering::Relaxed);
+        s.last_used_ms.store(10_000, Ordering::Relaxed);
+        s.touched.store(true, Ordering::Relaxed);
+    };
+    let picked = |replicas: i64| sync::pick(&s, 10_000, replicas, false).map(|e| (e.lease, e.held));
+    lease(60, 900, 9_500);
+    assert_eq!(picked(1), None, "most of the lease left, plenty free, synced 0.5 s ago: not in the round");
+    assert!(s.touched.load(Ordering::Relaxed), "still owed a sync");
+    lease(50, 900, 9_500);
+    assert_eq!(picked(1), Some((true, 50)), "half spent");
+    assert!(!s.touched.load(Ordering::Relaxed));
+    lease(60, 900, 9_000);
+    assert_eq!(picked(1), Some((true, 60)), "a second old");
+    lease(60, 100, 9_500);
+    assert_eq!(picked(1), None, "alone in the fleet, nobody else needs the free tokens");
+    assert_eq!(picked(3), Some((true, 60)), "two others could not each hold as much: rebalance");
+    lease(60, 900, 9_500);
+    s.touched.store(false, Ordering::Relaxed);
+    s.synced_ms.store(0, Ordering::Relaxed);
+    assert_eq!(picked(1), None, "not used since the last sync: nothing to top up");
+}
+
+#[test]
+fn the_token_that_leaves_half_the_lease_wakes_the_sync() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope(RateScope::Key, "a", Q);
+    s.state.store(ACTIVE, Ordering::Relaxed);
+    s.leased.store(4, Ordering::Relaxed);
+    s.allowance.store(4, Ordering::Relaxed);
+    let woken = || {
+        let notified = f.shared.wake.notified();
+        tokio::pin!(notified);
+        notified.enable()
+    };
+    assert!(s.admit(1, allow).0);
+    assert!(!woken(), "3 of 4 left");
+    assert!(s.admit(1, allow).0);
+    assert!(woken(), "2 of 4 left: top up now, not at the next round");
+}

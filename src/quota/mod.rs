@@ -8,12 +8,14 @@
 //! it to the store). A request costing `c` passes when the fleet's
 //! remaining as last known — `limit + adjust - used - in_flight - spent` —
 //! is at least `c`: never refused merely because the local reservation ran
-//! dry. Units spent beyond the reservation are spent on credit, at most
-//! `limits.quota_block` of them before the store confirms (then the request
-//! is refused with `Retry-After: 1` until it does). Since reservations are
-//! counted in the store before they are spent, and each replica spends at
-//! most `quota_block` units beyond its own, a fleet overshoots a quota by
-//! at most replicas × `quota_block`; a single replica is exact.
+//! dry. Units spent beyond the reservation are spent on credit: at most
+//! `limits.quota_block` of them before the store confirms, and never units
+//! another replica holds (then the request is refused with `Retry-After: 1`
+//! and the owner synced at once). Since reservations are counted in the
+//! store before they are spent, and each replica spends at most
+//! `quota_block` units that no reservation covers, a fleet overshoots a
+//! quota by at most replicas × `quota_block`, however large the
+//! reservations; a single replica is exact.
 //!
 //! When the store cannot be reached the book counts alone (no credit cap:
 //! the last known remaining is the only bound) and catches up when it is
@@ -22,6 +24,8 @@
 //! operations; keys without a quota never touch the book.
 
 mod sync;
+
+pub use sync::Round;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,14 +98,20 @@ struct CellState {
     used: u64,
     adjust: i64,
     granted: u64,
+    /// Units the other replicas held ahead at the last sync: not this
+    /// replica's to spend, even on credit.
+    others: u64,
     spent: u64,
     in_flight: u64,
     /// Spent in an earlier period, not flushed yet: (period start, units).
     carry: Option<(i64, u64)>,
-    /// Unix ms of the last spending, so an idle reservation goes back.
+    /// Unix ms of the last spending (or of a request that waited for a
+    /// reservation), so an idle reservation goes back.
     last_spent_ms: i64,
-    /// In the book's `dirty` set, waiting for the next sync.
+    /// In the book's `dirty` set, waiting for a sync.
     listed: bool,
+    /// Unix ms of the last sync the store answered.
+    synced_ms: i64,
 }
 
 impl CellState {
@@ -123,6 +133,7 @@ impl CellState {
             in_flight: self.in_flight,
             last_spent_ms: self.last_spent_ms,
             listed: self.listed,
+            synced_ms: self.synced_ms,
             ..CellState::default()
         };
     }
@@ -131,6 +142,18 @@ impl CellState {
     /// since.
     fn remaining(&self, spec: QuotaSpec) -> u64 {
         quota_remaining(spec.limit, self.used, self.adjust).saturating_sub(self.in_flight + self.spent)
+    }
+
+    /// Half the reservation is spent, or there is none: time to ask.
+    fn low(&self) -> bool {
+        self.granted == 0 || 2 * (self.in_flight + self.spent) > self.granted
+    }
+
+    /// Whether spending `cost` more must wait for the store: it would go
+    /// beyond this replica's reservation by more than `block`, or into units
+    /// another replica holds. Either could be spent twice across the fleet.
+    fn must_wait(&self, spec: QuotaSpec, cost: u64, block: u64) -> bool {
+        self.credit_after(cost) > block || self.remaining(spec).saturating_sub(self.others) < cost
     }
 
     /// Units spent beyond the reservation if `cost` more were spent.
@@ -229,19 +252,28 @@ impl QuotaBook {
         // in opposite orders.
         let mut guards = [0, 1].map(|i| slots[i].as_ref().map(|s| s.3.state.lock().unwrap_or_else(|p| p.into_inner())));
         for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
-            let (Some((scope, _, spec, _)), Some(state)) = (slot, guard) else { continue };
+            let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
             state.spec = Some(*spec);
             state.roll(*spec, now_ms);
             let verdict = if state.remaining(*spec) < cost {
                 Verdict::Spent
-            } else if shared && state.credit_after(cost) > block {
+            } else if shared && state.must_wait(*spec, cost, block) {
                 Verdict::Wait
             } else {
                 continue;
             };
             let refusal = info(*scope, *spec, state, now_ms, Some(verdict));
+            let waiting = verdict == Verdict::Wait && spend;
+            if waiting {
+                // The next sync asks a reservation for this owner.
+                state.last_spent_ms = now_ms;
+                if !state.listed {
+                    state.listed = true;
+                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
+                }
+            }
             drop(guards);
-            if verdict == Verdict::Wait {
+            if waiting {
                 self.wake.notify_one();
             }
             return Err(refusal);
@@ -253,7 +285,7 @@ impl QuotaBook {
             if spend {
                 state.spent += cost;
                 state.last_spent_ms = now_ms;
-                low |= state.credit_after(block / 2) > 0;
+                low |= state.low();
                 // Listed once per sync, so the set's lock is not taken on
                 // every request.
                 if !state.listed {

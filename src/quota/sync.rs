@@ -23,8 +23,24 @@ const TICK: Duration = Duration::from_millis(200);
 const RENEW_MS: i64 = LEASE_TTL_MS / 3;
 /// A cell with no spending for this long gives its reservation back.
 const IDLE_MS: i64 = 2_000;
-/// Owners per sync transaction.
+/// Owners per sync transaction, and owners flushed a round beyond those
+/// that must be.
 const BATCH: usize = 256;
+/// A busy owner reserves up to this many `quota_block`s (a second of its
+/// spending); only credit, never more than one block, is beyond the bound.
+const MAX_BLOCKS: u64 = 64;
+
+/// What a round does besides syncing the owners that must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// A tick or a wake.
+    Tick,
+    /// Every `RENEW_MS`: also give idle reservations back and keep the
+    /// leases alive.
+    Renew,
+    /// At shutdown: flush everything.
+    Last,
+}
 
 /// A sync taken from a cell: what it sends, and where its answer goes.
 struct Taken {
@@ -55,37 +71,69 @@ impl QuotaBook {
                 if renew {
                     last_renew = now;
                 }
-                this.round(&store, renew).await;
+                this.round(&store, if renew { Round::Renew } else { Round::Tick }).await;
             }
             // Flush what is left, then give back every reservation.
-            this.round(&store, true).await;
+            this.round(&store, Round::Last).await;
             if let Err(e) = store.release_quota_leases(&this.replica_id).await {
                 tracing::warn!(error = %e, "could not give back quota reservations; they lapse on their own");
             }
         })
     }
 
-    /// One round: the owners spent from since the last one, and with
-    /// `renew` every owner holding a reservation.
-    pub async fn round(&self, store: &Store, renew: bool) {
-        let mut owners: Vec<InlineId> =
+    /// One round. Owners whose reservation runs low or who carry an
+    /// earlier period's spending are synced at once; the rest of what was
+    /// spent since is flushed oldest first, at most one batch a round, so
+    /// a round's cost does not grow with the number of owners in use.
+    /// `Renew` also gives idle reservations back and keeps this replica's
+    /// leases alive; `Last` flushes everything.
+    pub async fn round(&self, store: &Store, kind: Round) {
+        let now = now_ms();
+        let listed: Vec<InlineId> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
-        if renew {
+        let mut owners = Vec::new();
+        let mut later: Vec<(i64, InlineId)> = Vec::new();
+        {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
-            for (owner, cell) in cells.iter() {
+            for owner in listed {
+                let Some(cell) = cells.get(&owner) else { continue };
                 let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
-                if state.granted > 0 || state.carry.is_some() || state.spent > 0 {
-                    owners.push(*owner);
+                if kind == Round::Last || state.carry.is_some() || state.low() {
+                    owners.push(owner);
+                } else {
+                    later.push((state.synced_ms, owner));
+                }
+            }
+            if kind != Round::Tick {
+                for (owner, cell) in cells.iter() {
+                    let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if !state.listed && state.granted > 0 && now - state.last_spent_ms >= IDLE_MS {
+                        owners.push(*owner);
+                    }
                 }
             }
         }
-        // Always in one order: two replicas' batches share owners (a key and
-        // its account), and PostgreSQL row locks taken in different orders
-        // deadlock.
+        if later.len() > BATCH {
+            later.select_nth_unstable(BATCH);
+            // Still listed: flushed by a later round.
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(BATCH..).map(|(_, o)| o));
+        }
+        owners.extend(later.into_iter().map(|(_, o)| o));
         owners.sort();
         owners.dedup();
         for chunk in owners.chunks(BATCH) {
             self.sync(store, chunk).await;
+        }
+        if kind == Round::Renew {
+            if let Err(e) = store.renew_quota_leases(&self.replica_id).await {
+                self.unreachable(&e);
+            }
+        }
+    }
+
+    fn unreachable(&self, e: &StoreError) {
+        if self.shared.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "quota store unreachable: counting quotas on this replica alone");
         }
     }
 
@@ -109,7 +157,16 @@ impl QuotaBook {
                 batch.push(QuotaSync { owner_id: owner.to_string(), spec, period_start, spent, want: 0 });
             }
             state.in_flight += std::mem::take(&mut state.spent);
-            let want = if now - state.last_spent_ms < IDLE_MS { block } else { 0 };
+            let want = if now - state.last_spent_ms >= IDLE_MS {
+                0
+            } else {
+                // About a second of this owner's spending since the last
+                // sync, at least one block: a busy owner comes back for more
+                // a few times a second, not hundreds.
+                let elapsed = u64::try_from(now - state.synced_ms).unwrap_or(0);
+                let rate = if state.synced_ms > 0 && elapsed > 0 { state.in_flight * 1_000 / elapsed } else { 0 };
+                rate.clamp(block, block.saturating_mul(MAX_BLOCKS).max(block))
+            };
             batch.push(QuotaSync {
                 owner_id: owner.to_string(),
                 spec,
@@ -133,17 +190,17 @@ impl QuotaBook {
                     let (Some(cell), Some(answer)) = (cells.get(&t.owner), answers.get(t.answer)) else { continue };
                     let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
                     state.in_flight = 0;
+                    state.synced_ms = now;
                     if state.period_start == t.period_start {
                         state.used = answer.used;
                         state.adjust = answer.adjust;
                         state.granted = answer.granted;
+                        state.others = answer.others_held;
                     }
                 }
             }
             Err(e) => {
-                if self.shared.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "quota store unreachable: counting quotas on this replica alone");
-                }
+                self.unreachable(&e);
                 // Nothing reached the store: what was in flight is spent
                 // again, to be flushed by the next round.
                 for t in &taken {

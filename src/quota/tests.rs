@@ -157,3 +157,27 @@ fn adjustments_in_the_ledger_move_what_remains() {
     }
     assert_eq!(book.spend(key(10, Period::Day), None, 5, now).expect("5 more").map(|i| i.remaining), Some(0));
 }
+
+#[test]
+fn credit_never_spends_what_another_replica_holds() {
+    let book = QuotaBook::new(10);
+    let now = at("2026-12-03T12:00:00Z");
+    let q = key(100, Period::Day);
+    {
+        // A sync answered: 80 used, 5 reserved here, 12 held by others.
+        let cell = book.cell(id("key_1"));
+        let mut state = cell.state.lock().expect("lock");
+        state.spec = q.map(|(_, s)| s);
+        state.roll(q.expect("spec").1, now);
+        (state.used, state.granted, state.others) = (80, 5, 12);
+    }
+    // 20 remain in the fleet, 12 of them someone else's: 8 are for here,
+    // the 5 reserved and 3 on credit (fewer than the block of 10).
+    assert!(book.spend(q, None, 8, now).is_ok());
+    let waiting = book.spend(q, None, 1, now).expect_err("the rest is held elsewhere");
+    assert_eq!((waiting.retry_after_seconds, waiting.remaining), (Some(1), 12), "wait, not spent");
+    assert!(book.dirty.lock().expect("lock").contains(&id("key_1")), "the owner is synced at once");
+    // Alone (the store out of reach) the last known remaining decides.
+    book.shared.store(false, Ordering::Relaxed);
+    assert!(book.spend(q, None, 12, now).is_ok());
+}

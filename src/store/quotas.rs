@@ -11,7 +11,7 @@
 //! locks it (PostgreSQL) or the database (SQLite), so two replicas never
 //! reserve the same units.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
@@ -107,47 +107,68 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes spending and renews this replica's leases, all owners in one
-    /// transaction; answers in the order asked.
+    /// Flushes spending and sets this replica's leases, all owners in one
+    /// transaction of a few multi-row statements (whatever the number of
+    /// owners); answers in the order asked. A sync for an earlier period
+    /// (spending carried over a period's end) is flushed and reserves
+    /// nothing.
     pub async fn sync_quotas(&self, replica_id: &str, syncs: &[QuotaSync]) -> Result<Vec<QuotaLedger>> {
+        if syncs.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let mut out = Vec::with_capacity(syncs.len());
+        let stale = now - LEASE_TTL_MS;
+        // One row per owner and period, in one order: two replicas' batches
+        // share owners, and row locks taken in different orders deadlock.
+        let mut rows: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+        // Each owner's latest period: the one it reserves in.
+        let mut current: BTreeMap<&str, &QuotaSync> = BTreeMap::new();
+        for s in syncs {
+            *rows.entry((s.owner_id.as_str(), s.period_start)).or_default() += s.spent;
+            let latest = current.entry(s.owner_id.as_str()).or_insert(s);
+            if s.period_start > latest.period_start {
+                *latest = s;
+            }
+        }
+        let mut ledger: HashMap<(String, i64), (u64, i64)> = HashMap::with_capacity(rows.len());
+        let mut others: HashMap<String, u64> = HashMap::new();
+        let mut granted: HashMap<&str, u64> = HashMap::new();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for s in syncs {
-                let (used, adjust): (i64, i64) = sqlx::query_as(
-                    "INSERT INTO quota_ledger (owner_id, period_start, used, adjust, updated_at) VALUES ($1, $2, $3, 0, $4) \
-                     ON CONFLICT (owner_id, period_start) DO UPDATE SET used = quota_ledger.used + excluded.used, \
-                     updated_at = excluded.updated_at RETURNING used, adjust",
-                )
-                .bind(&s.owner_id)
-                .bind(s.period_start)
-                .bind(to_i64(s.spent))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM quota_leases WHERE owner_id = $1 AND (seen_at < $2 OR period_start <> $3)")
-                    .bind(&s.owner_id)
-                    .bind(now - LEASE_TTL_MS)
-                    .bind(s.period_start)
-                    .execute(&mut *tx)
-                    .await?;
-                let others: i64 = sqlx::query_scalar(
-                    "SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM quota_leases \
-                     WHERE owner_id = $1 AND period_start = $2 AND replica_id <> $3",
-                )
-                .bind(&s.owner_id)
-                .bind(s.period_start)
-                .bind(replica_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let (used, others) = (to_u64(used), to_u64(others));
-                // `quota.threshold` (80 and 100 % of the limit with its
-                // adjustments), in this transaction: the event is written
-                // with the spending that crossed it, once per period however
-                // many replicas cross it.
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO quota_ledger (owner_id, period_start, used, adjust, updated_at) ",
+            );
+            qb.push_values(&rows, |mut row, ((owner, period_start), spent)| {
+                row.push_bind(*owner).push_bind(*period_start).push_bind(to_i64(*spent)).push_bind(0_i64).push_bind(now);
+            });
+            qb.push(
+                " ON CONFLICT (owner_id, period_start) DO UPDATE SET used = quota_ledger.used + excluded.used, \
+                 updated_at = excluded.updated_at RETURNING owner_id, period_start, used, adjust",
+            );
+            let answered: Vec<(String, i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            ledger.extend(answered.into_iter().map(|(o, p, used, adjust)| ((o, p), (to_u64(used), adjust))));
+
+            // What the other live replicas hold of each owner's current period.
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT l.owner_id, CAST(SUM(l.held) AS BIGINT) FROM quota_leases l JOIN (",
+            );
+            qb.push_values(current.values(), |mut row, s| {
+                row.push_bind(s.owner_id.as_str()).push_bind(s.period_start);
+            });
+            qb.push(") AS v ON l.owner_id = v.column1 AND l.period_start = v.column2 WHERE l.replica_id <> ");
+            qb.push_bind(replica_id).push(" AND l.seen_at >= ").push_bind(stale).push(" GROUP BY l.owner_id");
+            let held: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            others.extend(held.into_iter().map(|(o, n)| (o, to_u64(n))));
+
+            // `quota.threshold` (80 and 100 % of the limit with its
+            // adjustments), in this transaction: the event is written with
+            // the spending that crossed it, once per period however many
+            // replicas cross it.
+            for s in current.values() {
+                let Some(&(used, adjust)) = ledger.get(&(s.owner_id.clone(), s.period_start)) else { continue };
+                let spent = rows.get(&(s.owner_id.as_str(), s.period_start)).copied().unwrap_or(0);
                 let limit = remaining(s.spec.limit, 0, adjust);
-                for threshold in QuotaThreshold::crossed(limit, used.saturating_sub(s.spent), used) {
+                for threshold in QuotaThreshold::crossed(limit, used.saturating_sub(spent), used) {
                     let account_id: Option<String> = if s.owner_id.starts_with("acc_") {
                         Some(s.owner_id.clone())
                     } else {
@@ -169,33 +190,70 @@ impl Store {
                     };
                     emit_quota_threshold!(tx, &crossing, now);
                 }
-                let free = remaining(s.spec.limit, used, adjust).saturating_sub(others);
-                let granted = s.want.min(free);
-                if granted > 0 {
-                    sqlx::query(
-                        "INSERT INTO quota_leases (owner_id, period_start, replica_id, held, seen_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner_id, period_start, replica_id) \
-                         DO UPDATE SET held = excluded.held, seen_at = excluded.seen_at",
-                    )
-                    .bind(&s.owner_id)
-                    .bind(s.period_start)
-                    .bind(replica_id)
-                    .bind(to_i64(granted))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                } else {
-                    sqlx::query("DELETE FROM quota_leases WHERE owner_id = $1 AND replica_id = $2")
-                        .bind(&s.owner_id)
-                        .bind(replica_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                out.push(QuotaLedger { used, adjust, others_held: others, granted });
+                let free = remaining(s.spec.limit, used, adjust)
+                    .saturating_sub(others.get(&s.owner_id).copied().unwrap_or(0));
+                granted.insert(s.owner_id.as_str(), s.want.min(free));
+            }
+
+            // This replica's leases: the old ones of these owners go (an
+            // earlier period's with them), the new ones are written.
+            let mut qb = sqlx::QueryBuilder::new("DELETE FROM quota_leases WHERE replica_id = ");
+            qb.push_bind(replica_id).push(" AND owner_id IN (");
+            let mut ids = qb.separated(", ");
+            for owner in current.keys() {
+                ids.push_bind(*owner);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await?;
+            let leases: Vec<(&QuotaSync, u64)> =
+                current.values().filter_map(|s| Some((*s, *granted.get(s.owner_id.as_str()).filter(|g| **g > 0)?))).collect();
+            if !leases.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO quota_leases (owner_id, period_start, replica_id, held, seen_at) ",
+                );
+                qb.push_values(&leases, |mut row, (s, held)| {
+                    row.push_bind(s.owner_id.as_str())
+                        .push_bind(s.period_start)
+                        .push_bind(replica_id)
+                        .push_bind(to_i64(*held))
+                        .push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (owner_id, period_start, replica_id) \
+                     DO UPDATE SET held = excluded.held, seen_at = excluded.seen_at",
+                );
+                qb.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
-        Ok(out)
+        Ok(syncs
+            .iter()
+            .map(|s| {
+                let (used, adjust) = ledger.get(&(s.owner_id.clone(), s.period_start)).copied().unwrap_or((0, 0));
+                let latest = current.get(s.owner_id.as_str()).is_some_and(|c| c.period_start == s.period_start);
+                QuotaLedger {
+                    used,
+                    adjust,
+                    others_held: if latest { others.get(&s.owner_id).copied().unwrap_or(0) } else { 0 },
+                    granted: if latest { granted.get(s.owner_id.as_str()).copied().unwrap_or(0) } else { 0 },
+                }
+            })
+            .collect())
+    }
+
+    /// Keeps this replica's leases alive (one statement, however many it
+    /// holds) and removes the leases of replicas that went away.
+    pub async fn renew_quota_leases(&self, replica_id: &str) -> Result<()> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE quota_leases SET seen_at = $1 WHERE replica_id = $2")
+                .bind(now)
+                .bind(replica_id)
+                .execute(pool)
+                .await?;
+            sqlx::query("DELETE FROM quota_leases WHERE seen_at < $1").bind(now - LEASE_TTL_MS).execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// Gives back every unit this replica holds ahead (at shutdown).

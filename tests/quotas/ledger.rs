@@ -1,0 +1,145 @@
+//! The quota book syncing with a real store (a SQLite file, a fresh
+//! PostgreSQL database), without a gateway: what a round sends when many
+//! owners are in use, and how large a busy owner's reservation grows.
+
+use keygate::clock::now_ms;
+use keygate::config::StoreConfig;
+use keygate::keys::{InlineId, Period, QuotaSpec};
+use keygate::quota::{QuotaBook, Round};
+use keygate::store::Store;
+use sqlx::{PgPool, SqlitePool};
+
+use super::kit::pg;
+
+const SPEC: QuotaSpec = QuotaSpec { limit: 1_000_000, period: Period::Month };
+
+struct Ledger {
+    store: Store,
+    url: String,
+    _dir: tempfile::TempDir,
+    _db: Option<pg::Database>,
+}
+
+async fn ledger(db: Option<pg::Database>) -> Ledger {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = match &db {
+        Some(db) => db.url(),
+        None => format!("sqlite://{}", dir.path().join("ledger.db").display()),
+    };
+    let config = StoreConfig { url: url.clone(), ..StoreConfig::default() };
+    let store = Store::connect(&config).await.expect("store");
+    Ledger { store, url, _dir: dir, _db: db }
+}
+
+impl Ledger {
+    /// Units spent in the ledger over `owners`' current periods.
+    async fn used(&self, owners: &[InlineId]) -> u64 {
+        let refs: Vec<(&str, QuotaSpec)> = owners.iter().map(|o| (o.as_str(), SPEC)).collect();
+        self.store.quota_ledger(&refs, now_ms()).await.expect("ledger").values().map(|(used, _)| used).sum()
+    }
+
+    /// The units each replica holds ahead for `owner`.
+    async fn held(&self, owner: &str) -> Vec<i64> {
+        let sql = "SELECT held FROM quota_leases WHERE owner_id = $1 ORDER BY held";
+        if self.url.starts_with("sqlite:") {
+            let pool = SqlitePool::connect(&self.url).await.expect("sqlite");
+            sqlx::query_scalar(sql).bind(owner).fetch_all(&pool).await.expect("leases")
+        } else {
+            let pool = PgPool::connect(&self.url).await.expect("postgres");
+            sqlx::query_scalar(sql).bind(owner).fetch_all(&pool).await.expect("leases")
+        }
+    }
+}
+
+fn owner(i: usize) -> InlineId {
+    InlineId::new(&format!("key_many{i:012}")).expect("id")
+}
+
+fn spend(book: &QuotaBook, owner: InlineId, cost: u64) -> bool {
+    book.spend(Some((owner, SPEC)), None, cost, now_ms()).is_ok()
+}
+
+/// 600 owners in use: a round syncs every owner short of its reservation
+/// at once, but flushes at most 256 of the others, oldest first, so its
+/// cost does not grow with the number of owners; later rounds flush the
+/// rest and nothing is lost.
+async fn a_round_flushes_at_most_a_batch_beyond_the_short(db: Option<pg::Database>) {
+    let l = ledger(db).await;
+    let book = QuotaBook::new(10);
+    let owners: Vec<InlineId> = (0..600).map(owner).collect();
+    // First use: no reservation yet, so every owner is short.
+    for o in &owners {
+        assert!(spend(&book, *o, 1));
+    }
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.used(&owners).await, 600, "every short owner is synced in the round");
+    assert_eq!(l.held(owners[0].as_str()).await, vec![10], "each reserved a block");
+    // One unit each: within the reservation, nobody is short.
+    for o in &owners {
+        assert!(spend(&book, *o, 1));
+    }
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.used(&owners).await, 600 + 256);
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.used(&owners).await, 600 + 512);
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.used(&owners).await, 1_200, "the rest in the next round");
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.used(&owners).await, 1_200, "nothing counted twice");
+    assert!(book.shared());
+}
+
+#[tokio::test]
+async fn a_round_flushes_at_most_a_batch_beyond_the_short_on_sqlite() {
+    a_round_flushes_at_most_a_batch_beyond_the_short(None).await;
+}
+
+#[tokio::test]
+async fn a_round_flushes_at_most_a_batch_beyond_the_short_on_postgres() {
+    let Some(db) = pg::fresh().await else { return };
+    a_round_flushes_at_most_a_batch_beyond_the_short(Some(db)).await;
+}
+
+/// A busy owner reserves about a second of its spending, at most 64
+/// blocks, so it comes back for more a few times a second; what it may
+/// spend beyond the reservation stays one block.
+async fn a_busy_owner_reserves_more_but_credit_stays_one_block(db: Option<pg::Database>) {
+    let l = ledger(db).await;
+    let book = QuotaBook::new(10);
+    let o = owner(1);
+    assert!(spend(&book, o, 1));
+    book.round(&l.store, Round::Tick).await;
+    assert_eq!(l.held(o.as_str()).await, vec![10]);
+    // 19 units in a few ms: the block of 10 and 9 of credit.
+    assert!(spend(&book, o, 19));
+    book.round(&l.store, Round::Tick).await;
+    let held = l.held(o.as_str()).await;
+    let [held] = held[..] else { panic!("one lease: {held:?}") };
+    // 19 units since the last sync: over 10 a second unless the round took
+    // 1.9 s; at most 64 blocks however fast.
+    assert!((11..=640).contains(&held), "grown with the spending, capped at 64 blocks: {held}");
+    let held = u64::try_from(held).expect("positive");
+    // The reservation, then one block of credit, then wait for the store.
+    assert!(spend(&book, o, held));
+    assert!(spend(&book, o, 10));
+    assert!(!spend(&book, o, 1), "credit beyond the reservation is one block");
+    book.round(&l.store, Round::Tick).await;
+    assert!(spend(&book, o, 1));
+    assert_eq!(l.used(&[o]).await, 1 + 19 + held + 10);
+    // A second replica sees the first one's reservation as taken.
+    let other = QuotaBook::new(10);
+    assert!(spend(&other, o, 1));
+    other.round(&l.store, Round::Tick).await;
+    assert_eq!(l.held(o.as_str()).await.len(), 2, "both replicas hold a lease");
+}
+
+#[tokio::test]
+async fn a_busy_owner_reserves_more_but_credit_stays_one_block_on_sqlite() {
+    a_busy_owner_reserves_more_but_credit_stays_one_block(None).await;
+}
+
+#[tokio::test]
+async fn a_busy_owner_reserves_more_but_credit_stays_one_block_on_postgres() {
+    let Some(db) = pg::fresh().await else { return };
+    a_busy_owner_reserves_more_but_credit_stays_one_block(Some(db)).await;
+}
