@@ -25,7 +25,7 @@ mod sync;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
 
@@ -58,6 +58,9 @@ struct Shared {
     wake: Notify,
     /// Replicas Redis counted in the fleet at the last sync.
     replicas: AtomicI64,
+    /// Limits that woke the sync (a first lease, half spent): the rounds
+    /// between two full scans look at these, not at every limit.
+    urgent: Mutex<Vec<Arc<FleetScope>>>,
 }
 
 /// The fleet-wide limits of this replica: one `FleetScope` per limit in use.
@@ -108,7 +111,7 @@ impl FleetLimiter {
         {
             return s;
         }
-        let fresh = || Arc::new(FleetScope::new(&name, kind, quota, Arc::clone(&self.shared)));
+        let fresh = || Arc::new_cyclic(|me| FleetScope::new(me.clone(), &name, kind, quota, Arc::clone(&self.shared)));
         match self.scopes.write() {
             Ok(mut m) => {
                 let entry = m.entry(name.as_str().into()).or_insert_with(fresh);
@@ -143,6 +146,8 @@ fn hostname() -> String {
 /// One fleet-wide limit as this replica sees it: the tokens it holds.
 #[derive(Debug)]
 pub struct FleetScope {
+    /// Itself, to hand to the sync when it wakes it.
+    me: Weak<FleetScope>,
     name: Box<str>,
     /// Which limit this is, for the headers of a refusal.
     kind: RateScope,
@@ -169,8 +174,9 @@ pub struct FleetScope {
 }
 
 impl FleetScope {
-    fn new(name: &str, kind: RateScope, quota: Quota, shared: Arc<Shared>) -> FleetScope {
+    fn new(me: Weak<FleetScope>, name: &str, kind: RateScope, quota: Quota, shared: Arc<Shared>) -> FleetScope {
         FleetScope {
+            me,
             name: name.into(),
             kind,
             quota,
@@ -217,7 +223,7 @@ impl FleetScope {
             && now_ms >= self.empty_until_ms.load(Ordering::Relaxed)
             && self.state.compare_exchange(DORMANT, WARMING, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         if on_credit {
-            self.shared.wake.notify_one();
+            self.wake();
             let (allowed, info) = local();
             if allowed {
                 self.allowance.fetch_sub(1, Ordering::Relaxed);
@@ -229,13 +235,22 @@ impl FleetScope {
         (false, Some(self.refusal(now_ms)))
     }
 
+    /// Puts this limit in the next round, now. Rare: a first lease, or
+    /// once per lease at half of it.
+    fn wake(&self) {
+        if let Some(me) = self.me.upgrade() {
+            self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()).push(me);
+        }
+        self.shared.wake.notify_one();
+    }
+
     /// Takes one leased token if there is one; the one that leaves half
     /// of the last lease wakes the sync to top it up.
     fn take(&self) -> bool {
         match self.allowance.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |a| (a > 0).then(|| a - 1)) {
             Ok(before) => {
                 if before - 1 == self.leased.load(Ordering::Relaxed) / 2 {
-                    self.shared.wake.notify_one();
+                    self.wake();
                 }
                 true
             }

@@ -67,6 +67,15 @@ const BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// What the sync task remembers between rounds.
+#[derive(Default)]
+struct Rounds {
+    /// Local unix ms of the last round that looked at every limit.
+    scanned_ms: i64,
+    /// The limits leased in the last round.
+    hot: Vec<Arc<FleetScope>>,
+}
+
 /// One limit in a round: what was sent, to apply the answer against.
 pub(super) struct Entry {
     scope: Arc<FleetScope>,
@@ -83,9 +92,10 @@ impl FleetLimiter {
 
     async fn run(&self, shutdown: Shutdown) {
         let interval = Duration::from_millis(self.options.sync_interval_ms);
+        let mut rounds = Rounds::default();
         let limit = (interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(5));
         let mut backoff = BACKOFF_MIN;
-        let mut rounds: u64 = 0;
+        let mut done: u64 = 0;
         while !shutdown.is_triggered() {
             let mut conn = match self.connect(limit).await {
                 Ok(c) => c,
@@ -100,7 +110,7 @@ impl FleetLimiter {
                 }
             };
             loop {
-                if let Err(e) = self.round(&mut conn.0, &conn.1, false, limit).await {
+                if let Err(e) = self.round(&mut conn.0, &conn.1, &mut rounds, false, limit).await {
                     self.down(&e, backoff);
                     break;
                 }
@@ -109,15 +119,15 @@ impl FleetLimiter {
                     tracing::info!(redis = ?self.options.url, "redis reachable: rate limits are shared by the fleet");
                 }
                 backoff = BACKOFF_MIN;
-                rounds += 1;
-                if rounds.is_multiple_of(200) {
+                done += 1;
+                if done.is_multiple_of(200) {
                     self.prune();
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = self.shared.wake.notified() => {}
                     _ = shutdown.wait() => {
-                        if let Err(e) = self.round(&mut conn.0, &conn.1, true, limit).await {
+                        if let Err(e) = self.round(&mut conn.0, &conn.1, &mut rounds, true, limit).await {
                             tracing::warn!(error = %e, "cannot hand the rate-limit leases back to redis");
                         }
                         // Requests still draining count on this replica alone.
@@ -158,15 +168,38 @@ impl FleetLimiter {
         }
     }
 
-    /// One round over every limit that wants a lease or holds one it no
-    /// longer uses; `closing` hands everything back.
-    async fn round(&self, conn: &mut Connection, sha: &str, closing: bool, limit: Duration) -> Result<(), RespError> {
+    /// One round over the limits that want a lease or hold one they no
+    /// longer use; `closing` hands everything back. Once a `REFRESH_MS`
+    /// (and when closing) it looks at every limit; in between only at the
+    /// ones that woke it and the ones that were short last time, so a round
+    /// costs nothing per idle or well-stocked limit.
+    async fn round(
+        &self,
+        conn: &mut Connection,
+        sha: &str,
+        rounds: &mut Rounds,
+        closing: bool,
+        limit: Duration,
+    ) -> Result<(), RespError> {
         let now = now_ms();
         let replicas = self.shared.replicas.load(Ordering::Relaxed);
-        let entries: Vec<Entry> = match self.scopes.read() {
-            Ok(m) => m.values().filter_map(|s| pick(s, now, replicas, closing)).collect(),
-            Err(_) => Vec::new(),
+        let urgent = std::mem::take(&mut *self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()));
+        let entries: Vec<Entry> = if closing || now - rounds.scanned_ms >= REFRESH_MS {
+            rounds.scanned_ms = now;
+            match self.scopes.read() {
+                Ok(m) => m.values().filter_map(|s| pick(s, now, replicas, closing)).collect(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            let mut some: Vec<Arc<FleetScope>> = urgent;
+            some.append(&mut rounds.hot);
+            some.sort_by_key(|s| Arc::as_ptr(s) as usize);
+            some.dedup_by_key(|s| Arc::as_ptr(s) as usize);
+            some.iter().filter_map(|s| pick(s, now, replicas, closing)).collect()
         };
+        // Leased this round: looked at again next round (dropped there
+        // unless still short, or half spent again).
+        rounds.hot = entries.iter().filter(|e| e.lease).map(|e| Arc::clone(&e.scope)).collect();
         let replicas = format!("{}replicas", self.options.prefix);
         let stale_us = (self.options.sync_interval_ms.max(100) * 50_000).to_string();
         // With no limit to sync, an empty batch still keeps this replica

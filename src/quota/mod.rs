@@ -110,6 +110,8 @@ struct CellState {
     last_spent_ms: i64,
     /// In the book's `dirty` set, waiting for a sync.
     listed: bool,
+    /// A request was told to wait for the store: sync at once.
+    waiting: bool,
     /// Unix ms of the last sync the store answered.
     synced_ms: i64,
 }
@@ -133,6 +135,7 @@ impl CellState {
             in_flight: self.in_flight,
             last_spent_ms: self.last_spent_ms,
             listed: self.listed,
+            waiting: self.waiting,
             synced_ms: self.synced_ms,
             ..CellState::default()
         };
@@ -144,9 +147,11 @@ impl CellState {
         quota_remaining(spec.limit, self.used, self.adjust).saturating_sub(self.in_flight + self.spent)
     }
 
-    /// Half the reservation is spent, or there is none: time to ask.
-    fn low(&self) -> bool {
-        self.granted == 0 || 2 * (self.in_flight + self.spent) > self.granted
+    /// Half the reservation is spent (or, with none or a small one, half a
+    /// block): time to ask for more. An owner spending a few units a
+    /// minute never gets here; its spending goes with the next flush.
+    fn low(&self, block: u64) -> bool {
+        2 * (self.in_flight + self.spent) > self.granted.max(block)
     }
 
     /// Whether spending `cost` more must wait for the store: it would go
@@ -267,6 +272,7 @@ impl QuotaBook {
             if waiting {
                 // The next sync asks a reservation for this owner.
                 state.last_spent_ms = now_ms;
+                state.waiting = true;
                 if !state.listed {
                     state.listed = true;
                     self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
@@ -285,7 +291,7 @@ impl QuotaBook {
             if spend {
                 state.spent += cost;
                 state.last_spent_ms = now_ms;
-                low |= state.low();
+                low |= state.low(block);
                 // Listed once per sync, so the set's lock is not taken on
                 // every request.
                 if !state.listed {

@@ -91,6 +91,7 @@ impl QuotaBook {
         let now = now_ms();
         let listed: Vec<InlineId> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        let block = self.block();
         let mut owners = Vec::new();
         let mut later: Vec<(i64, InlineId)> = Vec::new();
         {
@@ -98,7 +99,7 @@ impl QuotaBook {
             for owner in listed {
                 let Some(cell) = cells.get(&owner) else { continue };
                 let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
-                if kind == Round::Last || state.carry.is_some() || state.low() {
+                if kind == Round::Last || state.carry.is_some() || state.waiting || state.low(block) {
                     owners.push(owner);
                 } else {
                     later.push((state.synced_ms, owner));
@@ -152,6 +153,7 @@ impl QuotaBook {
             let Some(spec) = state.spec else { continue };
             state.roll(spec, now);
             state.listed = false;
+            state.waiting = false;
             let carry = state.carry.take();
             if let Some((period_start, spent)) = carry {
                 batch.push(QuotaSync { owner_id: owner.to_string(), spec, period_start, spent, want: 0 });

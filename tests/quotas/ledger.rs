@@ -67,25 +67,25 @@ async fn a_round_flushes_at_most_a_batch_beyond_the_short(db: Option<pg::Databas
     let l = ledger(db).await;
     let book = QuotaBook::new(10);
     let owners: Vec<InlineId> = (0..600).map(owner).collect();
-    // First use: no reservation yet, so every owner is short.
+    // No reservation yet: more than half a block spent is short.
     for o in &owners {
-        assert!(spend(&book, *o, 1));
+        assert!(spend(&book, *o, 6));
     }
     book.round(&l.store, Round::Tick).await;
-    assert_eq!(l.used(&owners).await, 600, "every short owner is synced in the round");
+    assert_eq!(l.used(&owners).await, 3_600, "every short owner is synced in the round");
     assert_eq!(l.held(owners[0].as_str()).await, vec![10], "each reserved a block");
     // One unit each: within the reservation, nobody is short.
     for o in &owners {
         assert!(spend(&book, *o, 1));
     }
     book.round(&l.store, Round::Tick).await;
-    assert_eq!(l.used(&owners).await, 600 + 256);
+    assert_eq!(l.used(&owners).await, 3_600 + 256);
     book.round(&l.store, Round::Tick).await;
-    assert_eq!(l.used(&owners).await, 600 + 512);
+    assert_eq!(l.used(&owners).await, 3_600 + 512);
     book.round(&l.store, Round::Tick).await;
-    assert_eq!(l.used(&owners).await, 1_200, "the rest in the next round");
+    assert_eq!(l.used(&owners).await, 4_200, "the rest in the next round");
     book.round(&l.store, Round::Tick).await;
-    assert_eq!(l.used(&owners).await, 1_200, "nothing counted twice");
+    assert_eq!(l.used(&owners).await, 4_200, "nothing counted twice");
     assert!(book.shared());
 }
 
