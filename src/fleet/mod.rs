@@ -159,6 +159,8 @@ pub struct FleetScope {
     allowance: AtomicI64,
     /// A request came since this limit was last synced.
     touched: AtomicBool,
+    /// In the sync's urgent list already (pushed once a round).
+    queued: AtomicBool,
     /// Tokens of the last lease Redis gave: at half of them spent, the
     /// sync tops the lease up.
     leased: AtomicI64,
@@ -184,6 +186,7 @@ impl FleetScope {
             state: AtomicU8::new(DORMANT),
             allowance: AtomicI64::new(0),
             touched: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             leased: AtomicI64::new(0),
             synced_ms: AtomicI64::new(0),
             last_used_ms: AtomicI64::new(0),
@@ -232,14 +235,21 @@ impl FleetScope {
             }
             return (allowed, info.map(|i| self.cap(i)));
         }
+        if self.state.load(Ordering::Relaxed) == ACTIVE && now_ms >= self.empty_until_ms.load(Ordering::Relaxed) {
+            // The lease ran out (or went back) with tokens possibly free in
+            // the fleet: top it up now, not at the next full scan.
+            self.wake();
+        }
         (false, Some(self.refusal(now_ms)))
     }
 
     /// Puts this limit in the next round, now. Rare: a first lease, or
     /// once per lease at half of it.
     fn wake(&self) {
-        if let Some(me) = self.me.upgrade() {
-            self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()).push(me);
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            if let Some(me) = self.me.upgrade() {
+                self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()).push(me);
+            }
         }
         self.shared.wake.notify_one();
     }

@@ -184,6 +184,9 @@ impl FleetLimiter {
         let now = now_ms();
         let replicas = self.shared.replicas.load(Ordering::Relaxed);
         let urgent = std::mem::take(&mut *self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()));
+        for s in &urgent {
+            s.queued.store(false, Ordering::Release);
+        }
         let entries: Vec<Entry> = if closing || now - rounds.scanned_ms >= REFRESH_MS {
             rounds.scanned_ms = now;
             match self.scopes.read() {

@@ -164,3 +164,17 @@ fn the_token_that_leaves_half_the_lease_wakes_the_sync() {
     assert!(s.admit(1, allow).0);
     assert!(woken(), "2 of 4 left: top up now, not at the next round");
 }
+
+#[test]
+fn a_request_refused_for_want_of_a_lease_puts_the_limit_in_the_next_round_once() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope(RateScope::Key, "a", Q);
+    s.state.store(ACTIVE, Ordering::Relaxed);
+    for _ in 0..3 {
+        assert!(!s.admit(1, allow).0, "no token held");
+    }
+    let urgent = f.shared.urgent.lock().expect("lock");
+    assert_eq!(urgent.len(), 1, "queued once, however many requests are refused");
+    assert!(Arc::ptr_eq(&urgent[0], &s));
+}
