@@ -215,3 +215,41 @@ async fn replicas_never_send_the_same_attempt_twice() {
     assert_eq!(per_event.len(), 40);
     assert!(per_event.values().all(|n| *n == 1), "{per_event:?}");
 }
+
+/// A backlog drains without a poll interval between batches: 12 events
+/// written while no replica delivers, then a gateway delivering two at a
+/// time that polls once a minute gets all 12 to the receiver from its first
+/// poll (batch after batch as slots free), long before a second poll.
+#[tokio::test]
+async fn a_backlog_drains_batch_after_batch_without_waiting_a_poll() {
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new()
+        .config(|c| {
+            fast(c);
+            c.webhooks.deliver = false;
+        })
+        .start()
+        .await;
+    let admin = &gw.admin;
+    let acc = admin.account("A").await;
+    webhook(admin, json!({ "url": receiver.url(), "events": ["key.created"] })).await;
+    for _ in 0..12 {
+        admin.key(&acc, "read").await;
+    }
+    let url = format!("sqlite://{}", gw.dir.path().join("keygate.db").display());
+    gw.gateway.stop().await;
+    assert!(receiver.received().is_empty(), "nothing delivered yet");
+    let again = TestGateway::new()
+        .config(move |c| {
+            fast(c);
+            c.store.url = url;
+            c.webhooks.concurrency = 2;
+            c.webhooks.poll_interval_ms = 60_000;
+        })
+        .start()
+        .await;
+    // The receiver waits up to 20 s: a poll between batches would take 5 minutes.
+    receiver.wait_for("the whole backlog", |got| got.len() >= 12).await;
+    again.gateway.stop().await;
+    drop(gw.dir);
+}
