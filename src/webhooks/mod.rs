@@ -156,12 +156,12 @@ impl Webhooks {
             // slot is free (at once if one is), not a poll interval later —
             // else a backlog drains at `concurrency` events per poll.
             if full_batch {
-                if slots.available_permits() == 0 {
-                    tokio::select! {
-                        _ = in_flight.join_next() => {}
-                        _ = tokio::time::sleep(poll) => {}
-                        _ = shutdown.wait() => {}
-                    }
+                tokio::select! {
+                    // A permit, not a finished task: a task may finish (its
+                    // permit already counted as free) before it is reaped.
+                    permit = slots.acquire() => drop(permit),
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.wait() => {}
                 }
                 continue;
             }
