@@ -367,6 +367,13 @@ impl Store {
         let sql = format!("DELETE FROM webhooks WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}");
         let hook = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // The deliveries first, then the webhook: the order the worker
+            // locks them in when it records an attempt (the delivery's row,
+            // then the webhook's through the attempt's foreign key). The
+            // cascade alone took the webhook's row first, and a deletion
+            // racing an attempt's outcome deadlocked on PostgreSQL (a 500).
+            // An attempt recorded after this finds its delivery gone.
+            sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1").bind(id).execute(&mut *tx).await?;
             let row: Option<WebhookRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
             let hook = Webhook::try_from(row.ok_or(StoreError::NotFound)?)?;
             let changes = json!({ "url": hook.url, "events": hook.events });

@@ -261,3 +261,39 @@ async fn a_backlog_drains_batch_after_batch_without_waiting_a_poll() {
     again.gateway.stop().await;
     drop(gw.dir);
 }
+
+/// Deleting a webhook while its deliveries' outcomes are being written
+/// (PostgreSQL, where the two lock rows): every deletion succeeds. The
+/// deletion used to lock the webhook before its deliveries, the worker the
+/// other way round, and now and then PostgreSQL broke the deadlock by
+/// failing the deletion with a 500.
+#[tokio::test]
+async fn a_webhook_deleted_while_attempts_are_recorded_is_deleted() {
+    let Some(db) = pg::fresh().await else { return };
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new()
+        .postgres(db.url())
+        .config(|c| {
+            fast(c);
+            c.webhooks.poll_interval_ms = 10;
+            c.webhooks.concurrency = 16;
+        })
+        .start()
+        .await;
+    let admin = &gw.admin;
+    let acc = admin.account("A").await;
+    for round in 0..20 {
+        let (id, _) = webhook(admin, json!({ "url": receiver.url(), "events": ["key.created"] })).await;
+        let before = receiver.received().len();
+        // 50 events at once (an import), deleted as soon as the first arrives.
+        let keys: Vec<Value> = (0..50)
+            .map(|i| json!({ "secret": format!("round-{round:02}-key-{i:02}-0123456789"), "name": "k", "permission": "read" }))
+            .collect();
+        let (s, v) =
+            admin.call(Method::POST, "/v1/keys/import", Some(json!({ "account_id": acc, "keys": keys }))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        receiver.wait_for("this round's first delivery", |got| got.len() > before).await;
+        let (s, v) = admin.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "round {round}: {v}");
+    }
+}
