@@ -15,9 +15,10 @@
 #            p50/p90/p99/max;
 #   burst    $BURST revocations in one bulk-revoke call: time to the last
 #            delivery, deliveries per second;
-#   slow     a receiver that hangs past the timeout against no webhook,
-#            alternated $ROUNDS times in the same run: key creation latency
-#            on the admin API ($CREATES calls each), and the proxy's
+#   slow     a receiver that hangs past the timeout, against no webhook and
+#            against a receiver answering at once (the outbox's own cost),
+#            order rotated over $ROUNDS rounds in the same run: key creation
+#            latency on the admin API ($CREATES calls each), and the proxy's
 #            requests/s (wrk, $CONNS connections x $DURATION s) while keys
 #            are created at 20/s beside it;
 #   down     $DOWN_EVENTS events while the receiver is down, $DOWN_SECONDS s
@@ -54,9 +55,11 @@ ADMIN_TOKEN=bench-webhooks-$RANDOM$RANDOM$RANDOM
 DATABASES=()
 # shellcheck source=lib/bench.sh
 source "$ROOT/scripts/lib/bench.sh"
-# The PostgreSQL databases made here go too (after lib/bench.sh's cleanup).
+# The PostgreSQL databases made here go too (after lib/bench.sh's cleanup),
+# unless KEEP=1.
 drop_databases() {
     local db
+    [[ ${KEEP:-0} == 1 ]] && { echo "databases kept: ${DATABASES[*]}" >&2; return; }
     for db in "${DATABASES[@]}"; do psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || true; done
 }
 trap 'cleanup; drop_databases' EXIT
