@@ -18,7 +18,7 @@ mod ledger;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use keygate::config::RouteConfig;
+use keygate::config::{Config, HeaderRule, RouteConfig};
 use kit::http::{fetch, get_with_key, Reply};
 use kit::upstream::Upstream;
 use kit::{pg, AdminCalls, Gateway, TestGateway};
@@ -27,6 +27,11 @@ use serde_json::{json, Value};
 /// A gateway whose `/costly` route costs 5 units, in front of an echo
 /// upstream, on SQLite or on `postgres`.
 pub async fn gateway(postgres: Option<&pg::Database>) -> Gateway {
+    gateway_with(postgres, |_| {}).await
+}
+
+/// [`gateway`] with `edit` made to its configuration.
+async fn gateway_with(postgres: Option<&pg::Database>, edit: impl FnOnce(&mut Config) + 'static) -> Gateway {
     let upstream = Upstream::start().await;
     let url = upstream.url("");
     let builder = TestGateway::new().upstream(url.clone()).config(move |c| {
@@ -34,6 +39,7 @@ pub async fn gateway(postgres: Option<&pg::Database>) -> Gateway {
         c.authz.listen = Some("127.0.0.1:0".parse().expect("addr"));
         c.routes =
             vec![RouteConfig { path_prefix: "/costly".into(), upstream: url, cost: Some(5), ..Default::default() }];
+        edit(c);
     });
     let builder = match postgres {
         Some(db) => builder.postgres(db.url()),
@@ -407,6 +413,37 @@ async fn forward_auth_spends_the_quota_too() {
     gw.gateway.stop().await;
 }
 
+/// With `proxy.override_headers: pass`, a request spends the cost of the
+/// route the override header names (what the upstream serves), on the
+/// proxy and in forward auth: a request line's cheap path does not make a
+/// costly one cheap. Several paths: the costliest.
+#[tokio::test]
+async fn an_overridden_path_spends_its_own_route_cost() {
+    let gw = gateway_with(None, |c| c.proxy.override_headers = HeaderRule::Pass).await;
+    let acc = gw.admin.account("Overrides").await;
+    let (_, secret) = key_with_quota(&gw.admin, &acc, json!({ "limit": 16, "period": "day" })).await;
+    let remaining = |r: &Reply| r.header("ratelimit").map(str::to_owned).unwrap_or_default();
+    let proxy = format!("http://{}", gw.proxy());
+    let key = ("x-api-key", secret.as_str());
+
+    let r = fetch(Method::GET, &format!("{proxy}/cheap"), &[key, ("x-original-url", "/costly/a")], "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", describe(&r));
+    assert!(remaining(&r).starts_with("\"quota\";r=11;"), "5 spent, not 1: {}", remaining(&r));
+    let r = fetch(Method::GET, &format!("{proxy}/costly/b"), &[key, ("x-rewrite-url", "/cheap")], "").await;
+    assert!(remaining(&r).starts_with("\"quota\";r=6;"), "the request line's 5: {}", remaining(&r));
+
+    let authz = gw.gateway.authz_addr.expect("forward auth on");
+    let headers = [("x-forwarded-method", "GET"), ("x-forwarded-uri", "/cheap"), ("x-original-url", "/costly/c"), key];
+    let r = fetch(Method::GET, &format!("http://{authz}/"), &headers, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", describe(&r));
+    assert!(remaining(&r).starts_with("\"quota\";r=1;"), "forward auth spends 5 too: {}", remaining(&r));
+    // One unit left: the cheap request line fits, the costly override does not.
+    let r = fetch(Method::GET, &format!("{proxy}/cheap"), &[key, ("x-original-url", "/costly/d")], "").await;
+    assert_eq!(r.code(), "quota_exceeded", "{}", describe(&r));
+    assert_eq!(get_with_key(gw.proxy(), "/cheap", &secret).await.status, StatusCode::OK);
+    gw.gateway.stop().await;
+}
+
 /// verify answers the tightest quota's `remaining` and `resets_at`, spends
 /// like the proxy, and spends nothing on a dry run.
 #[tokio::test]
@@ -445,7 +482,6 @@ async fn verify_answers_the_quota_and_spends_unless_a_dry_run() {
 }
 
 /// The reply a test prints when an assertion fails.
-#[allow(dead_code)]
 fn describe(r: &Reply) -> String {
     format!("{} {:?}", r.status, String::from_utf8_lossy(&r.body))
 }

@@ -2,7 +2,9 @@
 //! type reaching a real receiver with a signature checked independently,
 //! account scoping, receivers that fail, refuse or hang, a SIGKILL with
 //! events still in the outbox, and replicas sharing one PostgreSQL — on
-//! SQLite and PostgreSQL.
+//! SQLite and PostgreSQL. `webhooks/import.rs`: imported keys reported as
+//! created; `webhooks/quota_marks.rs`: `quota.threshold` re-armed by an
+//! adjustment, and the marks of ended periods deleted.
 
 mod kit;
 
@@ -10,6 +12,10 @@ mod kit;
 mod api;
 #[path = "webhooks/delivery.rs"]
 mod delivery;
+#[path = "webhooks/import.rs"]
+mod import;
+#[path = "webhooks/quota_marks.rs"]
+mod quota_marks;
 #[path = "webhooks/receiver.rs"]
 mod receiver;
 

@@ -452,7 +452,9 @@ impl Proxy {
     }
 
     /// The credential and the key decision. The snapshot guard lives only
-    /// inside this synchronous call, never across an await.
+    /// inside this synchronous call, never across an await. `cost` is the
+    /// request line's route's; a path an override header names (when they
+    /// pass) raises it to that path's route's.
     fn authenticate(
         &self,
         live: &Live,
@@ -468,10 +470,7 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
         })?;
-        let facts =
-            Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host: request_host(parts), cost };
-        let keyset = self.keyset.load();
-        let now = now_ms();
+        let host = request_host(parts);
         let named = if live.client_headers.passes_overrides() {
             overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
                 problem: ProxyCode::BadRequest,
@@ -482,6 +481,14 @@ impl Proxy {
         } else {
             None
         };
+        // A path an override header names is what the upstream may serve,
+        // so its route's cost is what the request spends: the highest of
+        // the request line's and every named path's.
+        let cost =
+            named.iter().flat_map(|n| &n.paths).map(|path| live.routes.resolve(path, host).cost).fold(cost, u64::max);
+        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host, cost };
+        let keyset = self.keyset.load();
+        let now = now_ms();
         // The upstream may act on any mix of the request line and what the
         // override headers name: each must be allowed. The first refused
         // one is the request's decision, counted once like any other.

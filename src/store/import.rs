@@ -12,7 +12,8 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 
 use super::audit::{record_audit, AuditContext};
-use super::keys::{json as json_text, KeyRow, KEY_COLUMNS};
+use super::keys::{emit_key_event, json as json_text, KeyRow, KEY_COLUMNS};
+use super::webhooks::{emit_event, subscribed, Event, EventType};
 use super::{bump_revision, on_pool, KeyRecord, NewKey, Result, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::format::new_id;
@@ -73,7 +74,9 @@ impl Store {
     /// is created, answered as the key that already has its secret (in
     /// this account), or refused as a conflict (a key of another account,
     /// or a secret retired by a rotation). `NotFound` when the account is
-    /// not there. One `key.import` audit entry per key created.
+    /// not there. One `key.import` audit entry and one `key.created` event
+    /// per key created, in the same transaction; none for a key answered
+    /// as already there.
     pub async fn import_keys(
         &self,
         account_id: &str,
@@ -93,6 +96,9 @@ impl Store {
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
+            // Asked once for the whole call: each key created is then
+            // reported as `key.created` like one made by `POST /v1/keys`.
+            let hooked = subscribed!(tx, EventType::KeyCreated);
             for import in keys {
                 let (stored, algorithm) = match import.secret {
                     ImportedSecret::Plain { hash, .. } => (hash, "blake3"),
@@ -176,6 +182,7 @@ impl Store {
                     "imported_as": if algorithm == "sha256" { "sha256" } else { "secret" },
                 });
                 record_audit!(tx, audit, now, "key.import", Some(&id), Some(account_id), changes);
+                emit_key_event!(tx, EventType::KeyCreated, &id, now, json!({}), hooked);
                 done.push(Ok((id, true)));
             }
             tx.commit().await?;

@@ -67,6 +67,7 @@ macro_rules! emit_key_event {
         }
     }};
 }
+pub(super) use emit_key_event;
 
 impl TryFrom<KeyRow> for KeyRecord {
     type Error = StoreError;

@@ -264,7 +264,8 @@ impl Store {
         Ok(())
     }
 
-    /// Changes the current period of a key's quota, audited as `key.quota`.
+    /// Changes the current period of a key's quota, audited as `key.quota`,
+    /// and re-arms its `quota.threshold` events for the period.
     /// `Conflict` when the key has no quota or is revoked.
     pub async fn adjust_key_quota(&self, id: &str, op: QuotaOp, audit: &AuditContext) -> Result<KeyRecord> {
         let key = self.get_key(id).await?;
@@ -329,6 +330,13 @@ impl Store {
                 "used": { "from": used, "to": new_used },
             });
             record_audit!(tx, audit, now, "key.quota", Some(id), Some(&key.account_id), changes);
+            // What is left changed: the period's `quota.threshold` marks
+            // go, so 80 % and 100 % are reported again when crossed again.
+            sqlx::query("DELETE FROM webhook_quota_marks WHERE scope = $1 AND period_start = $2")
+                .bind(super::webhooks::key_scope(id))
+                .bind(period_start)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         self.get_key(id).await

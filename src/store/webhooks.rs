@@ -154,8 +154,9 @@ pub(crate) use emit_event;
 
 /// In a transaction of either store: marks `$crossing` (a
 /// [`QuotaThreshold`]) as sent for its scope, period and threshold and, the
-/// first time only, writes its `quota.threshold` event. Evaluates to
-/// whether it was the first time.
+/// first time only, writes its `quota.threshold` event and forgets the
+/// scope's marks of earlier periods (they ended when this one began).
+/// Evaluates to whether it was the first time.
 macro_rules! emit_quota_threshold {
     ($tx:expr, $crossing:expr, $now:expr) => {{
         let crossing: &$crate::store::QuotaThreshold = $crossing;
@@ -173,6 +174,11 @@ macro_rules! emit_quota_threshold {
             == 1;
         if marked {
             $crate::store::webhooks::emit_event!($tx, crossing.event($now));
+            sqlx::query("DELETE FROM webhook_quota_marks WHERE scope = $1 AND period_start < $2")
+                .bind(crossing.scope())
+                .bind(crossing.period_start)
+                .execute(&mut *$tx)
+                .await?;
         }
         marked
     }};
@@ -255,6 +261,11 @@ pub struct QuotaThreshold {
 /// The thresholds `quota.threshold` reports, in percent of the limit.
 pub const QUOTA_THRESHOLDS: [u8; 2] = [80, 100];
 
+/// The scope of a key's own quota in `webhook_quota_marks`.
+pub(crate) fn key_scope(key_id: &str) -> String {
+    format!("key:{key_id}")
+}
+
 impl QuotaThreshold {
     /// The thresholds a count moving from `before` to `after` (of `limit`)
     /// has crossed: what the quota ledger reports after adding usage.
@@ -273,7 +284,7 @@ impl QuotaThreshold {
     /// threshold.
     pub(crate) fn scope(&self) -> String {
         match &self.key_id {
-            Some(key) => format!("key:{key}"),
+            Some(key) => key_scope(key),
             None => format!("account:{}", self.account_id),
         }
     }
@@ -356,6 +367,13 @@ impl Store {
         let sql = format!("DELETE FROM webhooks WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}");
         let hook = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // The deliveries first, then the webhook: the order the worker
+            // locks them in when it records an attempt (the delivery's row,
+            // then the webhook's through the attempt's foreign key). The
+            // cascade alone took the webhook's row first, and a deletion
+            // racing an attempt's outcome deadlocked on PostgreSQL (a 500).
+            // An attempt recorded after this finds its delivery gone.
+            sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1").bind(id).execute(&mut *tx).await?;
             let row: Option<WebhookRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
             let hook = Webhook::try_from(row.ok_or(StoreError::NotFound)?)?;
             let changes = json!({ "url": hook.url, "events": hook.events });
@@ -409,6 +427,25 @@ impl Store {
             marked
         });
         Ok(emitted)
+    }
+
+    /// Forgets the `quota.threshold` marks of periods that ended: those
+    /// that started before both the current week and the current month
+    /// (every day, week or month that began then is over, whatever the
+    /// quota's period), never a `total` quota's (it never ends). A scope
+    /// still in use loses its older marks sooner, when its next period
+    /// writes one. Housekeeping for the webhook worker; returns how many
+    /// marks went.
+    pub async fn prune_quota_marks(&self, now: i64) -> Result<u64> {
+        let before = Period::Week.window(now).start_ms.min(Period::Month.window(now).start_ms);
+        let n = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM webhook_quota_marks WHERE period_start > 0 AND period_start < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
     }
 }
 

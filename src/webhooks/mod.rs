@@ -41,7 +41,8 @@ pub const EXPIRING_WITHIN_MS: i64 = 7 * 86_400_000;
 /// margin (the time to write its outcome back).
 const LEASE_MARGIN_MS: i64 = 5_000;
 
-/// Pruning of the deliveries log runs this often.
+/// Pruning of the deliveries log and of the `quota.threshold` marks of
+/// ended periods runs this often (and once at start).
 const PRUNE_EVERY_MS: i64 = 3_600_000;
 
 /// The delivery worker and the `key.expiring` scanner.
@@ -147,10 +148,21 @@ impl Webhooks {
                 if let Err(e) = self.store.prune_webhook_log(before).await {
                     tracing::warn!(error = %e, "cannot prune the webhook deliveries log");
                 }
+                if let Err(e) = self.store.prune_quota_marks(now).await {
+                    tracing::warn!(error = %e, "cannot prune the quota.threshold marks");
+                }
             }
-            // A full batch may mean more are due: claim again at once while
-            // slots are free.
-            if full_batch && slots.available_permits() > 0 {
+            // A full batch may mean more are due: claim again as soon as a
+            // slot is free (at once if one is), not a poll interval later —
+            // else a backlog drains at `concurrency` events per poll.
+            if full_batch {
+                tokio::select! {
+                    // A permit, not a finished task: a task may finish (its
+                    // permit already counted as free) before it is reaped.
+                    permit = slots.acquire() => drop(permit),
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.wait() => {}
+                }
                 continue;
             }
             tokio::select! {

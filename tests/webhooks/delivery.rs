@@ -141,9 +141,14 @@ async fn events_survive_a_sigkill() {
     assert_eq!(got[0].id(), event);
     assert_eq!(got[0].json["data"]["key"]["id"], key);
     verify(&secret, &got[0].signature, &got[0].body).expect("signature");
+    // The outcome is written just after the receiver answers.
     let admin = admin_client(second.admin);
-    let last = log(&admin, &hook).await.into_iter().next().expect("attempts");
-    assert_eq!((&last["event_id"], &last["delivered"]), (&json!(event), &json!(true)));
+    wait_until("the delivered attempt in the log", async || {
+        let last = log(&admin, &hook).await.into_iter().next().expect("attempts");
+        assert_eq!(last["event_id"], json!(event));
+        last["delivered"] == json!(true)
+    })
+    .await;
 }
 
 /// A receiver that accepts and never answers holds delivery slots, nothing
@@ -214,4 +219,81 @@ async fn replicas_never_send_the_same_attempt_twice() {
     }
     assert_eq!(per_event.len(), 40);
     assert!(per_event.values().all(|n| *n == 1), "{per_event:?}");
+}
+
+/// A backlog drains without a poll interval between batches: 12 events
+/// written while no replica delivers, then a gateway delivering two at a
+/// time that polls once a minute gets all 12 to the receiver from its first
+/// poll (batch after batch as slots free), long before a second poll.
+#[tokio::test]
+async fn a_backlog_drains_batch_after_batch_without_waiting_a_poll() {
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new()
+        .config(|c| {
+            fast(c);
+            c.webhooks.deliver = false;
+        })
+        .start()
+        .await;
+    let admin = &gw.admin;
+    let acc = admin.account("A").await;
+    webhook(admin, json!({ "url": receiver.url(), "events": ["key.created"] })).await;
+    for _ in 0..12 {
+        admin.key(&acc, "read").await;
+    }
+    let url = format!("sqlite://{}", gw.dir.path().join("keygate.db").display());
+    gw.gateway.stop().await;
+    assert!(receiver.received().is_empty(), "nothing delivered yet");
+    let again = TestGateway::new()
+        .config(move |c| {
+            fast(c);
+            c.store.url = url;
+            c.webhooks.concurrency = 2;
+            c.webhooks.poll_interval_ms = 60_000;
+            // No attempt may fail on a loaded machine: a retry is due
+            // only at a later poll.
+            c.webhooks.timeout_ms = 30_000;
+        })
+        .start()
+        .await;
+    // The receiver waits up to 20 s: a poll between batches would take 5 minutes.
+    receiver.wait_for("the whole backlog", |got| got.len() >= 12).await;
+    again.gateway.stop().await;
+    drop(gw.dir);
+}
+
+/// Deleting a webhook while its deliveries' outcomes are being written
+/// (PostgreSQL, where the two lock rows): every deletion succeeds. The
+/// deletion used to lock the webhook before its deliveries, the worker the
+/// other way round, and now and then PostgreSQL broke the deadlock by
+/// failing the deletion with a 500.
+#[tokio::test]
+async fn a_webhook_deleted_while_attempts_are_recorded_is_deleted() {
+    let Some(db) = pg::fresh().await else { return };
+    let receiver = Receiver::start().await;
+    let gw = TestGateway::new()
+        .postgres(db.url())
+        .config(|c| {
+            fast(c);
+            c.webhooks.poll_interval_ms = 10;
+            c.webhooks.concurrency = 16;
+        })
+        .start()
+        .await;
+    let admin = &gw.admin;
+    let acc = admin.account("A").await;
+    for round in 0..20 {
+        let (id, _) = webhook(admin, json!({ "url": receiver.url(), "events": ["key.created"] })).await;
+        let before = receiver.received().len();
+        // 50 events at once (an import), deleted as soon as the first arrives.
+        let keys: Vec<Value> = (0..50)
+            .map(|i| json!({ "secret": format!("round-{round:02}-key-{i:02}-0123456789"), "name": "k", "permission": "read" }))
+            .collect();
+        let (s, v) =
+            admin.call(Method::POST, "/v1/keys/import", Some(json!({ "account_id": acc, "keys": keys }))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        receiver.wait_for("this round's first delivery", |got| got.len() > before).await;
+        let (s, v) = admin.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "round {round}: {v}");
+    }
 }
