@@ -6,6 +6,8 @@
 //! passed in, so every boundary (month ends, leap years, week starts) is
 //! tested without waiting for it. Nothing here counts or stores spending.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 
@@ -77,8 +79,8 @@ impl Period {
             // 1970-01-01 was a Thursday: three days after a Monday.
             Period::Week => (days - (days + 3) % 7, 7),
             Period::Month => {
-                let (year, month, day) = civil_from_days(days);
-                (days - (day - 1), days_in_month(year, month))
+                let (into, length) = month_of(days);
+                (days - into, length)
             }
         };
         Window { start_ms: start * DAY_MS, end_ms: Some((start + length) * DAY_MS) }
@@ -186,6 +188,26 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// The last day `month_of` worked out, shared by every thread: `days + 1`
+/// (0: none yet) above 16 bits, the days into its month above 8, the
+/// month's length below. A request with quotas asks for its periods up to
+/// six times, and the day changes once a day.
+static LAST_MONTH: AtomicU64 = AtomicU64::new(0);
+
+/// (days into its month, days in its month) of a day counted from
+/// 1970-01-01, `days >= 0`.
+fn month_of(days: i64) -> (i64, i64) {
+    let tag = (days as u64 + 1) << 16;
+    let last = LAST_MONTH.load(Ordering::Relaxed);
+    if last >> 16 == tag >> 16 {
+        return (((last >> 8) & 0xff) as i64, (last & 0xff) as i64);
+    }
+    let (year, month, day) = civil_from_days(days);
+    let (into, length) = (day - 1, days_in_month(year, month));
+    LAST_MONTH.store(tag | (into as u64) << 8 | length as u64, Ordering::Relaxed);
+    (into, length)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
