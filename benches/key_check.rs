@@ -8,12 +8,27 @@
 //! keys imported as a sha256 hash present too (`keys::foreign`): keygate's
 //! keys must cost the same, an unknown key pays the second (sha256) lookup,
 //! and a key imported by hash is found by it.
+//!
+//! `key_check_1m` also checks every one of the million keys in a random
+//! order (`full_check_every_key`): the other checks cycle through 1,003 keys,
+//! whose index entries and policies stay in the CPU's caches, while
+//! traffic over many keys finds most of them in memory. The
+//! `key_check_1m_quota` group is the proxy's whole decision (`decide`: the
+//! check, the usage count and the quota spending) beside the same decision
+//! for keys without quotas: there every key has a quota of its own and
+//! every account a plan with a pooled one, both spent from the quota book
+//! (`crate::quota`) on every request.
 
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Method;
-use keygate::keys::{format, Changes, KeyHash, KeyPolicy, KeySet, Permission, Secret};
+use keygate::keys::{
+    format, AccountRow, Changes, Facts, InlineId, KeyHash, KeyPolicy, KeySet, Period, Permission, PlanLimits,
+    QuotaSpec, Secret,
+};
+use keygate::quota::QuotaBook;
+use rand::seq::SliceRandom;
 
 const KEYS: usize = 1_000_000;
 /// Keys imported by hash, beside the million.
@@ -28,23 +43,43 @@ fn rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn rows(secrets: &[Secret]) -> Changes {
+/// Far above anything a run spends: no request is refused by a quota.
+const QUOTA: QuotaSpec = QuotaSpec { limit: 1_000_000_000_000, period: Period::Month };
+const ACCOUNTS: usize = 1000;
+
+fn account(i: usize) -> String {
+    format!("acc_{:020}", i % ACCOUNTS)
+}
+
+/// The million keys in 1,000 accounts; with `quotas`, each key with a quota
+/// of its own and each account on a plan with a pooled one.
+fn rows(secrets: &[Secret], quotas: bool) -> Changes {
     let keys = secrets
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            KeyPolicy::builder(&format!("key_{i:020}"), &format!("acc_{:020}", i % 1000))
+            let policy = KeyPolicy::builder(&format!("key_{i:020}"), &account(i))
                 .permission(if i % 2 == 0 { Permission::Read } else { Permission::Write })
-                .expires_at(i64::MAX)
-                .row(s.hash())
+                .expires_at(i64::MAX);
+            if quotas { policy.usage_quota(QUOTA) } else { policy }.row(s.hash())
         })
         .collect();
-    Changes { revision: 1, keys, retired: Vec::new(), accounts: Vec::new(), ..Default::default() }
+    let accounts = if quotas {
+        (0..ACCOUNTS)
+            .map(|i| AccountRow {
+                account_id: InlineId::new(&account(i)).expect("an id"),
+                plan: Some(PlanLimits { plan_id: "plan_bench".into(), rate_limit: None, quota: Some(QUOTA) }),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Changes { revision: 1, keys, retired: Vec::new(), accounts, ..Default::default() }
 }
 
 fn bench(c: &mut Criterion) {
     let secrets: Vec<Secret> = (0..KEYS).map(|_| format::generate("kg_live")).collect();
-    let changes = rows(&secrets);
+    let changes = rows(&secrets, false);
     let before = rss_mb();
     let started = Instant::now();
     let set = KeySet::empty().apply(changes);
@@ -77,7 +112,46 @@ fn bench(c: &mut Criterion) {
         let unknown = format::generate("kg_live");
         b.iter(|| black_box(set.check(black_box(unknown.expose().as_bytes()), &Method::GET, now)).is_err())
     });
+    // Every key once, in a random order, read from one buffer (the request
+    // would have the key in cache already; its index entry and policy not).
+    let len = secrets[0].expose().len();
+    let mut order: Vec<&Secret> = secrets.iter().collect();
+    order.shuffle(&mut rand::thread_rng());
+    let every: Vec<u8> = order.iter().flat_map(|s| s.expose().bytes()).collect();
+    drop(order);
+    let mut k = 0;
+    group.bench_function("full_check_every_key", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(set.check(black_box(&every[k * len..(k + 1) * len]), &Method::GET, now)).is_ok()
+        })
+    });
     group.finish();
+
+    // The proxy's decision, without and with quotas on every key and
+    // account. No sync task runs: `quota_block` is set so high that no
+    // spend waits for the store's confirmation.
+    let facts = Facts { method: &Method::GET, path: "/", client_ip: None, host: None, cost: 1 };
+    let book = QuotaBook::new(u64::MAX / 4);
+    let with_quotas = KeySet::empty().with_quotas(book).apply(rows(&secrets, true));
+    println!("the same {KEYS} keys with quotas on keys and plans; process RSS {:.0} MB", rss_mb());
+    let first = with_quotas.decide(probe[0], &facts, now, None);
+    assert!(first.result.is_ok() && first.quota.is_some(), "each check spends from a quota: {first:?}");
+    let mut group = c.benchmark_group("key_check_1m_quota");
+    group.bench_function("decide_without_quota", |b| {
+        b.iter(|| {
+            i = (i + 1) % probe.len();
+            black_box(set.decide(black_box(probe[i]), &facts, now, None)).result.is_ok()
+        })
+    });
+    group.bench_function("decide_with_quota", |b| {
+        b.iter(|| {
+            i = (i + 1) % probe.len();
+            black_box(with_quotas.decide(black_box(probe[i]), &facts, now, None)).result.is_ok()
+        })
+    });
+    group.finish();
+    drop(with_quotas);
 
     // 100,000 keys imported by sha256 and not used yet, on top.
     let foreign_secrets: Vec<String> =
@@ -125,7 +199,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // One revocation applied to the 1M-key snapshot: the work a reload does.
-    let mut one = rows(&secrets[..1]);
+    let mut one = rows(&secrets[..1], false);
     one.revision = 2;
     one.keys[0].policy.revoked = true;
     let started = Instant::now();

@@ -187,14 +187,21 @@ fn encode_checksum(mut crc: u32) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
-fn base62_value(b: u8) -> Option<u32> {
-    match b {
-        b'0'..=b'9' => Some((b - b'0') as u32),
-        b'A'..=b'Z' => Some((b - b'A') as u32 + 10),
-        b'a'..=b'z' => Some((b - b'a') as u32 + 36),
-        _ => None,
+/// Marks a byte outside the base62 alphabet in `BASE62_VALUE`: its top bit
+/// is set, and no digit's is.
+const NOT_BASE62: u8 = 0xff;
+
+/// `BASE62_VALUE[b]`: the value of the base62 digit `b`, `NOT_BASE62` for
+/// any other byte. One load a character instead of three range tests.
+const BASE62_VALUE: [u8; 256] = {
+    let mut table = [NOT_BASE62; 256];
+    let mut i = 0;
+    while i < BASE62.len() {
+        table[BASE62[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    table
+};
 
 /// Why a credential is not even shaped like a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +216,13 @@ pub enum FormatError {
 ///
 /// A mistyped or forged key is refused here, before any lookup.
 pub fn parse(key: &[u8]) -> Result<&str, FormatError> {
+    let prefix = &key[..check(key)?];
+    // The prefix bytes were checked to be ASCII.
+    std::str::from_utf8(prefix).map_err(|_| FormatError::Prefix)
+}
+
+/// `parse` without making the prefix a `&str`: its length.
+fn check(key: &[u8]) -> Result<usize, FormatError> {
     if key.len() < BODY_LEN + 2 || key.len() > MAX_KEY_LEN {
         return Err(FormatError::Length);
     }
@@ -220,20 +234,18 @@ pub fn parse(key: &[u8]) -> Result<&str, FormatError> {
     if !prefix.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_') {
         return Err(FormatError::Prefix);
     }
-    let mut expected: u32 = 0;
-    for &b in &key[split..split + RANDOM_LEN] {
-        base62_value(b).ok_or(FormatError::Character)?;
+    let body = &key[split..];
+    // Any byte outside the alphabet brings in the top bit.
+    if body.iter().fold(0, |seen, &b| seen | BASE62_VALUE[usize::from(b)]) & 0x80 != 0 {
+        return Err(FormatError::Character);
     }
-    for &b in &key[split + RANDOM_LEN..] {
-        let digit = base62_value(b).ok_or(FormatError::Character)?;
-        expected = expected.checked_mul(62).ok_or(FormatError::Checksum)?;
-        expected = expected.checked_add(digit).ok_or(FormatError::Checksum)?;
-    }
-    if crc32fast::hash(&key[..key.len() - CHECKSUM_LEN]) != expected {
+    // Six digits stay below 62^6 < 2^36: no overflow in a u64, and a value
+    // past u32::MAX matches no CRC32.
+    let expected = body[RANDOM_LEN..].iter().fold(0u64, |n, &b| n * 62 + u64::from(BASE62_VALUE[usize::from(b)]));
+    if u64::from(crc32fast::hash(&key[..key.len() - CHECKSUM_LEN])) != expected {
         return Err(FormatError::Checksum);
     }
-    // The prefix bytes were checked to be ASCII above.
-    std::str::from_utf8(prefix).map_err(|_| FormatError::Prefix)
+    Ok(prefix.len())
 }
 
 /// What kind of credential a well-formed one is.
@@ -255,7 +267,7 @@ pub enum Shape {
 /// `Foreign` when it is 16 to 256 bytes of printable ASCII other than
 /// space (0x21–0x7E), refused otherwise.
 pub fn classify(key: &[u8]) -> Result<Shape, FormatError> {
-    let error = match parse(key) {
+    let error = match check(key) {
         Ok(_) => return Ok(Shape::Keygate),
         Err(e) => e,
     };
@@ -338,6 +350,36 @@ mod tests {
         let i = 12;
         bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
         assert_eq!(parse(&bytes), Err(FormatError::Checksum));
+    }
+
+    #[test]
+    fn every_byte_outside_base62_is_a_character_error_wherever_it_is() {
+        let key = generate("kg_live");
+        let split = key.expose().len() - BODY_LEN;
+        for at in [split, split + RANDOM_LEN - 1, split + RANDOM_LEN, key.expose().len() - 1] {
+            for byte in 0..=255u8 {
+                let mut bytes = key.expose().as_bytes().to_vec();
+                let same = bytes[at] == byte;
+                bytes[at] = byte;
+                let got = parse(&bytes);
+                if same {
+                    assert_eq!(got, Ok("kg_live"));
+                } else if BASE62.contains(&byte) {
+                    assert_eq!(got, Err(FormatError::Checksum), "{byte:#x} at {at}");
+                } else {
+                    assert_eq!(got, Err(FormatError::Character), "{byte:#x} at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_checksum_beyond_32_bits_fails_the_checksum() {
+        // 62^6 - 1 > u32::MAX: no CRC32 is written that way.
+        let key = generate("kg_live");
+        let text = format!("{}zzzzzz", &key.expose()[..key.expose().len() - CHECKSUM_LEN]);
+        assert_eq!(parse(text.as_bytes()), Err(FormatError::Checksum));
+        assert_eq!(classify(text.as_bytes()), Err(FormatError::Checksum));
     }
 
     #[test]

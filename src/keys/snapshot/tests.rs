@@ -122,6 +122,12 @@ fn every_key_is_found_among_many_and_unknown_ones_are_not() {
 fn ids_are_kept_inline() {
     assert_eq!(InlineId::new("key_12345678901234567890").expect("24 bytes").as_str(), "key_12345678901234567890");
     assert!(InlineId::new("key_123456789012345678901").is_none());
+    // Shorter ids end at their first NUL; a full one at its 24th byte, even
+    // when that is inside a character.
+    for id in ["key_1", "acc_\u{e9}t\u{e9}", "key_123456789012345678\u{e9}", "x", ""] {
+        assert_eq!(InlineId::new(id).expect("fits").as_str(), id);
+    }
+    assert!(InlineId::new("key_\0").is_none(), "a NUL would cut the id short");
     // 104 bytes, plus 8 for the metadata the identity token copies from
     // (`KeyPolicy::metadata`) and 8 for a key's own quota (`PackedQuota`).
     assert!(std::mem::size_of::<KeyState>() <= 120, "{}", std::mem::size_of::<KeyState>());
