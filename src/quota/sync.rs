@@ -243,7 +243,15 @@ impl QuotaBook {
             let refs: Vec<(&str, QuotaSpec)> = ids.iter().map(|(id, spec)| (id.as_str(), *spec)).collect();
             let ledger = store.quota_ledger(&refs, now).await?;
             for (owner, spec) in chunk {
-                let cell = self.cell(*owner);
+                // An owner with no cell yet and no ledger row has spent
+                // nothing: its cell starts at zero on its first request. A
+                // million keys with quotas cost no memory until used.
+                let known = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(owner).cloned();
+                let cell = match known {
+                    Some(cell) => cell,
+                    None if ledger.contains_key(owner.as_str()) => self.cell(*owner),
+                    None => continue,
+                };
                 let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
                 if state.spec.is_some_and(|s| s.period != spec.period) {
                     // Another period is another ledger row.
