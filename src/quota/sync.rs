@@ -26,7 +26,7 @@ const IDLE_MS: i64 = 2_000;
 /// Owners per sync transaction, and owners flushed a round beyond those
 /// that must be.
 const BATCH: usize = 256;
-/// A busy owner reserves up to this many `quota_block`s (a second of its
+/// A busy owner reserves up to this many `quota_block`s (two seconds of its
 /// spending); only credit, never more than one block, is beyond the bound.
 const MAX_BLOCKS: u64 = 64;
 
@@ -119,10 +119,15 @@ impl QuotaBook {
             // Still listed: flushed by a later round.
             self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(BATCH..).map(|(_, o)| o));
         }
-        owners.extend(later.into_iter().map(|(_, o)| o));
+        // The owners that must be synced go first, in their own
+        // transactions: a busy owner's new reservation does not wait behind
+        // a batch of flushes.
         owners.sort();
         owners.dedup();
-        for chunk in owners.chunks(BATCH) {
+        let mut flush: Vec<InlineId> =
+            later.into_iter().map(|(_, o)| o).filter(|o| owners.binary_search(o).is_err()).collect();
+        flush.sort();
+        for chunk in owners.chunks(BATCH).chain(flush.chunks(BATCH)) {
             self.sync(store, chunk).await;
         }
         if kind == Round::Renew {
@@ -162,11 +167,11 @@ impl QuotaBook {
             let want = if now - state.last_spent_ms >= IDLE_MS {
                 0
             } else {
-                // About a second of this owner's spending since the last
+                // About two seconds of this owner's spending since the last
                 // sync, at least one block: a busy owner comes back for more
-                // a few times a second, not hundreds.
+                // about once a second (at half), not hundreds of times.
                 let elapsed = u64::try_from(now - state.synced_ms).unwrap_or(0);
-                let rate = if state.synced_ms > 0 && elapsed > 0 { state.in_flight * 1_000 / elapsed } else { 0 };
+                let rate = if state.synced_ms > 0 && elapsed > 0 { state.in_flight * 2_000 / elapsed } else { 0 };
                 rate.clamp(block, block.saturating_mul(MAX_BLOCKS).max(block))
             };
             batch.push(QuotaSync {
