@@ -131,9 +131,16 @@ impl QuotaBook {
             self.sync(store, chunk).await;
         }
         if kind == Round::Renew {
-            if let Err(e) = store.renew_quota_leases(&self.replica_id).await {
-                self.unreachable(&e);
+            match store.renew_quota_leases(&self.replica_id).await {
+                Ok(()) => self.reachable(),
+                Err(e) => self.unreachable(&e),
             }
+        }
+    }
+
+    fn reachable(&self) {
+        if !self.shared.swap(true, Ordering::Relaxed) {
+            tracing::info!("quota store reachable again: spending is shared with the fleet");
         }
     }
 
@@ -190,9 +197,7 @@ impl QuotaBook {
         let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
         match answers {
             Ok(answers) => {
-                if !self.shared.swap(true, Ordering::Relaxed) {
-                    tracing::info!("quota store reachable again: spending is shared with the fleet");
-                }
+                self.reachable();
                 for t in &taken {
                     let (Some(cell), Some(answer)) = (cells.get(&t.owner), answers.get(t.answer)) else { continue };
                     let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
