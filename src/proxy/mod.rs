@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod client_headers;
 pub mod client_ip;
+mod decision;
 mod failed;
 pub mod forward;
 pub mod guard;
@@ -39,7 +40,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::header::HOST;
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -47,14 +47,13 @@ use tokio::net::TcpListener;
 
 use self::auth::FoundIn;
 use self::body::LimitedBody;
+use self::decision::request_host;
 use self::headers::Forwarding;
 use self::live::Live;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
 use crate::identity::{Issuer, X_KEYGATE_IDENTITY};
-use crate::keys::route;
-use crate::keys::{Facts, Identity, KeySet, RateInfo, Refusal};
+use crate::keys::{Identity, KeySet, RateInfo, Refusal};
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::{Metrics, UpstreamError};
 use crate::quota::QuotaInfo;
@@ -451,87 +450,6 @@ impl Proxy {
         live.durations.observe(route, status.as_u16(), started.elapsed());
     }
 
-    /// The credential and the key decision. The snapshot guard lives only
-    /// inside this synchronous call, never across an await. `cost` is the
-    /// request line's route's; a path an override header names (when they
-    /// pass) raises it to that path's route's.
-    fn authenticate(
-        &self,
-        live: &Live,
-        parts: &Parts,
-        client: Option<std::net::IpAddr>,
-        cost: u64,
-    ) -> Result<Admitted, Refused> {
-        let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
-            let detail = match e {
-                auth::CredentialError::Missing => None,
-                auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
-                auth::CredentialError::Empty => Some("The API key is empty."),
-            };
-            Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
-        })?;
-        let host = request_host(parts);
-        let named = if live.client_headers.passes_overrides() {
-            overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
-                problem: ProxyCode::BadRequest,
-                detail: Some("A method or URL override header names no method or path."),
-                rate: None,
-                quota: None,
-            })?
-        } else {
-            None
-        };
-        // A path an override header names is what the upstream may serve,
-        // so its route's cost is what the request spends: the highest of
-        // the request line's and every named path's.
-        let cost =
-            named.iter().flat_map(|n| &n.paths).map(|path| live.routes.resolve(path, host).cost).fold(cost, u64::max);
-        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host, cost };
-        let keyset = self.keyset.load();
-        let now = now_ms();
-        // The upstream may act on any mix of the request line and what the
-        // override headers name: each must be allowed. The first refused
-        // one is the request's decision, counted once like any other.
-        let mut decided = facts;
-        if let Some(named) = &named {
-            let paths = || std::iter::once(parts.uri.path()).chain(named.paths.iter().map(String::as_str));
-            'search: for method in std::iter::once(&parts.method).chain(&named.methods) {
-                for path in paths() {
-                    let alternative = Facts { method, path, ..facts };
-                    if keyset.dry_run(credential.key, &alternative, now).is_err() {
-                        decided = alternative;
-                        break 'search;
-                    }
-                }
-            }
-        }
-        let decision = keyset.decide(credential.key, &decided, now, live.default_quota);
-        match decision.result {
-            Ok(identity) => {
-                let identity_token = self.identity.as_ref().and_then(|issuer| {
-                    // A second lookup, paid only with identity tokens on: the
-                    // token says more than the `Identity` holds.
-                    let policy = keyset.policy_of(credential.key)?;
-                    let plan = keyset.account(&policy.account_id).map(|a| a.plan.plan_id.as_str());
-                    Some(issuer.token(policy, plan, now))
-                });
-                Ok(Admitted {
-                    identity,
-                    found_in: credential.found_in,
-                    rate: decision.rate,
-                    quota: decision.quota,
-                    identity_token,
-                })
-            }
-            Err(refusal) => Err(Refused {
-                problem: ProxyCode::Refused(refusal),
-                detail: None,
-                rate: decision.rate,
-                quota: decision.quota.map(Box::new),
-            }),
-        }
-    }
-
     /// Answers a refused request; failed authentications count against the
     /// client's address.
     fn refused(
@@ -587,13 +505,6 @@ fn refuse(
 
 /// The request head's size as the limit counts it: method, target and
 /// header names and values, without framing.
-/// The request's host (`Host`, or the URI's authority in HTTP/2), without
-/// port or trailing dot: what host routes and key restrictions match.
-fn request_host(parts: &Parts) -> Option<&str> {
-    let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
-    host.map(route::request_host)
-}
-
 fn head_size(parts: &Parts) -> usize {
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
