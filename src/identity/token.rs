@@ -13,7 +13,6 @@
 //! if that is not enough, all of them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::key::SigningKey;
-use crate::keys::{InlineId, KeyPolicy, Permission};
+use crate::keys::{IdMap, InlineId, KeyPolicy, Permission};
 
 /// Tokens kept per thread at most (each a few hundred bytes).
 const MAX_ENTRIES: usize = 32_768;
@@ -77,7 +76,7 @@ impl Entry {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<InlineId, Entry>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<IdMap<Entry>> = RefCell::new(IdMap::default());
 }
 
 /// The token for the key `policy` (on plan `plan_id`) at `now_ms`, from

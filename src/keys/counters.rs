@@ -8,10 +8,10 @@
 //! usage flusher's, reading them for Prometheus is the metrics
 //! collector's. The request path takes no lock here.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::id_hash::IdMap;
 use super::policy::Refusal;
 use super::snapshot::InlineId;
 
@@ -174,7 +174,7 @@ impl Counts {
 /// follows the keys in use, not the keys that exist.
 #[derive(Debug, Default)]
 pub struct UsageTable {
-    map: RwLock<HashMap<InlineId, Arc<Counts>>>,
+    map: RwLock<IdMap<Arc<Counts>>>,
 }
 
 impl UsageTable {

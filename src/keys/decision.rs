@@ -21,7 +21,7 @@ use super::counters::Outcome;
 use super::policy::Refusal;
 use super::restrictions::plain_path;
 use super::snapshot::{Identity, KeySet, KeyState};
-use crate::quota::QuotaInfo;
+use crate::quota::{Charge, QuotaInfo};
 
 /// Which limit a `RateInfo` describes: the name `RateLimit-Policy` and
 /// `RateLimit` give it.
@@ -139,10 +139,16 @@ impl KeySet {
                 }
             }
             // Quotas last: a request any other limit refuses spends none.
-            let pooled = account.and_then(|a| a.plan.quota).map(|q| (state.policy.account_id, q));
-            let own = state.policy.usage_quota.map(|q| (state.policy.id, q.spec()));
+            let pooled = account.and_then(|a| {
+                a.plan.quota.map(|spec| Charge { owner: state.policy.account_id, spec, slot: Some(&a.quota_cell) })
+            });
+            let own = state.policy.usage_quota.map(|q| Charge {
+                owner: state.policy.id,
+                spec: q.spec(),
+                slot: Some(&runtime.quota_cell),
+            });
             let Some(book) = self.quotas().filter(|_| own.is_some() || pooled.is_some()) else { return Ok(()) };
-            match book.spend(own, pooled, facts.cost, now_ms) {
+            match book.charge(own, pooled, facts.cost, now_ms) {
                 Ok(info) => {
                     quota = info;
                     Ok(())

@@ -10,13 +10,13 @@
 //! replica, finds the key by blake3 like any other. This module stores no
 //! secret: only hashes and the four characters a preview shows anyway.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
 use super::format::KeyHash;
+use super::id_hash::IdMap;
 use super::snapshot::InlineId;
 
 /// Most first uses waiting to be written at once. More wait for their next
@@ -53,7 +53,7 @@ impl Sighting {
 /// every version of the snapshot, like the usage counters.
 #[derive(Debug, Default)]
 pub struct Sightings {
-    pending: Mutex<HashMap<InlineId, Sighting>>,
+    pending: Mutex<IdMap<Sighting>>,
     wake: tokio::sync::Notify,
     /// sha256 lookups made (the blake3 lookup missed while keys imported by
     /// hash existed): `keygate_foreign_hash_lookups_total`.

@@ -12,13 +12,14 @@
 //!
 //! Nothing here reads the store or counts quota spending.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::decision::{new_limiter, Limiter, Quota, RateScope};
+use super::id_hash::IdMap;
 use super::quota::QuotaSpec;
 use super::snapshot::InlineId;
 use crate::fleet::{FleetLimiter, FleetScope};
+use crate::quota::CellSlot;
 
 /// An account's plan as the snapshot holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct AccountState {
     pub(super) limiter: Option<Arc<Limiter>>,
     /// The pooled limit's fleet-wide lease, with `limits.redis_url`.
     pub(super) fleet: Option<Arc<FleetScope>>,
+    /// The pooled quota's cell in the quota book, once spent from.
+    pub(super) quota_cell: CellSlot,
 }
 
 /// The fleet-wide state of an account's pooled rate limit, if shared.
@@ -82,7 +85,7 @@ fn fleet_scope(fleet: Option<&FleetLimiter>, id: &InlineId, rate_limit: Option<Q
 
 /// The accounts on a plan, by id. Accounts without a plan are not in it, so
 /// a gateway without plans pays one lookup in an empty map per request.
-pub(super) type Accounts = HashMap<InlineId, Arc<AccountState>>;
+pub(super) type Accounts = IdMap<Arc<AccountState>>;
 
 /// `accounts` with `rows` applied; a limiter (and its fleet lease) is
 /// handed on when its account's rate limit did not change, so a plan rename
@@ -107,7 +110,10 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Opti
                 fleet_scope(fleet, &row.account_id, plan.rate_limit),
             ),
         };
-        next.insert(row.account_id, Arc::new(AccountState { plan, limiter, fleet: shared }));
+        next.insert(
+            row.account_id,
+            Arc::new(AccountState { plan, limiter, fleet: shared, quota_cell: CellSlot::default() }),
+        );
     }
     Arc::new(next)
 }
@@ -117,7 +123,15 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Opti
 pub(super) fn with_fleet(accounts: &Arc<Accounts>, fleet: &FleetLimiter) -> Arc<Accounts> {
     let shared = accounts.iter().map(|(id, state)| {
         let fleet = fleet_scope(Some(fleet), id, state.plan.rate_limit);
-        (*id, Arc::new(AccountState { plan: state.plan.clone(), limiter: state.limiter.clone(), fleet }))
+        (
+            *id,
+            Arc::new(AccountState {
+                plan: state.plan.clone(),
+                limiter: state.limiter.clone(),
+                fleet,
+                quota_cell: CellSlot::default(),
+            }),
+        )
     });
     Arc::new(shared.collect())
 }

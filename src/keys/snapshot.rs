@@ -25,13 +25,14 @@ use super::counters::{Counts, UsageTable};
 use super::decision::{Limiter, Quota, RateScope};
 use super::foreign::{self, Sightings};
 use super::format::{self, KeyHash};
+use super::id_hash::{IdHash, IdMap};
 use super::plan::{self, AccountRow, AccountState, Accounts};
 use super::policy::{Permission, Refusal};
 use super::quota::PackedQuota;
 use super::restrictions::Restrictions;
 use super::retired::{Entry, Retired};
 use crate::fleet::{FleetLimiter, FleetScope};
-use crate::quota::QuotaBook;
+use crate::quota::{CellSlot, QuotaBook};
 
 mod index;
 use index::{merge, Shard};
@@ -42,7 +43,7 @@ const ID_LEN: usize = 24;
 /// An id (`key_…`, `acc_…`: 24 bytes) kept inline, so a policy is one
 /// allocation and an `Identity` can be copied out of the snapshot without
 /// touching the heap.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct InlineId([u8; ID_LEN]);
 
 impl InlineId {
@@ -64,6 +65,13 @@ impl InlineId {
         // crate forbids `unsafe`, so the UTF-8 is checked again (about 100
         // instructions for 24 bytes).
         std::str::from_utf8(&self.0[..len]).unwrap_or("")
+    }
+}
+
+/// The 24 bytes and nothing else (no length prefix: every id has 24).
+impl std::hash::Hash for InlineId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
     }
 }
 
@@ -122,6 +130,8 @@ pub(super) struct Runtime {
     pub(super) limiter: Option<Limiter>,
     /// The rate limit's fleet-wide state, with `limits.redis_url`.
     pub(super) fleet: Option<Arc<FleetScope>>,
+    /// The key's own quota's cell in the quota book, once spent from.
+    pub(super) quota_cell: CellSlot,
 }
 
 impl KeyState {
@@ -142,6 +152,7 @@ impl KeyState {
                 quota,
                 limiter: quota.and_then(make),
                 fleet: fleet.zip(quota).map(|(f, q)| f.scope(RateScope::Key, self.policy.id.as_str(), q)),
+                quota_cell: CellSlot::default(),
             })
         })
     }
@@ -218,7 +229,7 @@ impl Changes {
 
 #[derive(Clone)]
 pub struct KeySet {
-    shards: Arc<[Arc<Shard>]>,
+    shards: Arc<[Shard]>,
     retired: Retired,
     usage: Arc<UsageTable>,
     accounts: Arc<Accounts>,
@@ -229,7 +240,7 @@ pub struct KeySet {
     /// uncounted).
     quotas: Option<Arc<QuotaBook>>,
     /// Keys imported as a sha256 hash and not used since, by that sha256.
-    foreign: Arc<[Arc<Shard>]>,
+    foreign: Arc<[Shard]>,
     foreign_len: usize,
     /// First uses of those keys, shared by every version of the snapshot.
     sightings: Arc<Sightings>,
@@ -250,7 +261,7 @@ impl fmt::Debug for KeySet {
 
 impl KeySet {
     pub fn empty() -> Self {
-        let shards: Vec<Arc<Shard>> = (0..SHARDS).map(|_| Arc::new(Shard::default())).collect();
+        let shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
         KeySet {
             foreign: shards.clone().into(),
             shards: shards.into(),
@@ -331,7 +342,7 @@ impl KeySet {
     /// with this snapshot, not copied.
     pub fn apply(&self, changes: Changes) -> KeySet {
         let wanted: HashSet<&str> = changes.retired.iter().map(|r| r.key_id.as_str()).collect();
-        let mut by_id: HashMap<InlineId, Arc<KeyState>> = HashMap::with_capacity(wanted.len());
+        let mut by_id: IdMap<Arc<KeyState>> = IdMap::with_capacity_and_hasher(wanted.len(), IdHash::default());
         let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
         let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
         // The version of each changed key this snapshot holds: under the same
@@ -388,17 +399,19 @@ impl KeySet {
             removed[row.hash.shard()].insert(row.hash);
             entries.push(Entry { hash: row.hash, state: Arc::clone(state), valid_until: row.valid_until });
         }
-        let shards: Vec<Arc<Shard>> = self
+        let shards: Vec<Shard> = self
             .shards
             .iter()
             .zip(added.into_iter().zip(removed))
-            .map(|(old, (added, removed))| {
-                if added.is_empty() && removed.is_empty() {
-                    Arc::clone(old)
-                } else {
-                    Arc::new(merge(old, added, &removed))
-                }
-            })
+            .map(
+                |(old, (added, removed))| {
+                    if added.is_empty() && removed.is_empty() {
+                        old.clone()
+                    } else {
+                        merge(old, added, &removed)
+                    }
+                },
+            )
             .collect();
         let (foreign, foreign_len) = self.apply_foreign(changes.foreign, &changes.moved);
         KeySet {
@@ -417,7 +430,7 @@ impl KeySet {
 
     /// The foreign index with `rows` put in and the keys that `moved` to
     /// blake3 taken out; shards nothing touches are shared.
-    fn apply_foreign(&self, rows: Vec<PolicyRow>, moved: &[KeyHash]) -> (Arc<[Arc<Shard>]>, usize) {
+    fn apply_foreign(&self, rows: Vec<PolicyRow>, moved: &[KeyHash]) -> (Arc<[Shard]>, usize) {
         let mut added: Vec<Vec<(KeyHash, Arc<KeyState>)>> = vec![Vec::new(); SHARDS];
         let mut removed: Vec<HashSet<KeyHash>> = vec![HashSet::new(); SHARDS];
         let mut touched = false;
@@ -440,17 +453,19 @@ impl KeySet {
         if !touched {
             return (Arc::clone(&self.foreign), self.foreign_len);
         }
-        let shards: Vec<Arc<Shard>> = self
+        let shards: Vec<Shard> = self
             .foreign
             .iter()
             .zip(added.into_iter().zip(removed))
-            .map(|(old, (added, removed))| {
-                if added.is_empty() && removed.is_empty() {
-                    Arc::clone(old)
-                } else {
-                    Arc::new(merge(old, added, &removed))
-                }
-            })
+            .map(
+                |(old, (added, removed))| {
+                    if added.is_empty() && removed.is_empty() {
+                        old.clone()
+                    } else {
+                        merge(old, added, &removed)
+                    }
+                },
+            )
             .collect();
         let len = shards.iter().map(|s| s.len()).sum();
         (shards.into(), len)

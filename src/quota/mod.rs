@@ -27,11 +27,10 @@ mod sync;
 
 pub use sync::Round;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use crate::keys::{InlineId, QuotaSpec};
+use crate::keys::{IdMap, IdSet, InlineId, Period, QuotaSpec};
 use crate::store::quota_remaining;
 
 /// Which quota a `QuotaInfo` is of: the name `RateLimit-Policy` gives it.
@@ -72,9 +71,9 @@ pub struct QuotaInfo {
 /// The book: one cell per owner with a quota.
 #[derive(Debug)]
 pub struct QuotaBook {
-    cells: RwLock<HashMap<InlineId, Arc<Cell>>>,
+    cells: RwLock<IdMap<Arc<Cell>>>,
     /// Owners spent from since their last sync.
-    dirty: Mutex<HashSet<InlineId>>,
+    dirty: Mutex<IdSet>,
     /// `limits.quota_block`.
     block: AtomicU64,
     /// Whether the last sync with the store succeeded.
@@ -91,10 +90,68 @@ pub(crate) struct Cell {
     state: Mutex<CellState>,
 }
 
+/// Where a key's or an account's cell is kept after its first spending,
+/// so later requests reach it without a lookup in the book's map (a hash
+/// and a lock per quota). Remembers which book it came from: a snapshot
+/// handed to another book looks its cells up again.
+#[derive(Debug, Default)]
+pub struct CellSlot(OnceLock<(usize, Arc<Cell>)>);
+
+impl CellSlot {
+    fn get<'a>(&'a self, book: &QuotaBook, owner: InlineId) -> CellRef<'a> {
+        let mine = std::ptr::from_ref(book) as usize;
+        if let Some((from, cell)) = self.0.get() {
+            if *from == mine {
+                return CellRef::Slot(cell);
+            }
+            return CellRef::Owned(book.cell(owner));
+        }
+        let cell = book.cell(owner);
+        let _ = self.0.set((mine, Arc::clone(&cell)));
+        CellRef::Owned(cell)
+    }
+}
+
+/// A cell for one request: borrowed from a slot, or looked up in the book.
+enum CellRef<'a> {
+    Slot(&'a Cell),
+    Owned(Arc<Cell>),
+}
+
+impl std::ops::Deref for CellRef<'_> {
+    type Target = Cell;
+    fn deref(&self) -> &Cell {
+        match self {
+            CellRef::Slot(cell) => cell,
+            CellRef::Owned(cell) => cell,
+        }
+    }
+}
+
+/// A quota a request spends from: its owner (a key, an account), the quota,
+/// and where the owner keeps its cell (`None`: looked up in the book).
+#[derive(Debug, Clone, Copy)]
+pub struct Charge<'a> {
+    pub owner: InlineId,
+    pub spec: QuotaSpec,
+    pub slot: Option<&'a CellSlot>,
+}
+
+impl Charge<'_> {
+    fn of((owner, spec): (InlineId, QuotaSpec)) -> Charge<'static> {
+        Charge { owner, spec, slot: None }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct CellState {
     spec: Option<QuotaSpec>,
     period_start: i64,
+    /// The end of the period starting at `period_start` (`i64::MAX` for
+    /// `total`), and which period it was worked out for: the calendar is
+    /// consulted once a period, not on every request.
+    period_end: i64,
+    rolled: Option<Period>,
     used: u64,
     adjust: i64,
     granted: u64,
@@ -120,7 +177,13 @@ impl CellState {
     /// Moves to the period `now_ms` falls in; what was spent in the old one
     /// waits in `carry` for the next sync.
     fn roll(&mut self, spec: QuotaSpec, now_ms: i64) {
-        let start = spec.period.window(now_ms).start_ms;
+        self.spec = Some(spec);
+        if self.rolled == Some(spec.period) && (self.period_start..self.period_end).contains(&now_ms) {
+            return;
+        }
+        let window = spec.period.window(now_ms);
+        let (start, end) = (window.start_ms, window.end_ms.unwrap_or(i64::MAX));
+        (self.rolled, self.period_end) = (Some(spec.period), end);
         if start == self.period_start {
             return;
         }
@@ -131,6 +194,8 @@ impl CellState {
         *self = CellState {
             spec: Some(spec),
             period_start: start,
+            period_end: end,
+            rolled: Some(spec.period),
             carry: self.carry,
             in_flight: self.in_flight,
             last_spent_ms: self.last_spent_ms,
@@ -222,7 +287,19 @@ impl QuotaBook {
         cost: u64,
         now_ms: i64,
     ) -> Result<Option<QuotaInfo>, QuotaInfo> {
-        self.decide(key, account, cost, now_ms, true)
+        self.decide([key.map(Charge::of), account.map(Charge::of)], cost, now_ms, true)
+    }
+
+    /// `spend`, reaching each owner's cell through its slot: the request
+    /// path's way.
+    pub fn charge(
+        &self,
+        key: Option<Charge<'_>>,
+        account: Option<Charge<'_>>,
+        cost: u64,
+        now_ms: i64,
+    ) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        self.decide([key, account], cost, now_ms, true)
     }
 
     /// What `spend` would answer, spending nothing (a dry run).
@@ -233,13 +310,12 @@ impl QuotaBook {
         cost: u64,
         now_ms: i64,
     ) -> Result<Option<QuotaInfo>, QuotaInfo> {
-        self.decide(key, account, cost, now_ms, false)
+        self.decide([key.map(Charge::of), account.map(Charge::of)], cost, now_ms, false)
     }
 
     fn decide(
         &self,
-        key: Option<(InlineId, QuotaSpec)>,
-        account: Option<(InlineId, QuotaSpec)>,
+        charges: [Option<Charge<'_>>; 2],
         cost: u64,
         now_ms: i64,
         spend: bool,
@@ -248,8 +324,16 @@ impl QuotaBook {
         let shared = self.shared();
         let block = self.block();
         // At most two quotas apply: fixed slots, no allocation per request.
-        let slots = [key.map(|k| (QuotaScope::Key, k)), account.map(|a| (QuotaScope::Account, a))]
-            .map(|slot| slot.map(|(scope, (id, spec))| (scope, id, spec, self.cell(id))));
+        let scopes = [QuotaScope::Key, QuotaScope::Account];
+        let slots = [0, 1].map(|i| {
+            charges[i].map(|c| {
+                let cell = match c.slot {
+                    Some(slot) => slot.get(self, c.owner),
+                    None => CellRef::Owned(self.cell(c.owner)),
+                };
+                (scopes[i], c.owner, c.spec, cell)
+            })
+        });
         if slots.iter().all(Option::is_none) {
             return Ok(None);
         }
@@ -258,7 +342,6 @@ impl QuotaBook {
         let mut guards = [0, 1].map(|i| slots[i].as_ref().map(|s| s.3.state.lock().unwrap_or_else(|p| p.into_inner())));
         for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
             let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
-            state.spec = Some(*spec);
             state.roll(*spec, now_ms);
             let verdict = if state.remaining(*spec) < cost {
                 Verdict::Spent
@@ -330,8 +413,9 @@ impl QuotaBook {
 }
 
 fn info(scope: QuotaScope, spec: QuotaSpec, state: &CellState, now_ms: i64, refused: Option<Verdict>) -> QuotaInfo {
-    let window = spec.period.window(now_ms);
-    let reset_seconds = window.seconds_left(now_ms);
+    // The period `roll` worked out for this request's moment.
+    let end = (state.period_end != i64::MAX).then_some(state.period_end);
+    let reset_seconds = end.map(|end| ((end - now_ms).max(1) as u64).div_ceil(1000));
     let retry_after_seconds = match refused {
         Some(Verdict::Wait) => Some(1),
         Some(_) => reset_seconds,
@@ -340,10 +424,10 @@ fn info(scope: QuotaScope, spec: QuotaSpec, state: &CellState, now_ms: i64, refu
     QuotaInfo {
         scope,
         limit: spec.limit,
-        window_seconds: spec.period.seconds(now_ms),
+        window_seconds: end.map(|end| ((end - state.period_start) / 1000) as u64),
         remaining: if refused == Some(Verdict::Spent) { 0 } else { state.remaining(spec) },
         reset_seconds,
-        resets_at_ms: window.end_ms,
+        resets_at_ms: end,
         retry_after_seconds,
     }
 }

@@ -30,10 +30,17 @@ const BATCH: usize = 256;
 /// spending); only credit, never more than one block, is beyond the bound.
 const MAX_BLOCKS: u64 = 64;
 
+/// Rounds a wake starts are at least this far apart: the owners that run
+/// low meanwhile go together in the next one.
+const WAKE_GAP: Duration = Duration::from_millis(20);
+
 /// What a round does besides syncing the owners that must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
-    /// A tick or a wake.
+    /// A request found an owner low or waiting: sync the owners that must
+    /// be, flush nothing else (that is the tick's, at its own pace).
+    Wake,
+    /// Every `TICK`: also flush one batch of what was spent.
     Tick,
     /// Every `RENEW_MS`: also give idle reservations back and keep the
     /// leases alive.
@@ -60,18 +67,36 @@ impl QuotaBook {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut last_renew = now_ms();
+            // Ticks keep their pace however often requests wake the syncer,
+            // so the flushing of ordinary spending neither starves nor runs
+            // back to back.
+            let mut next_tick = tokio::time::Instant::now() + TICK;
             loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(TICK) => {}
-                    _ = this.wake.notified() => {}
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep_until(next_tick) => false,
+                    _ = this.wake.notified() => true,
                     _ = shutdown.wait() => break,
+                };
+                if !woken {
+                    next_tick = tokio::time::Instant::now() + TICK;
                 }
                 let now = now_ms();
-                let renew = now - last_renew >= RENEW_MS;
+                let renew = !woken && now - last_renew >= RENEW_MS;
                 if renew {
                     last_renew = now;
                 }
-                this.round(&store, if renew { Round::Renew } else { Round::Tick }).await;
+                let kind = match (woken, renew) {
+                    (true, _) => Round::Wake,
+                    (false, true) => Round::Renew,
+                    (false, false) => Round::Tick,
+                };
+                this.round(&store, kind).await;
+                if woken {
+                    tokio::select! {
+                        _ = tokio::time::sleep(WAKE_GAP) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                }
             }
             // Flush what is left, then give back every reservation.
             this.round(&store, Round::Last).await;
@@ -105,7 +130,7 @@ impl QuotaBook {
                     later.push((state.synced_ms, owner));
                 }
             }
-            if kind != Round::Tick {
+            if matches!(kind, Round::Renew | Round::Last) {
                 for (owner, cell) in cells.iter() {
                     let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
                     if !state.listed && state.granted > 0 && now - state.last_spent_ms >= IDLE_MS {
@@ -114,10 +139,13 @@ impl QuotaBook {
                 }
             }
         }
-        if later.len() > BATCH {
-            later.select_nth_unstable(BATCH);
+        let flushed = if kind == Round::Wake { 0 } else { BATCH };
+        if later.len() > flushed {
+            if flushed > 0 {
+                later.select_nth_unstable(flushed);
+            }
             // Still listed: flushed by a later round.
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(BATCH..).map(|(_, o)| o));
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(flushed..).map(|(_, o)| o));
         }
         // The owners that must be synced go first, in their own
         // transactions: a busy owner's new reservation does not wait behind

@@ -181,3 +181,34 @@ fn credit_never_spends_what_another_replica_holds() {
     book.shared.store(false, Ordering::Relaxed);
     assert!(book.spend(q, None, 12, now).is_ok());
 }
+
+#[test]
+fn a_slot_reaches_the_same_cell_and_only_for_its_own_book() {
+    let book = QuotaBook::new(100);
+    let other = QuotaBook::new(100);
+    let now = at("2026-12-03T12:00:00Z");
+    let slot = CellSlot::default();
+    let charge = |slot| Some(Charge { owner: id("key_1"), spec: spec(10, Period::Day), slot: Some(slot) });
+    assert!(book.charge(charge(&slot), None, 3, now).is_ok());
+    assert!(book.charge(charge(&slot), None, 3, now).is_ok(), "through the slot now");
+    assert_eq!(book.spend(key(10, Period::Day), None, 1, now).expect("ok").map(|i| i.remaining), Some(3));
+    assert_eq!(book.usage(&id("key_1"), now), Some((7, 3)), "one cell, whichever way it is reached");
+    // The same key's slot handed to another book: that book's own cell.
+    assert_eq!(other.charge(charge(&slot), None, 1, now).expect("ok").map(|i| i.remaining), Some(9));
+    assert_eq!(book.usage(&id("key_1"), now), Some((7, 3)), "nothing spent from the first book");
+}
+
+#[test]
+fn the_period_is_worked_out_again_when_the_quota_changes_its_period() {
+    let book = QuotaBook::new(100);
+    let now = at("2026-02-10T12:00:00Z");
+    let day = book.spend(key(10, Period::Day), None, 1, now).expect("ok").expect("info");
+    assert_eq!((day.window_seconds, day.reset_seconds), (Some(86_400), Some(12 * 3600)));
+    // The same owner now on a monthly quota, at the same moment: February.
+    let month = book.spend(key(10, Period::Month), None, 1, now).expect("ok").expect("info");
+    assert_eq!(month.window_seconds, Some(28 * 86_400));
+    assert_eq!(month.resets_at_ms, Some(at("2026-03-01T00:00:00Z")));
+    assert_eq!(month.remaining, 10 - 1, "another period is another count");
+    let total = book.spend(key(10, Period::Total), None, 1, now).expect("ok").expect("info");
+    assert_eq!((total.window_seconds, total.reset_seconds, total.resets_at_ms), (None, None, None));
+}

@@ -20,13 +20,22 @@ use crate::keys::format::KeyHash;
 const PER_BUCKET: usize = 4;
 
 /// One shard of the index: hashes in ascending order, each with its key,
-/// and the directory over them.
-#[derive(Default, Clone)]
+/// and the directory over them. The snapshot holds its 256 shards inline
+/// (a lookup goes from the snapshot straight to the directory, no pointer
+/// to a shard in between); both arrays are shared by every version of the
+/// snapshot the shard is unchanged in.
+#[derive(Clone)]
 pub(super) struct Shard {
-    entries: Vec<(KeyHash, Arc<KeyState>)>,
+    entries: Arc<[(KeyHash, Arc<KeyState>)]>,
     /// `starts[b]..starts[b + 1]` are the entries of bucket `b` (`bucket`);
     /// one slot more than there are buckets, none for an empty shard.
-    starts: Box<[u32]>,
+    starts: Arc<[u32]>,
+}
+
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard { entries: Arc::from(Vec::new()), starts: Arc::from(Vec::new()) }
+    }
 }
 
 /// Bytes 1..9 of a hash (byte 0 picks the shard), as a number: uniformly
@@ -60,7 +69,7 @@ impl Shard {
             }
         }
         starts.resize(buckets + 1, entries.len() as u32);
-        Shard { entries, starts: starts.into_boxed_slice() }
+        Shard { entries: entries.into(), starts: starts.into() }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -123,7 +132,6 @@ pub(super) fn merge(old: &Shard, mut added: Vec<(KeyHash, Arc<KeyState>)>, remov
             i += 1;
         }
     }
-    out.shrink_to_fit();
     Shard::new(out)
 }
 
