@@ -74,6 +74,9 @@ pub struct QuotaBook {
     cells: RwLock<IdMap<Arc<Cell>>>,
     /// Owners spent from since their last sync.
     dirty: Mutex<IdSet>,
+    /// Owners a request found low or waiting: what a woken round syncs,
+    /// without looking through every owner in `dirty`.
+    urgent: Mutex<Vec<InlineId>>,
     /// `limits.quota_block`.
     block: AtomicU64,
     /// Whether the last sync with the store succeeded.
@@ -169,6 +172,8 @@ struct CellState {
     listed: bool,
     /// A request was told to wait for the store: sync at once.
     waiting: bool,
+    /// In the book's `urgent` list.
+    urgent: bool,
     /// Unix ms of the last sync the store answered.
     synced_ms: i64,
 }
@@ -201,6 +206,7 @@ impl CellState {
             last_spent_ms: self.last_spent_ms,
             listed: self.listed,
             waiting: self.waiting,
+            urgent: self.urgent,
             synced_ms: self.synced_ms,
             ..CellState::default()
         };
@@ -245,6 +251,7 @@ impl QuotaBook {
         Arc::new(QuotaBook {
             cells: RwLock::default(),
             dirty: Mutex::default(),
+            urgent: Mutex::default(),
             block: AtomicU64::new(block.max(1)),
             shared: AtomicBool::new(true),
             wake: tokio::sync::Notify::new(),
@@ -352,6 +359,7 @@ impl QuotaBook {
             };
             let refusal = info(*scope, *spec, state, now_ms, Some(verdict));
             let waiting = verdict == Verdict::Wait && spend;
+            let mut wake = false;
             if waiting {
                 // The next sync asks a reservation for this owner.
                 state.last_spent_ms = now_ms;
@@ -360,9 +368,10 @@ impl QuotaBook {
                     state.listed = true;
                     self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
                 }
+                wake = self.mark_urgent(state, *id);
             }
             drop(guards);
-            if waiting {
+            if wake {
                 self.wake.notify_one();
             }
             return Err(refusal);
@@ -374,12 +383,14 @@ impl QuotaBook {
             if spend {
                 state.spent += cost;
                 state.last_spent_ms = now_ms;
-                low |= state.low(block);
                 // Listed once per sync, so the set's lock is not taken on
                 // every request.
                 if !state.listed {
                     state.listed = true;
                     self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
+                }
+                if state.low(block) {
+                    low |= self.mark_urgent(state, *id);
                 }
             }
             let now = info(*scope, *spec, state, now_ms, None);
@@ -393,6 +404,17 @@ impl QuotaBook {
             self.wake.notify_one();
         }
         Ok(tightest)
+    }
+
+    /// Puts an owner in the next woken round, once per sync; `true` when
+    /// it was not there yet (then the syncer must be woken).
+    fn mark_urgent(&self, state: &mut CellState, owner: InlineId) -> bool {
+        if state.urgent {
+            return false;
+        }
+        state.urgent = true;
+        self.urgent.lock().unwrap_or_else(|p| p.into_inner()).push(owner);
+        true
     }
 
     /// What this replica knows of an owner's quota: (used, remaining) with

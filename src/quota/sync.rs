@@ -114,8 +114,15 @@ impl QuotaBook {
     /// leases alive; `Last` flushes everything.
     pub async fn round(&self, store: &Store, kind: Round) {
         let now = now_ms();
-        let listed: Vec<InlineId> =
-            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        let urgent = std::mem::take(&mut *self.urgent.lock().unwrap_or_else(|p| p.into_inner()));
+        // A woken round looks at the owners requests marked, nothing else;
+        // they stay in `dirty` (a sync clears `listed`, and the ticks pass
+        // over owners not listed any more).
+        let listed: Vec<InlineId> = if kind == Round::Wake {
+            urgent
+        } else {
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
+        };
         let block = self.block();
         let mut owners = Vec::new();
         let mut later: Vec<(i64, InlineId)> = Vec::new();
@@ -123,10 +130,18 @@ impl QuotaBook {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
             for owner in listed {
                 let Some(cell) = cells.get(&owner) else { continue };
-                let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                if kind == Round::Wake {
+                    state.urgent = false;
+                }
+                if !state.listed && kind != Round::Wake {
+                    // Synced since it was listed (by a woken round), and
+                    // nothing spent after.
+                    continue;
+                }
                 if kind == Round::Last || state.carry.is_some() || state.waiting || state.low(block) {
                     owners.push(owner);
-                } else {
+                } else if kind != Round::Wake {
                     later.push((state.synced_ms, owner));
                 }
             }
@@ -139,13 +154,10 @@ impl QuotaBook {
                 }
             }
         }
-        let flushed = if kind == Round::Wake { 0 } else { BATCH };
-        if later.len() > flushed {
-            if flushed > 0 {
-                later.select_nth_unstable(flushed);
-            }
+        if later.len() > BATCH {
+            later.select_nth_unstable(BATCH);
             // Still listed: flushed by a later round.
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(flushed..).map(|(_, o)| o));
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(BATCH..).map(|(_, o)| o));
         }
         // The owners that must be synced go first, in their own
         // transactions: a busy owner's new reservation does not wait behind
@@ -194,6 +206,7 @@ impl QuotaBook {
             state.roll(spec, now);
             state.listed = false;
             state.waiting = false;
+            state.urgent = false;
             let carry = state.carry.take();
             if let Some((period_start, spent)) = carry {
                 batch.push(QuotaSync { owner_id: owner.to_string(), spec, period_start, spent, want: 0 });
