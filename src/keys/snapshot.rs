@@ -35,7 +35,7 @@ use crate::fleet::{FleetLimiter, FleetScope};
 use crate::quota::{CellSlot, QuotaBook};
 
 mod index;
-use index::{merge, Shard};
+use index::{merge_all, Shard};
 
 const SHARDS: usize = 256;
 const ID_LEN: usize = 24;
@@ -399,20 +399,7 @@ impl KeySet {
             removed[row.hash.shard()].insert(row.hash);
             entries.push(Entry { hash: row.hash, state: Arc::clone(state), valid_until: row.valid_until });
         }
-        let shards: Vec<Shard> = self
-            .shards
-            .iter()
-            .zip(added.into_iter().zip(removed))
-            .map(
-                |(old, (added, removed))| {
-                    if added.is_empty() && removed.is_empty() {
-                        old.clone()
-                    } else {
-                        merge(old, added, &removed)
-                    }
-                },
-            )
-            .collect();
+        let shards = merge_all(&self.shards, added, removed);
         let (foreign, foreign_len) = self.apply_foreign(changes.foreign, &changes.moved);
         KeySet {
             shards: shards.into(),
@@ -453,20 +440,7 @@ impl KeySet {
         if !touched {
             return (Arc::clone(&self.foreign), self.foreign_len);
         }
-        let shards: Vec<Shard> = self
-            .foreign
-            .iter()
-            .zip(added.into_iter().zip(removed))
-            .map(
-                |(old, (added, removed))| {
-                    if added.is_empty() && removed.is_empty() {
-                        old.clone()
-                    } else {
-                        merge(old, added, &removed)
-                    }
-                },
-            )
-            .collect();
+        let shards = merge_all(&self.foreign, added, removed);
         let len = shards.iter().map(|s| s.len()).sum();
         (shards.into(), len)
     }

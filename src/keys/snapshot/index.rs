@@ -135,6 +135,27 @@ pub(super) fn merge(old: &Shard, mut added: Vec<(KeyHash, Arc<KeyState>)>, remov
     Shard::new(out)
 }
 
+/// Every shard of an index with its `added` and `removed` applied; a shard
+/// neither touches is shared, not copied.
+pub(super) fn merge_all(
+    old: &[Shard],
+    added: Vec<Vec<(KeyHash, Arc<KeyState>)>>,
+    removed: Vec<HashSet<KeyHash>>,
+) -> Vec<Shard> {
+    old.iter()
+        .zip(added.into_iter().zip(removed))
+        .map(
+            |(old, (added, removed))| {
+                if added.is_empty() && removed.is_empty() {
+                    old.clone()
+                } else {
+                    merge(old, added, &removed)
+                }
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
