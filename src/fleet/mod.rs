@@ -10,7 +10,7 @@
 //! hands back what the replica holds, and leases it `ceil(free / replicas)`
 //! of what is free. Tokens are only ever spent after
 //! Redis has counted them, so while Redis answers the fleet admits no more
-//! than one bucket allows, apart from the single request a replica lets
+//! than one bucket allows, apart from the few requests a replica lets
 //! through on a limit it holds no lease for (see `FleetScope::admit` and
 //! docs/architecture.md#fleet-wide-rate-limits for the bound).
 //!
@@ -34,7 +34,7 @@ pub use resp::RedisUrl;
 
 /// A limit this replica has no lease for, and has not asked one for.
 const DORMANT: u8 = 0;
-/// It let one request through on credit and asked for a lease.
+/// It lets requests through on credit and asked for a lease.
 const WARMING: u8 = 1;
 /// It holds a lease (possibly used up) that the sync keeps topped up.
 const ACTIVE: u8 = 2;
@@ -139,6 +139,15 @@ impl FleetLimiter {
     }
 }
 
+/// Requests one replica lets through on credit while its first lease of a
+/// limit is on its way: a twentieth of the limit's share per replica, at
+/// least one. Charged to the bucket at the sync, like any credit; so the
+/// fleet's overshoot stays within max(N, L / 20) of the bound without
+/// credit, and a limit below 20 × N requests gets the single request.
+fn warm_credit(quota: Quota, replicas: i64) -> i64 {
+    (i64::from(quota.requests) / (20 * replicas.max(1))).max(1)
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
@@ -173,6 +182,9 @@ pub struct FleetScope {
     full_at_ms: AtomicI64,
     /// Free fleet tokens nobody holds, at the last sync.
     fleet_free: AtomicI64,
+    /// Requests still allowed on credit while the first lease is on its
+    /// way (`warm_credit`).
+    credit: AtomicI64,
 }
 
 impl FleetScope {
@@ -193,6 +205,7 @@ impl FleetScope {
             empty_until_ms: AtomicI64::new(0),
             full_at_ms: AtomicI64::new(0),
             fleet_free: AtomicI64::new(i64::from(quota.requests)),
+            credit: AtomicI64::new(0),
         }
     }
 
@@ -202,9 +215,11 @@ impl FleetScope {
     /// allocation, never a wait on Redis.
     ///
     /// A limit with no lease yet (first use on this replica, or idle long
-    /// enough to have handed its lease back) lets one request through on
-    /// credit, unless the fleet was known to be empty, and wakes the sync:
-    /// refusing it would refuse every first request of a quiet key.
+    /// enough to have handed its lease back) lets requests through on
+    /// credit until the lease comes — `warm_credit` of them, one for any
+    /// limit below 20 × the replicas — unless the fleet was known to be
+    /// empty, and wakes the sync: refusing would refuse the first requests
+    /// of every quiet key, however far below its limit.
     pub fn admit(&self, now_ms: i64, local: impl FnOnce() -> (bool, Option<RateInfo>)) -> (bool, Option<RateInfo>) {
         if !self.shared.up.load(Ordering::Relaxed) {
             return local();
@@ -226,12 +241,25 @@ impl FleetScope {
             && now_ms >= self.empty_until_ms.load(Ordering::Relaxed)
             && self.state.compare_exchange(DORMANT, WARMING, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         if on_credit {
+            let replicas = self.shared.replicas.load(Ordering::Relaxed);
+            self.credit.store(warm_credit(self.quota, replicas) - 1, Ordering::Relaxed);
             self.wake();
             let (allowed, info) = local();
             if allowed {
                 self.allowance.fetch_sub(1, Ordering::Relaxed);
             } else {
                 self.state.store(DORMANT, Ordering::Release);
+            }
+            return (allowed, info.map(|i| self.cap(i)));
+        }
+        let warming = self.state.load(Ordering::Acquire) == WARMING;
+        if warming && self.credit.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| (c > 0).then(|| c - 1)).is_ok()
+        {
+            let (allowed, info) = local();
+            if allowed {
+                self.allowance.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.credit.fetch_add(1, Ordering::Relaxed);
             }
             return (allowed, info.map(|i| self.cap(i)));
         }

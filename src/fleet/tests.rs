@@ -55,6 +55,27 @@ fn a_limit_without_a_lease_lets_one_request_through_on_credit() {
 }
 
 #[test]
+fn a_large_limit_lets_a_twentieth_of_its_share_through_while_the_lease_comes() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    f.shared.replicas.store(2, Ordering::Relaxed);
+    let s = f.scope(RateScope::Key, "big", Quota { requests: 4_000, per_seconds: 1 });
+    // 4,000 / (20 × 2) = 100 on credit, not 1: a key far below its limit
+    // is not refused while its first lease is on its way.
+    for i in 0..100 {
+        assert!(s.admit(1_000, allow).0, "request {i} on credit");
+    }
+    assert_eq!(s.allowance.load(Ordering::Relaxed), -100, "all of it owed to the fleet");
+    assert!(!s.admit(1_000, allow).0, "then wait for the lease");
+    // A local refusal takes no credit.
+    let t = f.scope(RateScope::Key, "local", Quota { requests: 4_000, per_seconds: 1 });
+    assert!(t.admit(1_000, allow).0);
+    assert!(!t.admit(1_000, || (false, Some(info(0)))).0);
+    assert_eq!(t.credit.load(Ordering::Relaxed), 99, "the refused request gave its credit back");
+    assert_eq!(warm_credit(Q, 3), 1, "a small limit: one request, as before");
+}
+
+#[test]
 fn a_lease_is_spent_one_token_a_request_and_kept_on_local_refusal() {
     let f = limiter();
     f.shared.up.store(true, Ordering::Relaxed);
