@@ -147,6 +147,25 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::Tc
     Ok(listeners)
 }
 
+/// A connection the fast path hands back for hyper to serve, with the
+/// bytes it read from it and did not use (the start of the request that
+/// needs hyper), which hyper reads first.
+#[derive(Debug)]
+pub struct Handover {
+    pub stream: TcpStream,
+    pub read: Vec<u8>,
+}
+
+/// A server for plain HTTP/1.1 connections that takes them before hyper
+/// (the proxy's fast path): given the stream, the peer, what was already
+/// read from it and the listener's drain, it serves the connection to its
+/// end, or hands it back.
+pub type FastPath = Arc<
+    dyn Fn(TcpStream, SocketAddr, Vec<u8>, Arc<Drain>) -> Pin<Box<dyn std::future::Future<Output = Option<Handover>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves connections from `listener` until `shutdown` fires, then drains.
 ///
 /// `make_service` is called once per connection with the peer address and
@@ -159,6 +178,26 @@ pub async fn serve<M, S>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     make_service: M,
+    opts: ListenerOptions,
+    shutdown: Shutdown,
+) where
+    M: Fn(SocketAddr, bool) -> S + Send + Sync + 'static,
+    S: HttpService<Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+    serve_with(listener, tls, make_service, None, opts, shutdown).await;
+}
+
+/// `serve`, with plain connections going to `fast` first when given (TLS
+/// connections and HTTP/2 ones never do).
+pub async fn serve_with<M, S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    make_service: M,
+    fast: Option<FastPath>,
     opts: ListenerOptions,
     shutdown: Shutdown,
 ) where
@@ -227,6 +266,7 @@ pub async fn serve<M, S>(
             acceptor.clone(),
             make_service(peer, acceptor.is_some()),
             Arc::clone(&builders),
+            fast.clone(),
             &opts,
         );
         connections.spawn(connection);
@@ -313,7 +353,9 @@ impl Builders {
 }
 
 /// One connection: the TLS handshake if any, then HTTP/1.1 or HTTP/2 until
-/// the client leaves or the drain closes it.
+/// the client leaves or the drain closes it. A plain HTTP/1.1 connection
+/// goes to `fast` first, if given, and to hyper if `fast` hands it back.
+#[allow(clippy::too_many_arguments)]
 fn serve_connection<S>(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
@@ -321,6 +363,7 @@ fn serve_connection<S>(
     acceptor: Option<TlsAcceptor>,
     service: S,
     builders: Arc<Builders>,
+    fast: Option<FastPath>,
     opts: &ListenerOptions,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
@@ -341,7 +384,18 @@ where
                 match tokio::time::timeout(handshake_timeout, Sniffed::read_preface(&mut stream)).await {
                     Ok(Ok(sniffed)) => {
                         let http2 = sniffed.is_http2();
-                        builders.serve(sniffed.around(stream), permit, http2, strict, service).await
+                        match fast {
+                            Some(fast) if !http2 => {
+                                let read = sniffed.bytes[..sniffed.len].to_vec();
+                                match fast(stream, peer, read, Arc::clone(&builders.drain)).await {
+                                    None => return,
+                                    Some(Handover { stream, read }) => {
+                                        builders.serve(Rewound::new(read, stream), permit, false, strict, service).await
+                                    }
+                                }
+                            }
+                            _ => builders.serve(sniffed.around(stream), permit, http2, strict, service).await,
+                        }
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
@@ -353,7 +407,15 @@ where
                     }
                 }
             }
-            None => builders.serve(stream, permit, false, strict, service).await,
+            None => match fast {
+                Some(fast) => match fast(stream, peer, Vec::new(), Arc::clone(&builders.drain)).await {
+                    None => return,
+                    Some(Handover { stream, read }) => {
+                        builders.serve(Rewound::new(read, stream), permit, false, strict, service).await
+                    }
+                },
+                None => builders.serve(stream, permit, false, strict, service).await,
+            },
             Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -406,24 +468,36 @@ impl Sniffed {
 
     /// `stream` with these bytes put back in front.
     fn around<T>(self, stream: T) -> Rewound<T> {
-        Rewound { sniffed: self, start: 0, inner: stream }
+        Rewound::new(self.bytes[..self.len].to_vec(), stream)
     }
 }
 
-/// A stream whose first bytes were sniffed: they are read again first.
+/// A stream whose first bytes were already read (sniffed, or read by the
+/// fast path before it handed the connection over): they are read again
+/// first.
 struct Rewound<T> {
-    sniffed: Sniffed,
+    read: Vec<u8>,
     start: usize,
     inner: T,
+}
+
+impl<T> Rewound<T> {
+    fn new(read: Vec<u8>, inner: T) -> Self {
+        Rewound { read, start: 0, inner }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.start < this.sniffed.len {
-            let n = buf.remaining().min(this.sniffed.len - this.start);
-            buf.put_slice(&this.sniffed.bytes[this.start..this.start + n]);
+        if this.start < this.read.len() {
+            let n = buf.remaining().min(this.read.len() - this.start);
+            buf.put_slice(&this.read[this.start..this.start + n]);
             this.start += n;
+            if this.start == this.read.len() {
+                this.read = Vec::new();
+                this.start = 0;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
