@@ -32,7 +32,7 @@ use http::uri::Scheme;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use self::parse::{Head, Parsed};
+use self::parse::{Framing, Head, Parsed};
 use super::decision::request_host;
 use super::{client_ip, problem, ClientConn, Proxy};
 use crate::contract::{ProxyCode, RequestId};
@@ -137,6 +137,22 @@ impl Client {
     }
 }
 
+/// Whether the start of a chunked body that came with its head is well
+/// framed (so far).
+fn chunked_so_far_valid(mut bytes: &[u8]) -> bool {
+    let mut chunked = body::Chunked::default();
+    while !bytes.is_empty() && !chunked.is_done() {
+        match chunked.step(bytes) {
+            Ok(step) => bytes = &bytes[step.consumed..],
+            Err(fault) => {
+                tracing::debug!(?fault, "request framing refused");
+                return false;
+            }
+        }
+    }
+    true
+}
+
 impl Proxy {
     /// Serves a plain HTTP/1.1 connection on the fast path; `read` is what
     /// was already read from it. Returns the connection, with the bytes
@@ -190,6 +206,12 @@ impl Proxy {
                 return Some(Handover { stream, read: buf });
             }
             client.consume(head_len);
+            if framing == Framing::Chunked && !chunked_so_far_valid(client.unread()) {
+                // As `listener::strict` does for a fault in the read that
+                // brought the head: refused before anything goes upstream.
+                client.finish(&problem::framing_refusal()).await;
+                return None;
+            }
             let keep = self
                 .fast_request(&live, &conn, &mut client, parts, framing, flags, watcher.is_draining(), &mut scratch)
                 .await;
