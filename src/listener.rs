@@ -161,7 +161,12 @@ pub struct Handover {
 /// read from it and the listener's drain, it serves the connection to its
 /// end, or hands it back.
 pub type FastPath = Arc<
-    dyn Fn(TcpStream, SocketAddr, Vec<u8>, Arc<Drain>) -> Pin<Box<dyn std::future::Future<Output = Option<Handover>> + Send>>
+    dyn Fn(
+            TcpStream,
+            SocketAddr,
+            Vec<u8>,
+            Arc<Drain>,
+        ) -> Pin<Box<dyn std::future::Future<Output = Option<Handover>> + Send>>
         + Send
         + Sync,
 >;

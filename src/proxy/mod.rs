@@ -23,8 +23,8 @@ pub mod body;
 pub mod client_headers;
 pub mod client_ip;
 mod decision;
-pub mod fast;
 mod failed;
+pub mod fast;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -307,7 +307,7 @@ impl Proxy {
         let Prepared { parts, target, request_id, grpc, rate, quota, upgrade } =
             match self.prepare_forward(live, parts, conn, true, record.as_deref_mut()) {
                 Ok(prepared) => prepared,
-                Err(refused) => return refused,
+                Err(refused) => return *refused,
             };
         let route = target.index;
         let upstream_request =
@@ -363,18 +363,18 @@ impl Proxy {
         conn: &ClientConn,
         upgrades: bool,
         mut record: Option<&mut Record>,
-    ) -> Result<Prepared<'a>, RefusedAnswer> {
+    ) -> Result<Prepared<'a>, Box<RefusedAnswer>> {
         let peer = conn.peer;
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
         let (Admitted { identity, found_in, rate, quota, identity_token }, target) =
-            self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()).map_err(|refused| *refused)?;
+            self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut())?;
         let route = target.index;
 
         let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
-            Err(_) => return Err((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc))),
+            Err(_) => return Err(Box::new((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)))),
         };
         if live.strip_credentials {
             live.credentials.strip(&mut parts.headers, found_in);
@@ -399,12 +399,12 @@ impl Proxy {
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(&mut parts.headers);
         }
-        if let Some(record) = record.as_deref_mut() {
+        if let Some(record) = record {
             record.forwarding(&mut parts.headers);
         }
         if http2 {
             if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
-                return Err((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)));
+                return Err(Box::new((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc))));
             }
         } else {
             // The upstream connection is HTTP/1.1 whatever the client spoke.

@@ -100,7 +100,8 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     .await;
     let gw = fast_gateway(&upstream).await;
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
-    let all: String = ["/one", "/two", "/three"].iter().map(|p| request(&gw, &format!("GET {p} HTTP/1.1"), "")).collect();
+    let all: String =
+        ["/one", "/two", "/three"].iter().map(|p| request(&gw, &format!("GET {p} HTTP/1.1"), "")).collect();
     stream.write_all(all.as_bytes()).await.expect("write");
     let text = responses(&mut stream, 3).await;
     assert_eq!(complete_responses(text.as_bytes()), 3, "{text}");
@@ -233,7 +234,8 @@ async fn informational_answers_are_skipped_and_expect_goes_to_hyper() {
     let head = request(&gw, "PUT /upload HTTP/1.1", "Expect: 100-continue\r\nContent-Length: 4\r\n");
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut first = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first)).await.expect("in time").expect("read");
+    let n =
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first)).await.expect("in time").expect("read");
     let first = String::from_utf8_lossy(&first[..n]).into_owned();
     assert!(first.starts_with("HTTP/1.1 100 Continue"), "{first}");
     stream.write_all(b"data").await.expect("body");
@@ -252,7 +254,8 @@ async fn head_204_and_304_answers_have_no_body_and_keep_the_connection() {
     .await;
     let gw = fast_gateway(&upstream).await;
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
-    for (line, status) in [("HEAD /head HTTP/1.1", "200"), ("GET /nothing HTTP/1.1", "204"), ("GET /same HTTP/1.1", "304")]
+    for (line, status) in
+        [("HEAD /head HTTP/1.1", "200"), ("GET /nothing HTTP/1.1", "204"), ("GET /same HTTP/1.1", "304")]
     {
         stream.write_all(request(&gw, line, "").as_bytes()).await.expect("write");
         let text = responses(&mut stream, 1).await;

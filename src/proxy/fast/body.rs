@@ -14,14 +14,24 @@ use crate::listener::framing::Fault;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// A chunk size line; `ws` once whitespace followed the digits.
-    Size { size: u64, digits: bool, ws: bool },
-    Ext { size: u64 },
-    SizeLf { size: u64 },
+    Size {
+        size: u64,
+        digits: bool,
+        ws: bool,
+    },
+    Ext {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine { cr: bool },
+    TrailerLine {
+        cr: bool,
+    },
     TrailerEnd,
     Done,
 }
@@ -161,9 +171,8 @@ fn is_extension_byte(b: u8) -> bool {
 /// `out`; returns its length. For bodies the fast path frames itself.
 pub fn chunk_header(len: usize, out: &mut [u8; 20]) -> usize {
     let digits = if len == 0 { 1 } else { (usize::BITS - len.leading_zeros()).div_ceil(4) as usize };
-    for i in 0..digits {
-        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
-        out[i] = b"0123456789abcdef"[nibble];
+    for (i, digit) in out[..digits].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
     }
     out[digits] = b'\r';
     out[digits + 1] = b'\n';

@@ -56,13 +56,22 @@ enum SendError {
 
 /// One try on one upstream connection.
 enum Attempt {
-    Answered { status: StatusCode, reusable: bool, body_done: bool },
+    Answered {
+        status: StatusCode,
+        reusable: bool,
+        body_done: bool,
+    },
     /// Safe to send again on a new connection.
     Retry,
     /// Nothing went to the client: answer with the problem.
-    Failed { error: ForwardError, body_done: bool },
+    Failed {
+        error: ForwardError,
+        body_done: bool,
+    },
     /// Part of a response went to the client: the connection is cut.
-    Cut { status: Option<StatusCode> },
+    Cut {
+        status: Option<StatusCode>,
+    },
 }
 
 impl Proxy {
@@ -92,7 +101,8 @@ impl Proxy {
         let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
         let close = flags.close || draining;
         let answered = match self.prepare_forward(live, parts, conn, false, record.as_mut()) {
-            Err((route, response)) => {
+            Err(refused) => {
+                let (route, response) = *refused;
                 // The body, if any, was not read: the connection ends.
                 let close = close || framing != Framing::Empty;
                 write::own_response(&mut scratch.out, &response, close);
@@ -141,7 +151,13 @@ impl Proxy {
     ) -> Answered {
         let Prepared { parts, target, request_id, grpc, rate, quota, .. } = prepared;
         let route = target.index;
-        write::request_head(&mut scratch.head, &parts.method, &parts.uri, &parts.headers, shape.framing == Framing::Chunked);
+        write::request_head(
+            &mut scratch.head,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            shape.framing == Framing::Chunked,
+        );
         // What the response needs from the request, before its head goes.
         let edits = Edits { request_id: &request_id, rate: rate.as_ref(), quota: quota.as_ref() };
         let forwarder = &live.forwarder;
@@ -176,7 +192,8 @@ impl Proxy {
                     }
                 },
             };
-            let attempt = exchange(&mut stream, client, scratch, shape, &edits, target.body_limit, live, deadline).await;
+            let attempt =
+                exchange(&mut stream, client, scratch, shape, &edits, target.body_limit, live, deadline).await;
             match attempt {
                 Attempt::Retry if was_pooled && tries < 3 => continue,
                 Attempt::Retry => {
@@ -226,7 +243,9 @@ impl Proxy {
                     request_id: Some(request_id.header_value()),
                 }
             }
-            Attempt::Retry => Answered { route, status: StatusCode::BAD_GATEWAY, keep: false, code: None, request_id: None },
+            Attempt::Retry => {
+                Answered { route, status: StatusCode::BAD_GATEWAY, keep: false, code: None, request_id: None }
+            }
         }
     }
 }
@@ -335,7 +354,9 @@ async fn exchange(
             };
             Attempt::Failed { error, body_done: false }
         }
-        Ok(Ok(reusable)) => Attempt::Answered { status: status.unwrap_or(StatusCode::OK), reusable: reusable && body_done, body_done },
+        Ok(Ok(reusable)) => {
+            Attempt::Answered { status: status.unwrap_or(StatusCode::OK), reusable: reusable && body_done, body_done }
+        }
         Ok(Err(Failure::Closed(_))) if shape.idempotent && shape.framing == Framing::Empty => Attempt::Retry,
         Ok(Err(Failure::Closed(e) | Failure::Broken(e))) => {
             Attempt::Failed { error: ForwardError::Upstream(e.into()), body_done }

@@ -70,7 +70,7 @@ pub(super) async fn read_more<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Ve
 
 /// What came of waiting for the next request head.
 enum Next {
-    Head(Head),
+    Head(Box<Head>),
     /// The client left, was too slow, or the drain started while it was
     /// idle.
     Closed,

@@ -86,7 +86,8 @@ impl Head {
 pub enum Parsed {
     /// No whole head yet.
     Partial,
-    Complete(Head),
+    /// Boxed: a head is large, and the other verdicts are small.
+    Complete(Box<Head>),
     /// Not a request head a strict reading accepts: 400, then close.
     Refused(Fault),
     /// More than `MAX_HEADERS` fields: 431, then close.
@@ -161,7 +162,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Refused(Fault::LineEnd) };
     let Ok(uri) = Uri::try_from(target) else { return Parsed::Refused(Fault::LineEnd) };
-    Parsed::Complete(Head { len, method, uri, headers, framing, flags })
+    Parsed::Complete(Box::new(Head { len, method, uri, headers, framing, flags }))
 }
 
 /// The length of a field's line in `buf` (name to the CR, whitespace

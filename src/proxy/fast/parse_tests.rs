@@ -21,7 +21,8 @@ fn verdict(input: &[u8]) -> Result<bool, Fault> {
     assert_eq!(once.is_ok(), bytewise.is_ok(), "one read vs one byte per read: {:?}", String::from_utf8_lossy(input));
     for split in 1..input.len() {
         let mut walker = Walker::default();
-        let two = walker.feed(&input[..split]).and_then(|more| if more { walker.feed(&input[split..]) } else { Ok(more) });
+        let two =
+            walker.feed(&input[..split]).and_then(|more| if more { walker.feed(&input[split..]) } else { Ok(more) });
         assert_eq!(once.is_ok(), two.is_ok(), "split at {split}: {:?}", String::from_utf8_lossy(input));
     }
     once
@@ -42,7 +43,7 @@ const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\nX-API-Key: kg_live_abc\r\n\r\
 
 fn complete(input: &[u8]) -> Head {
     match parse_request(input) {
-        Parsed::Complete(head) => head,
+        Parsed::Complete(head) => *head,
         other => panic!("{other:?}: {:?}", String::from_utf8_lossy(input)),
     }
 }

@@ -273,9 +273,8 @@ where
             loop {
                 let mut at = 0;
                 while at < buf.len() && !chunked.is_done() {
-                    let step = chunked
-                        .step(&buf[at..])
-                        .map_err(|_| Failure::BrokeAfterHead(broken("bad chunked framing")))?;
+                    let step =
+                        chunked.step(&buf[at..]).map_err(|_| Failure::BrokeAfterHead(broken("bad chunked framing")))?;
                     at += step.consumed;
                 }
                 if first {
