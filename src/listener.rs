@@ -28,7 +28,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -37,17 +36,19 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use self::rewound::{Rewound, Sniffed};
 use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
 pub mod framing;
 mod idle;
+mod rewound;
 pub mod strict;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -443,98 +444,6 @@ where
     }
 }
 
-/// The first bytes of a plain connection, read to tell HTTP/2 with prior
-/// knowledge from HTTP/1.1: up to the preface's length, and no further
-/// than the first byte that differs from it.
-struct Sniffed {
-    bytes: [u8; H2_PREFACE.len()],
-    len: usize,
-}
-
-impl Sniffed {
-    async fn read_preface(stream: &mut TcpStream) -> io::Result<Sniffed> {
-        let mut sniffed = Sniffed { bytes: [0; H2_PREFACE.len()], len: 0 };
-        while sniffed.len < H2_PREFACE.len() {
-            let n = stream.read(&mut sniffed.bytes[sniffed.len..]).await?;
-            if n == 0 {
-                break;
-            }
-            sniffed.len += n;
-            if sniffed.bytes[..sniffed.len] != H2_PREFACE[..sniffed.len] {
-                break;
-            }
-        }
-        Ok(sniffed)
-    }
-
-    fn is_http2(&self) -> bool {
-        self.bytes[..self.len] == H2_PREFACE[..]
-    }
-
-    /// `stream` with these bytes put back in front.
-    fn around<T>(self, stream: T) -> Rewound<T> {
-        Rewound::new(self.bytes[..self.len].to_vec(), stream)
-    }
-}
-
-/// A stream whose first bytes were already read (sniffed, or read by the
-/// fast path before it handed the connection over): they are read again
-/// first.
-struct Rewound<T> {
-    read: Vec<u8>,
-    start: usize,
-    inner: T,
-}
-
-impl<T> Rewound<T> {
-    fn new(read: Vec<u8>, inner: T) -> Self {
-        Rewound { read, start: 0, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.start < this.read.len() {
-            let n = buf.remaining().min(this.read.len() - this.start);
-            buf.put_slice(&this.read[this.start..this.start + n]);
-            this.start += n;
-            if this.start == this.read.len() {
-                this.read = Vec::new();
-                this.start = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewound<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// A connection's service with `tap` run on every request before it. hyper
 /// calls a connection's service from that connection's task only, one call
 /// at a time, and `HttpService::call` takes `&mut self`: hence the
@@ -572,6 +481,8 @@ fn is_per_connection(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     #[test]
