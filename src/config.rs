@@ -158,6 +158,12 @@ pub struct ProxyConfig {
     /// the limit, accepting pauses until one closes (new clients wait in
     /// the kernel's backlog). Mind the process's descriptor limit.
     pub max_connections: usize,
+    /// Serve plain HTTP/1.1 requests on the fast path (one parse per
+    /// message, the upstream exchange in the request's own task; see
+    /// docs/architecture.md). What it does not handle (HTTP/1.0, upgrades,
+    /// `Expect`, gRPC, `https://` and HTTP/2 upstreams) still goes to hyper.
+    /// `false`: every connection is hyper's.
+    pub fast_http1: bool,
     /// Sign who called into a short-lived JWT (EdDSA) the upstream gets in
     /// `X-Keygate-Identity`, checkable against `GET /.well-known/jwks.json`
     /// on the admin port. Off when absent.
@@ -183,6 +189,7 @@ impl Default for ProxyConfig {
             workers: 0,
             http2_cleartext: false,
             max_connections: 10_000,
+            fast_http1: true,
             identity_token: None,
         }
     }

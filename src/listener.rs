@@ -28,7 +28,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -37,17 +36,19 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use self::rewound::{Rewound, Sniffed};
 use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
 pub mod framing;
 mod idle;
+mod rewound;
 pub mod strict;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -147,6 +148,30 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::Tc
     Ok(listeners)
 }
 
+/// A connection the fast path hands back for hyper to serve, with the
+/// bytes it read from it and did not use (the start of the request that
+/// needs hyper), which hyper reads first.
+#[derive(Debug)]
+pub struct Handover {
+    pub stream: TcpStream,
+    pub read: Vec<u8>,
+}
+
+/// A server for plain HTTP/1.1 connections that takes them before hyper
+/// (the proxy's fast path): given the stream, the peer, what was already
+/// read from it and the listener's drain, it serves the connection to its
+/// end, or hands it back.
+pub type FastPath = Arc<
+    dyn Fn(
+            TcpStream,
+            SocketAddr,
+            Vec<u8>,
+            Arc<Drain>,
+        ) -> Pin<Box<dyn std::future::Future<Output = Option<Handover>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves connections from `listener` until `shutdown` fires, then drains.
 ///
 /// `make_service` is called once per connection with the peer address and
@@ -159,6 +184,26 @@ pub async fn serve<M, S>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     make_service: M,
+    opts: ListenerOptions,
+    shutdown: Shutdown,
+) where
+    M: Fn(SocketAddr, bool) -> S + Send + Sync + 'static,
+    S: HttpService<Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+    serve_with(listener, tls, make_service, None, opts, shutdown).await;
+}
+
+/// `serve`, with plain connections going to `fast` first when given (TLS
+/// connections and HTTP/2 ones never do).
+pub async fn serve_with<M, S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    make_service: M,
+    fast: Option<FastPath>,
     opts: ListenerOptions,
     shutdown: Shutdown,
 ) where
@@ -227,6 +272,7 @@ pub async fn serve<M, S>(
             acceptor.clone(),
             make_service(peer, acceptor.is_some()),
             Arc::clone(&builders),
+            fast.clone(),
             &opts,
         );
         connections.spawn(connection);
@@ -313,7 +359,9 @@ impl Builders {
 }
 
 /// One connection: the TLS handshake if any, then HTTP/1.1 or HTTP/2 until
-/// the client leaves or the drain closes it.
+/// the client leaves or the drain closes it. A plain HTTP/1.1 connection
+/// goes to `fast` first, if given, and to hyper if `fast` hands it back.
+#[allow(clippy::too_many_arguments)]
 fn serve_connection<S>(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
@@ -321,6 +369,7 @@ fn serve_connection<S>(
     acceptor: Option<TlsAcceptor>,
     service: S,
     builders: Arc<Builders>,
+    fast: Option<FastPath>,
     opts: &ListenerOptions,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
@@ -341,7 +390,18 @@ where
                 match tokio::time::timeout(handshake_timeout, Sniffed::read_preface(&mut stream)).await {
                     Ok(Ok(sniffed)) => {
                         let http2 = sniffed.is_http2();
-                        builders.serve(sniffed.around(stream), permit, http2, strict, service).await
+                        match fast {
+                            Some(fast) if !http2 => {
+                                let read = sniffed.bytes[..sniffed.len].to_vec();
+                                match fast(stream, peer, read, Arc::clone(&builders.drain)).await {
+                                    None => return,
+                                    Some(Handover { stream, read }) => {
+                                        builders.serve(Rewound::new(read, stream), permit, false, strict, service).await
+                                    }
+                                }
+                            }
+                            _ => builders.serve(sniffed.around(stream), permit, http2, strict, service).await,
+                        }
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
@@ -353,7 +413,15 @@ where
                     }
                 }
             }
-            None => builders.serve(stream, permit, false, strict, service).await,
+            None => match fast {
+                Some(fast) => match fast(stream, peer, Vec::new(), Arc::clone(&builders.drain)).await {
+                    None => return,
+                    Some(Handover { stream, read }) => {
+                        builders.serve(Rewound::new(read, stream), permit, false, strict, service).await
+                    }
+                },
+                None => builders.serve(stream, permit, false, strict, service).await,
+            },
             Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -373,86 +441,6 @@ where
             // Clients that leave mid-request or time out are routine.
             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
         }
-    }
-}
-
-/// The first bytes of a plain connection, read to tell HTTP/2 with prior
-/// knowledge from HTTP/1.1: up to the preface's length, and no further
-/// than the first byte that differs from it.
-struct Sniffed {
-    bytes: [u8; H2_PREFACE.len()],
-    len: usize,
-}
-
-impl Sniffed {
-    async fn read_preface(stream: &mut TcpStream) -> io::Result<Sniffed> {
-        let mut sniffed = Sniffed { bytes: [0; H2_PREFACE.len()], len: 0 };
-        while sniffed.len < H2_PREFACE.len() {
-            let n = stream.read(&mut sniffed.bytes[sniffed.len..]).await?;
-            if n == 0 {
-                break;
-            }
-            sniffed.len += n;
-            if sniffed.bytes[..sniffed.len] != H2_PREFACE[..sniffed.len] {
-                break;
-            }
-        }
-        Ok(sniffed)
-    }
-
-    fn is_http2(&self) -> bool {
-        self.bytes[..self.len] == H2_PREFACE[..]
-    }
-
-    /// `stream` with these bytes put back in front.
-    fn around<T>(self, stream: T) -> Rewound<T> {
-        Rewound { sniffed: self, start: 0, inner: stream }
-    }
-}
-
-/// A stream whose first bytes were sniffed: they are read again first.
-struct Rewound<T> {
-    sniffed: Sniffed,
-    start: usize,
-    inner: T,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewound<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.start < this.sniffed.len {
-            let n = buf.remaining().min(this.sniffed.len - this.start);
-            buf.put_slice(&this.sniffed.bytes[this.start..this.start + n]);
-            this.start += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewound<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -493,6 +481,8 @@ fn is_per_connection(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, Write};
@@ -123,6 +123,36 @@ impl Drain {
             conn.as_mut().poll(cx)
         })
         .await
+    }
+}
+
+impl Drain {
+    /// Whether the drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// A connection's own watch on the drain, for a server loop that is not
+    /// one of hyper's (the proxy's fast path): its waker is registered
+    /// once, like `watch`'s.
+    pub fn watcher(self: &Arc<Self>) -> DrainWatcher {
+        DrainWatcher { slot: Slot { drain: Arc::clone(self), id: None, waker: None } }
+    }
+}
+
+/// See `Drain::watcher`.
+pub struct DrainWatcher {
+    slot: Slot,
+}
+
+impl DrainWatcher {
+    /// Resolves once the drain has started.
+    pub async fn started(&mut self) {
+        std::future::poll_fn(|cx| if self.slot.draining(cx.waker()) { Poll::Ready(()) } else { Poll::Pending }).await
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.slot.drain.is_draining()
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod kit;
 
+#[path = "proxy/fast.rs"]
+mod fast;
 #[path = "proxy/headers.rs"]
 mod headers;
 #[path = "proxy/limits.rs"]

@@ -28,7 +28,7 @@ use memchr::memchr;
 /// What of a head line split across reads is kept: the longest name judged
 /// is 18 bytes, and a `Content-Length` or `Transfer-Encoding` line this long
 /// or longer is refused, whole or split.
-const LINE_KEEP: usize = 128;
+pub const LINE_KEEP: usize = 128;
 
 /// Why a request's framing was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,7 +428,7 @@ fn named<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// A `Content-Length` value: one number, or a list of the same number.
-fn content_length(value: &[u8]) -> Option<u64> {
+pub fn content_length(value: &[u8]) -> Option<u64> {
     let mut length = None;
     for part in value.split(|&b| b == b',') {
         let part = trim(part);

@@ -47,7 +47,7 @@ impl Proxy {
             ForwardError::Upstream(e) => {
                 self.metrics.upstream_error(UpstreamError::Broken);
                 if let Some(suppressed) = live.upstream_warnings.admit(route) {
-                    let error = error_chain(e);
+                    let error = error_chain(&**e);
                     tracing::warn!(request_id = %request_id, route, suppressed, error, "upstream exchange failed");
                 }
                 (ProxyCode::UpstreamUnavailable, "The upstream service broke the connection.".to_owned())

@@ -50,8 +50,9 @@ pub enum ForwardError {
     /// The client's body could not be read (the client left or sent bad
     /// chunked framing).
     ClientBody,
-    /// The upstream broke the exchange after connecting.
-    Upstream(hyper::Error),
+    /// The upstream broke the exchange after connecting (hyper's error, or
+    /// the fast path's).
+    Upstream(BoxError),
 }
 
 /// The connectors and pool shared by every route.
@@ -65,6 +66,7 @@ pub struct Forwarder {
     https_h2: HttpsConnector<HttpConnector>,
     pool: Arc<Pool>,
     response_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Forwarder {
@@ -95,6 +97,7 @@ impl Forwarder {
                 Duration::from_millis(config.pool_idle_timeout_ms),
             )),
             response_timeout: Duration::from_millis(config.response_timeout_ms),
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         })
     }
 
@@ -219,9 +222,25 @@ impl Forwarder {
         }
     }
 
-    /// Idle upstream connections on the calling thread (tests).
+    /// Idle upstream connections on the calling thread (tests): hyper's
+    /// and the fast path's.
     pub fn idle_connections(&self) -> usize {
-        self.pool.idle_here()
+        self.pool.idle_here() + self.pool.idle_tcp_here()
+    }
+
+    /// The pool, whose plain shelves the fast path uses.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// How long an upstream may take to answer (status and headers).
+    pub(super) fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// How long connecting to an upstream may take.
+    pub(super) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 }
 
@@ -291,7 +310,7 @@ fn classify(e: hyper::Error) -> ForwardError {
         Some(BodyError::TooLarge { limit }) => ForwardError::BodyTooLarge { limit: *limit },
         Some(BodyError::Timeout(after)) => ForwardError::BodyTimeout(*after),
         Some(BodyError::Client(_)) => ForwardError::ClientBody,
-        None => ForwardError::Upstream(e),
+        None => ForwardError::Upstream(e.into()),
     }
 }
 

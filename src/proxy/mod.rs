@@ -24,6 +24,7 @@ pub mod client_headers;
 pub mod client_ip;
 mod decision;
 mod failed;
+pub mod fast;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -79,6 +80,8 @@ pub struct Proxy {
     /// Signs `X-Keygate-Identity` (`proxy.identity_token`); `None` when off,
     /// which costs the request path this one check.
     identity: Option<Arc<Issuer>>,
+    /// `proxy.fast_http1`: plain HTTP/1.1 connections take the fast path.
+    fast_http1: bool,
 }
 
 /// What the proxy knows of the connection a request came on.
@@ -107,6 +110,27 @@ pub struct Admitted {
     pub identity_token: Option<http::HeaderValue>,
     /// The tightest quota after this request's spending.
     pub quota: Option<QuotaInfo>,
+}
+
+/// A request ready to go upstream (`Proxy::prepare_forward`).
+struct Prepared<'a> {
+    parts: Parts,
+    target: routing::Target<'a>,
+    request_id: RequestId,
+    grpc: bool,
+    rate: Option<RateInfo>,
+    quota: Option<QuotaInfo>,
+    upgrade: Option<upgrade::ClientUpgrade>,
+}
+
+/// The rate limit and quota fields of an upstream's answer.
+fn answered_headers(headers: &mut http::HeaderMap, rate: Option<&RateInfo>, quota: Option<&QuotaInfo>) {
+    if let Some(rate) = rate {
+        headers::rate_limit(headers, rate);
+    }
+    if let Some(quota) = quota {
+        headers::quota(headers, quota, false);
+    }
 }
 
 /// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
@@ -153,6 +177,7 @@ impl Proxy {
             telemetry: Telemetry::new(config, &metrics)?,
             metrics,
             identity,
+            fast_http1: proxy.fast_http1,
         }))
     }
 
@@ -229,6 +254,15 @@ impl Proxy {
         shutdown: Shutdown,
     ) {
         let options = self.listener.clone();
+        let fast: Option<listener::FastPath> = match (self.fast_http1, &tls) {
+            (true, None) => {
+                let proxy = Arc::clone(&self);
+                Some(Arc::new(move |stream, peer, read, drain| {
+                    Box::pin(Arc::clone(&proxy).serve_fast(stream, peer, read, drain))
+                }))
+            }
+            _ => None,
+        };
         let make_service = move |peer: SocketAddr, tls: bool| {
             // Decided per connection: one open across a reload keeps it.
             let trusted = client_ip::is_trusted(peer.ip(), &self.live.load().trusted_proxies);
@@ -238,7 +272,7 @@ impl Proxy {
                 async move { Ok::<_, Infallible>(conn.0.handle(request, &conn.1).await) }
             })
         };
-        listener::serve(listener, tls, make_service, options, shutdown).await;
+        listener::serve_with(listener, tls, make_service, fast, options, shutdown).await;
     }
 
     /// Decides on one request and answers it, from the upstream or with a
@@ -269,55 +303,13 @@ impl Proxy {
         mut record: Option<&mut Record>,
     ) -> (usize, Response<ProxyBody>) {
         let peer = conn.peer;
-        let (mut parts, body) = request.into_parts();
-        let request_id = RequestId::from_headers(&parts.headers);
-        let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate, quota, identity_token }, target) =
-            match self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut()) {
-                Ok(admitted) => admitted,
+        let (parts, body) = request.into_parts();
+        let Prepared { parts, target, request_id, grpc, rate, quota, upgrade } =
+            match self.prepare_forward(live, parts, conn, true, record.as_deref_mut()) {
+                Ok(prepared) => prepared,
                 Err(refused) => return *refused,
             };
         let route = target.index;
-
-        let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
-        parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
-            Ok(uri) => uri,
-            Err(_) => return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)),
-        };
-        if live.strip_credentials {
-            live.credentials.strip(&mut parts.headers, found_in);
-        }
-        let upgrade = upgrade::requested(&mut parts);
-        // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
-        // HTTP/2, which `prepare_request` drops with the other hop-by-hop
-        // headers.
-        let http2 = target.upstream.http2 && upgrade.is_none();
-        let te_trailers = http2 && headers::te_trailers(&parts.headers);
-        headers::prepare_request(
-            &mut parts.headers,
-            &identity,
-            &conn.forwarding,
-            &request_id,
-            &target.upstream.host,
-            &live.client_headers,
-        );
-        if let Some(token) = identity_token {
-            parts.headers.insert(X_KEYGATE_IDENTITY, token);
-        }
-        if let Some(upgrade) = &upgrade {
-            upgrade.restore_headers(&mut parts.headers);
-        }
-        if let Some(record) = record.as_deref_mut() {
-            record.forwarding(&mut parts.headers);
-        }
-        if http2 {
-            if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
-                return (route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc));
-            }
-        } else {
-            // The upstream connection is HTTP/1.1 whatever the client spoke.
-            parts.version = Version::HTTP_11;
-        }
         let upstream_request =
             Request::from_parts(parts, LimitedBody::new(body, target.body_limit, live.body_read_timeout));
 
@@ -347,12 +339,7 @@ impl Proxy {
                     }
                     _ => headers::prepare_response(&mut parts.headers, &request_id),
                 }
-                if let Some(rate) = rate {
-                    headers::rate_limit(&mut parts.headers, &rate);
-                }
-                if let Some(quota) = quota {
-                    headers::quota(&mut parts.headers, &quota, false);
-                }
+                answered_headers(&mut parts.headers, rate.as_ref(), quota.as_ref());
                 // Answer as HTTP/1.1 even to an HTTP/1.0 upstream, so the
                 // client connection stays keep-alive.
                 parts.version = Version::HTTP_11;
@@ -361,6 +348,69 @@ impl Proxy {
             Err(error) => self.upstream_failed(live, error, route, &request_id, peer, grpc),
         };
         (route, response)
+    }
+
+    /// Everything before a request goes upstream, for hyper's path and the
+    /// fast path alike: the decision (`admit`), the upstream URI, the
+    /// credential stripped, the upgrade set aside, the request headers
+    /// rewritten (`headers::prepare_request`, the identity token, the
+    /// trace context) and the version the upstream gets. `upgrades`: the
+    /// request may carry a protocol switch (hyper's path only).
+    fn prepare_forward<'a>(
+        &self,
+        live: &'a Live,
+        mut parts: Parts,
+        conn: &ClientConn,
+        upgrades: bool,
+        mut record: Option<&mut Record>,
+    ) -> Result<Prepared<'a>, Box<RefusedAnswer>> {
+        let peer = conn.peer;
+        let request_id = RequestId::from_headers(&parts.headers);
+        let grpc = problem::is_grpc(&parts.headers);
+        let (Admitted { identity, found_in, rate, quota, identity_token }, target) =
+            self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut())?;
+        let route = target.index;
+
+        let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
+        parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
+            Ok(uri) => uri,
+            Err(_) => return Err(Box::new((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)))),
+        };
+        if live.strip_credentials {
+            live.credentials.strip(&mut parts.headers, found_in);
+        }
+        let upgrade = if upgrades { upgrade::requested(&mut parts) } else { None };
+        // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
+        // HTTP/2, which `prepare_request` drops with the other hop-by-hop
+        // headers.
+        let http2 = target.upstream.http2 && upgrade.is_none();
+        let te_trailers = http2 && headers::te_trailers(&parts.headers);
+        headers::prepare_request(
+            &mut parts.headers,
+            &identity,
+            &conn.forwarding,
+            &request_id,
+            &target.upstream.host,
+            &live.client_headers,
+        );
+        if let Some(token) = identity_token {
+            parts.headers.insert(X_KEYGATE_IDENTITY, token);
+        }
+        if let Some(upgrade) = &upgrade {
+            upgrade.restore_headers(&mut parts.headers);
+        }
+        if let Some(record) = record {
+            record.forwarding(&mut parts.headers);
+        }
+        if http2 {
+            if forward::to_http2(&mut parts, target.upstream, te_trailers).is_err() {
+                return Err(Box::new((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc))));
+            }
+        } else {
+            // The upstream connection is HTTP/1.1 whatever the client spoke.
+            parts.version = Version::HTTP_11;
+        }
+        Ok(Prepared { parts, target, request_id, grpc, rate, quota, upgrade })
     }
 
     /// The proxy's whole decision on a request head, before anything is

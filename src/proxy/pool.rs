@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
+use tokio::net::TcpStream;
 
 use super::body::LimitedBody;
 
@@ -47,6 +48,14 @@ struct Shelf {
     idle: Vec<Idle>,
 }
 
+/// The idle plain connections of one pool to one upstream, on one thread,
+/// for the fast path (`fast::upstream`): bare sockets, no task behind them.
+struct TcpShelf {
+    pool: u64,
+    upstream: usize,
+    idle: Vec<(TcpStream, Instant)>,
+}
+
 /// The HTTP/2 connection of one pool to one upstream, on one thread.
 struct Multiplexed {
     pool: u64,
@@ -57,6 +66,7 @@ struct Multiplexed {
 thread_local! {
     static SHELVES: RefCell<Vec<Shelf>> = const { RefCell::new(Vec::new()) };
     static MULTIPLEXED: RefCell<Vec<Multiplexed>> = const { RefCell::new(Vec::new()) };
+    static TCP_SHELVES: RefCell<Vec<TcpShelf>> = const { RefCell::new(Vec::new()) };
     /// How many pools had been retired when this thread last pruned.
     static PRUNED_UP_TO: Cell<u64> = const { Cell::new(0) };
 }
@@ -84,6 +94,11 @@ fn prune_retired() {
     let _ = MULTIPLEXED.try_with(|shared| {
         if let Ok(mut shared) = shared.try_borrow_mut() {
             shared.retain(|m| !ids.contains(&m.pool));
+        }
+    });
+    let _ = TCP_SHELVES.try_with(|shelves| {
+        if let Ok(mut shelves) = shelves.try_borrow_mut() {
+            shelves.retain(|s| !ids.contains(&s.pool));
         }
     });
     PRUNED_UP_TO.with(|seen| seen.set(ids.len() as u64));
@@ -188,6 +203,55 @@ impl Pool {
     pub fn idle_here(&self) -> usize {
         SHELVES.with(|shelves| shelves.borrow().iter().filter(|s| s.pool == self.id).map(|s| s.idle.len()).sum())
     }
+
+    /// An idle plain connection to `upstream` of this thread's, most recent
+    /// first, that has not expired (the fast path's). Whether the upstream
+    /// closed it is for the caller to check.
+    pub fn checkout_tcp(&self, upstream: usize, now: Instant) -> Option<TcpStream> {
+        prune_retired();
+        TCP_SHELVES.with(|shelves| {
+            let mut shelves = shelves.borrow_mut();
+            let shelf = shelves.iter_mut().find(|s| s.pool == self.id && s.upstream == upstream)?;
+            while let Some((stream, since)) = shelf.idle.pop() {
+                if now.saturating_duration_since(since) <= self.idle_timeout {
+                    return Some(stream);
+                }
+                // The rest are older still.
+                shelf.idle.clear();
+            }
+            None
+        })
+    }
+
+    /// Shelves a plain connection whose exchange is complete; past
+    /// `max_idle` it is closed.
+    pub fn put_tcp(&self, upstream: usize, stream: TcpStream, now: Instant) {
+        if self.max_idle == 0 {
+            return;
+        }
+        TCP_SHELVES.with(|shelves| {
+            let mut shelves = shelves.borrow_mut();
+            let index = match shelves.iter().position(|s| s.pool == self.id && s.upstream == upstream) {
+                Some(i) => i,
+                None => {
+                    shelves.push(TcpShelf { pool: self.id, upstream, idle: Vec::new() });
+                    shelves.len() - 1
+                }
+            };
+            let idle = &mut shelves[index].idle;
+            if idle.first().is_some_and(|(_, since)| now.saturating_duration_since(*since) > self.idle_timeout) {
+                idle.remove(0);
+            }
+            if idle.len() < self.max_idle {
+                idle.push((stream, now));
+            }
+        });
+    }
+
+    /// Idle plain connections of this pool on the calling thread (tests).
+    pub fn idle_tcp_here(&self) -> usize {
+        TCP_SHELVES.with(|shelves| shelves.borrow().iter().filter(|s| s.pool == self.id).map(|s| s.idle.len()).sum())
+    }
 }
 
 impl Drop for Pool {
@@ -207,6 +271,11 @@ impl Drop for Pool {
         let _ = MULTIPLEXED.try_with(|shared| {
             if let Ok(mut shared) = shared.try_borrow_mut() {
                 shared.retain(|m| m.pool != self.id);
+            }
+        });
+        let _ = TCP_SHELVES.try_with(|shelves| {
+            if let Ok(mut shelves) = shelves.try_borrow_mut() {
+                shelves.retain(|s| s.pool != self.id);
             }
         });
     }
