@@ -10,7 +10,8 @@
 //!
 //! A connection goes back on the shelf as soon as its response head has
 //! arrived; while its body still streams it is not ready and checkout passes
-//! it by. Closed and expired connections are dropped when met.
+//! it by. Closed and expired connections are dropped when met; the fast
+//! path's bare sockets are also swept once a second while any are idle.
 //!
 //! HTTP/2 upstreams need no shelf: each thread keeps one multiplexed
 //! connection per upstream, handed out (cloned) to every request, until it
@@ -24,11 +25,14 @@
 //! connection in use. Noticing costs each checkout one relaxed atomic load.
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use hyper::client::conn::http1::SendRequest;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::body::LimitedBody;
@@ -53,8 +57,16 @@ struct Shelf {
 struct TcpShelf {
     pool: u64,
     upstream: usize,
+    /// The pool's `idle_timeout`, for the sweep.
+    idle_timeout: Duration,
     idle: Vec<(TcpStream, Instant)>,
 }
+
+/// How often a thread with idle plain connections looks through them for
+/// those the upstream closed or that expired: no task watches a bare
+/// socket, and a closed one would otherwise hold its descriptor until the
+/// next checkout.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 connection of one pool to one upstream, on one thread.
 struct Multiplexed {
@@ -69,6 +81,8 @@ thread_local! {
     static TCP_SHELVES: RefCell<Vec<TcpShelf>> = const { RefCell::new(Vec::new()) };
     /// How many pools had been retired when this thread last pruned.
     static PRUNED_UP_TO: Cell<u64> = const { Cell::new(0) };
+    /// This thread runs a sweep of its plain shelves (`SWEEP_EVERY`).
+    static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
@@ -234,7 +248,12 @@ impl Pool {
             let index = match shelves.iter().position(|s| s.pool == self.id && s.upstream == upstream) {
                 Some(i) => i,
                 None => {
-                    shelves.push(TcpShelf { pool: self.id, upstream, idle: Vec::new() });
+                    shelves.push(TcpShelf {
+                        pool: self.id,
+                        upstream,
+                        idle_timeout: self.idle_timeout,
+                        idle: Vec::new(),
+                    });
                     shelves.len() - 1
                 }
             };
@@ -246,12 +265,65 @@ impl Pool {
                 idle.push((stream, now));
             }
         });
+        start_sweep();
     }
 
     /// Idle plain connections of this pool on the calling thread (tests).
     pub fn idle_tcp_here(&self) -> usize {
         TCP_SHELVES.with(|shelves| shelves.borrow().iter().filter(|s| s.pool == self.id).map(|s| s.idle.len()).sum())
     }
+}
+
+/// Whether an idle plain connection is still usable: the upstream has
+/// neither closed it nor sent anything unasked. Costs a read only when the
+/// socket was reported readable.
+pub fn still_open(stream: &TcpStream) -> bool {
+    match stream.ready(Interest::READABLE).now_or_never() {
+        None => true,
+        Some(Err(_)) => false,
+        Some(Ok(_)) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Starts this thread's sweep of its plain shelves, unless it runs. Only on
+/// a single-threaded runtime (`keygate serve`'s proxy threads): on a
+/// multi-threaded one the task could wake on another thread, whose shelves
+/// are not these.
+fn start_sweep() {
+    if SWEEPING.with(Cell::get) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+        return;
+    }
+    SWEEPING.with(|s| s.set(true));
+    runtime.spawn(async {
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            if !sweep() {
+                break;
+            }
+        }
+        SWEEPING.with(|s| s.set(false));
+    });
+}
+
+/// Closes this thread's idle plain connections that expired or that the
+/// upstream closed; whether any are left.
+fn sweep() -> bool {
+    let now = Instant::now();
+    TCP_SHELVES.with(|shelves| {
+        let Ok(mut shelves) = shelves.try_borrow_mut() else { return true };
+        for shelf in shelves.iter_mut() {
+            let timeout = shelf.idle_timeout;
+            shelf.idle.retain(|(stream, since)| now.saturating_duration_since(*since) <= timeout && still_open(stream));
+        }
+        shelves.iter().any(|s| !s.idle.is_empty())
+    })
 }
 
 impl Drop for Pool {
@@ -329,6 +401,25 @@ mod tests {
         assert_eq!(other.idle_here(), 0);
         drop(pool);
         assert_eq!(SHELVES.with(|s| s.borrow().iter().filter(|s| !s.idle.is_empty()).count()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_plain_connection_the_upstream_closed_is_swept_while_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let pool = Pool::new(4, Duration::from_secs(90));
+        let now = Instant::now();
+        let closing = TcpStream::connect(addr).await.expect("connect");
+        let (closed_by_upstream, _) = listener.accept().await.expect("accept");
+        let open = TcpStream::connect(addr).await.expect("connect");
+        let (_kept, _) = listener.accept().await.expect("accept");
+        pool.put_tcp(0, closing, now);
+        pool.put_tcp(0, open, now);
+        assert_eq!(pool.idle_tcp_here(), 2);
+        drop(closed_by_upstream);
+        // No checkout comes: the sweep closes it on its own.
+        tokio::time::sleep(SWEEP_EVERY * 2 + Duration::from_millis(200)).await;
+        assert_eq!(pool.idle_tcp_here(), 1, "the closed one is gone, the open one kept");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the response relayed back.
 //!
 //! A pooled connection the upstream had closed is found before use when
-//! the socket says so (`upstream::still_open`); if it shows only once the
+//! the socket says so (`pool::still_open`); if it shows only once the
 //! request was sent (no byte of a response came back), the request is sent
 //! again on a new connection when that is safe: it has no body and its
 //! method is idempotent, or writing it failed outright.
@@ -167,7 +167,7 @@ impl Proxy {
             tries += 1;
             let mut pooled = None;
             while let Some(stream) = forwarder.pool().checkout_tcp(route, Instant::now()) {
-                if upstream::still_open(&stream) {
+                if crate::proxy::pool::still_open(&stream) {
                     pooled = Some(stream);
                     break;
                 }

@@ -9,10 +9,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::body::{chunk_header, Chunked};
@@ -41,20 +40,6 @@ pub async fn connect(upstream: &Upstream, timeout: Duration) -> io::Result<TcpSt
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     Ok(stream)
-}
-
-/// Whether an idle pooled connection is still usable: the upstream has
-/// neither closed it nor sent anything unasked. Costs a read only when the
-/// socket was reported readable.
-pub fn still_open(stream: &TcpStream) -> bool {
-    match stream.ready(Interest::READABLE).now_or_never() {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(_)) => {
-            let mut probe = [0u8; 1];
-            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        }
-    }
 }
 
 /// How the upstream's response body is delimited.
