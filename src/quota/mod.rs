@@ -71,6 +71,8 @@ pub struct QuotaInfo {
 /// The book: one cell per owner with a quota.
 #[derive(Debug)]
 pub struct QuotaBook {
+    /// Which book a `CellSlot` holds a cell of.
+    id: u64,
     cells: RwLock<IdMap<Arc<Cell>>>,
     /// Owners spent from since their last sync.
     dirty: Mutex<IdSet>,
@@ -95,14 +97,17 @@ pub(crate) struct Cell {
 
 /// Where a key's or an account's cell is kept after its first spending,
 /// so later requests reach it without a lookup in the book's map (a hash
-/// and a lock per quota). Remembers which book it came from: a snapshot
-/// handed to another book looks its cells up again.
+/// and a lock per quota). Remembers which book it came from (`QuotaBook`'s
+/// `id`): a snapshot handed to another book looks its cells up again.
 #[derive(Debug, Default)]
-pub struct CellSlot(OnceLock<(usize, Arc<Cell>)>);
+pub struct CellSlot(OnceLock<(u64, Arc<Cell>)>);
+
+/// Each book's `id`, never reused in a process.
+static NEXT_BOOK: AtomicU64 = AtomicU64::new(1);
 
 impl CellSlot {
     fn get<'a>(&'a self, book: &QuotaBook, owner: InlineId) -> CellRef<'a> {
-        let mine = std::ptr::from_ref(book) as usize;
+        let mine = book.id;
         if let Some((from, cell)) = self.0.get() {
             if *from == mine {
                 return CellRef::Slot(cell);
@@ -249,6 +254,7 @@ enum Verdict {
 impl QuotaBook {
     pub fn new(block: u64) -> Arc<QuotaBook> {
         Arc::new(QuotaBook {
+            id: NEXT_BOOK.fetch_add(1, Ordering::Relaxed),
             cells: RwLock::default(),
             dirty: Mutex::default(),
             urgent: Mutex::default(),
