@@ -27,6 +27,7 @@ use super::upstream::{self, Failure};
 use super::write::{self, write_all_vectored};
 use super::{Client, Scratch};
 use crate::contract::{ProxyCode, RequestId, X_REQUEST_ID};
+use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::ForwardError;
 use crate::proxy::live::Live;
 use crate::proxy::{answered_headers, headers, ClientConn, Prepared, Proxy};
@@ -41,6 +42,27 @@ struct Answered {
     code: Option<ProxyCode>,
     /// The `X-Request-Id` the client got.
     request_id: Option<HeaderValue>,
+}
+
+/// Writes the proxy's own answer (a refusal, an upstream failure) to the
+/// client; the connection is kept when it was sent and `close` is not set.
+async fn own_answer(
+    client: &mut Client,
+    scratch: &mut Scratch,
+    route: usize,
+    response: &Response<ProxyBody>,
+    close: bool,
+    request_id: Option<HeaderValue>,
+) -> Answered {
+    write::own_response(&mut scratch.out, response, close);
+    let sent = client.stream.write_all(&scratch.out).await.is_ok();
+    Answered {
+        route,
+        status: response.status(),
+        keep: sent && !close,
+        code: response.extensions().get::<ProxyCode>().copied(),
+        request_id,
+    }
 }
 
 /// Why the client's body stopped going upstream.
@@ -105,15 +127,8 @@ impl Proxy {
                 let (route, response) = *refused;
                 // The body, if any, was not read: the connection ends.
                 let close = close || framing != Framing::Empty;
-                write::own_response(&mut scratch.out, &response, close);
-                let sent = client.stream.write_all(&scratch.out).await.is_ok();
-                Answered {
-                    route,
-                    status: response.status(),
-                    keep: sent && !close,
-                    code: response.extensions().get::<ProxyCode>().copied(),
-                    request_id: response.headers().get(X_REQUEST_ID).cloned(),
-                }
+                let request_id = response.headers().get(X_REQUEST_ID).cloned();
+                own_answer(client, scratch, route, &response, close, request_id).await
             }
             Ok(prepared) => {
                 let shape = Shape { framing, head_request, idempotent, close };
@@ -233,15 +248,7 @@ impl Proxy {
             Attempt::Failed { error, body_done } => {
                 let response = self.upstream_failed(live, error, route, &request_id, conn.peer, grpc);
                 let close = shape.close || !body_done;
-                write::own_response(&mut scratch.out, &response, close);
-                let sent = client.stream.write_all(&scratch.out).await.is_ok();
-                Answered {
-                    route,
-                    status: response.status(),
-                    keep: sent && !close,
-                    code: response.extensions().get::<ProxyCode>().copied(),
-                    request_id: Some(request_id.header_value()),
-                }
+                own_answer(client, scratch, route, &response, close, Some(request_id.header_value())).await
             }
             Attempt::Retry => {
                 Answered { route, status: StatusCode::BAD_GATEWAY, keep: false, code: None, request_id: None }
