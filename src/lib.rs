@@ -12,6 +12,7 @@ pub mod keys;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod priority;
 pub mod proxy;
 pub mod quota;
 pub mod reconfigure;

@@ -277,6 +277,9 @@ fn serve(path: &std::path::Path, log_format: Option<&str>) -> ExitCode {
         if token.is_none() {
             tracing::warn!("KEYGATE_ADMIN_TOKEN is not set: the admin API accepts no token");
         }
+        // The proxy's threads are running: the rest yields to them.
+        let lowered = keygate::priority::lower_background();
+        tracing::debug!(threads = lowered, nice = keygate::priority::BACKGROUND_NICE, "background threads lowered");
         // SIGHUP reloads the file; what the environment overrode at start
         // (`KEYGATE_*`) it overrides again.
         let reloader = gateway.config_reloader(path.to_path_buf(), Some(logging));

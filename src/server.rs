@@ -324,7 +324,7 @@ fn spawn_proxy_thread(
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a proxy runtime")?;
     let (done, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
-        .name(format!("keygate-proxy-{i}"))
+        .name(format!("{}{i}", crate::priority::PROXY_THREAD))
         .spawn(move || {
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {

@@ -150,6 +150,44 @@ async fn no_secret_appears_in_any_log_line() {
     assert!(!log.contains(kit::TOKEN) && !log.contains("wrong-admin-token"), "an admin token reached the log");
 }
 
+/// Each thread of process `pid`: (name, nice value).
+fn threads(pid: u32) -> Vec<(String, i32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?.trim_end().to_owned();
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the name (which may hold spaces): state is the
+            // 3rd field of stat(5), nice the 19th.
+            let nice = stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()?;
+            Some((comm, nice))
+        })
+        .collect()
+}
+
+/// The proxy's threads keep the priority the process started with; every
+/// other thread (admin port, reloader, flushes, syncs, SQLite workers)
+/// yields to them (`keygate::priority`).
+#[tokio::test]
+async fn background_threads_yield_to_the_proxy_threads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut p, secret) = serving_with_a_key(dir.path()).await;
+    // Traffic and an admin write, so lazily started workers exist too.
+    assert_eq!(get_with_key(p.proxy, "/", &secret).await.status, StatusCode::OK);
+    kit::admin_client(p.admin).account("B").await;
+    let own = threads(std::process::id()).into_iter().map(|(_, nice)| nice).min().expect("this test's threads");
+    let all = threads(p.child.id());
+    let (proxy, rest): (Vec<_>, Vec<_>) = all.iter().partition(|(name, _)| name.starts_with("keygate-proxy-"));
+    assert!(!proxy.is_empty() && !rest.is_empty(), "{all:?}");
+    assert!(proxy.iter().all(|(_, nice)| *nice == own), "the proxy threads run at nice {own}: {all:?}");
+    let background = own.max(keygate::priority::BACKGROUND_NICE);
+    assert!(rest.iter().all(|(_, nice)| *nice >= background), "the others at nice {background} or lower: {all:?}");
+    p.sigterm();
+    let status = tokio::task::spawn_blocking(move || p.wait(Duration::from_secs(10))).await.expect("join");
+    assert!(status.success());
+}
+
 #[test]
 fn invalid_config_names_the_field_and_exits_before_listening() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -127,12 +127,7 @@ pub fn allowed(admitted: &Admitted, request_id: &RequestId) -> Response<ProxyBod
     if let Some(token) = &admitted.identity_token {
         headers.insert(crate::identity::X_KEYGATE_IDENTITY, token.clone());
     }
-    if let Some(rate) = &admitted.rate {
-        headers::rate_limit(headers, rate);
-    }
-    if let Some(quota) = &admitted.quota {
-        headers::quota(headers, quota, false);
-    }
+    headers::limits(headers, admitted.rate.as_ref(), admitted.quota.as_ref());
     headers.insert(X_REQUEST_ID, request_id.header_value());
     response
 }

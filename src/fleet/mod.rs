@@ -242,8 +242,11 @@ impl FleetScope {
             && self.state.compare_exchange(DORMANT, WARMING, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         if on_credit {
             let replicas = self.shared.replicas.load(Ordering::Relaxed);
-            self.credit.store(warm_credit(self.quota, replicas) - 1, Ordering::Relaxed);
-            self.wake();
+            let credit = warm_credit(self.quota, replicas) - 1;
+            self.credit.store(credit, Ordering::Relaxed);
+            // The next round (every `limits.redis_sync_interval_ms`) leases;
+            // the sync is woken now only when no credit is left to wait on.
+            self.wake(credit == 0);
             let (allowed, info) = local();
             if allowed {
                 self.allowance.fetch_sub(1, Ordering::Relaxed);
@@ -253,8 +256,16 @@ impl FleetScope {
             return (allowed, info.map(|i| self.cap(i)));
         }
         let warming = self.state.load(Ordering::Acquire) == WARMING;
-        if warming && self.credit.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| (c > 0).then(|| c - 1)).is_ok()
-        {
+        let credit = if warming {
+            self.credit.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| (c > 0).then(|| c - 1))
+        } else {
+            Err(0)
+        };
+        if warming && !credit.is_ok_and(|before| before > 1) {
+            // The credit ran out before the lease came: lease now.
+            self.wake(true);
+        }
+        if credit.is_ok() {
             let (allowed, info) = local();
             if allowed {
                 self.allowance.fetch_sub(1, Ordering::Relaxed);
@@ -266,20 +277,25 @@ impl FleetScope {
         if self.state.load(Ordering::Relaxed) == ACTIVE && now_ms >= self.empty_until_ms.load(Ordering::Relaxed) {
             // The lease ran out (or went back) with tokens possibly free in
             // the fleet: top it up now, not at the next full scan.
-            self.wake();
+            self.wake(true);
         }
         (false, Some(self.refusal(now_ms)))
     }
 
-    /// Puts this limit in the next round, now. Rare: a first lease, or
-    /// once per lease at half of it.
-    fn wake(&self) {
+    /// Puts this limit in the next round (a first lease, once per lease at
+    /// half of it, a lease run dry); with `now`, wakes the sync for it
+    /// rather than waiting for its next round. Waking costs the request's
+    /// thread a syscall when the sync sleeps: requests that still have
+    /// credit to spend leave it asleep.
+    fn wake(&self, now: bool) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             if let Some(me) = self.me.upgrade() {
                 self.shared.urgent.lock().unwrap_or_else(|p| p.into_inner()).push(me);
             }
         }
-        self.shared.wake.notify_one();
+        if now {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Takes one leased token if there is one; the one that leaves half
@@ -288,7 +304,7 @@ impl FleetScope {
         match self.allowance.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |a| (a > 0).then(|| a - 1)) {
             Ok(before) => {
                 if before - 1 == self.leased.load(Ordering::Relaxed) / 2 {
-                    self.wake();
+                    self.wake(true);
                 }
                 true
             }

@@ -62,6 +62,8 @@ const IDLE_RETURN_MS: i64 = 1_000;
 /// fleet's bucket and `remaining` stays current, even when it is neither
 /// half spent nor short.
 const REFRESH_MS: i64 = 1_000;
+/// How often a limit whose fleet bucket is more than half full is synced.
+const STOCKED_REFRESH_MS: i64 = 5_000;
 /// Limits per Lua call, so one call never holds Redis for long.
 const BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -257,7 +259,14 @@ pub(super) fn pick(scope: &Arc<FleetScope>, now: i64, replicas: i64, closing: bo
     let idle = now - scope.last_used_ms.load(Ordering::Relaxed) >= IDLE_RETURN_MS;
     let low = held * 2 <= scope.leased.load(Ordering::Relaxed);
     let short = replicas > 1 && scope.fleet_free.load(Ordering::Relaxed) < held.max(1) * (replicas - 1);
-    let due = now - scope.synced_ms.load(Ordering::Relaxed) >= REFRESH_MS;
+    let since = now - scope.synced_ms.load(Ordering::Relaxed);
+    // A bucket more than half full at the last sync (counting what the
+    // replicas hold as this one does) is far from refusing anyone: its
+    // lease is refreshed less often, so thousands of quiet limits do not
+    // cost thousands of Redis calls a second.
+    let stocked =
+        scope.fleet_free.load(Ordering::Relaxed) + held.max(0) * replicas.max(1) >= i64::from(scope.quota.requests) / 2;
+    let due = since >= if stocked { STOCKED_REFRESH_MS } else { REFRESH_MS };
     let lease = !closing && (state == WARMING || (touched && (low || short || due)));
     let give_back = held != 0 && (closing || (state == ACTIVE && idle) || state == DORMANT);
     if !lease && held == 0 && state == ACTIVE && idle {
@@ -274,7 +283,7 @@ pub(super) fn pick(scope: &Arc<FleetScope>, now: i64, replicas: i64, closing: bo
 
 /// Applies Redis's answer: the lease replaces what was held (anything
 /// spent meanwhile comes out of the new lease), and what the fleet has free.
-fn apply(e: &Entry, leased: i64, free: i64, whole_in_us: i64, now: i64) {
+pub(super) fn apply(e: &Entry, leased: i64, free: i64, whole_in_us: i64, now: i64) {
     let s = &e.scope;
     let after = s.allowance.fetch_add(leased - e.held, Ordering::AcqRel) + leased - e.held;
     s.fleet_free.store(free, Ordering::Relaxed);
@@ -287,7 +296,11 @@ fn apply(e: &Entry, leased: i64, free: i64, whole_in_us: i64, now: i64) {
     if e.lease {
         s.leased.store(leased, Ordering::Relaxed);
         s.state.store(ACTIVE, Ordering::Release);
-    } else if after == 0 {
+    } else if after <= 0 {
+        // Handed back. A request that came meanwhile spent a token of the
+        // lease that went (`after` below 0): that is credit, reported by
+        // the next sync, and the limit starts again as a new one would,
+        // not as a lease run dry (which would refuse until the next round).
         let _ = s.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);
     }
 }

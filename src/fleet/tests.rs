@@ -157,7 +157,11 @@ fn a_lease_in_use_is_synced_when_half_spent_short_or_a_second_old() {
     assert_eq!(picked(1), Some((true, 50)), "half spent");
     assert!(!s.touched.load(Ordering::Relaxed));
     lease(60, 900, 9_000);
-    assert_eq!(picked(1), Some((true, 60)), "a second old");
+    assert_eq!(picked(1), None, "a second old, but the bucket more than half full: synced every 5 s");
+    lease(60, 900, 5_000);
+    assert_eq!(picked(1), Some((true, 60)), "five seconds old");
+    lease(60, 300, 9_000);
+    assert_eq!(picked(1), Some((true, 60)), "a second old, the bucket less than half full");
     lease(60, 100, 9_500);
     assert_eq!(picked(1), None, "alone in the fleet, nobody else needs the free tokens");
     assert_eq!(picked(3), Some((true, 60)), "two others could not each hold as much: rebalance");
@@ -198,4 +202,42 @@ fn a_request_refused_for_want_of_a_lease_puts_the_limit_in_the_next_round_once()
     let urgent = f.shared.urgent.lock().expect("lock");
     assert_eq!(urgent.len(), 1, "queued once, however many requests are refused");
     assert!(Arc::ptr_eq(&urgent[0], &s));
+}
+
+fn woken(f: &FleetLimiter) -> bool {
+    let notified = f.shared.wake.notified();
+    tokio::pin!(notified);
+    notified.enable()
+}
+
+#[test]
+fn a_first_lease_wakes_the_sync_only_when_no_credit_is_left() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let big = f.scope(RateScope::Key, "big", Quota { requests: 1_000_000, per_seconds: 1 });
+    assert!(big.admit(1_000, allow).0);
+    assert!(!woken(&f), "49,999 requests of credit left: the next round leases, no syscall now");
+    assert_eq!(f.shared.urgent.lock().expect("lock").len(), 1, "but it is in that round");
+    let small = f.scope(RateScope::Key, "small", Q);
+    assert!(small.admit(1_000, allow).0);
+    assert!(woken(&f), "its one request of credit is spent: lease now");
+}
+
+#[test]
+fn a_request_while_the_lease_goes_back_leaves_the_limit_on_credit_not_refused() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    let s = f.scope(RateScope::Key, "a", Quota { requests: 1_000, per_seconds: 1 });
+    s.state.store(ACTIVE, Ordering::Relaxed);
+    s.leased.store(100, Ordering::Relaxed);
+    s.allowance.store(10, Ordering::Relaxed);
+    s.last_used_ms.store(1_000, Ordering::Relaxed);
+    let back = sync::pick(&s, 5_000, 1, false).expect("idle for 4 s: handed back");
+    assert_eq!((back.lease, back.held), (false, 10));
+    // A request spends one of the ten while the round is on its way.
+    assert!(s.admit(5_001, allow).0);
+    sync::apply(&back, 0, 1_000, 0, 5_002);
+    assert_eq!(s.allowance.load(Ordering::Relaxed), -1, "owed to the fleet, reported by the next sync");
+    assert_eq!(s.state.load(Ordering::Relaxed), DORMANT, "not a lease run dry");
+    assert!(s.admit(5_003, allow).0, "the next request goes on credit");
 }

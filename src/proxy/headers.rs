@@ -239,57 +239,106 @@ pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
-/// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
-/// `RateLimit-Policy: "key";q=100;w=60` and `RateLimit: "key";r=42;t=13`,
-/// plus `Retry-After` when the request was refused. The policy is named after
-/// the limit the numbers are of: `"key"` (the key's own) or `"account"` (its
-/// plan's, pooled over the account's keys).
+/// The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers)
+/// of the limits that apply, one list per field (RFC 9651): the rate
+/// limit's entry, then the quota's. `RateLimit-Policy: "key";q=100;w=60,
+/// "quota";q=10000;w=2592000` and `RateLimit: "key";r=42;t=13,
+/// "quota";r=9958;t=86400`. A rate limit is named after whose it is
+/// (`"key"`, or `"account"` for the plan's, pooled over the account's
+/// keys), a quota likewise (`"quota"`, `"account_quota"`); a `total` quota
+/// has no `w` or `t`: it never resets. keygate's values replace any an
+/// upstream sent. Each field is written on the stack and copied once into
+/// its value: this runs on every answer of a limited key.
+pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quota: Option<&crate::quota::QuotaInfo>) {
+    use std::io::Write;
+    if rate.is_none() && quota.is_none() {
+        return;
+    }
+    let mut policy = Field::default();
+    let mut state = Field::default();
+    if let Some(rate) = rate {
+        let name = rate.scope.as_str();
+        let _ = write!(policy.cursor(), "\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
+        let _ = write!(state.cursor(), "\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
+    }
+    if let Some(quota) = quota {
+        let name = quota.scope.as_str();
+        let sep = if rate.is_some() { ", " } else { "" };
+        let _ = write!(policy.cursor(), "{sep}\"{name}\";q={}", quota.limit);
+        if let Some(w) = quota.window_seconds {
+            let _ = write!(policy.cursor(), ";w={w}");
+        }
+        let _ = write!(state.cursor(), "{sep}\"{name}\";r={}", quota.remaining);
+        if let Some(t) = quota.reset_seconds {
+            let _ = write!(state.cursor(), ";t={t}");
+        }
+    }
+    for (name, field) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+        if let Ok(v) = HeaderValue::from_bytes(field.bytes()) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// One RateLimit field's text: two entries of a few numbers each fit.
+struct Field {
+    buf: [u8; 160],
+    len: usize,
+}
+
+impl Default for Field {
+    fn default() -> Field {
+        Field { buf: [0; 160], len: 0 }
+    }
+}
+
+impl Field {
+    /// Appends after what is written. Two entries of 20-digit numbers take
+    /// under 160 bytes; anything longer would be cut, never overflow.
+    fn cursor(&mut self) -> FieldCursor<'_> {
+        FieldCursor(self)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+struct FieldCursor<'a>(&'a mut Field);
+
+impl std::io::Write for FieldCursor<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let field = &mut *self.0;
+        let n = data.len().min(field.buf.len() - field.len);
+        field.buf[field.len..field.len + n].copy_from_slice(&data[..n]);
+        field.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A refusal by a rate limit: its fields and `Retry-After`.
 pub fn rate_limit(headers: &mut HeaderMap, rate: &crate::keys::RateInfo) {
-    let name = rate.scope.as_str();
-    let policy = format!("\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
-    let state = format!("\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
-    if let Ok(v) = HeaderValue::from_str(&policy) {
-        headers.insert("ratelimit-policy", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&state) {
-        headers.insert("ratelimit", v);
-    }
+    limits(headers, Some(rate), None);
     if let Some(wait) = rate.retry_after_seconds {
         retry_after(headers, wait);
     }
 }
 
-/// A quota's `RateLimit-Policy` and `RateLimit` entries, appended to the
-/// rate limit's when both apply (one list per field, RFC 9651):
-/// `"quota";q=10000;w=2592000` and `"quota";r=42;t=86400`, named
-/// `"account_quota"` for an account's pooled quota. A `total` quota has no
-/// `w`, `t` or `Retry-After`: it never resets. `Retry-After` is set when the
-/// quota refused the request.
-pub fn quota(headers: &mut HeaderMap, quota: &crate::quota::QuotaInfo, refused: bool) {
-    let name = quota.scope.as_str();
-    let mut policy = format!("\"{name}\";q={}", quota.limit);
-    if let Some(w) = quota.window_seconds {
-        policy.push_str(&format!(";w={w}"));
-    }
-    let mut state = format!("\"{name}\";r={}", quota.remaining);
-    if let Some(t) = quota.reset_seconds {
-        state.push_str(&format!(";t={t}"));
-    }
-    for (field, entry) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        let value = match headers.get(field).and_then(|v| v.to_str().ok()) {
-            Some(existing) if !refused => format!("{existing}, {entry}"),
-            _ => entry,
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(field, v);
-        }
-    }
-    if refused {
-        match quota.retry_after_seconds {
-            Some(wait) => retry_after(headers, wait),
-            None => {
-                headers.remove(http::header::RETRY_AFTER);
-            }
+/// A refusal by a quota: its fields alone, and `Retry-After` when the
+/// quota resets (a `total` quota never does: none).
+pub fn quota_refusal(headers: &mut HeaderMap, quota: &crate::quota::QuotaInfo) {
+    limits(headers, None, Some(quota));
+    match quota.retry_after_seconds {
+        Some(wait) => retry_after(headers, wait),
+        None => {
+            headers.remove(http::header::RETRY_AFTER);
         }
     }
 }

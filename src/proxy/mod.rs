@@ -123,16 +123,6 @@ struct Prepared<'a> {
     upgrade: Option<upgrade::ClientUpgrade>,
 }
 
-/// The rate limit and quota fields of an upstream's answer.
-fn answered_headers(headers: &mut http::HeaderMap, rate: Option<&RateInfo>, quota: Option<&QuotaInfo>) {
-    if let Some(rate) = rate {
-        headers::rate_limit(headers, rate);
-    }
-    if let Some(quota) = quota {
-        headers::quota(headers, quota, false);
-    }
-}
-
 /// A refusal from `Proxy::admit`: the route index (for metrics) and the answer.
 pub type RefusedAnswer = (usize, Response<ProxyBody>);
 
@@ -339,7 +329,7 @@ impl Proxy {
                     }
                     _ => headers::prepare_response(&mut parts.headers, &request_id),
                 }
-                answered_headers(&mut parts.headers, rate.as_ref(), quota.as_ref());
+                headers::limits(&mut parts.headers, rate.as_ref(), quota.as_ref());
                 // Answer as HTTP/1.1 even to an HTTP/1.0 upstream, so the
                 // client connection stays keep-alive.
                 parts.version = Version::HTTP_11;
@@ -525,7 +515,7 @@ impl Proxy {
         match (refused.problem, refused.quota) {
             // The quota refused: its numbers are the answer's.
             (ProxyCode::Refused(Refusal::QuotaExceeded), Some(quota)) => {
-                headers::quota(response.headers_mut(), &quota, true);
+                headers::quota_refusal(response.headers_mut(), &quota);
             }
             _ => {
                 if let Some(rate) = refused.rate {

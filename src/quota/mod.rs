@@ -27,10 +27,11 @@ mod sync;
 
 pub use sync::Round;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use crate::keys::{IdMap, IdSet, InlineId, Period, QuotaSpec};
+use crate::keys::{IdMap, InlineId, Period, QuotaSpec};
 use crate::store::quota_remaining;
 
 /// Which quota a `QuotaInfo` is of: the name `RateLimit-Policy` gives it.
@@ -74,8 +75,10 @@ pub struct QuotaBook {
     /// Which book a `CellSlot` holds a cell of.
     id: u64,
     cells: RwLock<IdMap<Arc<Cell>>>,
-    /// Owners spent from since their last sync.
-    dirty: Mutex<IdSet>,
+    /// Owners spent from since their last sync, oldest first: each tick
+    /// flushes the front batch, so a round costs the same however many
+    /// owners are in use. An owner is in it once (`CellState::queued`).
+    dirty: Mutex<VecDeque<InlineId>>,
     /// Owners a request found low or waiting: what a woken round syncs,
     /// without looking through every owner in `dirty`.
     urgent: Mutex<Vec<InlineId>>,
@@ -173,14 +176,23 @@ struct CellState {
     /// Unix ms of the last spending (or of a request that waited for a
     /// reservation), so an idle reservation goes back.
     last_spent_ms: i64,
-    /// In the book's `dirty` set, waiting for a sync.
+    /// Spent from since the last sync: to be flushed.
     listed: bool,
+    /// Unix ms it was listed: the first spending (or wait) since the last
+    /// sync, which the sync sizes the next reservation by.
+    listed_ms: i64,
+    /// In the book's `dirty` queue (possibly synced meanwhile by a woken
+    /// round; the tick then passes over it).
+    queued: bool,
     /// A request was told to wait for the store: sync at once.
     waiting: bool,
     /// In the book's `urgent` list.
     urgent: bool,
     /// Unix ms of the last sync the store answered.
     synced_ms: i64,
+    /// Its last reservation was sized above one block (it spends more
+    /// than a block in two seconds).
+    busy: bool,
 }
 
 impl CellState {
@@ -210,9 +222,12 @@ impl CellState {
             in_flight: self.in_flight,
             last_spent_ms: self.last_spent_ms,
             listed: self.listed,
+            listed_ms: self.listed_ms,
+            queued: self.queued,
             waiting: self.waiting,
             urgent: self.urgent,
             synced_ms: self.synced_ms,
+            busy: self.busy,
             ..CellState::default()
         };
     }
@@ -225,9 +240,13 @@ impl CellState {
 
     /// Half the reservation is spent (or, with none or a small one, half a
     /// block): time to ask for more. An owner spending a few units a
-    /// minute never gets here; its spending goes with the next flush.
+    /// minute never gets here; its spending goes with the next flush. A
+    /// busy owner that gave its reservation back while idle asks at its
+    /// first spending: resuming at thousands a second, half a block of
+    /// credit would be gone before the store answered.
     fn low(&self, block: u64) -> bool {
-        2 * (self.in_flight + self.spent) > self.granted.max(block)
+        let spent = self.in_flight + self.spent;
+        2 * spent > self.granted.max(block) || (self.busy && self.granted == 0 && spent > 0)
     }
 
     /// Whether spending `cost` more must wait for the store: it would go
@@ -370,10 +389,7 @@ impl QuotaBook {
                 // The next sync asks a reservation for this owner.
                 state.last_spent_ms = now_ms;
                 state.waiting = true;
-                if !state.listed {
-                    state.listed = true;
-                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
-                }
+                self.list(state, *id, now_ms);
                 wake = self.mark_urgent(state, *id);
             }
             drop(guards);
@@ -389,13 +405,10 @@ impl QuotaBook {
             if spend {
                 state.spent += cost;
                 state.last_spent_ms = now_ms;
-                // Listed once per sync, so the set's lock is not taken on
-                // every request.
-                if !state.listed {
-                    state.listed = true;
-                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(*id);
-                }
-                if state.low(block) {
+                self.list(state, *id, now_ms);
+                // Low, or carrying an earlier period's spending: synced by
+                // the next round, not in the queue's turn.
+                if state.low(block) || state.carry.is_some() {
                     low |= self.mark_urgent(state, *id);
                 }
             }
@@ -410,6 +423,20 @@ impl QuotaBook {
             self.wake.notify_one();
         }
         Ok(tightest)
+    }
+
+    /// Marks an owner as having spending to flush, queued once: the
+    /// queue's lock is taken once per sync, not on every request.
+    fn list(&self, state: &mut CellState, owner: InlineId, now_ms: i64) {
+        if state.listed {
+            return;
+        }
+        state.listed = true;
+        state.listed_ms = now_ms;
+        if !state.queued {
+            state.queued = true;
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).push_back(owner);
+        }
     }
 
     /// Puts an owner in the next woken round, once per sync; `true` when

@@ -31,8 +31,12 @@ const BATCH: usize = 256;
 const MAX_BLOCKS: u64 = 64;
 
 /// Rounds a wake starts are at least this far apart: the owners that run
-/// low meanwhile go together in the next one.
-const WAKE_GAP: Duration = Duration::from_millis(20);
+/// low meanwhile go together in the next one. Short: an owner woken while
+/// the syncer waits spends on its credit meanwhile.
+const WAKE_GAP: Duration = Duration::from_millis(5);
+/// The shortest spending a reservation is sized by: a few units spent in
+/// the first milliseconds do not make a rate.
+const MIN_RATE_WINDOW_MS: u64 = 20;
 
 /// What a round does besides syncing the owners that must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,68 +110,51 @@ impl QuotaBook {
         })
     }
 
-    /// One round. Owners whose reservation runs low or who carry an
-    /// earlier period's spending are synced at once; the rest of what was
-    /// spent since is flushed oldest first, at most one batch a round, so
-    /// a round's cost does not grow with the number of owners in use.
-    /// `Renew` also gives idle reservations back and keeps this replica's
-    /// leases alive; `Last` flushes everything.
+    /// One round. The owners requests marked urgent (a reservation running
+    /// low, a request told to wait, an earlier period's spending to carry)
+    /// are synced first, in their own transactions, and again before each
+    /// batch of the rest: a busy owner's new reservation never waits behind
+    /// bulk work. A tick also flushes the oldest batch of the other
+    /// spending, so a round's cost does not grow with the number of owners
+    /// in use. `Renew` also gives idle reservations back and keeps this
+    /// replica's leases alive; `Last` flushes everything.
     pub async fn round(&self, store: &Store, kind: Round) {
         let now = now_ms();
-        let urgent = std::mem::take(&mut *self.urgent.lock().unwrap_or_else(|p| p.into_inner()));
-        // A woken round looks at the owners requests marked, nothing else;
-        // they stay in `dirty` (a sync clears `listed`, and the ticks pass
-        // over owners not listed any more).
-        let listed: Vec<InlineId> = if kind == Round::Wake {
-            urgent
-        } else {
-            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
+        self.sync_urgent(store).await;
+        if kind == Round::Wake {
+            return;
+        }
+        let due: Vec<InlineId> = {
+            let mut queue = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            let n = if kind == Round::Last { queue.len() } else { queue.len().min(BATCH) };
+            queue.drain(..n).collect()
         };
-        let block = self.block();
-        let mut owners = Vec::new();
-        let mut later: Vec<(i64, InlineId)> = Vec::new();
+        let mut bulk = Vec::new();
         {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
-            for owner in listed {
+            for owner in due {
                 let Some(cell) = cells.get(&owner) else { continue };
                 let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
-                if kind == Round::Wake {
-                    state.urgent = false;
-                }
-                if !state.listed && kind != Round::Wake {
-                    // Synced since it was listed (by a woken round), and
-                    // nothing spent after.
-                    continue;
-                }
-                if kind == Round::Last || state.carry.is_some() || state.waiting || state.low(block) {
-                    owners.push(owner);
-                } else if kind != Round::Wake {
-                    later.push((state.synced_ms, owner));
+                state.queued = false;
+                // Not listed: a woken round synced it since, and nothing
+                // was spent after.
+                if state.listed {
+                    bulk.push(owner);
                 }
             }
             if matches!(kind, Round::Renew | Round::Last) {
                 for (owner, cell) in cells.iter() {
                     let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
                     if !state.listed && state.granted > 0 && now - state.last_spent_ms >= IDLE_MS {
-                        owners.push(*owner);
+                        bulk.push(*owner);
                     }
                 }
             }
         }
-        if later.len() > BATCH {
-            later.select_nth_unstable(BATCH);
-            // Still listed: flushed by a later round.
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(later.drain(BATCH..).map(|(_, o)| o));
-        }
-        // The owners that must be synced go first, in their own
-        // transactions: a busy owner's new reservation does not wait behind
-        // a batch of flushes.
-        owners.sort();
-        owners.dedup();
-        let mut flush: Vec<InlineId> =
-            later.into_iter().map(|(_, o)| o).filter(|o| owners.binary_search(o).is_err()).collect();
-        flush.sort();
-        for chunk in owners.chunks(BATCH).chain(flush.chunks(BATCH)) {
+        bulk.sort();
+        bulk.dedup();
+        for chunk in bulk.chunks(BATCH) {
+            self.sync_urgent(store).await;
             self.sync(store, chunk).await;
         }
         if kind == Round::Renew {
@@ -175,6 +162,33 @@ impl QuotaBook {
                 Ok(()) => self.reachable(),
                 Err(e) => self.unreachable(&e),
             }
+        }
+    }
+
+    /// Syncs the owners requests marked urgent since the last look that
+    /// still need it.
+    async fn sync_urgent(&self, store: &Store) {
+        let urgent = std::mem::take(&mut *self.urgent.lock().unwrap_or_else(|p| p.into_inner()));
+        if urgent.is_empty() {
+            return;
+        }
+        let block = self.block();
+        let mut owners = Vec::with_capacity(urgent.len());
+        {
+            let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
+            for owner in urgent {
+                let Some(cell) = cells.get(&owner) else { continue };
+                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.urgent = false;
+                if state.carry.is_some() || state.waiting || state.low(block) {
+                    owners.push(owner);
+                }
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        for chunk in owners.chunks(BATCH) {
+            self.sync(store, chunk).await;
         }
     }
 
@@ -215,11 +229,16 @@ impl QuotaBook {
             let want = if now - state.last_spent_ms >= IDLE_MS {
                 0
             } else {
-                // About two seconds of this owner's spending since the last
-                // sync, at least one block: a busy owner comes back for more
-                // about once a second (at half), not hundreds of times.
-                let elapsed = u64::try_from(now - state.synced_ms).unwrap_or(0);
-                let rate = if state.synced_ms > 0 && elapsed > 0 { state.in_flight * 2_000 / elapsed } else { 0 };
+                // About two seconds of this owner's spending since it
+                // started spending again (after the last sync, or after an
+                // idle pause), at least one block: a busy owner comes back
+                // for more about once a second (at half), not hundreds of
+                // times, and one resuming after a pause is not sized by the
+                // pause. A first sync reserves one block.
+                let since = state.listed_ms.max(state.synced_ms);
+                let elapsed = u64::try_from(now - since).unwrap_or(0).max(MIN_RATE_WINDOW_MS);
+                let rate = if state.synced_ms > 0 { state.in_flight * 2_000 / elapsed } else { 0 };
+                state.busy = rate > block;
                 rate.clamp(block, block.saturating_mul(MAX_BLOCKS).max(block))
             };
             batch.push(QuotaSync {
@@ -259,6 +278,9 @@ impl QuotaBook {
                 for t in &taken {
                     let Some(cell) = cells.get(&t.owner) else { continue };
                     let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.listed = false;
+                    let since = state.listed_ms;
+                    self.list(&mut state, t.owner, since);
                     let in_flight = std::mem::take(&mut state.in_flight);
                     if state.period_start == t.period_start {
                         state.spent += in_flight;
@@ -272,7 +294,6 @@ impl QuotaBook {
                         state.carry = Some((t.period_start, in_flight + state.carry.map_or(0, |(_, n)| n)));
                     }
                 }
-                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(taken.iter().map(|t| t.owner));
             }
         }
     }

@@ -212,3 +212,23 @@ fn the_period_is_worked_out_again_when_the_quota_changes_its_period() {
     let total = book.spend(key(10, Period::Total), None, 1, now).expect("ok").expect("info");
     assert_eq!((total.window_seconds, total.reset_seconds, total.resets_at_ms), (None, None, None));
 }
+
+#[test]
+fn a_busy_owner_that_gave_its_reservation_back_asks_again_at_its_first_spending() {
+    let book = QuotaBook::new(100);
+    let now = at("2026-12-03T12:00:00Z");
+    for (owner, busy) in [("key_busy", true), ("key_quiet", false)] {
+        let cell = book.cell(id(owner));
+        let mut state = cell.state.lock().expect("lock");
+        // Synced once (a reservation sized for thousands a second, then
+        // given back while idle: granted 0).
+        state.busy = busy;
+        state.synced_ms = now - 10_000;
+    }
+    let quota = |owner: &str| Some((id(owner), spec(1_000_000, Period::Month)));
+    book.spend(quota("key_busy"), None, 1, now).expect("spent");
+    book.spend(quota("key_quiet"), None, 1, now).expect("spent");
+    let urgent = book.urgent.lock().expect("lock").clone();
+    assert_eq!(urgent, vec![id("key_busy")], "only the busy owner is synced at once");
+    assert_eq!(book.cell(id("key_busy")).state.lock().expect("lock").listed_ms, now, "sized from now, not the pause");
+}

@@ -30,7 +30,7 @@ use crate::contract::{ProxyCode, RequestId, X_REQUEST_ID};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::ForwardError;
 use crate::proxy::live::Live;
-use crate::proxy::{answered_headers, headers, ClientConn, Prepared, Proxy};
+use crate::proxy::{headers, ClientConn, Prepared, Proxy};
 
 /// How a request ended, for metrics, telemetry and the connection.
 struct Answered {
@@ -331,7 +331,7 @@ async fn exchange(
             let mut response = upstream::read_head(&mut up_read, ubuf, shape.head_request, deadline).await?;
             status.store(response.status.as_u16(), Ordering::Relaxed);
             headers::prepare_response(&mut response.headers, edits.request_id);
-            answered_headers(&mut response.headers, edits.rate, edits.quota);
+            headers::limits(&mut response.headers, edits.rate, edits.quota);
             upstream::relay(&mut up_read, &mut client_write, ubuf, out, &response, shape.close, &written).await
         };
         tokio::pin!(send);
