@@ -98,6 +98,12 @@ pub(crate) struct Cell {
     state: Mutex<CellState>,
 }
 
+impl Cell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CellState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Where a key's or an account's cell is kept after its first spending,
 /// so later requests reach it without a lookup in the book's map (a hash
 /// and a lock per quota). Remembers which book it came from (`QuotaBook`'s
@@ -347,82 +353,119 @@ impl QuotaBook {
 
     fn decide(
         &self,
-        charges: [Option<Charge<'_>>; 2],
+        [key, account]: [Option<Charge<'_>>; 2],
         cost: u64,
         now_ms: i64,
         spend: bool,
     ) -> Result<Option<QuotaInfo>, QuotaInfo> {
+        if key.is_none() && account.is_none() {
+            return Ok(None);
+        }
         let cost = cost.max(1);
         let shared = self.shared();
         let block = self.block();
-        // At most two quotas apply: fixed slots, no allocation per request.
-        let scopes = [QuotaScope::Key, QuotaScope::Account];
-        let slots = [0, 1].map(|i| {
-            charges[i].map(|c| {
-                let cell = match c.slot {
-                    Some(slot) => slot.get(self, c.owner),
-                    None => CellRef::Owned(self.cell(c.owner)),
-                };
-                (scopes[i], c.owner, c.spec, cell)
-            })
-        });
-        if slots.iter().all(Option::is_none) {
-            return Ok(None);
-        }
+        // At most two quotas apply, each written out (no arrays, no
+        // allocation): this runs on every request of a key with a quota.
+        let key_cell = key.map(|c| self.cell_of(&c));
+        let account_cell = account.map(|c| self.cell_of(&c));
         // Always the key's cell before the account's: no two requests lock
         // in opposite orders.
-        let mut guards = [0, 1].map(|i| slots[i].as_ref().map(|s| s.3.state.lock().unwrap_or_else(|p| p.into_inner())));
-        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
-            let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
-            state.roll(*spec, now_ms);
-            let verdict = if state.remaining(*spec) < cost {
-                Verdict::Spent
-            } else if shared && state.must_wait(*spec, cost, block) {
-                Verdict::Wait
-            } else {
-                continue;
-            };
-            let refusal = info(*scope, *spec, state, now_ms, Some(verdict));
-            let waiting = verdict == Verdict::Wait && spend;
-            let mut wake = false;
-            if waiting {
-                // The next sync asks a reservation for this owner.
-                state.last_spent_ms = now_ms;
-                state.waiting = true;
-                self.list(state, *id, now_ms);
-                wake = self.mark_urgent(state, *id);
-            }
-            drop(guards);
+        let mut key_state = key_cell.as_deref().map(Cell::lock);
+        let mut account_state = account_cell.as_deref().map(Cell::lock);
+        let refused = match (key, key_state.as_deref_mut()) {
+            (Some(c), Some(state)) => self.refusal(QuotaScope::Key, &c, state, cost, now_ms, shared, block, spend),
+            _ => None,
+        }
+        .or_else(|| match (account, account_state.as_deref_mut()) {
+            (Some(c), Some(state)) => self.refusal(QuotaScope::Account, &c, state, cost, now_ms, shared, block, spend),
+            _ => None,
+        });
+        if let Some((refusal, wake)) = refused {
+            drop((key_state, account_state));
             if wake {
                 self.wake.notify_one();
             }
             return Err(refusal);
         }
-        let mut tightest: Option<QuotaInfo> = None;
         let mut low = false;
-        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
-            let (Some((scope, id, spec, _)), Some(state)) = (slot, guard) else { continue };
-            if spend {
-                state.spent += cost;
-                state.last_spent_ms = now_ms;
-                self.list(state, *id, now_ms);
-                // Low, or carrying an earlier period's spending: synced by
-                // the next round, not in the queue's turn.
-                if state.low(block) || state.carry.is_some() {
-                    low |= self.mark_urgent(state, *id);
-                }
+        if spend {
+            if let (Some(c), Some(state)) = (key, key_state.as_deref_mut()) {
+                low |= self.take(state, c.owner, cost, now_ms, block);
             }
-            let now = info(*scope, *spec, state, now_ms, None);
-            if tightest.is_none_or(|t| now.remaining < t.remaining) {
-                tightest = Some(now);
+            if let (Some(c), Some(state)) = (account, account_state.as_deref_mut()) {
+                low |= self.take(state, c.owner, cost, now_ms, block);
             }
         }
-        drop(guards);
+        // The tightest quota after spending (the key's on a tie): its info
+        // alone is worked out.
+        let own = key.zip(key_state.as_deref()).map(|(c, s)| (QuotaScope::Key, c.spec, s));
+        let pooled = account.zip(account_state.as_deref()).map(|(c, s)| (QuotaScope::Account, c.spec, s));
+        let tightest = match (own, pooled) {
+            (Some(k), Some(a)) if a.2.remaining(a.1) < k.2.remaining(k.1) => Some(a),
+            (Some(k), _) => Some(k),
+            (None, a) => a,
+        };
+        let tightest = tightest.map(|(scope, spec, state)| info(scope, spec, state, now_ms, None));
+        drop((key_state, account_state));
         if low {
             // The reservation runs low: ask for more now, not at the next tick.
             self.wake.notify_one();
         }
         Ok(tightest)
+    }
+
+    /// The cell a charge spends from: through its slot, or from the map.
+    fn cell_of<'a>(&self, charge: &Charge<'a>) -> CellRef<'a> {
+        match charge.slot {
+            Some(slot) => slot.get(self, charge.owner),
+            None => CellRef::Owned(self.cell(charge.owner)),
+        }
+    }
+
+    /// Whether `state`'s quota refuses `cost` now: the refusal's info, and
+    /// whether the syncer must be woken for it (a request told to wait
+    /// marks the owner for a reservation).
+    #[allow(clippy::too_many_arguments)]
+    fn refusal(
+        &self,
+        scope: QuotaScope,
+        charge: &Charge<'_>,
+        state: &mut CellState,
+        cost: u64,
+        now_ms: i64,
+        shared: bool,
+        block: u64,
+        spend: bool,
+    ) -> Option<(QuotaInfo, bool)> {
+        state.roll(charge.spec, now_ms);
+        let verdict = if state.remaining(charge.spec) < cost {
+            Verdict::Spent
+        } else if shared && state.must_wait(charge.spec, cost, block) {
+            Verdict::Wait
+        } else {
+            return None;
+        };
+        let refusal = info(scope, charge.spec, state, now_ms, Some(verdict));
+        let mut wake = false;
+        if verdict == Verdict::Wait && spend {
+            // The next sync asks a reservation for this owner.
+            state.last_spent_ms = now_ms;
+            state.waiting = true;
+            self.list(state, charge.owner, now_ms);
+            wake = self.mark_urgent(state, charge.owner);
+        }
+        Some((refusal, wake))
+    }
+
+    /// Spends `cost` from a quota every check passed; `true` when the
+    /// syncer must be woken (the owner just went low).
+    fn take(&self, state: &mut CellState, owner: InlineId, cost: u64, now_ms: i64, block: u64) -> bool {
+        state.spent += cost;
+        state.last_spent_ms = now_ms;
+        self.list(state, owner, now_ms);
+        // Low, or carrying an earlier period's spending: synced by the next
+        // round, not in the queue's turn.
+        (state.low(block) || state.carry.is_some()) && self.mark_urgent(state, owner)
     }
 
     /// Marks an owner as having spending to flush, queued once: the
