@@ -5,8 +5,9 @@
 //! (one GCRA "theoretical arrival time" per limit) and spends them on the
 //! request path with one atomic decrement. A background task (`sync.rs`)
 //! tops a lease up when half of it is spent, when the fleet's free tokens
-//! run short, and at least every second while the limit is in use (checked
-//! every `limits.redis_sync_interval_ms`): in one Lua call per batch it
+//! run short, and at least every second while the limit is in use (every
+//! 5 s while its bucket is more than half full; checked every
+//! `limits.redis_sync_interval_ms`): in one Lua call per batch it
 //! hands back what the replica holds, and leases it `ceil(free / replicas)`
 //! of what is free. Tokens are only ever spent after
 //! Redis has counted them, so while Redis answers the fleet admits no more
