@@ -38,9 +38,3 @@ pub fn lower_background() -> usize {
     }
     lowered
 }
-
-/// The nice value of one of this process's threads (by its id in
-/// `/proc/self/task`).
-pub fn nice_of(tid: i32) -> Option<i32> {
-    rustix::process::getpriority_process(Some(rustix::process::Pid::from_raw(tid)?)).ok()
-}

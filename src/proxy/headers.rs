@@ -258,19 +258,19 @@ pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quo
     let mut state = Field::default();
     if let Some(rate) = rate {
         let name = rate.scope.as_str();
-        let _ = write!(policy.cursor(), "\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
-        let _ = write!(state.cursor(), "\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
+        let _ = write!(policy, "\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
+        let _ = write!(state, "\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
     }
     if let Some(quota) = quota {
         let name = quota.scope.as_str();
         let sep = if rate.is_some() { ", " } else { "" };
-        let _ = write!(policy.cursor(), "{sep}\"{name}\";q={}", quota.limit);
+        let _ = write!(policy, "{sep}\"{name}\";q={}", quota.limit);
         if let Some(w) = quota.window_seconds {
-            let _ = write!(policy.cursor(), ";w={w}");
+            let _ = write!(policy, ";w={w}");
         }
-        let _ = write!(state.cursor(), "{sep}\"{name}\";r={}", quota.remaining);
+        let _ = write!(state, "{sep}\"{name}\";r={}", quota.remaining);
         if let Some(t) = quota.reset_seconds {
-            let _ = write!(state.cursor(), ";t={t}");
+            let _ = write!(state, ";t={t}");
         }
     }
     for (name, field) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
@@ -296,25 +296,18 @@ impl Default for Field {
 }
 
 impl Field {
-    /// Appends after what is written. Two entries of 20-digit numbers take
-    /// under 160 bytes; anything longer would be cut, never overflow.
-    fn cursor(&mut self) -> FieldCursor<'_> {
-        FieldCursor(self)
-    }
-
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
 
-struct FieldCursor<'a>(&'a mut Field);
-
-impl std::io::Write for FieldCursor<'_> {
+/// Appends after what is written. Two entries of 20-digit numbers take
+/// under 160 bytes; anything longer would be cut, never overflow.
+impl std::io::Write for Field {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let field = &mut *self.0;
-        let n = data.len().min(field.buf.len() - field.len);
-        field.buf[field.len..field.len + n].copy_from_slice(&data[..n]);
-        field.len += n;
+        let n = data.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
+        self.len += n;
         Ok(n)
     }
 

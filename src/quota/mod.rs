@@ -497,7 +497,7 @@ impl QuotaBook {
     /// its own unflushed spending; `None` for an owner never seen.
     pub fn usage(&self, owner: &InlineId, now_ms: i64) -> Option<(u64, u64)> {
         let cell = Arc::clone(self.cells.read().unwrap_or_else(|e| e.into_inner()).get(owner)?);
-        let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = cell.lock();
         let spec = state.spec?;
         state.roll(spec, now_ms);
         Some((state.used + state.in_flight + state.spent, state.remaining(spec)))

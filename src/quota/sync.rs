@@ -134,7 +134,7 @@ impl QuotaBook {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
             for owner in due {
                 let Some(cell) = cells.get(&owner) else { continue };
-                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = cell.lock();
                 state.queued = false;
                 // Not listed: a woken round synced it since, and nothing
                 // was spent after.
@@ -144,7 +144,7 @@ impl QuotaBook {
             }
             if matches!(kind, Round::Renew | Round::Last) {
                 for (owner, cell) in cells.iter() {
-                    let state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let state = cell.lock();
                     if !state.listed && state.granted > 0 && now - state.last_spent_ms >= IDLE_MS {
                         bulk.push(*owner);
                     }
@@ -178,7 +178,7 @@ impl QuotaBook {
             let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
             for owner in urgent {
                 let Some(cell) = cells.get(&owner) else { continue };
-                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = cell.lock();
                 state.urgent = false;
                 if state.carry.is_some() || state.waiting || state.low(block) {
                     owners.push(owner);
@@ -215,7 +215,7 @@ impl QuotaBook {
             let Some(cell) = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(owner).cloned() else {
                 continue;
             };
-            let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = cell.lock();
             let Some(spec) = state.spec else { continue };
             state.roll(spec, now);
             state.listed = false;
@@ -260,7 +260,7 @@ impl QuotaBook {
                 self.reachable();
                 for t in &taken {
                     let (Some(cell), Some(answer)) = (cells.get(&t.owner), answers.get(t.answer)) else { continue };
-                    let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut state = cell.lock();
                     state.in_flight = 0;
                     state.synced_ms = now;
                     if state.period_start == t.period_start {
@@ -277,7 +277,7 @@ impl QuotaBook {
                 // again, to be flushed by the next round.
                 for t in &taken {
                     let Some(cell) = cells.get(&t.owner) else { continue };
-                    let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut state = cell.lock();
                     state.listed = false;
                     let since = state.listed_ms;
                     self.list(&mut state, t.owner, since);
@@ -324,7 +324,7 @@ impl QuotaBook {
                     None if ledger.contains_key(owner.as_str()) => self.cell(*owner),
                     None => continue,
                 };
-                let mut state = cell.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = cell.lock();
                 if state.spec.is_some_and(|s| s.period != spec.period) {
                     // Another period is another ledger row.
                     *state = CellState { carry: state.carry, ..CellState::default() };
