@@ -20,8 +20,14 @@
 #
 # Printed: the table of bench-vs-nginx.sh for direct, a and b, and the
 # ratios b/a of requests/s, CPU per request and p99.
+# A local redis-server (what limits.redis_url names on these machines) runs
+# on the keygates' core for the run, its affinity restored after: the
+# work Redis does for an instance is charged to that core, not to the load
+# generator's, and its CPU is added to the CPU per request of each instance
+# whose config uses Redis (REDIS_PIN=0: leave it where it is, uncounted).
 # Knobs: KEYS ROUNDS DURATION CONNS LAT_CONNS LAT_DURATION GW_CPU LOAD_CPU
-# A_BIN B_BIN A_SEED B_SEED A_CONFIG B_CONFIG A_SETUP B_SETUP REDIS_URL KEEP=1.
+# A_BIN B_BIN A_SEED B_SEED A_CONFIG B_CONFIG A_SETUP B_SETUP REDIS_URL
+# REDIS_PIN KEEP=1.
 set -euo pipefail
 
 KEYS=${KEYS:-10000}
@@ -113,12 +119,28 @@ export KEYS_FILE_a KEYS_FILE_b KEYS_FILE_direct
 log "a: $A_BIN with $(basename "$A_CONFIG"); b: $B_BIN with $(basename "$B_CONFIG")"
 log "keygates on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"
 # shellcheck disable=SC2154 # PORT_/PID_ set by start()
-rounds "$ROUNDS" "direct $UP_PORT -" "a $PORT_a $PID_a" "b $PORT_b $PID_b"
+
+# The local Redis on the keygates' core, counted with the instances that use it.
+REDIS_PID=
+if [[ ${REDIS_PIN:-1} == 1 ]] && REDIS_PID=$(pgrep -x redis-server | head -1) && [[ -n $REDIS_PID ]]; then
+    REDIS_MASK=$(taskset -p "$REDIS_PID" | awk '{ print $NF }')
+    if taskset -p -c "$GW_CPU" "$REDIS_PID" >/dev/null 2>&1; then
+        trap 'taskset -p "$REDIS_MASK" "$REDIS_PID" >/dev/null 2>&1 || true; cleanup' EXIT
+        log "redis-server ($REDIS_PID) on CPU $GW_CPU for the run"
+    else
+        REDIS_PID=
+    fi
+fi
+with_redis() {
+    if [[ -n $REDIS_PID ]] && grep -q '^ *redis_url:' "$WORK/$1/keygate.yaml"; then echo "$2,$REDIS_PID"; else echo "$2"; fi
+}
+rounds "$ROUNDS" "direct $UP_PORT -" "a $PORT_a $(with_redis a "$PID_a")" "b $PORT_b $(with_redis b "$PID_b")"
 
 echo
 echo "keygate a/b: $KEYS keys, $ROUNDS rounds, load $CONNS conns x ${DURATION}s, one conn and moderate $LAT_CONNS conns x ${LAT_DURATION}s"
 echo "a: $A_BIN, $(basename "$A_CONFIG")${A_SETUP:+, set up by $(basename "$A_SETUP")}"
 echo "b: $B_BIN, $(basename "$B_CONFIG")${B_SETUP:+, set up by $(basename "$B_SETUP")}"
+[[ -z $REDIS_PID ]] || echo "redis-server on CPU $GW_CPU; its CPU counted with: $(for t in a b; do [[ $(with_redis $t x) == x ]] || printf '%s ' $t; done)"
 echo
 table direct a b
 echo

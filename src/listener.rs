@@ -46,6 +46,7 @@ use self::rewound::{Rewound, Sniffed};
 use self::strict::{Refusal, Strict};
 use crate::shutdown::{Drain, Shutdown};
 
+pub mod chunked;
 pub mod framing;
 mod idle;
 mod rewound;

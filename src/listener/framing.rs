@@ -14,7 +14,7 @@
 //!
 //! It follows each request to its end (a `Content-Length` body is skipped by
 //! count and never scanned; chunked bodies are walked size line by size
-//! line) to find the next head. After a request that may switch protocols
+//! line, by `chunked::Chunked`) to find the next head. After a request that may switch protocols
 //! (`Upgrade`, or `CONNECT`) it keeps reading HTTP until told the switch
 //! happened (`switched`), then looks at nothing more.
 //!
@@ -24,6 +24,8 @@
 //! does not validate what hyper validates itself (tokens, bare CR, sizes).
 
 use memchr::memchr;
+
+use super::chunked::Chunked;
 
 /// What of a head line split across reads is kept: the longest name judged
 /// is 18 bytes, and a `Content-Length` or `Transfer-Encoding` line this long
@@ -71,31 +73,8 @@ enum State {
     Head,
     /// A `Content-Length` body with this much left.
     Body(u64),
-    /// A chunk size line; `ws` once whitespace followed the digits.
-    ChunkSize {
-        size: u64,
-        digits: bool,
-        ws: bool,
-    },
-    /// A chunk extension, up to the CR.
-    ChunkExt {
-        size: u64,
-    },
-    /// The LF of a chunk size line.
-    ChunkLf {
-        size: u64,
-    },
-    ChunkData(u64),
-    DataCr,
-    DataLf,
-    /// A trailer line, at its start.
-    TrailerStart,
-    /// Inside a trailer line; whether the last byte seen was CR.
-    TrailerLine {
-        cr: bool,
-    },
-    /// The LF that ends the trailer section.
-    TrailerEnd,
+    /// A chunked body, walked by `chunked::Chunked`.
+    Chunked(Chunked),
     /// After a protocol switch: nothing more is HTTP.
     Opaque,
     /// After a violation.
@@ -219,83 +198,10 @@ impl Tracker {
                     pos += n as usize;
                     self.state = if n == left { State::Ready } else { State::Body(left - n) };
                 }
-                State::ChunkSize { size, digits, ws } => {
-                    pos += 1;
-                    self.state = match b {
-                        b'\r' if digits => State::ChunkLf { size },
-                        b'\n' => return Err(Fault::LineEnd),
-                        b';' if digits => State::ChunkExt { size },
-                        b' ' | b'\t' if digits => State::ChunkSize { size, digits, ws: true },
-                        _ if !ws => {
-                            let digit = hex(b).ok_or(Fault::BadChunkSize)?;
-                            let size = size.checked_mul(16).and_then(|s| s.checked_add(digit));
-                            State::ChunkSize { size: size.ok_or(Fault::BadChunkSize)?, digits: true, ws }
-                        }
-                        _ => return Err(Fault::BadChunkSize),
-                    };
-                }
-                State::ChunkExt { size } => {
-                    let rest = &bytes[pos..];
-                    let end = rest.iter().position(|&c| !is_extension_byte(c)).unwrap_or(rest.len());
-                    pos += end;
-                    match rest.get(end) {
-                        None => {}
-                        Some(b'\r') => {
-                            pos += 1;
-                            self.state = State::ChunkLf { size };
-                        }
-                        Some(b'\n') => return Err(Fault::LineEnd),
-                        Some(_) => return Err(Fault::BadChunkExtension),
-                    }
-                }
-                State::ChunkLf { size } => {
-                    if b != b'\n' {
-                        return Err(Fault::LineEnd);
-                    }
-                    pos += 1;
-                    self.state = if size == 0 { State::TrailerStart } else { State::ChunkData(size) };
-                }
-                State::ChunkData(left) => {
-                    let n = left.min((bytes.len() - pos) as u64);
-                    pos += n as usize;
-                    self.state = if n == left { State::DataCr } else { State::ChunkData(left - n) };
-                }
-                State::DataCr | State::DataLf | State::TrailerEnd => {
-                    let (want, next) = match self.state {
-                        State::DataCr => (b'\r', State::DataLf),
-                        State::DataLf => (b'\n', State::ChunkSize { size: 0, digits: false, ws: false }),
-                        _ => (b'\n', State::Ready),
-                    };
-                    if b != want {
-                        return Err(Fault::LineEnd);
-                    }
-                    pos += 1;
-                    self.state = next;
-                }
-                State::TrailerStart => match b {
-                    b'\r' => {
-                        pos += 1;
-                        self.state = State::TrailerEnd;
-                    }
-                    b'\n' => return Err(Fault::LineEnd),
-                    _ => self.state = State::TrailerLine { cr: false },
-                },
-                State::TrailerLine { cr } => {
-                    let rest = &bytes[pos..];
-                    match memchr(b'\n', rest) {
-                        Some(i) => {
-                            let ends_in_cr = if i > 0 { rest[i - 1] == b'\r' } else { cr };
-                            if !ends_in_cr {
-                                return Err(Fault::LineEnd);
-                            }
-                            pos += i + 1;
-                            self.state = State::TrailerStart;
-                        }
-                        None => {
-                            self.state = State::TrailerLine { cr: rest.last() == Some(&b'\r') };
-                            pos = bytes.len();
-                        }
-                    }
+                State::Chunked(mut chunked) => {
+                    let step = chunked.step(&bytes[pos..])?;
+                    pos += step.consumed;
+                    self.state = if step.done { State::Ready } else { State::Chunked(chunked) };
                 }
             }
         }
@@ -372,7 +278,7 @@ impl Tracker {
         match (head.transfer_encoding, head.length) {
             (true, Some(_)) => Err(Fault::LengthAndChunked),
             (true, None) if !head.chunked => Err(Fault::BadTransferEncoding),
-            (true, None) => Ok(State::ChunkSize { size: 0, digits: false, ws: false }),
+            (true, None) => Ok(State::Chunked(Chunked::default())),
             (false, Some(n)) if n > 0 => Ok(State::Body(n)),
             (false, _) => Ok(State::Ready),
         }
@@ -456,16 +362,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
     &bytes[start..end]
-}
-
-fn hex(b: u8) -> Option<u64> {
-    char::from(b).to_digit(16).map(u64::from)
-}
-
-/// A byte that may appear in a chunk extension: `;`, `=`, tokens,
-/// quoted strings, whitespace — visible ASCII, SP and HTAB.
-fn is_extension_byte(b: u8) -> bool {
-    b == b'\t' || (b' '..=b'~').contains(&b)
 }
 
 #[cfg(test)]
