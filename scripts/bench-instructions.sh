@@ -23,6 +23,12 @@
 # $CHECKS and 2×$CHECKS checks against $CHECK_KEYS keys; same subtraction.
 #
 # Printed: one line per binary and the ratios head/base.
+# BASE_FAST_HTTP1 / HEAD_FAST_HTTP1 (optional, true or false): that side's
+# `proxy.fast_http1`; the same binary twice with false and true compares
+# hyper's path with the fast path. BASE_ENV / HEAD_ENV (optional): extra
+# environment for that side's keygate, e.g. `LD_PRELOAD=… MALLOC_CONF=…`
+# to try another allocator.
+#
 # Knobs: REQUESTS ROTATE KEYS CHECKS CHECK_KEYS KEEP=1 (keep the work dir).
 set -euo pipefail
 
@@ -132,7 +138,7 @@ send() {
 # One binary: writes "instructions/request allocations/request frees/request"
 # to $WORK/<name>/result (run in this shell, so PIDS and KEEP stay ours).
 measure() {
-    local name=$1 bin=$2 seed=$3 dir=$WORK/$1
+    local name=$1 bin=$2 seed=$3 fast=$4 extra=$5 dir=$WORK/$1
     mkdir -p "$dir"
     local kg_port kg_admin
     kg_port=$(free_port)
@@ -142,6 +148,7 @@ proxy:
   listen: 127.0.0.1:$kg_port
   workers: 1
   drain_timeout_ms: 1000
+${fast:+  fast_http1: $fast}
 admin:
   listen: 127.0.0.1:$kg_admin
 store:
@@ -161,7 +168,8 @@ log:
 EOF
     log "$name: seeding $KEYS keys"
     "$seed" --config "$dir/keygate.yaml" --keys "$KEYS" --out "$WORK/keys.txt" >/dev/null 2>&1
-    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+    # shellcheck disable=SC2086
+    env $extra valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
         "$bin" serve --config "$dir/keygate.yaml" 2>"$dir/valgrind.log" &
     local pid=$!
     PIDS+=("$pid")
@@ -213,14 +221,14 @@ measure_check() {
         'BEGIN { printf "%.0f %.2f\n", (i2 - i1) / n, (a2 - a1) / n }' >"$dir/result"
 }
 
-measure base "$BASE_BIN" "${SEED_BASE:-$(dirname "$BASE_BIN")/examples/seed_keys}"
-measure head "$HEAD_BIN" "${SEED_HEAD:-$(dirname "$HEAD_BIN")/examples/seed_keys}"
+measure base "$BASE_BIN" "${SEED_BASE:-$(dirname "$BASE_BIN")/examples/seed_keys}" "${BASE_FAST_HTTP1:-}" "${BASE_ENV:-}"
+measure head "$HEAD_BIN" "${SEED_HEAD:-$(dirname "$HEAD_BIN")/examples/seed_keys}" "${HEAD_FAST_HTTP1:-}" "${HEAD_ENV:-}"
 read -r base_ir base_alloc base_free <"$WORK/base/result"
 read -r head_ir head_alloc head_free <"$WORK/head/result"
 
 echo "per proxied request ($REQUESTS keep-alive GETs, $ROTATE keys, one proxy worker, callgrind):"
-printf '  base  %8d instructions  %6.2f allocations  %6.2f frees   %s\n' "$base_ir" "$base_alloc" "$base_free" "$BASE_BIN"
-printf '  head  %8d instructions  %6.2f allocations  %6.2f frees   %s\n' "$head_ir" "$head_alloc" "$head_free" "$HEAD_BIN"
+printf '  base  %8d instructions  %6.2f allocations  %6.2f frees   %s%s\n' "$base_ir" "$base_alloc" "$base_free" "$BASE_BIN" "${BASE_FAST_HTTP1:+ (fast_http1: $BASE_FAST_HTTP1)}${BASE_ENV:+ ($BASE_ENV)}"
+printf '  head  %8d instructions  %6.2f allocations  %6.2f frees   %s%s\n' "$head_ir" "$head_alloc" "$head_free" "$HEAD_BIN" "${HEAD_FAST_HTTP1:+ (fast_http1: $HEAD_FAST_HTTP1)}${HEAD_ENV:+ ($HEAD_ENV)}"
 awk -v b="$base_ir" -v h="$head_ir" 'BEGIN { printf "  instructions head/base: %.3fx\n", h / b }'
 
 if [[ -n ${KEYCHECK_BASE:-} && -n ${KEYCHECK_HEAD:-} ]]; then
