@@ -236,6 +236,11 @@ mod tests {
             (b"ffffffffffffffffff\r\nabc\r\n", Fault::BadChunkSize),
             (b"3\r\nabcXX0\r\n\r\n", Fault::LineEnd),
             (b"3;\0\r\nabc\r\n0\r\n\r\n", Fault::BadChunkExtension),
+            (b"3;a=\x01\r\nabc\r\n", Fault::BadChunkExtension),
+            (b"3;a=\x7f\r\nabc\r\n", Fault::BadChunkExtension),
+            (b"3;a=\xc3\xa9\r\nabc\r\n", Fault::BadChunkExtension),
+            (b"3;a\rb\r\nabc\r\n", Fault::LineEnd),
+            (b"\r\nabc\r\n", Fault::BadChunkSize),
             (b"0\r\nX: 1\n\r\n", Fault::LineEnd),
             (b"3 3\r\nabc\r\n", Fault::BadChunkSize),
         ] {

@@ -103,20 +103,11 @@ fn ambiguous_lengths_are_refused() {
 }
 
 #[test]
-fn bad_chunk_sizes_and_extensions_are_refused() {
-    for (chunk, fault) in [
-        (&b"zz\r\nabc\r\n"[..], Fault::BadChunkSize),
-        (b"-1\r\nabc\r\n", Fault::BadChunkSize),
-        (b" 3\r\nabc\r\n", Fault::BadChunkSize),
-        (b"3 3\r\nabc\r\n", Fault::BadChunkSize),
-        (b"\r\nabc\r\n", Fault::BadChunkSize),
-        (b"ffffffffffffffffff\r\nabc\r\n", Fault::BadChunkSize),
-        (b"3;\0\r\nabc\r\n", Fault::BadChunkExtension),
-        (b"3;a=\x01\r\nabc\r\n", Fault::BadChunkExtension),
-        (b"3;a=\x7f\r\nabc\r\n", Fault::BadChunkExtension),
-        (b"3;a=\xc3\xa9\r\nabc\r\n", Fault::BadChunkExtension),
-        (b"3;a\rb\r\nabc\r\n", Fault::LineEnd),
-    ] {
+fn a_chunked_body_is_judged_by_the_chunked_walker() {
+    // The walker's own cases are in `listener::chunked`; here, that the
+    // tracker hands it the body after the head and refuses what it refuses.
+    for (chunk, fault) in [(&b"zz\r\nabc\r\n"[..], Fault::BadChunkSize), (b"3;\0\r\nabc\r\n", Fault::BadChunkExtension)]
+    {
         let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         input.extend_from_slice(chunk);
         assert_eq!(verdict(&input), Err(fault), "{:?}", String::from_utf8_lossy(chunk));
