@@ -14,9 +14,10 @@
 //!
 //! It follows each request to its end (a `Content-Length` body is skipped by
 //! count and never scanned; chunked bodies are walked size line by size
-//! line, by `chunked::Chunked`) to find the next head. After a request that may switch protocols
-//! (`Upgrade`, or `CONNECT`) it keeps reading HTTP until told the switch
-//! happened (`switched`), then looks at nothing more.
+//! line by `chunked::Chunked`, the fast path's walker too) to find the next
+//! head. After a request that may switch protocols (`Upgrade`, or
+//! `CONNECT`) it keeps reading HTTP until told the switch happened
+//! (`switched`), then looks at nothing more.
 //!
 //! It never copies the stream and never allocates: lines are scanned in
 //! place with `memchr`; only a head line that straddles two reads keeps its

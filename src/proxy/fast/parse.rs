@@ -11,8 +11,8 @@
 //!
 //! The head is judged whole, once it is all in the buffer: the verdict
 //! cannot depend on where the client's reads end. Chunked bodies are walked
-//! by `listener::chunked::Chunked`; `Walker` strings both together over a whole stream
-//! (tests and the `http1_framing` fuzz target).
+//! by `listener::chunked::Chunked`; `Walker` strings both together over a
+//! whole stream (tests and the `http1_framing` fuzz target).
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};

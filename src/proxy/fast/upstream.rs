@@ -1,9 +1,9 @@
 //! The upstream side of a fast-path exchange: plain TCP connections (new,
 //! or from this thread's shelf in `pool`), the response head parsed once,
 //! and the response relayed to the client as it comes — by
-//! `Content-Length`, chunked (judged by `listener::chunked::Chunked` and passed on as
-//! it is), or to the end of the connection (framed chunked for the client,
-//! whose connection stays open).
+//! `Content-Length`, chunked (judged by `listener::chunked::Chunked` and
+//! passed on as it is), or to the end of the connection (framed chunked for
+//! the client, whose connection stays open).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
