@@ -118,7 +118,6 @@ export KEYS_FILE_a KEYS_FILE_b KEYS_FILE_direct
 
 log "a: $A_BIN with $(basename "$A_CONFIG"); b: $B_BIN with $(basename "$B_CONFIG")"
 log "keygates on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"
-# shellcheck disable=SC2154 # PORT_/PID_ set by start()
 
 # The local Redis on the keygates' core, counted with the instances that use it.
 REDIS_PID=
@@ -134,6 +133,7 @@ fi
 with_redis() {
     if [[ -n $REDIS_PID ]] && grep -q '^ *redis_url:' "$WORK/$1/keygate.yaml"; then echo "$2,$REDIS_PID"; else echo "$2"; fi
 }
+# shellcheck disable=SC2154 # PORT_/PID_ set by start()
 rounds "$ROUNDS" "direct $UP_PORT -" "a $PORT_a $(with_redis a "$PID_a")" "b $PORT_b $(with_redis b "$PID_b")"
 
 echo
