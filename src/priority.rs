@@ -3,35 +3,19 @@
 //! port, the reloader, the usage flush, the quota and fleet syncs, the
 //! SQLite workers — on the others. Those others run at a lower priority
 //! (nice `BACKGROUND_NICE`): on a saturated core the scheduler gives the
-//! proxy threads the CPU first, so a flush's burst of SQL does not stall
-//! requests for milliseconds. Background work still runs (a nice-10
+//! proxy threads the CPU first. Background work still runs (a nice-10
 //! thread gets about a tenth of a contended core, far more than it needs),
 //! and on an idle core it runs at once. Threads started later by a lowered
 //! thread inherit its priority.
 //!
-//! A lower priority is not enough for latency: the kernel's scheduler
-//! (EEVDF) lets a thread it has just picked run on until the end of its
-//! time slice (0.75–3 ms) before a thread woken meanwhile gets the core,
-//! whatever their priorities. A usage flush runs for milliseconds, so a
-//! request arriving during one waited up to a slice: at one connection,
-//! p99 0.7–1.4 ms. So the long background loops (the flush, SQLite's
-//! statements) call `offer_core` every few tens of microseconds.
-//!
-//! What was measured and not kept: `sched_yield` there cut the tail as
-//! well but, on a saturated core, hands the core to the proxy for a whole
-//! slice at every call, so background work crawled (an admin revocation
-//! took 0.4–5 s instead of 30–80 ms); `SCHED_IDLE` or `SCHED_BATCH`
-//! background threads starved the same way (1–3 s).
-
-/// Lets a proxy thread waiting for this core have it: a sleep of a
-/// microsecond (some 50 µs with the kernel's default timer slack). A
-/// thread that sleeps, unlike one that calls `sched_yield`, keeps its
-/// place in the scheduler's queue, so on a saturated core background work
-/// still gets its share. For background loops that run for milliseconds,
-/// every few tens of microseconds of their work; never on a proxy thread.
-pub fn offer_core() {
-    std::thread::sleep(std::time::Duration::from_micros(1));
-}
+//! A priority does not shorten a wait, though: the kernel's scheduler
+//! (EEVDF) lets a thread it has just picked finish its time slice before a
+//! woken one runs, so a request arriving while a usage flush runs on the
+//! proxy's core can wait up to ~2 ms (benches/README.md, "The
+//! one-connection tail"). `SCHED_IDLE`, `SCHED_BATCH`, `sched_yield` or
+//! short sleeps in the flush and in SQLite's progress handler were
+//! measured and not kept: each starves the background (and the admin
+//! plane) when the proxy saturates its core, or costs throughput.
 
 /// The name the proxy's threads start with.
 pub const PROXY_THREAD: &str = "keygate-proxy-";

@@ -20,8 +20,6 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// Keys written per usage transaction, see `Flusher::flush`.
 const FLUSH_CHUNK: usize = 500;
-/// Keys looked at between two `priority::offer_core` calls (tens of µs).
-const OFFER_CORE_EVERY: usize = 128;
 /// The pause between two chunks of one flush.
 const FLUSH_PAUSE: Duration = Duration::from_millis(5);
 
@@ -65,10 +63,7 @@ impl Flusher {
         let mut batch = Vec::new();
         let mut marks = Vec::new();
         let hour = now_ms() / HOUR_MS * HOUR_MS;
-        for (n, counts) in used.into_iter().enumerate() {
-            if n % OFFER_CORE_EVERY == OFFER_CORE_EVERY - 1 {
-                crate::priority::offer_core();
-            }
+        for counts in used {
             let pending = counts.pending();
             if pending.iter().all(|n| *n == 0) {
                 continue;

@@ -115,10 +115,6 @@ impl From<sqlx::Error> for StoreError {
 /// at start-up legitimately takes a second or more: don't warn about it.
 const SLOW_STATEMENT: Duration = Duration::from_secs(10);
 
-/// SQLite virtual-machine steps between two `priority::offer_core` calls
-/// on a connection's thread: about 20–50 µs of a statement's work.
-const SQLITE_STEPS_PER_OFFER: i32 = 1_000;
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone)]
@@ -143,15 +139,6 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(timeout)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.lock_handle().await?.set_progress_handler(SQLITE_STEPS_PER_OFFER, || {
-                            crate::priority::offer_core();
-                            true
-                        });
-                        Ok(())
-                    })
-                })
                 .connect_with(options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the store at {}: {e}", redact(&config.url)))?;
