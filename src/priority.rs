@@ -13,9 +13,10 @@
 //! woken one runs, so a request arriving while a usage flush runs on the
 //! proxy's core can wait up to ~2 ms (benches/README.md, "The
 //! one-connection tail"). `SCHED_IDLE`, `SCHED_BATCH`, `sched_yield` or
-//! short sleeps in the flush and in SQLite's progress handler were
-//! measured and not kept: each starves the background (and the admin
-//! plane) when the proxy saturates its core, or costs throughput.
+//! short sleeps in the flush and in SQLite's progress handler, and a
+//! shorter slice for the proxy threads, were measured and not kept: each
+//! starves the background (and the admin plane) when the proxy saturates
+//! its core, costs throughput, or did not help.
 
 /// The name the proxy's threads start with.
 pub const PROXY_THREAD: &str = "keygate-proxy-";
