@@ -10,13 +10,16 @@
 //!
 //! A priority does not shorten a wait, though: the kernel's scheduler
 //! (EEVDF) lets a thread it has just picked finish its time slice before a
-//! woken one runs, so a request arriving while a usage flush runs on the
-//! proxy's core can wait up to ~2 ms (benches/README.md, "The
-//! one-connection tail"). `SCHED_IDLE`, `SCHED_BATCH`, `sched_yield` or
-//! short sleeps in the flush and in SQLite's progress handler, and a
-//! shorter slice for the proxy threads, were measured and not kept: each
-//! starves the background (and the admin plane) when the proxy saturates
-//! its core, costs throughput, or did not help.
+//! woken one runs, so a request arriving while the usage flush's SQL ran
+//! on the proxy's core waited up to ~2 ms (benches/README.md, "The
+//! one-connection tail"). So the flush writes through a connection of its
+//! own whose thread is `SCHED_IDLE` (`idle_current_thread`,
+//! `Store::for_background_writes`): a woken proxy thread takes the core
+//! from it at once. Only that thread: the admin port, the reloader and the
+//! other SQLite workers on `SCHED_IDLE` (or `SCHED_BATCH`) starved when
+//! the proxy saturated its core, and an admin revocation took 1–3 s.
+//! `sched_yield`, short sleeps and a shorter slice for the proxy threads
+//! were measured too and not kept.
 
 /// The name the proxy's threads start with.
 pub const PROXY_THREAD: &str = "keygate-proxy-";
@@ -46,4 +49,14 @@ pub fn lower_background() -> usize {
         }
     }
     lowered
+}
+
+/// Puts the calling thread on `SCHED_IDLE`: it runs only when no other
+/// thread wants its core, and a woken proxy thread takes the core from it at
+/// once. For work that may wait without end on a saturated core and holds
+/// nothing the rest needs for long (the usage flush's writes, in small
+/// transactions). Returns whether the kernel agreed. Threads this thread
+/// starts inherit the policy.
+pub fn idle_current_thread() -> bool {
+    scheduler::set_self_policy(scheduler::Policy::Idle, 0).is_ok()
 }

@@ -144,7 +144,8 @@ impl Gateway {
             metrics.register(collector)?;
         }
         tasks.extend(webhooks.spawn(shutdown.clone()));
-        let flusher = Flusher::new(reloader.keyset(), reloader.store().clone(), config.usage.retention_days);
+        let flush_store = reloader.store().for_background_writes(&config.store).await;
+        let flusher = Flusher::new(reloader.keyset(), flush_store, config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 
         let identity = match &config.proxy.identity_token {

@@ -18,10 +18,14 @@ use crate::store::{Store, UsageDelta};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Keys written per usage transaction, see `Flusher::flush`.
-const FLUSH_CHUNK: usize = 500;
-/// The pause between two chunks of one flush.
-const FLUSH_PAUSE: Duration = Duration::from_millis(5);
+/// Keys written per usage transaction, see `Flusher::flush`: small, since
+/// the flush's connection runs on an idle thread (`Store::for_background_writes`)
+/// and, on a saturated core, an admin write waits for the transaction
+/// that holds SQLite's write lock.
+const FLUSH_CHUNK: usize = 250;
+/// The pause between two chunks of one flush: where an admin write waiting
+/// for SQLite's write lock gets it.
+const FLUSH_PAUSE: Duration = Duration::from_millis(1);
 
 /// Writes pending usage to the store every interval and once more at
 /// shutdown.
@@ -52,9 +56,8 @@ impl Flusher {
     }
 
     /// Writes every pending count, `FLUSH_CHUNK` keys per transaction with
-    /// a short pause between them: the store's work (SQLite's especially)
-    /// runs on the cores that serve the proxy, and a flush of 10,000 keys
-    /// in one go stalls requests for tens of milliseconds. A chunk's counts
+    /// a short pause between them, so no other writer waits long for
+    /// SQLite's write lock. A chunk's counts
     /// are marked flushed only once it is committed; on failure the rest
     /// stays pending for the next call.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {

@@ -6,6 +6,7 @@
 mod kit;
 
 use http::{Method, StatusCode};
+use keygate::config::StoreConfig;
 use keygate::keys::Changes;
 use keygate::store::UsageDelta;
 use kit::Admin;
@@ -131,4 +132,47 @@ async fn usage_deltas_add_up_across_batches_and_repeats() {
     assert_eq!(rows, vec![(hour, "allowed".to_owned(), 10), (hour, "invalid_key".to_owned(), 4)]);
     let rows = store.usage_since(&format!("key_bulk{:016}", 1200), 0).await.expect("hourly");
     assert_eq!(rows, vec![(hour, "allowed".to_owned(), 2), (hour, "invalid_key".to_owned(), 1)]);
+}
+
+/// SQLite worker threads of this process on `SCHED_IDLE` (policy 5, the
+/// 41st field of a task's stat, counted after the parenthesised name).
+fn idle_sqlite_workers() -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("sqlx-sqlite-wor")))
+        .filter(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_name.split_whitespace().nth(38) == Some("5")
+        })
+        .count()
+}
+
+/// The usage flush writes through a connection of its own whose thread is
+/// `SCHED_IDLE`, so its SQL never holds a core a request is waiting for;
+/// what it writes, the store reads. An in-memory database has no second
+/// handle: the flush shares the store's.
+#[tokio::test]
+async fn the_flush_writes_through_an_idle_connection_of_its_own() {
+    let admin = Admin::new().await;
+    let acc = admin.account("A").await;
+    let (key, _) = admin.create_key(json!({ "account_id": acc, "name": "flushed", "permission": "read" })).await;
+    let id = key["id"].as_str().expect("id").to_owned();
+    let url = format!("sqlite://{}", admin.dir.path().join("keygate.db").display());
+    let store = admin.reloader.store();
+    assert_eq!(idle_sqlite_workers(), 0);
+    let flush = store.for_background_writes(&StoreConfig { url, ..StoreConfig::default() }).await;
+    assert_eq!(idle_sqlite_workers(), 1, "the flush's connection runs on an idle thread");
+    let hour = 3_600_000 * 490_000;
+    let delta =
+        UsageDelta { key_id: id.clone(), requests: 3, last_used_ms: hour + 1, hour, outcomes: vec![("allowed", 3)] };
+    flush.add_usage(&[delta]).await.expect("add usage");
+    assert_eq!(store.usage_since(&id, 0).await.expect("hourly"), vec![(hour, "allowed".to_owned(), 3)]);
+    assert_eq!(idle_sqlite_workers(), 1, "written through the idle connection, no other opened");
+
+    let memory = StoreConfig { url: "sqlite::memory:".into(), ..StoreConfig::default() };
+    let in_memory = keygate::store::Store::connect(&memory).await.expect("in-memory store");
+    in_memory.for_background_writes(&memory).await;
+    assert_eq!(idle_sqlite_workers(), 1, "no idle handle on an in-memory database");
 }

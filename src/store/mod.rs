@@ -115,6 +115,34 @@ impl From<sqlx::Error> for StoreError {
 /// at start-up legitimately takes a second or more: don't warn about it.
 const SLOW_STATEMENT: Duration = Duration::from_secs(10);
 
+/// Opens `pool`'s connection and waits until it is back in the pool: a
+/// connection is handed back by a task on the runtime that dropped it, and
+/// this runtime ends when the opening thread does.
+async fn open_idle(pool: &SqlitePool) -> bool {
+    if pool.acquire().await.is_err() {
+        return false;
+    }
+    for _ in 0..1_000 {
+        if pool.num_idle() > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    false
+}
+
+/// The connection options of a SQLite store at `url`.
+fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
+        .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true))
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone)]
@@ -128,14 +156,7 @@ impl Store {
     pub async fn connect(config: &StoreConfig) -> anyhow::Result<Store> {
         let timeout = Duration::from_millis(config.connect_timeout_ms);
         let pool = if config.url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(&config.url)
-                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?
-                .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+            let options = sqlite_options(&config.url)?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(timeout)
@@ -160,6 +181,48 @@ impl Store {
             Pool::Postgres(pool)
         };
         Ok(Store { pool })
+    }
+
+    /// The store for the usage flush's writes. On a SQLite file: a second
+    /// handle whose one connection's thread is `SCHED_IDLE`
+    /// (`priority::idle_current_thread`), so the flush's SQL never holds
+    /// the core a request needs (with nice 10 alone, a request arriving
+    /// during a flush waited up to ~2 ms). Elsewhere (PostgreSQL, an
+    /// in-memory database), or when the thread cannot be made idle, the
+    /// store itself. If that connection is ever lost, the pool opens the
+    /// next one from an ordinary background thread.
+    pub async fn for_background_writes(&self, config: &StoreConfig) -> Store {
+        if !matches!(self.pool, Pool::Sqlite(_))
+            || config.url.contains(":memory:")
+            || config.url.contains("mode=memory")
+        {
+            return self.clone();
+        }
+        let Ok(options) = sqlite_options(&config.url) else { return self.clone() };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .connect_lazy_with(options);
+        // The connection's worker thread inherits the policy of the thread
+        // that opens it: open it from a thread of its own made idle.
+        let opener = pool.clone();
+        let (done, opened) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("keygate-idle-open".into()).spawn(move || {
+            let ok = crate::priority::idle_current_thread()
+                && tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .is_ok_and(|rt| rt.block_on(open_idle(&opener)));
+            let _ = done.send(ok);
+        });
+        if spawned.is_ok() && opened.await == Ok(true) {
+            Store { pool: Pool::Sqlite(pool) }
+        } else {
+            tracing::debug!("usage flush shares the store's connections: no idle connection of its own");
+            self.clone()
+        }
     }
 
     pub fn backend(&self) -> Backend {
