@@ -18,10 +18,10 @@ use crate::store::{Store, UsageDelta};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Keys written per usage transaction, see `Flusher::flush`: small, since
-/// the flush's connection runs on an idle thread (`Store::for_background_writes`)
-/// and, on a saturated core, an admin write waits for the transaction
-/// that holds SQLite's write lock.
+/// Keys written per usage transaction, see `Flusher::flush`. Few: the
+/// flush's connection runs on an idle thread
+/// (`Store::for_background_writes`), which on a saturated core finishes a
+/// transaction slowly while an admin write waits for its lock.
 const FLUSH_CHUNK: usize = 250;
 /// The pause between two chunks of one flush: where an admin write waiting
 /// for SQLite's write lock gets it.
@@ -57,9 +57,8 @@ impl Flusher {
 
     /// Writes every pending count, `FLUSH_CHUNK` keys per transaction with
     /// a short pause between them, so no other writer waits long for
-    /// SQLite's write lock. A chunk's counts
-    /// are marked flushed only once it is committed; on failure the rest
-    /// stays pending for the next call.
+    /// SQLite's write lock. A chunk's counts are marked flushed only once it
+    /// is committed; on failure the rest stays pending for the next call.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
         let _one_at_a_time = self.busy.lock().await;
         let used = self.keyset.load().usage().all();
