@@ -29,12 +29,8 @@ source "$ROOT/scripts/lib/ports.sh"
 UP_PORT=$(free_port)
 KG_PORT=$(free_port)
 KG_ADMIN_PORT=$(free_port)
-fill() {
-    sed -e "s#@WORK@#$WORK#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@KG_PORT@#$KG_PORT#g" \
-        -e "s#@KG_ADMIN_PORT@#$KG_ADMIN_PORT#g" "$1" >"$2"
-}
-fill "$BENCH/upstream-nginx.conf" "$WORK/upstream.conf"
-fill "$BENCH/keygate.yaml" "$WORK/keygate.yaml"
+fill "$BENCH/upstream-nginx.conf" >"$WORK/upstream.conf"
+fill "$BENCH/keygate.yaml" >"$WORK/keygate.yaml"
 "$SEED_BIN" --config "$WORK/keygate.yaml" --keys 10000 --out "$WORK/keys.txt" >/dev/null 2>&1
 taskset -c "$LOAD_CPU" nginx -p "$WORK" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log" &
 PIDS+=($!)

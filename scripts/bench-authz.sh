@@ -52,11 +52,6 @@ KG_ADMIN_PORT=$(free_port)
 AUTHZ_PORT=$(free_port)
 AUTHREQ_PORT=$(free_port)
 PROXIED_PORT=$(free_port)
-fill() {
-    sed -e "s#@WORK@#$WORK#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@KG_PORT@#$KG_PORT#g" \
-        -e "s#@KG_ADMIN_PORT@#$KG_ADMIN_PORT#g" -e "s#@AUTHZ_PORT@#$AUTHZ_PORT#g" \
-        -e "s#@AUTHREQ_PORT@#$AUTHREQ_PORT#g" -e "s#@PROXIED_PORT@#$PROXIED_PORT#g" "$1"
-}
 fill "$BENCH/upstream-nginx.conf" >"$WORK/upstream.conf"
 fill "$BENCH/authz-nginx.conf" >"$WORK/front.conf"
 {

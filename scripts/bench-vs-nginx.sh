@@ -67,13 +67,9 @@ KG_ADMIN_PORT=$(free_port)
 # nginx wants a hash size where no bucket overflows; 16 slots a key finds one.
 MAP_SIZE=$((KEYS * 16 + 1024))
 
-fill() {
-    sed -e "s#@WORK@#$WORK#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@GW_PORT@#$GW_PORT#g" \
-        -e "s#@KG_PORT@#$KG_PORT#g" -e "s#@KG_ADMIN_PORT@#$KG_ADMIN_PORT#g" -e "s#@MAP_SIZE@#$MAP_SIZE#g" "$1" >"$2"
-}
-fill "$BENCH/upstream-nginx.conf" "$WORK/upstream.conf"
-fill "$BENCH/gateway-nginx.conf" "$WORK/gateway.conf"
-fill "$BENCH/keygate.yaml" "$WORK/keygate.yaml"
+fill "$BENCH/upstream-nginx.conf" >"$WORK/upstream.conf"
+fill "$BENCH/gateway-nginx.conf" >"$WORK/gateway.conf"
+fill "$BENCH/keygate.yaml" >"$WORK/keygate.yaml"
 
 if [[ -n ${KEYGATE_BIN:-} ]]; then
     SEED=${SEED_BIN:-$(dirname "$KEYGATE_BIN")/examples/seed_keys}

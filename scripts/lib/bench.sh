@@ -1,6 +1,6 @@
 # Sourced by the side-by-side benchmark scripts (bench-vs-nginx.sh,
 # bench-ab.sh, bench-authz.sh), once WORK is set: stopping what they start,
-# installing tools, waiting for a server, one wrk run with the
+# installing tools, filling templates, waiting for a server, one wrk run with the
 # gateway's CPU time, and the medians of the results. The caller sets WORK,
 # BENCH, LOAD_CPU, CONN_CLOSE and RESULTS, and KEYS_FILE_<target> for each
 # target that rotates through its own seed file (else $WORK/keys.txt).
@@ -26,6 +26,16 @@ need() {
     local sudo=
     [[ $(id -u) == 0 ]] || sudo=sudo
     $sudo apt-get install -y -qq "$package" >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$package" >/dev/null; }
+}
+
+# fill TEMPLATE: the template with each @NAME@ in it replaced by the value
+# of the caller's variable NAME (unset: an error), on stdout.
+fill() {
+    local name args=(-e '')
+    for name in $(grep -o '@[A-Z_]*@' "$1" | sort -u | tr -d @); do
+        args+=(-e "s#@$name@#${!name}#g")
+    done
+    sed "${args[@]}" "$1"
 }
 
 # wait_for URL WHAT STATUS: until URL answers STATUS, or fail keeping $WORK.
