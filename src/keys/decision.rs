@@ -119,7 +119,7 @@ impl KeySet {
             if !allowed {
                 return Err(Refusal::RateLimited);
             }
-            let account = self.account(&state.policy.account_id);
+            let account = self.account_of(&state.policy, runtime);
             if let Some(account) = account {
                 if let Some(quota) = account.plan.rate_limit {
                     let Some(limiter) = &account.limiter else { return Err(Refusal::RateLimited) };
@@ -530,6 +530,49 @@ mod tests {
             ..Changes::default()
         });
         assert!(off.account(&InlineId::new("acc_1").expect("id")).is_none());
+    }
+
+    /// A key keeps its account's plan state from its first request on
+    /// (`KeySet::account_of`); a later plan, or none, still applies from the
+    /// next snapshot on.
+    #[test]
+    fn a_key_that_kept_its_accounts_plan_sees_the_next_one() {
+        use crate::keys::{AccountRow, InlineId, PlanLimits};
+        let plan = |requests| AccountRow {
+            account_id: InlineId::new("acc_1").expect("id"),
+            plan: Some(PlanLimits {
+                plan_id: "plan_1".into(),
+                rate_limit: Some(Quota { requests, per_seconds: 60 }),
+                quota: None,
+            }),
+        };
+        let key = generate("kg_live");
+        let v1 = KeySet::empty().apply(Changes {
+            revision: 1,
+            keys: vec![PolicyRow { hash: key.hash(), policy: policy() }],
+            accounts: vec![plan(100)],
+            ..Default::default()
+        });
+        let get = Method::GET;
+        let f = facts(&get, "/", "127.0.0.1");
+        let pooled = |set: &KeySet| {
+            let d = set.decide(key.expose().as_bytes(), &f, 0, None);
+            (d.result.map(|_| ()), d.rate.map(|i| (i.scope, i.limit)))
+        };
+        assert_eq!(pooled(&v1), (Ok(()), Some((RateScope::Account, 100))));
+        assert_eq!(pooled(&v1), (Ok(()), Some((RateScope::Account, 100))));
+        let v2 = v1.apply(Changes { revision: 2, accounts: vec![plan(1)], ..Changes::default() });
+        assert_eq!(pooled(&v2), (Ok(()), Some((RateScope::Account, 1))));
+        assert_eq!(pooled(&v2), (Err(Refusal::RateLimited), Some((RateScope::Account, 1))));
+        let account = InlineId::new("acc_1").expect("id");
+        let v3 = v2.apply(Changes {
+            revision: 3,
+            accounts: vec![AccountRow { account_id: account, plan: None }],
+            ..Changes::default()
+        });
+        assert_eq!(pooled(&v3), (Ok(()), None));
+        let v4 = v3.apply(Changes { revision: 4, accounts: vec![plan(50)], ..Changes::default() });
+        assert_eq!(pooled(&v4), (Ok(()), Some((RateScope::Account, 50))));
     }
 
     fn set_policy(set: &KeySet) -> KeyPolicy {

@@ -12,6 +12,7 @@
 //!
 //! Nothing here reads the store or counts quota spending.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::decision::{new_limiter, Limiter, Quota, RateScope};
@@ -67,6 +68,7 @@ pub struct AccountRow {
 /// An account with a plan, in the snapshot.
 #[derive(Debug)]
 pub struct AccountState {
+    pub(super) id: InlineId,
     pub plan: PlanLimits,
     /// The pooled limiter of `plan.rate_limit`; `None` without one, or when
     /// none could be built (then the account's requests are refused: a limit
@@ -76,6 +78,25 @@ pub struct AccountState {
     pub(super) fleet: Option<Arc<FleetScope>>,
     /// The pooled quota's cell in the quota book, once spent from.
     pub(super) quota_cell: CellSlot,
+    /// A later snapshot holds another state for this account (or none):
+    /// the keys that kept this one (`Runtime::account`) look it up again.
+    replaced: AtomicBool,
+}
+
+impl AccountState {
+    fn new(id: InlineId, plan: PlanLimits, limiter: Option<Arc<Limiter>>, fleet: Option<Arc<FleetScope>>) -> Self {
+        AccountState { id, plan, limiter, fleet, quota_cell: CellSlot::default(), replaced: AtomicBool::new(false) }
+    }
+
+    /// Whether this is still the newest state of account `id`, as far as
+    /// any snapshot built so far knows.
+    pub(super) fn current_for(&self, id: &InlineId) -> bool {
+        !self.replaced.load(Ordering::Acquire) && self.id == *id
+    }
+
+    fn retire(&self) {
+        self.replaced.store(true, Ordering::Release);
+    }
 }
 
 /// The fleet-wide state of an account's pooled rate limit, if shared.
@@ -96,6 +117,9 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Opti
     }
     let mut next = Accounts::clone(accounts);
     for row in rows {
+        if let Some(previous) = accounts.get(&row.account_id) {
+            previous.retire();
+        }
         let Some(plan) = row.plan else {
             next.remove(&row.account_id);
             continue;
@@ -110,10 +134,7 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Opti
                 fleet_scope(fleet, &row.account_id, plan.rate_limit),
             ),
         };
-        next.insert(
-            row.account_id,
-            Arc::new(AccountState { plan, limiter, fleet: shared, quota_cell: CellSlot::default() }),
-        );
+        next.insert(row.account_id, Arc::new(AccountState::new(row.account_id, plan, limiter, shared)));
     }
     Arc::new(next)
 }
@@ -122,16 +143,9 @@ pub(super) fn apply(accounts: &Arc<Accounts>, rows: Vec<AccountRow>, fleet: Opti
 /// start, before the first request; the local limiters are kept).
 pub(super) fn with_fleet(accounts: &Arc<Accounts>, fleet: &FleetLimiter) -> Arc<Accounts> {
     let shared = accounts.iter().map(|(id, state)| {
+        state.retire();
         let fleet = fleet_scope(Some(fleet), id, state.plan.rate_limit);
-        (
-            *id,
-            Arc::new(AccountState {
-                plan: state.plan.clone(),
-                limiter: state.limiter.clone(),
-                fleet,
-                quota_cell: CellSlot::default(),
-            }),
-        )
+        (*id, Arc::new(AccountState::new(*id, state.plan.clone(), state.limiter.clone(), fleet)))
     });
     Arc::new(shared.collect())
 }

@@ -132,6 +132,9 @@ pub(super) struct Runtime {
     pub(super) fleet: Option<Arc<FleetScope>>,
     /// The key's own quota's cell in the quota book, once spent from.
     pub(super) quota_cell: CellSlot,
+    /// The state of the key's account's plan its first request found, kept
+    /// so that later ones skip the snapshot's map (`KeySet::account_of`).
+    pub(super) account: OnceLock<Arc<AccountState>>,
 }
 
 impl KeyState {
@@ -153,6 +156,7 @@ impl KeyState {
                 limiter: quota.and_then(make),
                 fleet: fleet.zip(quota).map(|(f, q)| f.scope(RateScope::Key, self.policy.id.as_str(), q)),
                 quota_cell: CellSlot::default(),
+                account: OnceLock::new(),
             })
         })
     }
@@ -451,6 +455,21 @@ impl KeySet {
             return None;
         }
         self.accounts.get(id)
+    }
+
+    /// `account` for a key's request: the state its runtime kept while no
+    /// later snapshot replaced it, else the map's (then kept, the first
+    /// time). A state kept once stays kept: after its plan changes, the
+    /// key's requests look the account up in the map again.
+    pub(super) fn account_of<'a>(&'a self, policy: &KeyPolicy, runtime: &'a Runtime) -> Option<&'a Arc<AccountState>> {
+        if let Some(kept) = runtime.account.get().filter(|a| a.current_for(&policy.account_id)) {
+            return Some(kept);
+        }
+        let found = self.account(&policy.account_id)?;
+        if runtime.account.get().is_none() {
+            let _ = runtime.account.set(Arc::clone(found));
+        }
+        Some(found)
     }
 
     /// Every account on a plan.

@@ -250,9 +250,32 @@ pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
 /// upstream sent. Each field is written on the stack and copied once into
 /// its value: this runs on every answer of a limited key.
 pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quota: Option<&crate::quota::QuotaInfo>) {
+    for (name, field) in limit_fields(rate, quota).into_iter().flatten() {
+        if let Ok(v) = HeaderValue::from_bytes(field.bytes()) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+/// `limits` as head lines (`name: value\r\n`) appended to `out`, for a
+/// head written as bytes (the fast path).
+pub fn limit_lines(out: &mut Vec<u8>, rate: Option<&crate::keys::RateInfo>, quota: Option<&crate::quota::QuotaInfo>) {
+    for (name, field) in limit_fields(rate, quota).into_iter().flatten() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(field.bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The two fields of `limits`, or `None` when no limit applies.
+fn limit_fields(
+    rate: Option<&crate::keys::RateInfo>,
+    quota: Option<&crate::quota::QuotaInfo>,
+) -> Option<[(HeaderName, Field); 2]> {
     use std::io::Write;
     if rate.is_none() && quota.is_none() {
-        return;
+        return None;
     }
     let mut policy = Field::default();
     let mut state = Field::default();
@@ -273,11 +296,7 @@ pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quo
             let _ = write!(state, ";t={t}");
         }
     }
-    for (name, field) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
-        if let Ok(v) = HeaderValue::from_bytes(field.bytes()) {
-            headers.insert(name, v);
-        }
-    }
+    Some([(RATELIMIT_POLICY, policy), (RATELIMIT, state)])
 }
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -26,7 +26,7 @@ use super::parse::{Flags, Framing};
 use super::upstream::{self, Failure};
 use super::write::{self, write_all_vectored};
 use super::{Client, Scratch};
-use crate::contract::{ProxyCode, RequestId, X_REQUEST_ID};
+use crate::contract::{ProxyCode, X_REQUEST_ID};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::ForwardError;
 use crate::proxy::live::Live;
@@ -173,8 +173,15 @@ impl Proxy {
             &parts.headers,
             shape.framing == Framing::Chunked,
         );
-        // What the response needs from the request, before its head goes.
-        let edits = Edits { request_id: &request_id, rate: rate.as_ref(), quota: quota.as_ref() };
+        // The response head's own fields, worked out before the request goes.
+        let own = &mut scratch.own;
+        own.clear();
+        own.extend_from_slice(X_REQUEST_ID.as_str().as_bytes());
+        own.extend_from_slice(b": ");
+        own.extend_from_slice(request_id.as_str().as_bytes());
+        own.extend_from_slice(b"\r\n");
+        headers::limit_lines(own, rate.as_ref(), quota.as_ref());
+        let limits = rate.is_some() || quota.is_some();
         let forwarder = &live.forwarder;
         let deadline = tokio::time::Instant::from_std(started) + forwarder.response_timeout();
         let mut tries = 0;
@@ -208,7 +215,7 @@ impl Proxy {
                 },
             };
             let attempt =
-                exchange(&mut stream, client, scratch, shape, &edits, target.body_limit, live, deadline).await;
+                exchange(&mut stream, client, scratch, shape, limits, target.body_limit, live, deadline).await;
             match attempt {
                 Attempt::Retry if was_pooled && tries < 3 => continue,
                 Attempt::Retry => {
@@ -267,28 +274,22 @@ struct Shape {
     close: bool,
 }
 
-/// What the response head gets from the proxy.
-struct Edits<'a> {
-    request_id: &'a RequestId,
-    rate: Option<&'a crate::keys::RateInfo>,
-    quota: Option<&'a crate::quota::QuotaInfo>,
-}
-
 /// One try of the exchange on `stream`: the request head (in
-/// `scratch.out`) and body go up while the response is awaited, then the
-/// response is relayed.
+/// `scratch.head`) and body go up while the response is awaited, then the
+/// response is relayed with the proxy's fields (`scratch.own`; `limits`:
+/// they include the `RateLimit` fields).
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
     stream: &mut TcpStream,
     client: &mut Client,
     scratch: &mut Scratch,
     shape: Shape,
-    edits: &Edits<'_>,
+    limits: bool,
     body_limit: Option<u64>,
     live: &Live,
     deadline: tokio::time::Instant,
 ) -> Attempt {
-    let Scratch { upstream: ubuf, out, head } = scratch;
+    let Scratch { upstream: ubuf, out, head, own } = scratch;
     let (mut up_read, mut up_write) = stream.split();
     let Client { stream: client_stream, buf, start } = client;
     let (mut client_read, mut client_write) = client_stream.split();
@@ -328,11 +329,9 @@ async fn exchange(
             live.body_read_timeout,
         );
         let receive = async {
-            let mut response = upstream::read_head(&mut up_read, ubuf, shape.head_request, deadline).await?;
+            let response = upstream::read_head(&mut up_read, ubuf, shape.head_request, limits, out, deadline).await?;
             status.store(response.status.as_u16(), Ordering::Relaxed);
-            headers::prepare_response(&mut response.headers, edits.request_id);
-            headers::limits(&mut response.headers, edits.rate, edits.quota);
-            upstream::relay(&mut up_read, &mut client_write, ubuf, out, &response, shape.close, &written).await
+            upstream::relay(&mut up_read, &mut client_write, ubuf, out, &response, own, shape.close, &written).await
         };
         tokio::pin!(send);
         tokio::pin!(receive);

@@ -58,6 +58,8 @@ pub(super) struct Scratch {
     out: Vec<u8>,
     /// The upstream's request head.
     head: Vec<u8>,
+    /// The fields the proxy adds to the client's response head.
+    own: Vec<u8>,
 }
 
 /// Reads more into `buf`, growing it if it is nearly full; 0 at the end.
@@ -170,7 +172,7 @@ impl Proxy {
         let mut buf = read;
         buf.reserve(BUFFER);
         let mut client = Client { stream, buf, start: 0 };
-        let mut scratch = Scratch { upstream: Vec::new(), out: Vec::new(), head: Vec::new() };
+        let mut scratch = Scratch { upstream: Vec::new(), out: Vec::new(), head: Vec::new(), own: Vec::new() };
         let mut watcher = drain.watcher();
         let limit = listener::hyper_head_limit(self.max_header_bytes);
         let timeout = self.listener.header_read_timeout;

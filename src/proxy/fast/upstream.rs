@@ -9,14 +9,13 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::body::{chunk_header, Chunked};
 use super::parse::{has_token, MAX_HEADERS};
-use super::write::{response_head, write_all, write_all_vectored, Delimit};
+use super::write::{end_head, write_all, write_all_vectored, Delimit};
 use crate::listener::framing::content_length;
 use crate::proxy::routing::Upstream;
 
@@ -53,14 +52,12 @@ pub enum Body {
     Close,
 }
 
-/// A parsed response head.
+/// A parsed response head. The client's head is built beside it (see
+/// `parse_response`), so the fields are not kept here.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub len: usize,
     pub status: StatusCode,
-    /// The reason phrase, if not the usual one for the status.
-    pub reason: Option<Vec<u8>>,
-    pub headers: HeaderMap,
     pub body: Body,
     /// The upstream keeps the connection open after this response.
     pub keep_alive: bool,
@@ -86,8 +83,63 @@ fn broken(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
+/// Whether a field is the message's framing or one the proxy drops or
+/// sets itself, by name (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Another hop-by-hop field (RFC 9110 §7.6.1).
+    HopByHop,
+    /// `X-Request-Id`: the proxy's own replaces it.
+    RequestId,
+    /// `RateLimit-Policy` or `RateLimit`: replaced when the proxy sets them.
+    RateLimit,
+    Other,
+}
+
+fn kind(name: &[u8]) -> Kind {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        14 if is("content-length") => Kind::ContentLength,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        2 if is("te") => Kind::HopByHop,
+        7 if is("trailer") => Kind::HopByHop,
+        7 if is("upgrade") => Kind::HopByHop,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        19 if is("proxy-authorization") => Kind::HopByHop,
+        12 if is("x-request-id") => Kind::RequestId,
+        9 if is("ratelimit") => Kind::RateLimit,
+        16 if is("ratelimit-policy") => Kind::RateLimit,
+        _ => Kind::Other,
+    }
+}
+
+/// A field value the client may be sent as it is: no control character
+/// but tab (what `http::HeaderValue` accepts).
+fn sane_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// Parses the response head at the start of `buf`: `None` if incomplete.
-pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<ResponseHead>> {
+///
+/// With a head, `out` holds the start of the client's head, spliced from
+/// the upstream's bytes in the same pass: the status line, then every
+/// field but the hop-by-hop ones (and those `Connection` names), the
+/// upstream's `X-Request-Id`, its `RateLimit` fields when `limits` (the
+/// proxy sets its own), and `Content-Length` beside `Transfer-Encoding`.
+/// Names are written in lower case, as hyper writes them. `finish_head`
+/// adds the proxy's fields and the framing.
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    limits: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<Option<ResponseHead>> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     let len = match response.parse(buf) {
@@ -97,27 +149,31 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
     };
     let code = response.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| broken("bad status"))?;
-    let reason = response.reason.filter(|r| Some(*r) != status.canonical_reason()).map(|r| r.as_bytes().to_vec());
     let http11 = response.version == Some(1);
     let mut keep_alive = http11;
     let mut length = None;
     let mut transfer_encoding = None;
-    let mut headers = HeaderMap::with_capacity(response.headers.len() + 6);
+    let mut connection = false;
+    // The framing first: whether a `Content-Length` is passed on depends
+    // on a `Transfer-Encoding` that may come after it.
     for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| broken("bad header name"))?;
-        match name.as_str() {
-            "content-length" => {
+        if !sane_value(field.value) {
+            return Err(broken("bad header value"));
+        }
+        match kind(field.name.as_bytes()) {
+            Kind::ContentLength => {
                 let n = content_length(field.value).ok_or_else(|| broken("bad content-length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(broken("two content-lengths"));
                 }
                 length = Some(n);
             }
-            "transfer-encoding" => {
+            Kind::TransferEncoding => {
                 let last = field.value.rsplit(|&b| b == b',').next().map_or(&b""[..], <[u8]>::trim_ascii);
                 transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
-            "connection" => {
+            Kind::Connection => {
+                connection = true;
                 if has_token(field.value, b"close") {
                     keep_alive = false;
                 } else if has_token(field.value, b"keep-alive") && !http11 {
@@ -126,8 +182,6 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
             }
             _ => {}
         }
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| broken("bad header value"))?;
-        headers.append(name, value);
     }
     let no_body = head_request || status.is_informational() || code == 204 || code == 304;
     let body = match (transfer_encoding, length) {
@@ -140,11 +194,33 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
     if body == Body::Close || transfer_encoding.is_some() && length.is_some() {
         keep_alive = false;
     }
-    if transfer_encoding.is_some() {
-        // The body is relayed chunked; a length beside it would lie.
-        headers.remove(http::header::CONTENT_LENGTH);
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = response.reason.unwrap_or_else(|| status.canonical_reason().unwrap_or(""));
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let headers = &*response.headers;
+    for field in headers {
+        let name = field.name.as_bytes();
+        let keep = match kind(name) {
+            // The body is relayed chunked; a length beside it would lie.
+            Kind::ContentLength => transfer_encoding.is_none(),
+            Kind::TransferEncoding | Kind::Connection | Kind::HopByHop | Kind::RequestId => false,
+            Kind::RateLimit => !limits,
+            Kind::Other => true,
+        };
+        let named = || headers.iter().any(|f| kind(f.name.as_bytes()) == Kind::Connection && has_token(f.value, name));
+        if !keep || connection && named() {
+            continue;
+        }
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(field.value);
+        out.extend_from_slice(b"\r\n");
     }
-    Ok(Some(ResponseHead { len, status, reason, headers, body, keep_alive }))
+    Ok(Some(ResponseHead { len, status, body, keep_alive }))
 }
 
 /// Reads more of the upstream's bytes into `buf`; 0 at its end.
@@ -157,16 +233,19 @@ async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Re
 
 /// Reads the response head (skipping 1xx answers other than 101, which the
 /// fast path never asks for) by `deadline`. The head's bytes stay at the
-/// start of `buf`, the body's first bytes after them.
+/// start of `buf`, the body's first bytes after them; the start of the
+/// client's head is in `out` (`parse_response`).
 pub async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     head_request: bool,
+    limits: bool,
+    out: &mut Vec<u8>,
     deadline: tokio::time::Instant,
 ) -> Result<ResponseHead, Failure> {
     loop {
         if !buf.is_empty() {
-            match parse_response(buf, head_request) {
+            match parse_response(buf, head_request, limits, out) {
                 Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                     return Err(Failure::Broken(broken("the upstream switched protocols unasked")));
                 }
@@ -196,10 +275,11 @@ pub async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
-/// Relays a response whose (edited) head is `head`: writes the client's
-/// head with the body's first bytes, then the rest of the body as it comes.
-/// `written` is set once anything went to the client. Returns whether the
-/// upstream connection is left clean for another request.
+/// Relays a response whose head is `head`: writes the client's head (begun
+/// in `out` by `parse_response`, ended here with the proxy's own `fields`
+/// and the framing) with the body's first bytes, then the rest of the body
+/// as it comes. `written` is set once anything went to the client. Returns
+/// whether the upstream connection is left clean for another request.
 #[allow(clippy::too_many_arguments)]
 pub async fn relay<R, W>(
     reader: &mut R,
@@ -207,6 +287,7 @@ pub async fn relay<R, W>(
     buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     head: &ResponseHead,
+    fields: &[u8],
     close_client: bool,
     written: &AtomicBool,
 ) -> Result<bool, Failure>
@@ -218,7 +299,7 @@ where
         Body::Chunked | Body::Close => Delimit::Chunked,
         Body::Empty | Body::Length(_) => Delimit::AsIs,
     };
-    response_head(out, head.status, head.reason.as_deref(), &head.headers, delimit, close_client);
+    end_head(out, fields, delimit, close_client);
     buf.drain(..head.len);
     written.store(true, Ordering::Release);
     let client = Failure::Client;
@@ -305,11 +386,12 @@ where
 mod tests {
     use super::*;
 
+    fn head(text: &str, head_request: bool) -> ResponseHead {
+        parse_response(text.as_bytes(), head_request, false, &mut Vec::new()).expect("valid").expect("complete")
+    }
+
     #[test]
     fn response_framing_follows_rfc_9112() {
-        let head = |text: &str, head_request: bool| {
-            parse_response(text.as_bytes(), head_request).expect("valid").expect("complete")
-        };
         let r = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
         assert_eq!((r.body, r.keep_alive, r.len), (Body::Length(5), true, 38));
         let r = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
@@ -326,10 +408,40 @@ mod tests {
         assert!(!r.keep_alive);
         let r = head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false);
         assert!(!r.keep_alive);
-        let r = head("HTTP/1.1 299 Odd Reason\r\nContent-Length: 0\r\n\r\n", false);
-        assert_eq!(r.reason.as_deref(), Some(&b"Odd Reason"[..]));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false).expect("fine").is_none());
-        assert!(parse_response(b"\x16\x03\x01 garbage\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        let mut out = Vec::new();
+        let parse = |bytes: &[u8], out: &mut Vec<u8>| parse_response(bytes, false, false, out);
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Le", &mut out).expect("fine").is_none());
+        assert!(parse(b"\x16\x03\x01 garbage\r\n\r\n", &mut out).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &mut out).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n", &mut out).is_err());
+    }
+
+    /// The client's head is the upstream's, less what is hop-by-hop or the
+    /// proxy's to set, names in lower case, the reason phrase kept.
+    #[test]
+    fn the_client_head_is_spliced_from_the_upstreams() {
+        let splice = |text: &str, limits: bool| {
+            let mut out = Vec::new();
+            parse_response(text.as_bytes(), false, limits, &mut out).expect("valid").expect("complete");
+            end_head(&mut out, b"x-request-id: mine\r\n", Delimit::AsIs, false);
+            String::from_utf8(out).expect("text")
+        };
+        let upstream =
+            "HTTP/1.1 299 Odd Reason\r\nContent-Length: 2\r\nX-Trace: a\r\nConnection: keep-alive, X-Trace\r\n\
+            Keep-Alive: timeout=5\r\nX-Request-Id: theirs\r\nRateLimit: \"up\";r=1\r\nServer: Up\r\n\r\nok";
+        assert_eq!(
+            splice(upstream, false),
+            "HTTP/1.1 299 Odd Reason\r\ncontent-length: 2\r\nratelimit: \"up\";r=1\r\nserver: Up\r\n\
+             x-request-id: mine\r\n\r\n"
+        );
+        assert_eq!(
+            splice(upstream, true),
+            "HTTP/1.1 299 Odd Reason\r\ncontent-length: 2\r\nserver: Up\r\nx-request-id: mine\r\n\r\n"
+        );
+        // A length beside chunked framing is dropped, whichever comes first.
+        let chunked = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\
+            Trailer: X\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\n\r\n";
+        assert_eq!(splice(chunked, false), "HTTP/1.1 200 OK\r\nx-request-id: mine\r\n\r\n");
+        assert_eq!(splice("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", false).lines().next(), Some("HTTP/1.1 404 "));
     }
 }

@@ -64,6 +64,14 @@ pub fn response_head(
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
     fields(out, headers);
+    end_head(out, &[], delimit, close);
+}
+
+/// Ends a response head whose status line and fields are in `out`: the
+/// proxy's own `fields` (whole `name: value\r\n` lines), the framing, the
+/// empty line.
+pub fn end_head(out: &mut Vec<u8>, fields: &[u8], delimit: Delimit, close: bool) {
+    out.extend_from_slice(fields);
     if delimit == Delimit::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
