@@ -18,8 +18,9 @@
 # anything is measured. Then the same rounds as scripts/bench-vs-nginx.sh
 # (lib/bench.sh): throughput, one connection, moderate load, order rotated.
 #
-# Printed: the table of bench-vs-nginx.sh for direct, a and b, and the
-# ratios b/a of requests/s, CPU per request and p99.
+# Printed: the table of bench-vs-nginx.sh for direct, a and b, the ratios
+# b/a of requests/s, CPU per request and p99, and each instance's refusals
+# by code (keygate_auth_failures_total), if any.
 # A local redis-server (what limits.redis_url names on these machines) runs
 # on the keygates' core for the run, its affinity restored after: the
 # work Redis does for an instance is charged to that core, not to the load
@@ -90,6 +91,7 @@ start() {
     PIDS+=($!)
     printf -v "PID_$name" '%s' "$!"
     printf -v "PORT_$name" '%s' "$port"
+    printf -v "ADMIN_$name" '%s' "$admin"
     printf -v "KEYS_FILE_$name" '%s' "$dir/keys.txt"
     wait_for "http://127.0.0.1:$admin/readyz" "keygate $name" 200
     if [[ -n $setup ]]; then
@@ -149,3 +151,10 @@ awk -v a="$(col a load 4)" -v b="$(col b load 4)" -v ac="$(col a load 7)" -v bc=
     printf "b/a rps: %.3fx   CPU per request b/a: %.3fx   p99 b/a: %.3fx (load), %.3fx (one connection)\n", b / a, bc / ac, bp / ap, b1 / a1
 }'
 echo "(medians over rounds; 1c = one connection; mod = moderate load; added = minus the direct upstream's; latencies in microseconds)"
+# What the non-2xx answers were, from each instance's own count.
+for t in a b; do
+    admin=ADMIN_$t
+    refused=$(curl -s "http://127.0.0.1:${!admin}/metrics" |
+        awk -F'[{}"]' '/^keygate_auth_failures_total\{/ && $NF + 0 > 0 { printf "%s %d, ", $3, $NF }')
+    [[ -z $refused ]] || echo "$t refused: ${refused%, }"
+done

@@ -51,6 +51,8 @@ impl Reloader {
     /// Loads the whole key set; fails if the store cannot be read.
     pub async fn start(store: Store) -> Result<Arc<Reloader>, StoreError> {
         let quotas = QuotaBook::new(crate::config::LimitsConfig::default().quota_block);
+        // SQLite serves one node: its book is the ledger's only spender.
+        quotas.set_sole(store.backend() == crate::store::Backend::Sqlite);
         let reloader = Arc::new(Reloader {
             store,
             keyset: Arc::new(ArcSwap::from_pointee(KeySet::empty().with_quotas(Arc::clone(&quotas)))),

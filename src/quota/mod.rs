@@ -19,7 +19,8 @@
 //!
 //! When the store cannot be reached the book counts alone (no credit cap:
 //! the last known remaining is the only bound) and catches up when it is
-//! back. The background work (flush, reserve, refresh) is `sync`'s; this
+//! back. On SQLite (one node) it always counts alone (`set_sole`): there is
+//! no other replica to wait for. The background work (flush, reserve, refresh) is `sync`'s; this
 //! file does no I/O. Each cell is a mutex held for a few arithmetic
 //! operations; keys without a quota never touch the book.
 
@@ -86,6 +87,9 @@ pub struct QuotaBook {
     block: AtomicU64,
     /// Whether the last sync with the store succeeded.
     shared: AtomicBool,
+    /// This replica is the ledger's only spender (SQLite: one node), so no
+    /// unit it spends can be spent elsewhere: it never waits for the store.
+    sole: AtomicBool,
     wake: tokio::sync::Notify,
     /// One sync at a time (see `sync`).
     sync_lock: tokio::sync::Mutex<()>,
@@ -285,6 +289,7 @@ impl QuotaBook {
             urgent: Mutex::default(),
             block: AtomicU64::new(block.max(1)),
             shared: AtomicBool::new(true),
+            sole: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             sync_lock: tokio::sync::Mutex::const_new(()),
             replica_id: crate::keys::format::new_id("rep"),
@@ -298,6 +303,15 @@ impl QuotaBook {
 
     pub fn block(&self) -> u64 {
         self.block.load(Ordering::Relaxed)
+    }
+
+    /// Marks this replica as the ledger's only spender (a SQLite store):
+    /// spending is flushed to the store as before, but a request never waits
+    /// for a reservation. The count is exact either way; a sole spender's
+    /// does not depend on how fast the store answers, which on a saturated
+    /// core with SQLite's one write lock it may not.
+    pub fn set_sole(&self, sole: bool) {
+        self.sole.store(sole, Ordering::Relaxed);
     }
 
     /// Whether spending is shared with the fleet through the store (`false`:
@@ -362,7 +376,8 @@ impl QuotaBook {
             return Ok(None);
         }
         let cost = cost.max(1);
-        let shared = self.shared();
+        // Whether units beyond this replica's reservation could be another's.
+        let shared = self.shared() && !self.sole.load(Ordering::Relaxed);
         let block = self.block();
         // At most two quotas apply, each written out (no arrays, no
         // allocation): this runs on every request of a key with a quota.

@@ -116,6 +116,22 @@ fn a_dry_run_reads_and_spends_nothing() {
     assert!(book.peek(key(2, Period::Day), None, 1, now).is_err());
 }
 
+/// A sole spender (SQLite: one node) never waits for the store, however
+/// far past its reservation it spends, and stops exactly at the limit.
+#[test]
+fn a_sole_spender_never_waits_and_stops_at_the_limit() {
+    let book = QuotaBook::new(3);
+    book.set_sole(true);
+    let now = at("2026-12-03T12:00:00Z");
+    let q = key(10, Period::Day);
+    for left in (0..10).rev() {
+        let info = book.spend(q, None, 1, now).expect("within the quota").expect("info");
+        assert_eq!(info.remaining, left);
+    }
+    let refused = book.spend(q, None, 1, now).expect_err("spent");
+    assert_eq!((refused.remaining, refused.retry_after_seconds), (0, Some(12 * 3600)));
+}
+
 #[test]
 fn credit_beyond_the_reservation_is_capped_by_the_block_while_shared() {
     let book = QuotaBook::new(3);
