@@ -53,6 +53,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_hop_by_hop_present(headers, present);
 }
 
+/// Whether a field name (any case) is hop-by-hop, for heads handled as
+/// bytes (the fast path's response).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 pub(super) fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     HOP_BY_HOP.iter().position(|h| h == name).map_or(0, |i| 1 << i)
 }

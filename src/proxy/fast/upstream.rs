@@ -9,6 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -16,7 +17,9 @@ use tokio::net::TcpStream;
 use super::body::{chunk_header, Chunked};
 use super::parse::{has_token, MAX_HEADERS};
 use super::write::{end_head, write_all, write_all_vectored, Delimit};
+use crate::contract::X_REQUEST_ID;
 use crate::listener::framing::content_length;
+use crate::proxy::headers;
 use crate::proxy::routing::Upstream;
 
 /// The largest response head read from an upstream (hyper's default
@@ -100,22 +103,21 @@ enum Kind {
 }
 
 fn kind(name: &[u8]) -> Kind {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    match name.len() {
-        14 if is("content-length") => Kind::ContentLength,
-        17 if is("transfer-encoding") => Kind::TransferEncoding,
-        10 if is("connection") => Kind::Connection,
-        10 if is("keep-alive") => Kind::HopByHop,
-        16 if is("proxy-connection") => Kind::HopByHop,
-        2 if is("te") => Kind::HopByHop,
-        7 if is("trailer") => Kind::HopByHop,
-        7 if is("upgrade") => Kind::HopByHop,
-        18 if is("proxy-authenticate") => Kind::HopByHop,
-        19 if is("proxy-authorization") => Kind::HopByHop,
-        12 if is("x-request-id") => Kind::RequestId,
-        9 if is("ratelimit") => Kind::RateLimit,
-        16 if is("ratelimit-policy") => Kind::RateLimit,
-        _ => Kind::Other,
+    let is = |n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
+    if is(&CONTENT_LENGTH) {
+        Kind::ContentLength
+    } else if is(&TRANSFER_ENCODING) {
+        Kind::TransferEncoding
+    } else if is(&CONNECTION) {
+        Kind::Connection
+    } else if headers::is_hop_by_hop(name) {
+        Kind::HopByHop
+    } else if is(&X_REQUEST_ID) {
+        Kind::RequestId
+    } else if is(&headers::RATELIMIT) || is(&headers::RATELIMIT_POLICY) {
+        Kind::RateLimit
+    } else {
+        Kind::Other
     }
 }
 
