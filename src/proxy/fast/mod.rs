@@ -21,7 +21,7 @@
 pub mod body;
 mod exchange;
 pub mod parse;
-mod upstream;
+pub mod upstream;
 pub mod write;
 
 use std::io;
