@@ -19,10 +19,11 @@
 //!
 //! When the store cannot be reached the book counts alone (no credit cap:
 //! the last known remaining is the only bound) and catches up when it is
-//! back. On SQLite (one node) it always counts alone (`set_sole`): there is
-//! no other replica to wait for. The background work (flush, reserve, refresh) is `sync`'s; this
-//! file does no I/O. Each cell is a mutex held for a few arithmetic
-//! operations; keys without a quota never touch the book.
+//! back. On SQLite (one node) it never waits for the store (`set_sole`):
+//! there is no other replica whose units it could spend. The background
+//! work (flush, reserve, refresh) is `sync`'s; this file does no I/O. Each
+//! cell is a mutex held for a few arithmetic operations; keys without a
+//! quota never touch the book.
 
 mod sync;
 
