@@ -45,6 +45,11 @@ impl RequestId {
     pub fn header_value(&self) -> HeaderValue {
         self.0.clone()
     }
+
+    /// The value, without the copy `header_value` may make.
+    pub fn into_header_value(self) -> HeaderValue {
+        self.0
+    }
 }
 
 impl std::fmt::Display for RequestId {

@@ -58,13 +58,18 @@ impl InlineId {
     }
 
     pub fn as_str(&self) -> &str {
+        // Built from a &str in `new`, cut at a char boundary (the NUL). The
+        // crate forbids `unsafe`, so the UTF-8 is checked again (about 100
+        // instructions for 24 bytes); `as_bytes` skips that.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The id's bytes (what `as_str` would give).
+    pub fn as_bytes(&self) -> &[u8] {
         // Padded with NULs and holding none itself (`new`): an id that
         // fills all 24 bytes, as every generated one does, needs no scan.
         let len = if self.0[ID_LEN - 1] != 0 { ID_LEN } else { self.0.iter().position(|b| *b == 0).unwrap_or(ID_LEN) };
-        // Built from a &str in `new`, cut at a char boundary (the NUL). The
-        // crate forbids `unsafe`, so the UTF-8 is checked again (about 100
-        // instructions for 24 bytes).
-        std::str::from_utf8(&self.0[..len]).unwrap_or("")
+        &self.0[..len]
     }
 }
 

@@ -139,6 +139,11 @@ impl CredentialSources {
         }
     }
 
+    /// Whether `strip` removes the header `name`.
+    pub fn strips(&self, name: &HeaderName, found_in: FoundIn) -> bool {
+        self.headers.iter().enumerate().any(|(i, source)| found_in.headers & (1 << i) != 0 && source.name == *name)
+    }
+
     /// The query parameter to drop from the upstream URI, if the key came
     /// from there.
     pub fn query_param_to_strip(&self, found_in: FoundIn) -> Option<&str> {

@@ -13,14 +13,15 @@ use crate::keys::{route, Facts};
 
 impl Proxy {
     /// The credential and the key decision. The snapshot guard lives only
-    /// inside this synchronous call, never across an await. `cost` is the
-    /// request line's route's; a path an override header names (when they
+    /// inside this synchronous call, never across an await. `host` is
+    /// `request_host`'s; `cost` is the request line's route's; a path an override header names (when they
     /// pass) raises it to that path's route's.
     pub(super) fn authenticate(
         &self,
         live: &Live,
         parts: &Parts,
         client: Option<std::net::IpAddr>,
+        host: Option<&str>,
         cost: u64,
     ) -> Result<Admitted, Refused> {
         let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
@@ -31,7 +32,6 @@ impl Proxy {
             };
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
         })?;
-        let host = request_host(parts);
         let named = if live.client_headers.passes_overrides() {
             overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
                 problem: ProxyCode::BadRequest,

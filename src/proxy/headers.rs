@@ -122,9 +122,9 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
 pub struct Forwarding {
     pub peer: IpAddr,
     /// The peer is a trusted proxy: its forwarding headers are believed.
-    trusted: bool,
-    forwarded_for: HeaderValue,
-    proto: HeaderValue,
+    pub(super) trusted: bool,
+    pub(super) forwarded_for: HeaderValue,
+    pub(super) proto: HeaderValue,
 }
 
 impl Forwarding {
@@ -145,18 +145,33 @@ impl Forwarding {
 /// Headers `prepare_request` inserts; reserved up front so the map grows once.
 const ADDED_HEADERS: usize = 7;
 
+/// What a request's rewrite for the upstream sets (`prepare_request`, and
+/// the fast path's `fast::rewrite`, which writes the same fields as bytes).
+pub struct Rewrite<'a> {
+    pub identity: &'a Identity,
+    pub forwarding: &'a Forwarding,
+    pub request_id: &'a RequestId,
+    pub upstream_host: &'a HeaderValue,
+    pub client_headers: &'a ClientHeaders,
+}
+
+/// The names `prepare_request` sets, replacing whatever the client sent.
+pub(super) const SET: [HeaderName; 7] = [
+    HOST,
+    X_KEYGATE_KEY_ID,
+    X_KEYGATE_ACCOUNT_ID,
+    X_KEYGATE_PERMISSION,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_REQUEST_ID,
+];
+
 /// Rewrites a client's request headers for the upstream (after `auth` has
 /// stripped the credential): hop-by-hop headers and what `client_headers`
 /// removes go, identity, forwarding and request id headers are set, `Host`
 /// is set to the upstream's authority.
-pub fn prepare_request(
-    headers: &mut HeaderMap,
-    identity: &Identity,
-    forwarding: &Forwarding,
-    request_id: &RequestId,
-    upstream_host: &HeaderValue,
-    client_headers: &ClientHeaders,
-) {
+pub fn prepare_request(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
+    let Rewrite { identity, forwarding, request_id, upstream_host, client_headers } = rewrite;
     // One pass over the names present; `removed` allocates only for a
     // request that has such headers.
     let mut hop_by_hop = 0u16;
@@ -177,7 +192,7 @@ pub fn prepare_request(
     set_forwarded_for(headers, forwarding);
     headers.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
     headers.insert(X_REQUEST_ID, request_id.header_value());
-    headers.insert(HOST, upstream_host.clone());
+    headers.insert(HOST, (*upstream_host).clone());
 }
 
 /// Sets `X-Keygate-Key-Id`, `X-Keygate-Account-Id` and
@@ -204,31 +219,41 @@ pub fn prepare_response(headers: &mut HeaderMap, request_id: &RequestId) {
 /// dropped. From anyone else, the chain is the peer alone: many upstreams
 /// read the leftmost entry, which the client would otherwise choose.
 fn set_forwarded_for(headers: &mut HeaderMap, forwarding: &Forwarding) {
-    if !forwarding.trusted {
+    let mut chain = Vec::new();
+    if forwarded_chain(headers, forwarding, &mut chain) {
+        // Hand the buffer over rather than copying it.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    } else {
         headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
-        return;
     }
-    let mut chain = String::new();
+}
+
+/// The `X-Forwarded-For` value `set_forwarded_for` sets, appended to `out`
+/// when it is a chain (`true`); `false` when it is the peer alone, whose
+/// value is `Forwarding::forwarded_for`.
+pub(super) fn forwarded_chain(headers: &HeaderMap, forwarding: &Forwarding, out: &mut Vec<u8>) -> bool {
+    if !forwarding.trusted {
+        return false;
+    }
+    let start = out.len();
     for value in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(text) = value.to_str() {
             let text = text.trim();
             if !text.is_empty() {
-                chain.push_str(text);
-                chain.push_str(", ");
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b", ");
             }
         }
     }
-    if chain.is_empty() {
-        headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
-        return;
+    if out.len() == start {
+        return false;
     }
     let mut text = [0u8; 64];
     let len = write_ip(&mut text, forwarding.peer);
-    chain.push_str(std::str::from_utf8(&text[..len]).unwrap_or(""));
-    // Hand the string's buffer over rather than copying it.
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    out.extend_from_slice(&text[..len]);
+    true
 }
 
 /// Writes `ip` as text into `out` (64 bytes hold any address); returns the
@@ -279,7 +304,6 @@ fn limit_fields(
     rate: Option<&crate::keys::RateInfo>,
     quota: Option<&crate::quota::QuotaInfo>,
 ) -> Option<[(HeaderName, Field); 2]> {
-    use std::io::Write;
     if rate.is_none() && quota.is_none() {
         return None;
     }
@@ -287,19 +311,18 @@ fn limit_fields(
     let mut state = Field::default();
     if let Some(rate) = rate {
         let name = rate.scope.as_str();
-        let _ = write!(policy, "\"{name}\";q={};w={}", rate.limit, rate.window_seconds);
-        let _ = write!(state, "\"{name}\";r={};t={}", rate.remaining, rate.reset_seconds);
+        policy.entry(name, b";q=", rate.limit.into()).param(b";w=", rate.window_seconds.into());
+        state.entry(name, b";r=", rate.remaining.into()).param(b";t=", rate.reset_seconds);
     }
     if let Some(quota) = quota {
         let name = quota.scope.as_str();
-        let sep = if rate.is_some() { ", " } else { "" };
-        let _ = write!(policy, "{sep}\"{name}\";q={}", quota.limit);
+        policy.entry(name, b";q=", quota.limit);
         if let Some(w) = quota.window_seconds {
-            let _ = write!(policy, ";w={w}");
+            policy.param(b";w=", w);
         }
-        let _ = write!(state, "{sep}\"{name}\";r={}", quota.remaining);
+        state.entry(name, b";r=", quota.remaining);
         if let Some(t) = quota.reset_seconds {
-            let _ = write!(state, ";t={t}");
+            state.param(b";t=", t);
         }
     }
     Some([(RATELIMIT_POLICY, policy), (RATELIMIT, state)])
@@ -308,7 +331,9 @@ fn limit_fields(
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// One RateLimit field's text: two entries of a few numbers each fit.
+/// One RateLimit field's text, written on the stack without `core::fmt`:
+/// two entries of a few numbers each fit (under 160 bytes with 20-digit
+/// numbers; anything longer would be cut, never overflow).
 struct Field {
     buf: [u8; 160],
     len: usize,
@@ -324,20 +349,35 @@ impl Field {
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-}
 
-/// Appends after what is written. Two entries of 20-digit numbers take
-/// under 160 bytes; anything longer would be cut, never overflow.
-impl std::io::Write for Field {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+    fn push(&mut self, data: &[u8]) -> &mut Self {
         let n = data.len().min(self.buf.len() - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
         self.len += n;
-        Ok(n)
+        self
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    /// `, "name"` (no comma first) and its first parameter.
+    fn entry(&mut self, name: &str, key: &[u8], value: u64) -> &mut Self {
+        if self.len > 0 {
+            self.push(b", ");
+        }
+        self.push(b"\"").push(name.as_bytes()).push(b"\"").param(key, value)
+    }
+
+    /// `;k=value`, `key` being `;k=`.
+    fn param(&mut self, key: &[u8], mut value: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.push(key).push(&digits[i..])
     }
 }
 
@@ -391,6 +431,17 @@ mod tests {
         ClientHeaders::new(&crate::config::ProxyConfig::default())
     }
 
+    static UP: HeaderValue = HeaderValue::from_static("up:80");
+
+    fn rewrite<'a>(
+        identity: &'a Identity,
+        forwarding: &'a Forwarding,
+        request_id: &'a RequestId,
+        client_headers: &'a ClientHeaders,
+    ) -> Rewrite<'a> {
+        Rewrite { identity, forwarding, request_id, upstream_host: &UP, client_headers }
+    }
+
     #[test]
     fn an_untrusted_peers_forwarded_for_is_replaced() {
         let mut h = HeaderMap::new();
@@ -398,7 +449,7 @@ mod tests {
         let peer: IpAddr = "10.0.0.7".parse().expect("ip");
         let id = RequestId::generate();
         let forwarding = Forwarding::new(peer, false, false);
-        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
+        prepare_request(&mut h, &rewrite(&identity(), &forwarding, &id, &defaults()));
         assert_eq!(h[X_FORWARDED_FOR], "10.0.0.7");
     }
 
@@ -413,13 +464,51 @@ mod tests {
         let id = RequestId::generate();
         let peer: IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
         let forwarding = Forwarding::new(peer, false, true);
-        prepare_request(&mut h, &identity(), &forwarding, &id, &HeaderValue::from_static("up:80"), &defaults());
+        prepare_request(&mut h, &rewrite(&identity(), &forwarding, &id, &defaults()));
         assert_eq!(h.get_all(X_KEYGATE_KEY_ID).iter().count(), 1);
         assert_eq!(h[X_KEYGATE_KEY_ID], "key_1");
         assert_eq!(h[X_KEYGATE_PERMISSION], "read");
         assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.7");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[HOST], "up:80");
+    }
+
+    #[test]
+    fn ratelimit_fields_list_the_rate_limit_then_the_quota() {
+        use crate::keys::{RateInfo, RateScope};
+        use crate::quota::{QuotaInfo, QuotaScope};
+        let rate = RateInfo {
+            scope: RateScope::Account,
+            limit: 100,
+            window_seconds: 60,
+            remaining: 0,
+            reset_seconds: 13,
+            retry_after_seconds: None,
+        };
+        let mut quota = QuotaInfo {
+            scope: QuotaScope::Key,
+            limit: u64::MAX,
+            window_seconds: Some(86_400),
+            remaining: 9_958,
+            reset_seconds: Some(7),
+            resets_at_ms: None,
+            retry_after_seconds: None,
+        };
+        let mut out = Vec::new();
+        limit_lines(&mut out, Some(&rate), Some(&quota));
+        assert_eq!(
+            String::from_utf8(out).expect("text"),
+            "ratelimit-policy: \"account\";q=100;w=60, \"quota\";q=18446744073709551615;w=86400\r\n\
+             ratelimit: \"account\";r=0;t=13, \"quota\";r=9958;t=7\r\n"
+        );
+        // A `total` quota never resets: no `w`, no `t`.
+        (quota.window_seconds, quota.reset_seconds) = (None, None);
+        let mut h = HeaderMap::new();
+        limits(&mut h, None, Some(&quota));
+        assert_eq!(h[RATELIMIT_POLICY], "\"quota\";q=18446744073709551615");
+        assert_eq!(h[RATELIMIT], "\"quota\";r=9958");
+        limits(&mut h, None, None);
+        assert_eq!(h.len(), 2, "no limit: nothing set");
     }
 
     #[test]

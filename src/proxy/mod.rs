@@ -112,6 +112,16 @@ pub struct Admitted {
     pub quota: Option<QuotaInfo>,
 }
 
+/// A request the proxy let through (`Proxy::decide_forward`): its upstream
+/// URI set, its headers as the client sent them.
+struct Decided<'a> {
+    parts: Parts,
+    target: routing::Target<'a>,
+    request_id: RequestId,
+    grpc: bool,
+    admitted: Admitted,
+}
+
 /// A request ready to go upstream (`Proxy::prepare_forward`).
 struct Prepared<'a> {
     parts: Parts,
@@ -295,7 +305,7 @@ impl Proxy {
         let peer = conn.peer;
         let (parts, body) = request.into_parts();
         let Prepared { parts, target, request_id, grpc, rate, quota, upgrade } =
-            match self.prepare_forward(live, parts, conn, true, record.as_deref_mut()) {
+            match self.prepare_forward(live, parts, conn, record.as_deref_mut()) {
                 Ok(prepared) => prepared,
                 Err(refused) => return *refused,
             };
@@ -340,49 +350,68 @@ impl Proxy {
         (route, response)
     }
 
-    /// Everything before a request goes upstream, for hyper's path and the
-    /// fast path alike: the decision (`admit`), the upstream URI, the
-    /// credential stripped, the upgrade set aside, the request headers
-    /// rewritten (`headers::prepare_request`, the identity token, the
-    /// trace context) and the version the upstream gets. `upgrades`: the
-    /// request may carry a protocol switch (hyper's path only).
-    fn prepare_forward<'a>(
+    /// The decision on a request and where it goes, for hyper's path and
+    /// the fast path alike: the key (`admit`), the request id, the upstream
+    /// URI (with the credential's query parameter dropped). The headers are
+    /// not touched yet: hyper's path rewrites them (`prepare_forward`), the
+    /// fast path writes the rewritten head as bytes (`fast::rewrite`).
+    fn decide_forward<'a>(
         &self,
         live: &'a Live,
         mut parts: Parts,
         conn: &ClientConn,
-        upgrades: bool,
-        mut record: Option<&mut Record>,
-    ) -> Result<Prepared<'a>, Box<RefusedAnswer>> {
+        record: Option<&mut Record>,
+    ) -> Result<Decided<'a>, Box<RefusedAnswer>> {
         let peer = conn.peer;
         let request_id = RequestId::from_headers(&parts.headers);
         let grpc = problem::is_grpc(&parts.headers);
-        let (Admitted { identity, found_in, rate, quota, identity_token }, target) =
-            self.admit(live, &parts, peer, &request_id, grpc, record.as_deref_mut())?;
-        let route = target.index;
-
+        let (admitted, target) = self.admit(live, &parts, peer, &request_id, grpc, record)?;
+        let found_in = admitted.found_in;
         let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
         parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
             Ok(uri) => uri,
-            Err(_) => return Err(Box::new((route, refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc)))),
+            Err(_) => {
+                let answer = refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc);
+                return Err(Box::new((target.index, answer)));
+            }
         };
+        Ok(Decided { parts, target, request_id, grpc, admitted })
+    }
+
+    /// Everything before a request goes upstream on hyper's path: the
+    /// decision (`decide_forward`), the credential stripped, the upgrade
+    /// set aside, the request headers rewritten (`headers::prepare_request`,
+    /// the identity token, the trace context) and the version the upstream
+    /// gets.
+    fn prepare_forward<'a>(
+        &self,
+        live: &'a Live,
+        parts: Parts,
+        conn: &ClientConn,
+        mut record: Option<&mut Record>,
+    ) -> Result<Prepared<'a>, Box<RefusedAnswer>> {
+        let peer = conn.peer;
+        let Decided { mut parts, target, request_id, grpc, admitted } =
+            self.decide_forward(live, parts, conn, record.as_deref_mut())?;
+        let Admitted { identity, found_in, rate, quota, identity_token } = admitted;
+        let route = target.index;
         if live.strip_credentials {
             live.credentials.strip(&mut parts.headers, found_in);
         }
-        let upgrade = if upgrades { upgrade::requested(&mut parts) } else { None };
+        let upgrade = upgrade::requested(&mut parts);
         // Upgrades always go over HTTP/1.1; gRPC needs `te: trailers` on
         // HTTP/2, which `prepare_request` drops with the other hop-by-hop
         // headers.
         let http2 = target.upstream.http2 && upgrade.is_none();
         let te_trailers = http2 && headers::te_trailers(&parts.headers);
-        headers::prepare_request(
-            &mut parts.headers,
-            &identity,
-            &conn.forwarding,
-            &request_id,
-            &target.upstream.host,
-            &live.client_headers,
-        );
+        let rewrite = headers::Rewrite {
+            identity: &identity,
+            forwarding: &conn.forwarding,
+            request_id: &request_id,
+            upstream_host: &target.upstream.host,
+            client_headers: &live.client_headers,
+        };
+        headers::prepare_request(&mut parts.headers, &rewrite);
         if let Some(token) = identity_token {
             parts.headers.insert(X_KEYGATE_IDENTITY, token);
         }
@@ -443,8 +472,9 @@ impl Proxy {
         }
         // The route is known before the key decision (its `cost` is what
         // the decision spends), but refusals about it come after.
-        let target = live.routes.resolve(parts.uri.path(), request_host(parts));
-        let admitted = match self.authenticate(live, parts, client, target.cost) {
+        let host = request_host(parts);
+        let target = live.routes.resolve(parts.uri.path(), host);
+        let admitted = match self.authenticate(live, parts, client, host, target.cost) {
             Ok(admitted) => admitted,
             Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };

@@ -57,6 +57,8 @@ pub struct Routes {
     /// Longest prefix first; among equal prefixes, host-bound first.
     routes: Vec<Route>,
     default: Route,
+    /// Every upstream is `http://` without `http2`.
+    plain_http1: bool,
 }
 
 impl Routes {
@@ -84,7 +86,15 @@ impl Routes {
             .collect();
         let len = |r: &Route| r.prefix.as_str().len();
         routes.sort_by(|a, b| len(b).cmp(&len(a)).then(b.host.is_some().cmp(&a.host.is_some())));
-        Routes { routes, default }
+        let plain = |r: &Route| r.upstream.scheme == http::uri::Scheme::HTTP && !r.upstream.http2;
+        let plain_http1 = plain(&default) && routes.iter().all(plain);
+        Routes { routes, default, plain_http1 }
+    }
+
+    /// Every upstream is plain HTTP/1.1 (`http://`, not `http2`): the fast
+    /// path can send any request on, whatever its route.
+    pub fn plain_http1(&self) -> bool {
+        self.plain_http1
     }
 
     /// The target for a request path and host (as `route::request_host`

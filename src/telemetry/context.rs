@@ -11,6 +11,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// The fields `Context::inject` sets or removes: none of the caller's
+/// pass beside them.
+pub const PROPAGATED: [HeaderName; 2] = [TRACEPARENT, TRACESTATE];
 
 /// The longest `tracestate` kept (the spec's 32 members of at most 256
 /// bytes could be longer; past this it is dropped rather than cut).

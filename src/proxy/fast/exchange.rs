@@ -1,6 +1,7 @@
 //! One request on the fast path, from its parsed head to the end of its
-//! response: the decision and the header rewrite (`Proxy::prepare_forward`, shared
-//! with hyper's path), then the upstream exchange inside the request's own
+//! response: the decision (`Proxy::decide_forward`, shared with hyper's
+//! path), the upstream's head written with the rewrite applied
+//! (`rewrite`), then the upstream exchange inside the request's own
 //! task — the request head written with the body's first bytes in one
 //! vectored write, the rest of the body relayed while the response is
 //! awaited (an upstream may answer before it has read everything), and
@@ -16,6 +17,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use http::header::{HeaderMap, HeaderName};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -23,14 +25,17 @@ use tokio::net::TcpStream;
 
 use super::body::{chunk_header, Chunked};
 use super::parse::{Flags, Framing};
+use super::rewrite;
 use super::upstream::{self, Failure};
 use super::write::{self, write_all_vectored};
 use super::{Client, Scratch};
 use crate::contract::{ProxyCode, X_REQUEST_ID};
+use crate::identity::X_KEYGATE_IDENTITY;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::forward::ForwardError;
 use crate::proxy::live::Live;
-use crate::proxy::{headers, ClientConn, Prepared, Proxy};
+use crate::proxy::{headers, Admitted, ClientConn, Decided, Proxy};
+use crate::telemetry::context::PROPAGATED;
 
 /// How a request ended, for metrics, telemetry and the connection.
 struct Answered {
@@ -122,7 +127,7 @@ impl Proxy {
         let head_request = parts.method == Method::HEAD;
         let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
         let close = flags.close || draining;
-        let answered = match self.prepare_forward(live, parts, conn, false, record.as_mut()) {
+        let answered = match self.decide_forward(live, parts, conn, record.as_mut()) {
             Err(refused) => {
                 let (route, response) = *refused;
                 // The body, if any, was not read: the connection ends.
@@ -130,9 +135,9 @@ impl Proxy {
                 let request_id = response.headers().get(X_REQUEST_ID).cloned();
                 own_answer(client, scratch, route, &response, close, request_id).await
             }
-            Ok(prepared) => {
+            Ok(decided) => {
                 let shape = Shape { framing, head_request, idempotent, close };
-                self.forward(live, conn, client, prepared, shape, scratch, started, record.as_mut()).await
+                self.forward(live, conn, client, decided, shape, scratch, started, record.as_mut()).await
             }
         };
         let elapsed = started.elapsed();
@@ -158,21 +163,37 @@ impl Proxy {
         live: &Live,
         conn: &ClientConn,
         client: &mut Client,
-        prepared: Prepared<'_>,
+        decided: Decided<'_>,
         shape: Shape,
         scratch: &mut Scratch,
         started: Instant,
-        record: Option<&mut crate::telemetry::Record>,
+        mut record: Option<&mut crate::telemetry::Record>,
     ) -> Answered {
-        let Prepared { parts, target, request_id, grpc, rate, quota, .. } = prepared;
+        let Decided { parts, target, request_id, grpc, admitted } = decided;
+        let Admitted { identity, found_in, rate, quota, identity_token } = admitted;
         let route = target.index;
-        write::request_head(
-            &mut scratch.head,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            shape.framing == Framing::Chunked,
-        );
+        // What is set after the rewrite (no allocation when empty).
+        let mut extra = HeaderMap::new();
+        if let Some(token) = identity_token {
+            extra.insert(X_KEYGATE_IDENTITY, token);
+        }
+        if let Some(record) = record.as_deref_mut() {
+            record.forwarding(&mut extra);
+        }
+        let rewrite = headers::Rewrite {
+            identity: &identity,
+            forwarding: &conn.forwarding,
+            request_id: &request_id,
+            upstream_host: &target.upstream.host,
+            client_headers: &live.client_headers,
+        };
+        let stripped = |name: &HeaderName| live.strip_credentials && live.credentials.strips(name, found_in);
+        let chunked = shape.framing == Framing::Chunked;
+        let owned: &[HeaderName] = if record.is_some() { &PROPAGATED } else { &[] };
+        let extra = rewrite::Extra { fields: &extra, owned };
+        write::request_head(&mut scratch.head, &parts.method, &parts.uri, chunked, |out| {
+            rewrite::request_fields(out, &parts.headers, &rewrite, stripped, &extra)
+        });
         // The response head's own fields, worked out before the request goes.
         let own = &mut scratch.own;
         own.clear();
@@ -243,19 +264,19 @@ impl Proxy {
                 status,
                 keep: body_done && !shape.close,
                 code: None,
-                request_id: Some(request_id.header_value()),
+                request_id: Some(request_id.into_header_value()),
             },
             Attempt::Cut { status } => Answered {
                 route,
                 status: status.unwrap_or(StatusCode::BAD_GATEWAY),
                 keep: false,
                 code: None,
-                request_id: Some(request_id.header_value()),
+                request_id: Some(request_id.into_header_value()),
             },
             Attempt::Failed { error, body_done } => {
                 let response = self.upstream_failed(live, error, route, &request_id, conn.peer, grpc);
                 let close = shape.close || !body_done;
-                own_answer(client, scratch, route, &response, close, Some(request_id.header_value())).await
+                own_answer(client, scratch, route, &response, close, Some(request_id.into_header_value())).await
             }
             Attempt::Retry => {
                 Answered { route, status: StatusCode::BAD_GATEWAY, keep: false, code: None, request_id: None }

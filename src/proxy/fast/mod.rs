@@ -4,8 +4,9 @@
 //! A connection is read into one buffer. Each request head is parsed there
 //! by `parse` (strict framing built in: what `listener::strict` refuses is
 //! refused here with the same 400 and a closed connection); the decision
-//! and the header rewrite are the proxy's own (`Proxy::prepare_forward`, shared
-//! with hyper's path); the upstream exchange runs in the connection's own
+//! is the proxy's own (`Proxy::decide_forward`, shared with hyper's path),
+//! and the upstream's head is written from the parsed fields with the
+//! rewrite of hyper's path applied on the way (`rewrite`); the upstream exchange runs in the connection's own
 //! task on a plain `TcpStream` from this thread's shelf (`pool`), with no
 //! connection task or channel (`exchange`, `upstream`). Requests are
 //! answered one after the other, so pipelined requests are simply read
@@ -21,6 +22,7 @@
 pub mod body;
 mod exchange;
 pub mod parse;
+mod rewrite;
 pub mod upstream;
 pub mod write;
 
@@ -199,10 +201,13 @@ impl Proxy {
             let head_len = head.len;
             let (parts, framing, flags) = head.into_parts();
             let live = self.live.load();
-            if flags.unusual() || problem::is_grpc(&parts.headers) || {
-                let target = live.routes.resolve(parts.uri.path(), request_host(&parts));
-                target.upstream.scheme != Scheme::HTTP || target.upstream.http2
-            } {
+            if flags.unusual()
+                || problem::is_grpc(&parts.headers)
+                || !live.routes.plain_http1() && {
+                    let target = live.routes.resolve(parts.uri.path(), request_host(&parts));
+                    target.upstream.scheme != Scheme::HTTP || target.upstream.http2
+                }
+            {
                 let Client { stream, mut buf, start } = client;
                 buf.drain(..start);
                 return Some(Handover { stream, read: buf });

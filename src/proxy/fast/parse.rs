@@ -14,6 +14,7 @@
 //! by `listener::chunked::Chunked`; `Walker` strings both together over a
 //! whole stream (tests and the `http1_framing` fuzz target).
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use memchr::memchr_iter;
@@ -121,6 +122,16 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     let mut transfer_encoding = false;
     let mut chunked = false;
     let mut headers = HeaderMap::with_capacity(request.headers.len() + 8);
+    // The head is copied once; the values and the target are slices of it,
+    // not copies of their own.
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let slice_of = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= shared.len() && !part.is_empty() => shared.slice(start..end),
+            _ => Bytes::copy_from_slice(part),
+        }
+    };
     for field in request.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
             return Parsed::Refused(Fault::LineEnd);
@@ -150,7 +161,9 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
             "connection" => flags.close |= has_token(value, b"close"),
             _ => {}
         }
-        let Ok(value) = HeaderValue::from_bytes(value) else { return Parsed::Refused(Fault::LineEnd) };
+        let Ok(value) = HeaderValue::from_maybe_shared(slice_of(value)) else {
+            return Parsed::Refused(Fault::LineEnd);
+        };
         headers.append(name, value);
     }
     let framing = match (transfer_encoding, length) {
@@ -161,7 +174,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
         (false, Some(n)) => Framing::Length(n),
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Refused(Fault::LineEnd) };
-    let Ok(uri) = Uri::try_from(target) else { return Parsed::Refused(Fault::LineEnd) };
+    let Ok(uri) = Uri::from_maybe_shared(slice_of(target.as_bytes())) else { return Parsed::Refused(Fault::LineEnd) };
     Parsed::Complete(Box::new(Head { len, method, uri, headers, framing, flags }))
 }
 

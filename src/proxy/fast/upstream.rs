@@ -121,12 +121,6 @@ fn kind(name: &[u8]) -> Kind {
     }
 }
 
-/// A field value the client may be sent as it is: no control character
-/// but tab (what `http::HeaderValue` accepts).
-fn sane_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
-
 /// Parses the response head at the start of `buf`: `None` if incomplete.
 ///
 /// With a head, `out` holds the start of the client's head, spliced from
@@ -157,12 +151,16 @@ pub fn parse_response(
     let mut transfer_encoding = None;
     let mut connection = false;
     // The framing first: whether a `Content-Length` is passed on depends
-    // on a `Transfer-Encoding` that may come after it.
-    for field in response.headers.iter() {
-        if !sane_value(field.value) {
-            return Err(broken("bad header value"));
-        }
-        match kind(field.name.as_bytes()) {
+    // on a `Transfer-Encoding` that may come after it. Each field's kind is
+    // worked out once, here.
+    let headers = &*response.headers;
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    // httparse let no control character but tab through in a value (what
+    // `http::HeaderValue` accepts too): the values go to the client as
+    // they are.
+    for (field, slot) in headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(field.name.as_bytes());
+        match *slot {
             Kind::ContentLength => {
                 let n = content_length(field.value).ok_or_else(|| broken("bad content-length"))?;
                 if length.is_some_and(|l| l != n) {
@@ -203,21 +201,23 @@ pub fn parse_response(
     let reason = response.reason.unwrap_or_else(|| status.canonical_reason().unwrap_or(""));
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let headers = &*response.headers;
-    for field in headers {
+    let kinds = &kinds[..headers.len()];
+    for (field, &kind) in headers.iter().zip(kinds) {
         let name = field.name.as_bytes();
-        let keep = match kind(name) {
+        let keep = match kind {
             // The body is relayed chunked; a length beside it would lie.
             Kind::ContentLength => transfer_encoding.is_none(),
             Kind::TransferEncoding | Kind::Connection | Kind::HopByHop | Kind::RequestId => false,
             Kind::RateLimit => !limits,
             Kind::Other => true,
         };
-        let named = || headers.iter().any(|f| kind(f.name.as_bytes()) == Kind::Connection && has_token(f.value, name));
+        let named = || headers.iter().zip(kinds).any(|(f, &k)| k == Kind::Connection && has_token(f.value, name));
         if !keep || connection && named() {
             continue;
         }
-        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        let at = out.len();
+        out.extend_from_slice(name);
+        out[at..].make_ascii_lowercase();
         out.extend_from_slice(b": ");
         out.extend_from_slice(field.value);
         out.extend_from_slice(b"\r\n");
@@ -416,6 +416,8 @@ mod tests {
         assert!(parse(b"\x16\x03\x01 garbage\r\n\r\n", &mut out).is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &mut out).is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n", &mut out).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 0\r\n\r\n", &mut out).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n", &mut out).is_err());
     }
 
     /// The client's head is the upstream's, less what is hop-by-hop or the

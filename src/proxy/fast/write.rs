@@ -19,17 +19,18 @@ fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
-/// The upstream's request head, into `out` (cleared first). `chunked`: the
-/// body follows in chunked framing (`Transfer-Encoding` is hop-by-hop, so
-/// the rewritten headers no longer say so).
-pub fn request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, headers: &HeaderMap, chunked: bool) {
+/// The upstream's request head, into `out` (cleared first): the request
+/// line, what `fields` appends, the framing. `chunked`: the body follows in
+/// chunked framing (`Transfer-Encoding` is hop-by-hop, so the rewritten
+/// fields no longer say so).
+pub fn request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, chunked: bool, fields: impl FnOnce(&mut Vec<u8>)) {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    fields(out, headers);
+    fields(out);
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -165,7 +166,7 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        request_head(&mut out, &Method::POST, &"/a?b=c".parse().expect("uri"), &headers, true);
+        request_head(&mut out, &Method::POST, &"/a?b=c".parse().expect("uri"), true, |out| fields(out, &headers));
         assert_eq!(
             out,
             b"POST /a?b=c HTTP/1.1\r\nhost: up:80\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
