@@ -366,18 +366,8 @@ impl Field {
     }
 
     /// `;k=value`, `key` being `;k=`.
-    fn param(&mut self, key: &[u8], mut value: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.push(key).push(&digits[i..])
+    fn param(&mut self, key: &[u8], value: u64) -> &mut Self {
+        self.push(key).push(super::fast::write::itoa(value, &mut [0u8; 20]))
     }
 }
 

@@ -97,6 +97,19 @@ impl ClientConn {
     pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Self {
         ClientConn { peer, tls, forwarding: Forwarding::new(peer.ip(), tls, trusted) }
     }
+
+    /// The rewrite of a request on this connection, allowed for `identity`,
+    /// on its way to `upstream`.
+    fn rewrite<'a>(
+        &'a self,
+        live: &'a Live,
+        identity: &'a Identity,
+        request_id: &'a RequestId,
+        upstream: &'a routing::Upstream,
+    ) -> headers::Rewrite<'a> {
+        let (forwarding, upstream_host, client_headers) = (&self.forwarding, &upstream.host, &live.client_headers);
+        headers::Rewrite { identity, forwarding, request_id, upstream_host, client_headers }
+    }
 }
 
 /// A request the proxy's decision let through, and who made it.
@@ -404,14 +417,7 @@ impl Proxy {
         // headers.
         let http2 = target.upstream.http2 && upgrade.is_none();
         let te_trailers = http2 && headers::te_trailers(&parts.headers);
-        let rewrite = headers::Rewrite {
-            identity: &identity,
-            forwarding: &conn.forwarding,
-            request_id: &request_id,
-            upstream_host: &target.upstream.host,
-            client_headers: &live.client_headers,
-        };
-        headers::prepare_request(&mut parts.headers, &rewrite);
+        headers::prepare_request(&mut parts.headers, &conn.rewrite(live, &identity, &request_id, target.upstream));
         if let Some(token) = identity_token {
             parts.headers.insert(X_KEYGATE_IDENTITY, token);
         }

@@ -180,13 +180,7 @@ impl Proxy {
         if let Some(record) = record.as_deref_mut() {
             record.forwarding(&mut extra);
         }
-        let rewrite = headers::Rewrite {
-            identity: &identity,
-            forwarding: &conn.forwarding,
-            request_id: &request_id,
-            upstream_host: &target.upstream.host,
-            client_headers: &live.client_headers,
-        };
+        let rewrite = conn.rewrite(live, &identity, &request_id, target.upstream);
         let stripped = |name: &HeaderName| live.strip_credentials && live.credentials.strips(name, found_in);
         let chunked = shape.framing == Framing::Chunked;
         let owned: &[HeaderName] = if record.is_some() { &PROPAGATED } else { &[] };

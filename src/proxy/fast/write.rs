@@ -102,7 +102,7 @@ pub fn own_response(out: &mut Vec<u8>, response: &Response<ProxyBody>, close: bo
 }
 
 /// `n` in decimal, in `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
