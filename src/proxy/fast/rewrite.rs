@@ -8,6 +8,7 @@
 
 use http::header::{HeaderMap, HeaderName, CONNECTION, HOST};
 
+use super::parse::has_token;
 use crate::contract::X_REQUEST_ID;
 use crate::proxy::headers::{self, Rewrite, X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::proxy::headers::{X_KEYGATE_ACCOUNT_ID, X_KEYGATE_KEY_ID, X_KEYGATE_PERMISSION};
@@ -42,14 +43,7 @@ pub fn request_fields(
     line(out, &HOST, upstream_host.as_bytes());
     let connection = headers.get_all(CONNECTION);
     // A name a `Connection` field lists (any case) is hop-by-hop too.
-    let named = |name: &HeaderName| {
-        connection.iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_str().as_bytes()))
-        })
-    };
+    let named = |name: &HeaderName| connection.iter().any(|v| has_token(v.as_bytes(), name.as_str().as_bytes()));
     for (name, value) in headers {
         let dropped = headers::hop_by_hop_bit(name) != 0
             || headers::SET.contains(name)
