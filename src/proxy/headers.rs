@@ -265,6 +265,19 @@ fn write_ip(out: &mut [u8; 64], ip: IpAddr) -> usize {
     cursor.position() as usize
 }
 
+/// `n` in decimal, in `buf`.
+pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// `Retry-After` in whole seconds.
 pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -367,7 +380,7 @@ impl Field {
 
     /// `;k=value`, `key` being `;k=`.
     fn param(&mut self, key: &[u8], value: u64) -> &mut Self {
-        self.push(key).push(super::fast::write::itoa(value, &mut [0u8; 20]))
+        self.push(key).push(itoa(value, &mut [0u8; 20]))
     }
 }
 

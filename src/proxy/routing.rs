@@ -61,6 +61,11 @@ pub struct Routes {
     plain_http1: bool,
 }
 
+/// An upstream spoken to in plain HTTP/1.1.
+fn plain(upstream: &Upstream) -> bool {
+    upstream.scheme == http::uri::Scheme::HTTP && !upstream.http2
+}
+
 impl Routes {
     pub fn new(settings: &Settings) -> Self {
         let default = Route {
@@ -86,15 +91,16 @@ impl Routes {
             .collect();
         let len = |r: &Route| r.prefix.as_str().len();
         routes.sort_by(|a, b| len(b).cmp(&len(a)).then(b.host.is_some().cmp(&a.host.is_some())));
-        let plain = |r: &Route| r.upstream.scheme == http::uri::Scheme::HTTP && !r.upstream.http2;
-        let plain_http1 = plain(&default) && routes.iter().all(plain);
+        let plain_http1 = plain(&default.upstream) && routes.iter().all(|r| plain(&r.upstream));
         Routes { routes, default, plain_http1 }
     }
 
-    /// Every upstream is plain HTTP/1.1 (`http://`, not `http2`): the fast
-    /// path can send any request on, whatever its route.
-    pub fn plain_http1(&self) -> bool {
-        self.plain_http1
+    /// Whether the request for `path` and `host` (`host` worked out only
+    /// if needed) goes to an upstream that is not plain HTTP/1.1
+    /// (`https://`, or `http2`). With every upstream plain, nothing is
+    /// resolved.
+    pub fn needs_other_than_http1<'h>(&self, path: &str, host: impl FnOnce() -> Option<&'h str>) -> bool {
+        !self.plain_http1 && !plain(self.resolve(path, host()).upstream)
     }
 
     /// The target for a request path and host (as `route::request_host`

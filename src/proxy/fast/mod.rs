@@ -3,15 +3,15 @@
 //!
 //! A connection is read into one buffer. Each request head is parsed there
 //! by `parse` (strict framing built in: what `listener::strict` refuses is
-//! refused here with the same 400 and a closed connection); the decision
-//! is the proxy's own (`Proxy::decide_forward`, shared with hyper's path),
-//! and the upstream's head is written from the parsed fields with the
-//! rewrite of hyper's path applied on the way (`rewrite`); the upstream exchange runs in the connection's own
-//! task on a plain `TcpStream` from this thread's shelf (`pool`), with no
-//! connection task or channel (`exchange`, `upstream`). Requests are
-//! answered one after the other, so pipelined requests are simply read
-//! from the buffer in turn: a response is always complete before the next
-//! request's head is parsed.
+//! refused here with the same 400 and a closed connection); the decision is
+//! the proxy's own (`Proxy::decide_forward`, shared with hyper's path), and
+//! the upstream's head is written from the parsed fields with the rewrite
+//! of hyper's path applied on the way (`rewrite`); the upstream exchange
+//! runs in the connection's own task on a plain `TcpStream` from this
+//! thread's shelf (`pool`), with no connection task or channel (`exchange`,
+//! `upstream`). Requests are answered one after the other, so pipelined
+//! requests are simply read from the buffer in turn: a response is always
+//! complete before the next request's head is parsed.
 //!
 //! What the fast path does not do is handed to hyper with the connection,
 //! from the start of the request that needs it (the bytes already read
@@ -30,7 +30,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::Scheme;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -203,10 +202,7 @@ impl Proxy {
             let live = self.live.load();
             if flags.unusual()
                 || problem::is_grpc(&parts.headers)
-                || !live.routes.plain_http1() && {
-                    let target = live.routes.resolve(parts.uri.path(), request_host(&parts));
-                    target.upstream.scheme != Scheme::HTTP || target.upstream.http2
-                }
+                || live.routes.needs_other_than_http1(parts.uri.path(), || request_host(&parts))
             {
                 let Client { stream, mut buf, start } = client;
                 buf.drain(..start);

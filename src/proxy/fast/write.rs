@@ -7,6 +7,7 @@ use http::header::HeaderMap;
 use http::{Method, Response, StatusCode, Uri};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::proxy::headers::itoa;
 use crate::proxy::ProxyBody;
 
 /// Appends `name: value\r\n` for every field of `headers`.
@@ -99,19 +100,6 @@ pub fn own_response(out: &mut Vec<u8>, response: &Response<ProxyBody>, close: bo
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-}
-
-/// `n` in decimal, in `buf`.
-pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// Writes all of `parts`, as few writes as the socket takes (one, usually).
