@@ -347,7 +347,7 @@ async fn verify_gives_the_proxys_decision_for_every_code() {
     gw.admin.call(Method::PATCH, &format!("/v1/accounts/{closed}"), Some(json!({ "api_access": false }))).await;
     let past = u64::try_from(expires_at + 50 - keygate::clock::now_ms()).unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(past.max(100))).await;
-    let mistyped = format!("{}0", &read[..read.len() - 1]);
+    let mistyped = kit::mistyped(&read);
 
     let cases: Vec<(&str, &str)> = vec![
         (&read, "GET"),

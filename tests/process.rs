@@ -133,7 +133,7 @@ async fn no_secret_appears_in_any_log_line() {
     get_with_key(p.proxy, "/", &second).await;
     get_with_key(p.proxy, "/", &first).await;
     // A mistyped key and a wrong admin token must not be echoed either.
-    let typo = format!("{}x", &second[..second.len() - 1]);
+    let typo = kit::mistyped(&second);
     get_with_key(p.proxy, "/", &typo).await;
     secrets.push(typo);
     let wrong = AdminClient::new(&format!("http://{}", p.admin), Some("wrong-admin-token-123456")).expect("client");

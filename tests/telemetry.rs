@@ -132,7 +132,7 @@ async fn traceparent_is_continued_with_keygates_span_as_the_upstreams_parent() {
 async fn refused_requests_are_spans_and_keys_in_the_query_never_leave() {
     let collector = Collector::start().await;
     let (gateway, key_id, _, secret) = traced(&collector, |c| c.telemetry.service_name = "edge".into()).await;
-    let forged = format!("{}x", &secret[..secret.len() - 1]);
+    let forged = kit::mistyped(&secret);
     let refused = get(&gateway, "/private?x=1", &[("x-api-key", &forged)]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let in_query = get(&gateway, &format!("/q?api_key={secret}&color={QUERY_TEXT}"), &[]).await;

@@ -199,7 +199,7 @@ async fn repeated_failed_authentications_block_the_address_before_lookup() {
     let gw = failed_auth_gateway(3).await;
     let acc = gw.admin.account("A").await;
     let (_, good) = gw.admin.key(&acc, "read").await;
-    let bad = format!("{}0", &good[..good.len() - 1]);
+    let bad = kit::mistyped(&good);
     for _ in 0..4 {
         assert_eq!(get_with_key(gw.proxy(), "/", &bad).await.status, StatusCode::UNAUTHORIZED);
     }

@@ -52,6 +52,13 @@ pub fn config(upstream_url: &str) -> Config {
     config
 }
 
+/// `secret` with its last character changed (so its checksum no longer
+/// matches): a key no store holds, whatever character it ended with.
+pub fn mistyped(secret: &str) -> String {
+    let last = if secret.ends_with('0') { '1' } else { '0' };
+    format!("{}{last}", &secret[..secret.len() - 1])
+}
+
 type Edit<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
 
 /// "Gateway + upstream + store" in a few lines: pick the store, the

@@ -55,7 +55,7 @@ async fn access_log_has_one_json_line_per_request_and_no_secret() {
     let admin = kit::admin_client(p.admin);
     let account = admin.account("A").await;
     let (key_id, secret) = admin.key(&account, "read").await;
-    let forged = format!("{}x", &secret[..secret.len() - 1]);
+    let forged = kit::mistyped(&secret);
     let proxy = |path: &str| format!("http://{}{path}", p.proxy);
 
     let bearer = format!("Bearer {secret}");
