@@ -223,8 +223,7 @@ fn limit(limiter: &Limiter, quota: Quota, scope: RateScope) -> (bool, Option<Rat
     match limiter.check() {
         Ok(snapshot) => {
             let remaining = snapshot.remaining_burst_capacity();
-            let reset =
-                per_request.saturating_mul(quota.requests.saturating_sub(remaining)).as_secs_f64().ceil() as u64;
+            let reset = seconds_up(per_request.saturating_mul(quota.requests.saturating_sub(remaining)));
             let info = RateInfo {
                 scope,
                 limit: quota.requests,
@@ -237,9 +236,8 @@ fn limit(limiter: &Limiter, quota: Quota, scope: RateScope) -> (bool, Option<Rat
         }
         Err(not_until) => {
             let wait = not_until.wait_time_from(limiter.clock().now());
-            let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let reset =
-                (wait + per_request.saturating_mul(quota.requests.saturating_sub(1))).as_secs_f64().ceil() as u64;
+            let retry = seconds_up(wait).max(1);
+            let reset = seconds_up(wait + per_request.saturating_mul(quota.requests.saturating_sub(1)));
             let info = RateInfo {
                 scope,
                 limit: quota.requests,
@@ -251,6 +249,11 @@ fn limit(limiter: &Limiter, quota: Quota, scope: RateScope) -> (bool, Option<Rat
             (false, Some(info))
         }
     }
+}
+
+/// Whole seconds, rounded up.
+fn seconds_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Most requests a key's rate limit may allow in its window.

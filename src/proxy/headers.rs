@@ -265,19 +265,6 @@ fn write_ip(out: &mut [u8; 64], ip: IpAddr) -> usize {
     cursor.position() as usize
 }
 
-/// `n` in decimal, in `buf`.
-pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 /// `Retry-After` in whole seconds.
 pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -291,11 +278,17 @@ pub fn retry_after(headers: &mut HeaderMap, seconds: u64) {
 /// (`"key"`, or `"account"` for the plan's, pooled over the account's
 /// keys), a quota likewise (`"quota"`, `"account_quota"`); a `total` quota
 /// has no `w` or `t`: it never resets. keygate's values replace any an
-/// upstream sent. Each field is written on the stack and copied once into
-/// its value: this runs on every answer of a limited key.
+/// upstream sent. The values are written straight where they go, without
+/// `core::fmt`: this runs on every answer of a limited key.
 pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quota: Option<&crate::quota::QuotaInfo>) {
-    for (name, field) in limit_fields(rate, quota).into_iter().flatten() {
-        if let Ok(v) = HeaderValue::from_bytes(field.bytes()) {
+    if rate.is_none() && quota.is_none() {
+        return;
+    }
+    let mut value = Vec::with_capacity(128);
+    for (name, field) in LIMIT_FIELDS {
+        value.clear();
+        limit_value(&mut value, field, rate, quota);
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(name, v);
         }
     }
@@ -304,83 +297,94 @@ pub fn limits(headers: &mut HeaderMap, rate: Option<&crate::keys::RateInfo>, quo
 /// `limits` as head lines (`name: value\r\n`) appended to `out`, for a
 /// head written as bytes (the fast path).
 pub fn limit_lines(out: &mut Vec<u8>, rate: Option<&crate::keys::RateInfo>, quota: Option<&crate::quota::QuotaInfo>) {
-    for (name, field) in limit_fields(rate, quota).into_iter().flatten() {
+    if rate.is_none() && quota.is_none() {
+        return;
+    }
+    out.reserve(256);
+    for (name, field) in LIMIT_FIELDS {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(field.bytes());
+        limit_value(out, field, rate, quota);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// The two fields of `limits`, or `None` when no limit applies.
-fn limit_fields(
-    rate: Option<&crate::keys::RateInfo>,
-    quota: Option<&crate::quota::QuotaInfo>,
-) -> Option<[(HeaderName, Field); 2]> {
-    if rate.is_none() && quota.is_none() {
-        return None;
-    }
-    let mut policy = Field::default();
-    let mut state = Field::default();
-    if let Some(rate) = rate {
-        let name = rate.scope.as_str();
-        policy.entry(name, b";q=", rate.limit.into()).param(b";w=", rate.window_seconds.into());
-        state.entry(name, b";r=", rate.remaining.into()).param(b";t=", rate.reset_seconds);
-    }
-    if let Some(quota) = quota {
-        let name = quota.scope.as_str();
-        policy.entry(name, b";q=", quota.limit);
-        if let Some(w) = quota.window_seconds {
-            policy.param(b";w=", w);
-        }
-        state.entry(name, b";r=", quota.remaining);
-        if let Some(t) = quota.reset_seconds {
-            state.param(b";t=", t);
-        }
-    }
-    Some([(RATELIMIT_POLICY, policy), (RATELIMIT, state)])
 }
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// One RateLimit field's text, written on the stack without `core::fmt`:
-/// two entries of a few numbers each fit (under 160 bytes with 20-digit
-/// numbers; anything longer would be cut, never overflow).
-struct Field {
-    buf: [u8; 160],
-    len: usize,
+/// Which of the two RateLimit fields.
+#[derive(Debug, Clone, Copy)]
+enum LimitField {
+    /// `RateLimit-Policy`: `q` (the limit) and `w` (the window).
+    Policy,
+    /// `RateLimit`: `r` (remaining) and `t` (seconds to the reset).
+    State,
 }
 
-impl Default for Field {
-    fn default() -> Field {
-        Field { buf: [0; 160], len: 0 }
-    }
-}
+const LIMIT_FIELDS: [(HeaderName, LimitField); 2] =
+    [(RATELIMIT_POLICY, LimitField::Policy), (RATELIMIT, LimitField::State)];
 
-impl Field {
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    fn push(&mut self, data: &[u8]) -> &mut Self {
-        let n = data.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
-        self.len += n;
-        self
-    }
-
-    /// `, "name"` (no comma first) and its first parameter.
-    fn entry(&mut self, name: &str, key: &[u8], value: u64) -> &mut Self {
-        if self.len > 0 {
-            self.push(b", ");
+/// Appends one field's value to `out`: the rate limit's entry, then the
+/// quota's (`None` parameters left out). Each entry's name and first key
+/// are one static piece: the fewer small copies, the cheaper.
+fn limit_value(
+    out: &mut Vec<u8>,
+    field: LimitField,
+    rate: Option<&crate::keys::RateInfo>,
+    quota: Option<&crate::quota::QuotaInfo>,
+) {
+    let second_key = match field {
+        LimitField::Policy => b";w=",
+        LimitField::State => b";t=",
+    };
+    let rate = rate.map(|r| {
+        let opening = rate_opening(r.scope, field);
+        match field {
+            LimitField::Policy => (opening, u64::from(r.limit), Some(u64::from(r.window_seconds))),
+            LimitField::State => (opening, u64::from(r.remaining), Some(r.reset_seconds)),
         }
-        self.push(b"\"").push(name.as_bytes()).push(b"\"").param(key, value)
+    });
+    let quota = quota.map(|q| {
+        let opening = quota_opening(q.scope, field);
+        match field {
+            LimitField::Policy => (opening, q.limit, q.window_seconds),
+            LimitField::State => (opening, q.remaining, q.reset_seconds),
+        }
+    });
+    let mut numbers = itoa::Buffer::new();
+    for (i, (opening, first, second)) in rate.into_iter().chain(quota).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(opening);
+        out.extend_from_slice(numbers.format(first).as_bytes());
+        if let Some(second) = second {
+            out.extend_from_slice(second_key);
+            out.extend_from_slice(numbers.format(second).as_bytes());
+        }
     }
+}
 
-    /// `;k=value`, `key` being `;k=`.
-    fn param(&mut self, key: &[u8], value: u64) -> &mut Self {
-        self.push(key).push(itoa(value, &mut [0u8; 20]))
+/// A rate limit's entry up to its first value: `"<scope>";q=` in the
+/// policy, `"<scope>";r=` in the state.
+fn rate_opening(scope: crate::keys::RateScope, field: LimitField) -> &'static [u8] {
+    use crate::keys::RateScope;
+    match (scope, field) {
+        (RateScope::Key, LimitField::Policy) => br#""key";q="#,
+        (RateScope::Key, LimitField::State) => br#""key";r="#,
+        (RateScope::Account, LimitField::Policy) => br#""account";q="#,
+        (RateScope::Account, LimitField::State) => br#""account";r="#,
+    }
+}
+
+/// A quota's entry up to its first value, as `rate_opening`'s.
+fn quota_opening(scope: crate::quota::QuotaScope, field: LimitField) -> &'static [u8] {
+    use crate::quota::QuotaScope;
+    match (scope, field) {
+        (QuotaScope::Key, LimitField::Policy) => br#""quota";q="#,
+        (QuotaScope::Key, LimitField::State) => br#""quota";r="#,
+        (QuotaScope::Account, LimitField::Policy) => br#""account_quota";q="#,
+        (QuotaScope::Account, LimitField::State) => br#""account_quota";r="#,
     }
 }
 
@@ -512,6 +516,20 @@ mod tests {
         assert_eq!(h[RATELIMIT], "\"quota\";r=9958");
         limits(&mut h, None, None);
         assert_eq!(h.len(), 2, "no limit: nothing set");
+    }
+
+    #[test]
+    fn entry_openings_name_each_scope() {
+        use crate::keys::RateScope;
+        use crate::quota::QuotaScope;
+        for (field, key) in [(LimitField::Policy, "q"), (LimitField::State, "r")] {
+            for scope in [RateScope::Key, RateScope::Account] {
+                assert_eq!(rate_opening(scope, field), format!("\"{}\";{key}=", scope.as_str()).as_bytes());
+            }
+            for scope in [QuotaScope::Key, QuotaScope::Account] {
+                assert_eq!(quota_opening(scope, field), format!("\"{}\";{key}=", scope.as_str()).as_bytes());
+            }
+        }
     }
 
     #[test]

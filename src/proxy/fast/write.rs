@@ -7,7 +7,6 @@ use http::header::HeaderMap;
 use http::{Method, Response, StatusCode, Uri};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::proxy::headers::itoa;
 use crate::proxy::ProxyBody;
 
 /// Appends `name: value\r\n` for every field of `headers`.
@@ -93,7 +92,7 @@ pub fn own_response(out: &mut Vec<u8>, response: &Response<ProxyBody>, close: bo
     // Back over the head's final CRLF, to add the framing.
     out.truncate(out.len() - 2);
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa(body.len() as u64, &mut [0u8; 20]));
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"connection: close\r\n");
