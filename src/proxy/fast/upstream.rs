@@ -152,7 +152,9 @@ pub fn parse_response(
     let mut keep_alive = http11;
     let mut length = None;
     let mut transfer_encoding = None;
-    let mut connection = false;
+    // A `Connection` field lists a token besides `close` and `keep-alive`:
+    // the fields it names are dropped (below), each kept field looked up.
+    let mut names_fields = false;
     // The framing first: whether a `Content-Length` is passed on depends
     // on a `Transfer-Encoding` that may come after it. Each field's kind is
     // worked out once, here.
@@ -176,7 +178,9 @@ pub fn parse_response(
                 transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
             Kind::Connection => {
-                connection = true;
+                names_fields |= field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
+                    !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+                });
                 if has_token(field.value, b"close") {
                     keep_alive = false;
                 } else if has_token(field.value, b"keep-alive") && !http11 {
@@ -215,7 +219,7 @@ pub fn parse_response(
             Kind::Other => true,
         };
         let named = || headers.iter().zip(kinds).any(|(f, &k)| k == Kind::Connection && has_token(f.value, name));
-        if !keep || connection && named() {
+        if !keep || names_fields && named() {
             continue;
         }
         let at = out.len();
@@ -444,6 +448,19 @@ mod tests {
         assert_eq!(
             splice(upstream, true),
             "HTTP/1.1 299 Odd Reason\r\ncontent-length: 2\r\nserver: Up\r\nx-request-id: mine\r\n\r\n"
+        );
+        // Only the fields a `Connection` field names go, from any of them.
+        let named =
+            "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nX-Trace: a\r\nX-Other: b\r\nConnection: , X-TRACE\r\n\
+            Content-Length: 0\r\n\r\n";
+        assert_eq!(
+            splice(named, false),
+            "HTTP/1.1 200 OK\r\nx-other: b\r\ncontent-length: 0\r\nx-request-id: mine\r\n\r\n"
+        );
+        let plain = "HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\nX-Trace: a\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            splice(plain, false),
+            "HTTP/1.1 200 OK\r\nx-trace: a\r\ncontent-length: 0\r\nx-request-id: mine\r\n\r\n"
         );
         // A length beside chunked framing is dropped, whichever comes first.
         let chunked = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\
