@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# B_SETUP for scripts/bench-ab.sh: every seeded key gets a quota of its own
-# (10^12 a month: never spent in a run) and a rate limit far above the load
-# (10^6 a second, counted through Redis with limits.redis_url), and every
-# account a plan with a pooled quota and rate limit of the same sizes — so
-# each request passes through every limit there is, and none refuses.
-# Environment from bench-ab.sh: KG_ADMIN KG_PROXY KG_DB KEYS_FILE ADMIN_TOKEN.
+# B_SETUP for scripts/bench-ab.sh (and HEAD_SETUP for
+# scripts/bench-instructions.sh): every seeded key gets a quota of its own
+# (10^12 - 1 a month: never spent in a run) and a rate limit far above the
+# load (10^6 a second, counted through Redis with limits.redis_url), and
+# every account a plan with a pooled quota and rate limit of about the same
+# sizes (10^12; 999,999 a second) — so each request passes through every
+# limit there is, and none refuses.
+# Environment from the caller: KG_ADMIN KG_PROXY KG_DB KEYS_FILE ADMIN_TOKEN.
 # QUOTAS=0 leaves the quotas out, RATES=0 the rate limits (to tell the two
 # costs apart).
 set -euo pipefail
