@@ -20,7 +20,9 @@
 #
 # Printed: the table of bench-vs-nginx.sh for direct, a and b, the ratios
 # b/a of requests/s, CPU per request and p99, and each instance's refusals
-# by code (keygate_auth_failures_total), if any.
+# by code (keygate_auth_failures_total), if any. THREADS=1 adds each
+# instance's CPU per request under load by thread name (the proxy's
+# threads, the SQLite workers, the runtime's, redis-server's when counted).
 # A local redis-server (what limits.redis_url names on these machines) runs
 # on the keygates' core for the run, its affinity restored after: the
 # work Redis does for an instance is charged to that core, not to the load
@@ -28,7 +30,7 @@
 # whose config uses Redis (REDIS_PIN=0: leave it where it is, uncounted).
 # Knobs: KEYS ROUNDS DURATION CONNS LAT_CONNS LAT_DURATION GW_CPU LOAD_CPU
 # A_BIN B_BIN A_SEED B_SEED A_CONFIG B_CONFIG A_SETUP B_SETUP REDIS_URL
-# REDIS_PIN KEEP=1.
+# REDIS_PIN THREADS=1 KEEP=1.
 set -euo pipefail
 
 KEYS=${KEYS:-10000}
@@ -151,6 +153,15 @@ awk -v a="$(col a load 4)" -v b="$(col b load 4)" -v ac="$(col a load 7)" -v bc=
     printf "b/a rps: %.3fx   CPU per request b/a: %.3fx   p99 b/a: %.3fx (load), %.3fx (one connection)\n", b / a, bc / ac, bp / ap, b1 / a1
 }'
 echo "(medians over rounds; 1c = one connection; mod = moderate load; added = minus the direct upstream's; latencies in microseconds)"
+if [[ ${THREADS:-0} == 1 && -s $WORK/threads.txt ]]; then
+    echo
+    echo "CPU us per request under load by thread (medians over rounds; threads of one pool summed):"
+    for thread in $(awk '$2 == "load" { print $4 }' "$WORK/threads.txt" | sort -u); do
+        a=$(awk -v n="$thread" '$1 == "a" && $2 == "load" && $4 == n { print $5 }' "$WORK/threads.txt" | median)
+        b=$(awk -v n="$thread" '$1 == "b" && $2 == "load" && $4 == n { print $5 }' "$WORK/threads.txt" | median)
+        printf '  %-20s a %7s   b %7s\n' "$thread" "$a" "$b"
+    done
+fi
 # What the non-2xx answers were, from each instance's own count.
 for t in a b; do
     admin=ADMIN_$t

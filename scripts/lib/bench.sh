@@ -63,6 +63,19 @@ cpu_ticks() {
 
 TICKS=$(getconf CLK_TCK)
 
+# thread_ticks PID...: `name ticks` per thread name (digits dropped, so a
+# pool's threads add up; the proxy's keep theirs), utime+stime.
+thread_ticks() {
+    local pid task
+    for pid in "$@"; do
+        for task in /proc/"$pid"/task/*; do
+            [[ -r $task/stat ]] || continue
+            printf '%s %s\n' "$(tr -d ' ' <"$task/comm" | sed -E '/^keygate-proxy/!s/[0-9]+$//')" \
+                "$(sed 's/^.*) //' "$task/stat" | awk '{ print $12 + $13 }')"
+        done
+    done | awk '{ t[$1] += $2 } END { for (n in t) print n, t[n] }'
+}
+
 # run TARGET PORT GW_PIDS PHASE CONNS SECONDS ROUND: one wrk run, appended to
 # $RESULTS (GW_PIDS: the gateway's processes, comma-separated, or -) as `target phase round rps p50 p99 cpu_us_per_req busy% errors non2xx`.
 run() {
@@ -72,6 +85,9 @@ run() {
     keys_file=${!keys_var:-$WORK/keys.txt}
     # shellcheck disable=SC2086 # the pids split on purpose
     before=$([[ $pid == - ]] && echo 0 || cpu_ticks ${pid//,/ })
+    local threads_before=
+    # shellcheck disable=SC2086
+    [[ ${THREADS:-0} != 1 || $pid == - ]] || threads_before=$(thread_ticks ${pid//,/ })
     out=$(KEYS_FILE=$keys_file CONN_CLOSE=$CONN_CLOSE BENCH_PATH=/bench \
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${seconds}s" -s "$BENCH/rotate-keys.lua" "http://127.0.0.1:$port/" 2>&1) || true
     # shellcheck disable=SC2086
@@ -83,6 +99,12 @@ run() {
         return
     fi
     eval "${line#RESULT }"
+    if [[ -n $threads_before ]]; then
+        # shellcheck disable=SC2086,SC2154
+        join <(sort <<<"$threads_before") <(thread_ticks ${pid//,/ } | sort) | awk -v t="$target" -v ph="$phase" \
+            -v r="$round" -v n="$requests" -v hz="$TICKS" '{ printf "%s %s %d %s %.3f\n", t, ph, r, $1, ($3 - $2) / hz * 1e6 / n }' \
+            >>"$WORK/threads.txt"
+    fi
     # shellcheck disable=SC2154 # set by the eval of wrk's RESULT line
     awk -v t="$target" -v ph="$phase" -v r="$round" -v n="$requests" -v us="$duration_us" -v p50="$p50_us" \
         -v p99="$p99_us" -v err="$errors" -v bad="$non2xx" -v ticks=$((after - before)) -v hz="$TICKS" -v pid="$pid" 'BEGIN {
