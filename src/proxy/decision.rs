@@ -14,8 +14,9 @@ use crate::keys::{route, Facts};
 impl Proxy {
     /// The credential and the key decision. The snapshot guard lives only
     /// inside this synchronous call, never across an await. `host` is
-    /// `request_host`'s; `cost` is the request line's route's; a path an override header names (when they
-    /// pass) raises it to that path's route's.
+    /// `request_host`'s; `cost` is the request line's route's; a path an
+    /// override header names (when they pass) raises it to that path's
+    /// route's.
     pub(super) fn authenticate(
         &self,
         live: &Live,

@@ -142,9 +142,6 @@ impl Forwarding {
     }
 }
 
-/// Headers `prepare_request` inserts; reserved up front so the map grows once.
-const ADDED_HEADERS: usize = 7;
-
 /// What a request's rewrite for the upstream sets (`prepare_request`, and
 /// the fast path's `fast::rewrite`, which writes the same fields as bytes).
 pub struct Rewrite<'a> {
@@ -155,7 +152,8 @@ pub struct Rewrite<'a> {
     pub client_headers: &'a ClientHeaders,
 }
 
-/// The names `prepare_request` sets, replacing whatever the client sent.
+/// The names `prepare_request` sets, replacing whatever the client sent
+/// (reserved up front, so the map grows once).
 pub(super) const SET: [HeaderName; 7] = [
     HOST,
     X_KEYGATE_KEY_ID,
@@ -187,7 +185,7 @@ pub fn prepare_request(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
     for name in &removed {
         headers.remove(name);
     }
-    headers.reserve(ADDED_HEADERS);
+    headers.reserve(SET.len());
     identity_headers(headers, identity);
     set_forwarded_for(headers, forwarding);
     headers.insert(X_FORWARDED_PROTO, forwarding.proto.clone());

@@ -191,10 +191,7 @@ impl Proxy {
         // The response head's own fields, worked out before the request goes.
         let own = &mut scratch.own;
         own.clear();
-        own.extend_from_slice(X_REQUEST_ID.as_str().as_bytes());
-        own.extend_from_slice(b": ");
-        own.extend_from_slice(request_id.as_str().as_bytes());
-        own.extend_from_slice(b"\r\n");
+        write::line(own, &X_REQUEST_ID, request_id.as_str().as_bytes());
         headers::limit_lines(own, rate.as_ref(), quota.as_ref());
         let limits = rate.is_some() || quota.is_some();
         let forwarder = &live.forwarder;

@@ -9,16 +9,10 @@
 use http::header::{HeaderMap, HeaderName, CONNECTION, HOST};
 
 use super::parse::has_token;
+use super::write::line;
 use crate::contract::X_REQUEST_ID;
 use crate::proxy::headers::{self, Rewrite, X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::proxy::headers::{X_KEYGATE_ACCOUNT_ID, X_KEYGATE_KEY_ID, X_KEYGATE_PERMISSION};
-
-fn line(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
 
 /// What is set on the upstream's request after the rewrite: `fields`
 /// (the identity token, the trace context), replacing the client's of the

@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSlice};
 
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode, Uri};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -12,11 +12,16 @@ use crate::proxy::ProxyBody;
 /// Appends `name: value\r\n` for every field of `headers`.
 fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        line(out, name, value.as_bytes());
     }
+}
+
+/// Appends one head line, `name: value\r\n`.
+pub fn line(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The upstream's request head, into `out` (cleared first): the request
