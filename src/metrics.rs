@@ -29,7 +29,7 @@ use prometheus::{
 mod quotas;
 
 use crate::clock::now_ms;
-use crate::keys::{Counts, KeySet, Outcome, Refusal};
+use crate::keys::{Counts, InlineId, KeySet, Outcome, Refusal};
 use crate::reload::Reloader;
 use crate::usage::Flusher;
 
@@ -327,25 +327,32 @@ impl Collector for KeyCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut used: Vec<(u64, Arc<Counts>)> =
-            self.keyset.load().usage().all().into_iter().map(|c| (c.total(), c)).filter(|(t, _)| *t > 0).collect();
+        let mut used: Vec<(u64, InlineId, Arc<Counts>)> = self
+            .keyset
+            .load()
+            .usage()
+            .all()
+            .into_iter()
+            .map(|(id, c)| (c.total(), id, c))
+            .filter(|(t, _, _)| *t > 0)
+            .collect();
         if used.len() > self.limit {
             used.select_nth_unstable_by(self.limit, |a, b| b.0.cmp(&a.0));
         }
         let split = used.len().min(self.limit);
         let (kept, rest) = used.split_at(split);
         let mut metrics = Vec::new();
-        for (_, counts) in kept {
+        for (_, key_id, counts) in kept {
             for outcome in Outcome::ALL {
                 let v = counts.get(outcome);
                 if v > 0 {
-                    metrics.push(series(counts.key_id.as_str(), counts.account_id.as_str(), outcome.code(), v));
+                    metrics.push(series(key_id.as_str(), counts.account_id.as_str(), outcome.code(), v));
                 }
             }
         }
         if !rest.is_empty() {
             let mut sums = [0u64; Outcome::COUNT];
-            for (_, counts) in rest {
+            for (_, _, counts) in rest {
                 for outcome in Outcome::ALL {
                     sums[outcome.index()] += counts.get(outcome);
                 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::clock::now_ms;
-use crate::keys::{KeySet, Outcome};
+use crate::keys::counters::PerOutcome;
+use crate::keys::{Counts, InlineId, KeySet, Outcome};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, UsageDelta};
 
@@ -40,6 +41,21 @@ pub struct Flusher {
     pub healthy: AtomicBool,
 }
 
+/// The row a key's pending counts make, booked to `hour`.
+fn delta(key_id: &InlineId, counts: &Counts, pending: &PerOutcome, hour: i64) -> UsageDelta {
+    UsageDelta {
+        key_id: key_id.to_string(),
+        requests: pending[Outcome::ALLOWED.index()] as i64,
+        last_used_ms: counts.last_used_ms(),
+        hour,
+        outcomes: Outcome::ALL
+            .iter()
+            .filter(|o| pending[o.index()] > 0)
+            .map(|o| (o.code(), pending[o.index()] as i64))
+            .collect(),
+    }
+}
+
 impl Flusher {
     /// `retention_days` bounds the hourly usage kept in the store.
     pub fn new(keyset: Arc<ArcSwap<KeySet>>, store: Store, retention_days: u32) -> Arc<Flusher> {
@@ -59,50 +75,46 @@ impl Flusher {
     /// a short pause between them, so no other writer waits long for
     /// SQLite's write lock. A chunk's counts are marked flushed only once it
     /// is committed; on failure the rest stays pending for the next call.
+    /// Each chunk's deltas are built when it is written, so a flush holds
+    /// one chunk's rows however many keys were used: a busy interval over a
+    /// million keys must not leave the heap grown by a row per key.
     pub async fn flush(&self) -> Result<usize, crate::store::StoreError> {
         let _one_at_a_time = self.busy.lock().await;
         let used = self.keyset.load().usage().all();
-        let mut batch = Vec::new();
-        let mut marks = Vec::new();
         let hour = now_ms() / HOUR_MS * HOUR_MS;
-        for counts in used {
+        let mut pending = used.iter().filter_map(|(key_id, counts)| {
             let pending = counts.pending();
-            if pending.iter().all(|n| *n == 0) {
-                continue;
+            pending.iter().any(|n| *n > 0).then_some((key_id, counts, pending))
+        });
+        let mut written = 0;
+        loop {
+            let marks: Vec<_> = pending.by_ref().take(FLUSH_CHUNK).collect();
+            if marks.is_empty() {
+                break;
             }
-            batch.push(UsageDelta {
-                key_id: counts.key_id.to_string(),
-                requests: pending[Outcome::ALLOWED.index()] as i64,
-                last_used_ms: counts.last_used_ms(),
-                hour,
-                outcomes: Outcome::ALL
-                    .iter()
-                    .filter(|o| pending[o.index()] > 0)
-                    .map(|o| (o.code(), pending[o.index()] as i64))
-                    .collect(),
-            });
-            marks.push((counts, pending));
-        }
-        for (i, (deltas, marks)) in batch.chunks(FLUSH_CHUNK).zip(marks.chunks(FLUSH_CHUNK)).enumerate() {
-            if i > 0 {
+            if written > 0 {
                 tokio::time::sleep(FLUSH_PAUSE).await;
             }
-            if let Err(e) = self.store.add_usage(deltas).await {
+            let deltas: Vec<UsageDelta> =
+                marks.iter().map(|(key_id, counts, pending)| delta(key_id, counts, pending, hour)).collect();
+            if let Err(e) = self.store.add_usage(&deltas).await {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 if self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, keys = batch.len() - i * FLUSH_CHUNK, "usage flush failed; counts kept in memory for the next try");
+                    let keys = marks.len() + pending.count();
+                    tracing::warn!(error = %e, keys, "usage flush failed; counts kept in memory for the next try");
                 }
                 return Err(e);
             }
-            for (counts, pending) in marks {
+            for (_, counts, pending) in &marks {
                 counts.mark_flushed(pending);
             }
+            written += marks.len();
         }
         self.last_success_ms.store(now_ms(), Ordering::Relaxed);
-        if !batch.is_empty() && !self.healthy.swap(true, Ordering::Relaxed) {
+        if written > 0 && !self.healthy.swap(true, Ordering::Relaxed) {
             tracing::info!("usage flush recovered");
         }
-        Ok(batch.len())
+        Ok(written)
     }
 
     /// Drops hourly usage older than the retention, at most once an hour.

@@ -92,7 +92,7 @@ async fn sqlite_full_load_reads_what_the_change_reader_reads() {
     let closed_policy = full.keys.iter().find(|row| row.policy.account_id.as_str() == closed).expect("closed key");
     assert!(!closed_policy.policy.api_access, "{closed_key:?}: the account's api_access is looked up");
     let routes = full.keys.iter().find(|row| row.policy.id.as_str() == ids[4]).expect("routes key");
-    assert!(routes.policy.restrictions.is_some());
+    assert!(routes.policy.restrictions().is_some());
 }
 
 /// A flush's worth of usage in one call: deltas for the same key add up

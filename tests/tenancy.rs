@@ -247,7 +247,7 @@ async fn a_viewers_verify_is_a_dry_run() {
     }
     let used = |gw: &Gateway| {
         let set = gw.gateway.reloader.keyset().load_full();
-        set.usage().all().iter().filter(|c| c.key_id.as_str() == id).map(|c| c.total()).sum::<u64>()
+        set.usage().all().iter().filter(|(key_id, _)| key_id.as_str() == id).map(|(_, c)| c.total()).sum::<u64>()
     };
     assert_eq!(used(&gw), 0, "a dry run counts no usage");
     for _ in 0..2 {

@@ -67,7 +67,7 @@ impl Entry {
             && self.permission == policy.permission
             && self.account_id == policy.account_id
             && self.plan_id.as_deref() == plan_id
-            && match (&self.metadata, &policy.metadata) {
+            && match (&self.metadata, policy.metadata()) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 _ => false,
@@ -102,7 +102,7 @@ pub(super) fn token(signing: &Signing<'_>, policy: &KeyPolicy, plan_id: Option<&
             permission: policy.permission,
             account_id: policy.account_id,
             plan_id: plan_id.map(Box::from),
-            metadata: policy.metadata.clone(),
+            metadata: policy.metadata().cloned(),
             // Half the lifetime, so the upstream always gets at least half.
             refresh_at: iat * 1000 + signing.ttl_seconds * 500,
             token: token.clone(),
@@ -114,7 +114,7 @@ pub(super) fn token(signing: &Signing<'_>, policy: &KeyPolicy, plan_id: Option<&
 
 /// Signs a new token issued at `iat` (unix seconds).
 pub(super) fn sign(signing: &Signing<'_>, policy: &KeyPolicy, plan_id: Option<&str>, iat: i64) -> HeaderValue {
-    let metadata = match &policy.metadata {
+    let metadata = match policy.metadata() {
         Some(all) => signing.metadata.iter().filter_map(|k| all.get(k).map(|v| (k.clone(), v.clone()))).collect(),
         None => Map::new(),
     };
@@ -151,7 +151,9 @@ mod tests {
 
     fn policy(metadata: Option<Value>) -> KeyPolicy {
         let mut policy = KeyPolicy::builder("key_tok", "acc_tok").permission(Permission::Read).build();
-        policy.metadata = metadata.and_then(|m| m.as_object().cloned()).map(Arc::new);
+        if let Some(m) = metadata.and_then(|m| m.as_object().cloned()) {
+            policy.set_metadata(m);
+        }
         policy
     }
 

@@ -35,11 +35,10 @@ impl KeyPolicy {
                 enabled: true,
                 revoked: false,
                 api_access: true,
-                expires_at: None,
+                expires_at: KeyPolicy::NEVER,
                 quota: None,
                 usage_quota: None,
-                restrictions: None,
-                metadata: None,
+                extras: None,
             },
         }
     }
@@ -69,7 +68,7 @@ impl KeyPolicyBuilder {
 
     /// Unix milliseconds after which the key is expired.
     pub fn expires_at(mut self, unix_ms: i64) -> Self {
-        self.policy.expires_at = Some(unix_ms);
+        self.policy.expires_at = unix_ms;
         self
     }
 
@@ -85,13 +84,13 @@ impl KeyPolicyBuilder {
     }
 
     pub fn restrictions(mut self, restrictions: Restrictions) -> Self {
-        self.policy.restrictions = Some(Arc::new(restrictions));
+        self.policy.set_restrictions(Some(Arc::new(restrictions)));
         self
     }
 
     /// The key's `metadata` object (empty: none).
     pub fn metadata(mut self, metadata: serde_json::Map<String, serde_json::Value>) -> Self {
-        self.policy.metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
+        self.policy.set_metadata(metadata);
         self
     }
 

@@ -20,7 +20,7 @@ use governor::RateLimiter;
 use super::counters::Outcome;
 use super::policy::Refusal;
 use super::restrictions::plain_path;
-use super::snapshot::{Identity, KeySet, KeyState};
+use super::snapshot::{Identity, KeyLimit, KeySet, KeyState};
 use crate::quota::{Charge, QuotaInfo};
 
 /// Which limit a `RateInfo` describes: the name `RateLimit-Policy` and
@@ -106,14 +106,14 @@ impl KeySet {
         let outcome = found.status(facts.method, now_ms).and_then(|()| restrictions(state, facts)).and_then(|()| {
             // The key's own limit first: a request it refuses takes nothing
             // from the account's pool, so one noisy key cannot drain it.
-            let (allowed, info) = match (runtime.quota, &runtime.limiter) {
-                (Some(quota), Some(limiter)) => match &runtime.fleet {
-                    Some(fleet) => fleet.admit(now_ms, || limit(limiter, quota, RateScope::Key)),
-                    None => limit(limiter, quota, RateScope::Key),
+            let (allowed, info) = match &runtime.limit {
+                KeyLimit::Built(quota, limiter) => match &runtime.fleet {
+                    Some(fleet) => fleet.admit(now_ms, || limit(limiter, *quota, RateScope::Key)),
+                    None => limit(limiter, *quota, RateScope::Key),
                 },
                 // A limit that could not be built is never dropped: refused.
-                (Some(_), None) => (false, None),
-                (None, _) => (true, None),
+                KeyLimit::Broken => (false, None),
+                KeyLimit::None => (true, None),
             };
             rate = info;
             if !allowed {
@@ -196,7 +196,7 @@ impl KeySet {
 }
 
 fn restrictions(state: &KeyState, facts: &Facts<'_>) -> Result<(), Refusal> {
-    let Some(r) = &state.policy.restrictions else { return Ok(()) };
+    let Some(r) = state.policy.restrictions() else { return Ok(()) };
     if !r.ips.is_empty() && !facts.client_ip.is_some_and(|ip| r.ips.iter().any(|net| net.contains(ip))) {
         return Err(Refusal::IpNotAllowed);
     }

@@ -36,7 +36,7 @@ fn restrictions_refuse_other_addresses_and_routes() {
         host: None,
     };
     let routes = [rule("/v1/reports", &["GET"]), rule("/v1/orders/", &[])];
-    p.restrictions = Restrictions::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid");
+    p.set_restrictions(Restrictions::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()], &routes).expect("valid"));
     let (set, key) = set_with(p);
     let d =
         |m: &Method, path: &str, ip: &str| set.decide(key.as_bytes(), &facts(m, path, ip), 0, None).result.map(|_| ());
@@ -63,7 +63,7 @@ fn restrictions_refuse_other_addresses_and_routes() {
 fn double_encoding_overlong_utf8_and_nul_are_refused_on_restricted_keys() {
     let mut p = policy();
     let routes = [RouteRule { path_prefix: "/v1/reports".into(), methods: vec![], host: None }];
-    p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+    p.set_restrictions(Restrictions::parse(&[], &routes).expect("valid"));
     let (set, key) = set_with(p);
     let get = Method::GET;
     let d = |path: &str| set.decide(key.as_bytes(), &facts(&get, path, "10.0.0.1"), 0, None).result.map(|_| ());
@@ -95,7 +95,7 @@ fn double_encoding_overlong_utf8_and_nul_are_refused_on_restricted_keys() {
 fn a_route_restriction_with_a_host_holds_only_on_that_host() {
     let mut p = policy();
     let routes = [RouteRule { path_prefix: "/v1".into(), methods: vec![], host: Some("a.example".into()) }];
-    p.restrictions = Restrictions::parse(&[], &routes).expect("valid");
+    p.set_restrictions(Restrictions::parse(&[], &routes).expect("valid"));
     let (set, key) = set_with(p);
     let get = Method::GET;
     let d = |host: Option<&str>| {
@@ -122,7 +122,7 @@ fn rate_limit_refuses_past_the_burst_and_counts_outcomes() {
     assert_eq!(refused.result, Err(Refusal::RateLimited));
     let info = refused.rate.expect("rate");
     assert!(info.retry_after_seconds.is_some_and(|s| (1..=20).contains(&s)), "{info:?}");
-    let counts = &set.usage().all()[0];
+    let counts = &set.usage().all()[0].1;
     assert_eq!(counts.get(Outcome::ALLOWED), 3);
     assert_eq!(counts.get(Outcome::of(Err(Refusal::RateLimited)).expect("counted")), 1);
 }
@@ -131,7 +131,7 @@ fn rate_limit_refuses_past_the_burst_and_counts_outcomes() {
 fn a_dry_run_spends_nothing_and_counts_nothing() {
     let mut p = policy();
     p.quota = Some(Quota { requests: 2, per_seconds: 60 });
-    p.restrictions = Restrictions::parse(&["10.0.0.0/8".into()], &[]).expect("valid");
+    p.set_restrictions(Restrictions::parse(&["10.0.0.0/8".into()], &[]).expect("valid"));
     let (set, key) = set_with(p);
     let get = Method::GET;
     let inside = facts(&get, "/", "10.0.0.1");
@@ -336,5 +336,5 @@ fn usage_survives_a_policy_change() {
     v2.decide(key.expose().as_bytes(), &facts(&get, "/", "127.0.0.1"), 6, None);
     let usage = v2.usage().all();
     assert_eq!(usage.len(), 1);
-    assert_eq!(usage[0].get(Outcome::ALLOWED), 2);
+    assert_eq!(usage[0].1.get(Outcome::ALLOWED), 2);
 }

@@ -184,7 +184,7 @@ mod tests {
         assert!(moved.sightings().take().is_empty(), "found by blake3: nothing to move");
         let usage = moved.usage().all();
         assert_eq!(usage.len(), 1);
-        assert_eq!(usage[0].total(), 2, "the use before and after the move, on one counter");
+        assert_eq!(usage[0].1.total(), 2, "the use before and after the move, on one counter");
         let after = moved.sightings().lookups();
         assert_eq!(moved.check(b"unknown-secret-0123456789", &get, 0), Err(Refusal::InvalidKey));
         assert_eq!(moved.sightings().lookups(), after, "no key imported by hash left: no sha256 lookup");

@@ -22,4 +22,4 @@ pub use plan::{AccountRow, AccountState, PlanLimits};
 pub use policy::{Environment, Permission, Refusal, Status};
 pub use quota::{PackedQuota, Period, QuotaSpec, Window, MAX_QUOTA};
 pub use restrictions::{RestrictionError, Restrictions, RouteRule};
-pub use snapshot::{Changes, Identity, InlineId, KeyPolicy, KeySet, KeyState, PolicyRow, RetiredRow};
+pub use snapshot::{Changes, Extras, Identity, InlineId, KeyPolicy, KeySet, KeyState, PolicyRow, RetiredRow};

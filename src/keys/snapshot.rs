@@ -92,7 +92,10 @@ impl fmt::Display for InlineId {
     }
 }
 
-/// What the gateway needs to decide on one key.
+/// What the gateway needs to decide on one key. Each key of the snapshot
+/// holds one, so its size is a million keys' memory: 88 bytes, with what
+/// most keys leave unset behind one pointer (`extras`), so that a key with
+/// its usage state is a 128-byte allocation (`a_key_stays_in_128_bytes`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyPolicy {
     pub id: InlineId,
@@ -103,17 +106,35 @@ pub struct KeyPolicy {
     /// The key's account has API access (the plan gate).
     pub api_access: bool,
     /// Unix milliseconds; checked per request against the clock.
-    pub expires_at: Option<i64>,
+    /// `KeyPolicy::NEVER` for a key that does not expire.
+    pub expires_at: i64,
     /// This key's rate limit, overriding the configured default.
     pub quota: Option<Quota>,
     /// This key's own quota (units per calendar period), counted by the
     /// quota book (`crate::quota`).
     pub usage_quota: Option<PackedQuota>,
-    /// Allowed client ranges and routes; `None` when the key has neither.
-    pub restrictions: Option<Arc<Restrictions>>,
-    /// The key's `metadata` object, `None` when empty: the source of the
-    /// identity token's allowlisted `metadata` claim (`crate::identity`).
-    pub metadata: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// Restrictions and metadata; `None` when the key has neither.
+    pub extras: Option<Arc<Extras>>,
+}
+
+/// The key's `metadata` object.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// The parts of a key's policy most keys leave unset.
+#[derive(Debug, PartialEq)]
+pub struct Extras {
+    /// Allowed client ranges and routes.
+    restrictions: Option<Arc<Restrictions>>,
+    /// The source of the identity token's allowlisted `metadata` claim
+    /// (`crate::identity`); never empty.
+    metadata: Option<Arc<Metadata>>,
+}
+
+impl Extras {
+    /// `None` when the key has neither.
+    pub fn of(restrictions: Option<Arc<Restrictions>>, metadata: Option<Arc<Metadata>>) -> Option<Arc<Extras>> {
+        (restrictions.is_some() || metadata.is_some()).then(|| Arc::new(Extras { restrictions, metadata }))
+    }
 }
 
 /// A key as the snapshot holds it: its policy, and what its first request
@@ -129,10 +150,7 @@ pub struct KeyState {
 #[derive(Debug)]
 pub(super) struct Runtime {
     pub(super) usage: Arc<Counts>,
-    /// The rate limit the limiter was built for.
-    pub(super) quota: Option<Quota>,
-    /// `None` with a `quota`: no limiter could be built for it.
-    pub(super) limiter: Option<Limiter>,
+    pub(super) limit: KeyLimit,
     /// The rate limit's fleet-wide state, with `limits.redis_url`.
     pub(super) fleet: Option<Arc<FleetScope>>,
     /// The key's own quota's cell in the quota book, once spent from.
@@ -140,6 +158,17 @@ pub(super) struct Runtime {
     /// The state of the key's account's plan its first request found, kept
     /// so that later ones skip the snapshot's map (`KeySet::account_of`).
     pub(super) account: OnceLock<Arc<AccountState>>,
+}
+
+/// A key's rate limit as its `Runtime` holds it: the limit and its limiter
+/// side by side, so that a key without one does not also carry an unused
+/// `Option<Quota>` (a used key's state is a million keys' memory).
+#[derive(Debug)]
+pub(super) enum KeyLimit {
+    None,
+    /// No limiter could be built for the limit: every request is refused.
+    Broken,
+    Built(Quota, Limiter),
 }
 
 impl KeyState {
@@ -157,8 +186,10 @@ impl KeyState {
         self.runtime.get_or_init(|| {
             Arc::new(Runtime {
                 usage: table.counts(self.policy.id, self.policy.account_id),
-                quota,
-                limiter: quota.and_then(make),
+                limit: match quota {
+                    None => KeyLimit::None,
+                    Some(q) => make(q).map_or(KeyLimit::Broken, |limiter| KeyLimit::Built(q, limiter)),
+                },
                 fleet: fleet.zip(quota).map(|(f, q)| f.scope(RateScope::Key, self.policy.id.as_str(), q)),
                 quota_cell: CellSlot::default(),
                 account: OnceLock::new(),
@@ -562,7 +593,7 @@ impl Found<'_> {
         if policy.revoked || self.valid_until.is_some_and(|until| until <= now_ms) {
             return Err(Refusal::KeyRevoked);
         }
-        if policy.expires_at.is_some_and(|at| at <= now_ms) {
+        if policy.expires_at <= now_ms {
             return Err(Refusal::KeyExpired);
         }
         if !policy.enabled {
@@ -579,6 +610,29 @@ impl Found<'_> {
 }
 
 impl KeyPolicy {
+    /// `expires_at` of a key that does not expire.
+    pub const NEVER: i64 = i64::MAX;
+
+    /// Allowed client ranges and routes; `None` when the key has neither.
+    pub fn restrictions(&self) -> Option<&Restrictions> {
+        self.extras.as_ref()?.restrictions.as_deref()
+    }
+
+    /// The key's `metadata` object; `None` when empty.
+    pub fn metadata(&self) -> Option<&Arc<Metadata>> {
+        self.extras.as_ref()?.metadata.as_ref()
+    }
+
+    pub fn set_restrictions(&mut self, restrictions: Option<Arc<Restrictions>>) {
+        self.extras = Extras::of(restrictions, self.metadata().cloned());
+    }
+
+    /// `metadata` replaces the key's object; an empty one is none.
+    pub fn set_metadata(&mut self, metadata: Metadata) {
+        let restrictions = self.extras.as_ref().and_then(|e| e.restrictions.clone());
+        self.extras = Extras::of(restrictions, (!metadata.is_empty()).then(|| Arc::new(metadata)));
+    }
+
     pub fn identity(&self) -> Identity {
         Identity { key_id: self.id, account_id: self.account_id, permission: self.permission }
     }

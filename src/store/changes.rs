@@ -24,8 +24,8 @@ use sqlx::SqlitePool;
 
 use super::{on_pool, Pool, Result, RouteRule, Store, StoreError};
 use crate::keys::{
-    AccountRow, Changes, InlineId, KeyHash, KeyPolicy, PackedQuota, Period, Permission, PlanLimits, PolicyRow, Quota,
-    QuotaSpec, Restrictions, RetiredRow,
+    AccountRow, Changes, Extras, InlineId, KeyHash, KeyPolicy, PackedQuota, Period, Permission, PlanLimits, PolicyRow,
+    Quota, QuotaSpec, Restrictions, RetiredRow,
 };
 
 /// A key's row as the reloader needs it: read by column name through sqlx,
@@ -321,11 +321,10 @@ fn policy_row(row: PolicyDbRow) -> Result<PolicyRow> {
         enabled: row.enabled,
         revoked: row.revoked_at.is_some(),
         api_access: row.api_access,
-        expires_at: row.expires_at,
+        expires_at: row.expires_at.unwrap_or(KeyPolicy::NEVER),
         quota,
         usage_quota,
-        restrictions,
-        metadata,
+        extras: Extras::of(restrictions, metadata),
     };
     Ok(PolicyRow { hash, policy })
 }

@@ -30,7 +30,7 @@ fn decision_follows_the_documented_order() {
     assert_eq!(set(p.clone()).check(k, &Method::GET, 0), Err(Refusal::ApiAccessDisabled));
     p.enabled = false;
     assert_eq!(set(p.clone()).check(k, &Method::GET, 0), Err(Refusal::KeyDisabled));
-    p.expires_at = Some(10);
+    p.expires_at = 10;
     assert_eq!(set(p.clone()).check(k, &Method::GET, 9), Err(Refusal::KeyDisabled));
     assert_eq!(set(p.clone()).check(k, &Method::GET, 10), Err(Refusal::KeyExpired));
     p.revoked = true;
@@ -131,4 +131,18 @@ fn ids_are_kept_inline() {
     // 104 bytes, plus 8 for the metadata the identity token copies from
     // (`KeyPolicy::metadata`) and 8 for a key's own quota (`PackedQuota`).
     assert!(std::mem::size_of::<KeyState>() <= 120, "{}", std::mem::size_of::<KeyState>());
+}
+
+/// A million keys are a million `Arc<KeyState>`s: with glibc's 8-byte
+/// chunk header and 16-byte steps, the `Arc`'s two reference counts plus
+/// 104 bytes of state take 128 bytes, and one byte more takes 144 (16 MB at
+/// a million keys). A used key's `Counts` (one per key, shared by its
+/// versions) and its `Runtime` likewise stay within 224- and 160-byte
+/// chunks.
+#[test]
+fn a_key_stays_in_128_bytes() {
+    let arc = 2 * std::mem::size_of::<usize>();
+    assert!(arc + std::mem::size_of::<KeyState>() <= 120, "KeyState is {} bytes", std::mem::size_of::<KeyState>());
+    assert!(arc + std::mem::size_of::<Counts>() <= 216, "Counts is {} bytes", std::mem::size_of::<Counts>());
+    assert!(arc + std::mem::size_of::<Runtime>() <= 152, "Runtime is {} bytes", std::mem::size_of::<Runtime>());
 }
