@@ -171,6 +171,8 @@ pub struct FleetScope {
     touched: AtomicBool,
     /// In the sync's urgent list already (pushed once a round).
     queued: AtomicBool,
+    /// In the sync's queue of refreshes and give-backs owed (`sync::pick`).
+    owed: AtomicBool,
     /// Tokens of the last lease Redis gave: at half of them spent, the
     /// sync tops the lease up.
     leased: AtomicI64,
@@ -200,6 +202,7 @@ impl FleetScope {
             allowance: AtomicI64::new(0),
             touched: AtomicBool::new(false),
             queued: AtomicBool::new(false),
+            owed: AtomicBool::new(false),
             leased: AtomicI64::new(0),
             synced_ms: AtomicI64::new(0),
             last_used_ms: AtomicI64::new(0),

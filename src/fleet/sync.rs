@@ -9,6 +9,7 @@
 //! a sorted set of the replicas seen in the last few seconds, whose count
 //! divides what is free. Nothing here runs on the request path.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,19 @@ const REFRESH_MS: i64 = 1_000;
 const STOCKED_REFRESH_MS: i64 = 5_000;
 /// Limits per Lua call, so one call never holds Redis for long.
 const BATCH: usize = 256;
+/// Refreshes and give-backs per round at most (`pick`): ten thousand limits
+/// that came into use together come due together, and at one request
+/// every few seconds per key, each key's lease goes back idle between its
+/// requests. Sent all in one round, they held Redis and this core for tens
+/// of milliseconds, which requests on the same core felt as their p99. The
+/// rest are owed to the next rounds, one every sync interval, oldest first,
+/// so they go out in slices of well under a millisecond; a limit that runs
+/// low or short, or wants its first lease, never waits.
+const DEFERRABLE_PER_ROUND: usize = 64;
+/// Woken rounds are at least this far apart: the limits that want their
+/// first lease meanwhile (on credit until it comes) go together in one call
+/// instead of one call each.
+const WAKE_GAP: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -76,6 +90,27 @@ struct Rounds {
     scanned_ms: i64,
     /// The limits leased in the last round.
     hot: Vec<Arc<FleetScope>>,
+    /// Limits due for a refresh or a give-back that earlier rounds had no
+    /// room for, oldest first.
+    owed: VecDeque<Arc<FleetScope>>,
+}
+
+/// The refreshes and give-backs a round still has room for, and the limits
+/// it had to leave for later (`pick`).
+pub(super) struct Refreshes {
+    left: usize,
+    owed: Vec<Arc<FleetScope>>,
+}
+
+impl Refreshes {
+    pub(super) fn new(left: usize) -> Self {
+        Refreshes { left, owed: Vec::new() }
+    }
+
+    #[cfg(test)]
+    pub(super) fn owed(&self) -> &[Arc<FleetScope>] {
+        &self.owed
+    }
 }
 
 /// One limit in a round: what was sent, to apply the answer against.
@@ -125,9 +160,9 @@ impl FleetLimiter {
                 if done.is_multiple_of(200) {
                     self.prune();
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = self.shared.wake.notified() => {}
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep(interval) => false,
+                    _ = self.shared.wake.notified() => true,
                     _ = shutdown.wait() => {
                         if let Err(e) = self.round(&mut conn.0, &conn.1, &mut rounds, true, limit).await {
                             tracing::warn!(error = %e, "cannot hand the rate-limit leases back to redis");
@@ -135,6 +170,13 @@ impl FleetLimiter {
                         // Requests still draining count on this replica alone.
                         self.shared.up.store(false, Ordering::Relaxed);
                         return;
+                    }
+                };
+                if woken {
+                    // The limits that want a lease meanwhile come along.
+                    tokio::select! {
+                        _ = tokio::time::sleep(WAKE_GAP) => {}
+                        _ = shutdown.wait() => {}
                     }
                 }
             }
@@ -189,10 +231,11 @@ impl FleetLimiter {
         for s in &urgent {
             s.queued.store(false, Ordering::Release);
         }
+        let mut refreshes = Refreshes::new(DEFERRABLE_PER_ROUND);
         let entries: Vec<Entry> = if closing || now - rounds.scanned_ms >= REFRESH_MS {
             rounds.scanned_ms = now;
             match self.scopes.read() {
-                Ok(m) => m.values().filter_map(|s| pick(s, now, replicas, closing)).collect(),
+                Ok(m) => m.values().filter_map(|s| pick(s, now, replicas, closing, &mut refreshes)).collect(),
                 Err(_) => Vec::new(),
             }
         } else {
@@ -200,8 +243,21 @@ impl FleetLimiter {
             some.append(&mut rounds.hot);
             some.sort_by_key(|s| Arc::as_ptr(s) as usize);
             some.dedup_by_key(|s| Arc::as_ptr(s) as usize);
-            some.iter().filter_map(|s| pick(s, now, replicas, closing)).collect()
+            let mut entries: Vec<Entry> =
+                some.iter().filter_map(|s| pick(s, now, replicas, closing, &mut refreshes)).collect();
+            // Then the refreshes earlier rounds owe, as far as there is room;
+            // a limit already in this round is not sent twice.
+            let taken: HashSet<*const FleetScope> = entries.iter().map(|e| Arc::as_ptr(&e.scope)).collect();
+            while refreshes.left > 0 {
+                let Some(s) = rounds.owed.pop_front() else { break };
+                s.owed.store(false, Ordering::Release);
+                if !taken.contains(&Arc::as_ptr(&s)) {
+                    entries.extend(pick(&s, now, replicas, closing, &mut refreshes));
+                }
+            }
+            entries
         };
+        rounds.owed.extend(refreshes.owed);
         // Leased this round: looked at again next round (dropped there
         // unless still short, or half spent again).
         rounds.hot = entries.iter().filter(|e| e.lease).map(|e| Arc::clone(&e.scope)).collect();
@@ -251,8 +307,16 @@ impl FleetLimiter {
 /// of what the other replicas would need (so one replica never sits on
 /// tokens the others are refused for want of), and every `REFRESH_MS`;
 /// otherwise it keeps its lease and costs the round nothing. With many
-/// limits in use and few of them short, a round carries a few.
-pub(super) fn pick(scope: &Arc<FleetScope>, now: i64, replicas: i64, closing: bool) -> Option<Entry> {
+/// limits in use and few of them short, a round carries a few. A refresh
+/// or a give-back goes while `refreshes` has room (always when closing);
+/// past that the limit is owed to a later round.
+pub(super) fn pick(
+    scope: &Arc<FleetScope>,
+    now: i64,
+    replicas: i64,
+    closing: bool,
+    refreshes: &mut Refreshes,
+) -> Option<Entry> {
     let touched = scope.touched.load(Ordering::Relaxed);
     let state = scope.state.load(Ordering::Acquire);
     let held = scope.allowance.load(Ordering::Acquire);
@@ -267,8 +331,19 @@ pub(super) fn pick(scope: &Arc<FleetScope>, now: i64, replicas: i64, closing: bo
     let stocked =
         scope.fleet_free.load(Ordering::Relaxed) + held.max(0) * replicas.max(1) >= i64::from(scope.quota.requests) / 2;
     let due = since >= if stocked { STOCKED_REFRESH_MS } else { REFRESH_MS };
-    let lease = !closing && (state == WARMING || (touched && (low || short || due)));
+    // A lease wanted for more than its refresh.
+    let needed = state == WARMING || touched && (low || short);
+    let lease = !closing && (needed || touched && due);
     let give_back = held != 0 && (closing || (state == ACTIVE && idle) || state == DORMANT);
+    if !closing && !needed && (lease || give_back) {
+        if refreshes.left == 0 {
+            if !scope.owed.swap(true, Ordering::AcqRel) {
+                refreshes.owed.push(Arc::clone(scope));
+            }
+            return None;
+        }
+        refreshes.left -= 1;
+    }
     if !lease && held == 0 && state == ACTIVE && idle {
         // Nothing to hand back: the next request may go on credit again.
         let _ = scope.state.compare_exchange(ACTIVE, DORMANT, Ordering::AcqRel, Ordering::Relaxed);

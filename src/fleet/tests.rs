@@ -149,7 +149,9 @@ fn a_lease_in_use_is_synced_when_half_spent_short_or_a_second_old() {
         s.last_used_ms.store(10_000, Ordering::Relaxed);
         s.touched.store(true, Ordering::Relaxed);
     };
-    let picked = |replicas: i64| sync::pick(&s, 10_000, replicas, false).map(|e| (e.lease, e.held));
+    let picked = |replicas: i64| {
+        sync::pick(&s, 10_000, replicas, false, &mut sync::Refreshes::new(1)).map(|e| (e.lease, e.held))
+    };
     lease(60, 900, 9_500);
     assert_eq!(picked(1), None, "most of the lease left, plenty free, synced 0.5 s ago: not in the round");
     assert!(s.touched.load(Ordering::Relaxed), "still owed a sync");
@@ -160,6 +162,13 @@ fn a_lease_in_use_is_synced_when_half_spent_short_or_a_second_old() {
     assert_eq!(picked(1), None, "a second old, but the bucket more than half full: synced every 5 s");
     lease(60, 900, 5_000);
     assert_eq!(picked(1), Some((true, 60)), "five seconds old");
+    lease(60, 900, 5_000);
+    let mut none_left = sync::Refreshes::new(0);
+    assert!(sync::pick(&s, 10_000, 1, false, &mut none_left).is_none(), "the round's refreshes taken: a later one");
+    assert!(s.touched.load(Ordering::Relaxed), "still owed its refresh");
+    assert_eq!(none_left.owed().len(), 1, "owed to the next round");
+    lease(50, 900, 5_000);
+    assert!(sync::pick(&s, 10_000, 1, false, &mut none_left).is_some(), "half spent: never waits");
     lease(60, 300, 9_000);
     assert_eq!(picked(1), Some((true, 60)), "a second old, the bucket less than half full");
     lease(60, 100, 9_500);
@@ -232,7 +241,7 @@ fn a_request_while_the_lease_goes_back_leaves_the_limit_on_credit_not_refused() 
     s.leased.store(100, Ordering::Relaxed);
     s.allowance.store(10, Ordering::Relaxed);
     s.last_used_ms.store(1_000, Ordering::Relaxed);
-    let back = sync::pick(&s, 5_000, 1, false).expect("idle for 4 s: handed back");
+    let back = sync::pick(&s, 5_000, 1, false, &mut sync::Refreshes::new(1)).expect("idle for 4 s: handed back");
     assert_eq!((back.lease, back.held), (false, 10));
     // A request spends one of the ten while the round is on its way.
     assert!(s.admit(5_001, allow).0);
