@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::decision::Quota;
 use super::format::KeyHash;
+use super::policy::KeyPolicy;
 use super::policy::Permission;
 use super::restrictions::Restrictions;
-use super::snapshot::{InlineId, KeyPolicy, PolicyRow};
+use super::snapshot::{InlineId, PolicyRow};
 
 /// An ordinary key's policy, changed one field at a time.
 #[derive(Debug, Clone)]

@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::keys::format::generate;
+use crate::keys::policy::KeyPolicy;
 use crate::keys::restrictions::{Restrictions, RouteRule};
-use crate::keys::snapshot::{KeyPolicy, PolicyRow};
+use crate::keys::snapshot::PolicyRow;
 use crate::keys::{Changes, Permission};
 use http::Method;
 
