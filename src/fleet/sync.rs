@@ -247,12 +247,14 @@ impl FleetLimiter {
                 some.iter().filter_map(|s| pick(s, now, replicas, closing, &mut refreshes)).collect();
             // Then the refreshes earlier rounds owe, as far as there is room;
             // a limit already in this round is not sent twice.
-            let taken: HashSet<*const FleetScope> = entries.iter().map(|e| Arc::as_ptr(&e.scope)).collect();
-            while refreshes.left > 0 {
-                let Some(s) = rounds.owed.pop_front() else { break };
-                s.owed.store(false, Ordering::Release);
-                if !taken.contains(&Arc::as_ptr(&s)) {
-                    entries.extend(pick(&s, now, replicas, closing, &mut refreshes));
+            if !rounds.owed.is_empty() {
+                let taken: HashSet<*const FleetScope> = entries.iter().map(|e| Arc::as_ptr(&e.scope)).collect();
+                while refreshes.left > 0 {
+                    let Some(s) = rounds.owed.pop_front() else { break };
+                    s.owed.store(false, Ordering::Release);
+                    if !taken.contains(&Arc::as_ptr(&s)) {
+                        entries.extend(pick(&s, now, replicas, closing, &mut refreshes));
+                    }
                 }
             }
             entries
