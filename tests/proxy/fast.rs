@@ -321,3 +321,35 @@ async fn unusual_requests_and_the_switch_go_to_hyper() {
     let text = responses(&mut stream, 1).await;
     assert!(text.ends_with("/slow") && text.to_ascii_lowercase().contains("\r\ndate:"), "hyper's: {text}");
 }
+
+#[tokio::test]
+async fn each_request_on_a_connection_gets_its_own_timeouts() {
+    // The connection's timer is armed by its first request and re-armed
+    // lazily: a later request must still get its whole response timeout,
+    // and a slow one must still be cut at its own.
+    let upstream = serve(|mut stream, _hits| async move {
+        while let Some(head) = read_head(&mut stream).await {
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let ms = head.lines().find_map(|l| l.strip_prefix("x-wait: ")).and_then(|v| v.parse().ok());
+            tokio::time::sleep(Duration::from_millis(ms.unwrap_or(0))).await;
+            if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&upstream.url(""));
+    cfg.upstream.response_timeout_ms = 800;
+    let gw = ProxyGateway::start(cfg).await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    stream.write_all(request(&gw, "GET /first HTTP/1.1", "").as_bytes()).await.expect("write");
+    assert!(responses(&mut stream, 1).await.starts_with("HTTP/1.1 200"));
+    // Past the first request's deadline by the time this one's answer comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stream.write_all(request(&gw, "GET /second HTTP/1.1", "x-wait: 500\r\n").as_bytes()).await.expect("write");
+    let text = responses(&mut stream, 1).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "the second request's own 800 ms held: {text}");
+    stream.write_all(request(&gw, "GET /third HTTP/1.1", "x-wait: 1500\r\n").as_bytes()).await.expect("write");
+    let text = responses(&mut stream, 1).await;
+    assert!(text.starts_with("HTTP/1.1 504"), "cut at its own timeout: {text}");
+}

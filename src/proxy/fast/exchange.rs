@@ -301,9 +301,9 @@ async fn exchange(
     live: &Live,
     deadline: tokio::time::Instant,
 ) -> Attempt {
-    let Scratch { upstream: ubuf, out, head, own } = scratch;
+    let Scratch { upstream: ubuf, out, head, own, deadline: timer } = scratch;
     let (mut up_read, mut up_write) = stream.split();
-    let Client { stream: client_stream, buf, start } = client;
+    let Client { stream: client_stream, buf, start, .. } = client;
     let (mut client_read, mut client_write) = client_stream.split();
     // The head, with whatever of a `Content-Length` body is already here.
     let (first, mut remaining) = match shape.framing {
@@ -341,7 +341,8 @@ async fn exchange(
             live.body_read_timeout,
         );
         let receive = async {
-            let response = upstream::read_head(&mut up_read, ubuf, shape.head_request, limits, out, deadline).await?;
+            let response =
+                upstream::read_head(&mut up_read, ubuf, shape.head_request, limits, out, timer, deadline).await?;
             status.store(response.status.as_u16(), Ordering::Relaxed);
             upstream::relay(&mut up_read, &mut client_write, ubuf, out, &response, own, shape.close, &written).await
         };

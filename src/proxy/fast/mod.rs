@@ -20,6 +20,7 @@
 //! (the h2c preface) and TLS never reach it.
 
 pub mod body;
+pub mod deadline;
 mod exchange;
 pub mod parse;
 mod rewrite;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use self::deadline::Deadline;
 use self::parse::{Framing, Head, Parsed};
 use super::decision::request_host;
 use super::{client_ip, problem, ClientConn, Proxy};
@@ -49,6 +51,8 @@ pub(super) struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
     start: usize,
+    /// Bounds the wait for each request head.
+    deadline: Deadline,
 }
 
 /// Buffers a connection reuses from request to request.
@@ -61,6 +65,8 @@ pub(super) struct Scratch {
     head: Vec<u8>,
     /// The fields the proxy adds to the client's response head.
     own: Vec<u8>,
+    /// Bounds the wait for each response head.
+    deadline: Deadline,
 }
 
 /// Reads more into `buf`, growing it if it is nearly full; 0 at the end.
@@ -121,7 +127,7 @@ impl Client {
             tokio::select! {
                 biased;
                 () = drain.started(), if idle => return Next::Closed,
-                read = tokio::time::timeout_at(deadline, read_more(&mut self.stream, &mut self.buf)) => match read {
+                read = self.deadline.bound(deadline, read_more(&mut self.stream, &mut self.buf)) => match read {
                     Ok(Ok(n)) if n > 0 => {}
                     Ok(Ok(_)) | Ok(Err(_)) => return Next::Closed,
                     Err(_) => {
@@ -172,8 +178,14 @@ impl Proxy {
         let conn = ClientConn::new(peer, false, trusted);
         let mut buf = read;
         buf.reserve(BUFFER);
-        let mut client = Client { stream, buf, start: 0 };
-        let mut scratch = Scratch { upstream: Vec::new(), out: Vec::new(), head: Vec::new(), own: Vec::new() };
+        let mut client = Client { stream, buf, start: 0, deadline: Deadline::default() };
+        let mut scratch = Scratch {
+            upstream: Vec::new(),
+            out: Vec::new(),
+            head: Vec::new(),
+            own: Vec::new(),
+            deadline: Deadline::default(),
+        };
         let mut watcher = drain.watcher();
         let limit = listener::hyper_head_limit(self.max_header_bytes);
         let timeout = self.listener.header_read_timeout;
@@ -204,7 +216,7 @@ impl Proxy {
                 || problem::is_grpc(&parts.headers)
                 || live.routes.needs_other_than_http1(parts.uri.path(), || request_host(&parts))
             {
-                let Client { stream, mut buf, start } = client;
+                let Client { stream, mut buf, start, .. } = client;
                 buf.drain(..start);
                 return Some(Handover { stream, read: buf });
             }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::body::{chunk_header, Chunked};
+use super::deadline::Deadline;
 use super::parse::{has_token, MAX_HEADERS};
 use super::write::{end_head, write_all, write_all_vectored, Delimit};
 use crate::contract::X_REQUEST_ID;
@@ -241,7 +242,7 @@ async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Re
 }
 
 /// Reads the response head (skipping 1xx answers other than 101, which the
-/// fast path never asks for) by `deadline`. The head's bytes stay at the
+/// fast path never asks for) by `deadline` (kept by `timer`). The head's bytes stay at the
 /// start of `buf`, the body's first bytes after them; the start of the
 /// client's head is in `out` (`parse_response`).
 pub async fn read_head<R: AsyncRead + Unpin>(
@@ -250,6 +251,7 @@ pub async fn read_head<R: AsyncRead + Unpin>(
     head_request: bool,
     limits: bool,
     out: &mut Vec<u8>,
+    timer: &mut Deadline,
     deadline: tokio::time::Instant,
 ) -> Result<ResponseHead, Failure> {
     loop {
@@ -271,7 +273,7 @@ pub async fn read_head<R: AsyncRead + Unpin>(
             }
         }
         let was_empty = buf.is_empty();
-        match tokio::time::timeout_at(deadline, fill(reader, buf)).await {
+        match timer.bound(deadline, fill(reader, buf)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Ok(0)) if was_empty => {
                 return Err(Failure::Closed(io::ErrorKind::UnexpectedEof.into()));
