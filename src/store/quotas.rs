@@ -18,7 +18,7 @@ use serde_json::json;
 use super::audit::{record_audit, AuditContext};
 use super::webhooks::emit_quota_threshold;
 use super::QuotaThreshold;
-use super::{bump_revision, on_pool, KeyRecord, QuotaOp, QuotaUsage, Result, Store, StoreError};
+use super::{bump_revision, on_pool, Backend, KeyRecord, QuotaOp, QuotaUsage, Result, Store, StoreError};
 use crate::clock::now_ms;
 use crate::keys::{QuotaSpec, MAX_QUOTA};
 
@@ -111,11 +111,15 @@ impl Store {
     /// transaction of a few multi-row statements (whatever the number of
     /// owners); answers in the order asked. A sync for an earlier period
     /// (spending carried over a period's end) is flushed and reserves
-    /// nothing.
+    /// nothing. On SQLite (one node, the ledger's only spender) there is no
+    /// other replica to hold units or to read this one's leases: the
+    /// spending alone is written, one statement instead of four (the flush
+    /// shares the proxy's core).
     pub async fn sync_quotas(&self, replica_id: &str, syncs: &[QuotaSync]) -> Result<Vec<QuotaLedger>> {
         if syncs.is_empty() {
             return Ok(Vec::new());
         }
+        let leases = self.backend() == Backend::Postgres;
         let now = now_ms();
         let stale = now - LEASE_TTL_MS;
         // One row per owner and period, in one order: two replicas' batches
@@ -149,16 +153,18 @@ impl Store {
             ledger.extend(answered.into_iter().map(|(o, p, used, adjust)| ((o, p), (to_u64(used), adjust))));
 
             // What the other live replicas hold of each owner's current period.
-            let mut qb = sqlx::QueryBuilder::new(
-                "SELECT l.owner_id, CAST(SUM(l.held) AS BIGINT) FROM quota_leases l JOIN (",
-            );
-            qb.push_values(current.values(), |mut row, s| {
-                row.push_bind(s.owner_id.as_str()).push_bind(s.period_start);
-            });
-            qb.push(") AS v ON l.owner_id = v.column1 AND l.period_start = v.column2 WHERE l.replica_id <> ");
-            qb.push_bind(replica_id).push(" AND l.seen_at >= ").push_bind(stale).push(" GROUP BY l.owner_id");
-            let held: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            others.extend(held.into_iter().map(|(o, n)| (o, to_u64(n))));
+            if leases {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT l.owner_id, CAST(SUM(l.held) AS BIGINT) FROM quota_leases l JOIN (",
+                );
+                qb.push_values(current.values(), |mut row, s| {
+                    row.push_bind(s.owner_id.as_str()).push_bind(s.period_start);
+                });
+                qb.push(") AS v ON l.owner_id = v.column1 AND l.period_start = v.column2 WHERE l.replica_id <> ");
+                qb.push_bind(replica_id).push(" AND l.seen_at >= ").push_bind(stale).push(" GROUP BY l.owner_id");
+                let held: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                others.extend(held.into_iter().map(|(o, n)| (o, to_u64(n))));
+            }
 
             // `quota.threshold` (80 and 100 % of the limit with its
             // adjustments), in this transaction: the event is written with
@@ -197,32 +203,36 @@ impl Store {
 
             // This replica's leases: the old ones of these owners go (an
             // earlier period's with them), the new ones are written.
-            let mut qb = sqlx::QueryBuilder::new("DELETE FROM quota_leases WHERE replica_id = ");
-            qb.push_bind(replica_id).push(" AND owner_id IN (");
-            let mut ids = qb.separated(", ");
-            for owner in current.keys() {
-                ids.push_bind(*owner);
-            }
-            qb.push(")");
-            qb.build().execute(&mut *tx).await?;
-            let leases: Vec<(&QuotaSync, u64)> =
-                current.values().filter_map(|s| Some((*s, *granted.get(s.owner_id.as_str()).filter(|g| **g > 0)?))).collect();
-            if !leases.is_empty() {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO quota_leases (owner_id, period_start, replica_id, held, seen_at) ",
-                );
-                qb.push_values(&leases, |mut row, (s, held)| {
-                    row.push_bind(s.owner_id.as_str())
-                        .push_bind(s.period_start)
-                        .push_bind(replica_id)
-                        .push_bind(to_i64(*held))
-                        .push_bind(now);
-                });
-                qb.push(
-                    " ON CONFLICT (owner_id, period_start, replica_id) \
-                     DO UPDATE SET held = excluded.held, seen_at = excluded.seen_at",
-                );
+            if leases {
+                let mut qb = sqlx::QueryBuilder::new("DELETE FROM quota_leases WHERE replica_id = ");
+                qb.push_bind(replica_id).push(" AND owner_id IN (");
+                let mut ids = qb.separated(", ");
+                for owner in current.keys() {
+                    ids.push_bind(*owner);
+                }
+                qb.push(")");
                 qb.build().execute(&mut *tx).await?;
+                let held: Vec<(&QuotaSync, u64)> = current
+                    .values()
+                    .filter_map(|s| Some((*s, *granted.get(s.owner_id.as_str()).filter(|g| **g > 0)?)))
+                    .collect();
+                if !held.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO quota_leases (owner_id, period_start, replica_id, held, seen_at) ",
+                    );
+                    qb.push_values(&held, |mut row, (s, held)| {
+                        row.push_bind(s.owner_id.as_str())
+                            .push_bind(s.period_start)
+                            .push_bind(replica_id)
+                            .push_bind(to_i64(*held))
+                            .push_bind(now);
+                    });
+                    qb.push(
+                        " ON CONFLICT (owner_id, period_start, replica_id) \
+                         DO UPDATE SET held = excluded.held, seen_at = excluded.seen_at",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
         });
