@@ -242,9 +242,10 @@ async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Re
 }
 
 /// Reads the response head (skipping 1xx answers other than 101, which the
-/// fast path never asks for) by `deadline` (kept by `timer`). The head's bytes stay at the
-/// start of `buf`, the body's first bytes after them; the start of the
-/// client's head is in `out` (`parse_response`).
+/// fast path never asks for) by `deadline`, kept by the connection's
+/// `timer`. The head's bytes stay at the start of `buf`, the body's first
+/// bytes after them; the start of the client's head is in `out`
+/// (`parse_response`).
 pub async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
