@@ -349,6 +349,7 @@ async fn each_request_on_a_connection_gets_its_own_timeouts() {
     stream.write_all(request(&gw, "GET /second HTTP/1.1", "x-wait: 500\r\n").as_bytes()).await.expect("write");
     let text = responses(&mut stream, 1).await;
     assert!(text.starts_with("HTTP/1.1 200"), "the second request's own 800 ms held: {text}");
+    assert!(!text.to_ascii_lowercase().contains("\r\ndate:"), "answered by the fast path: {text}");
     stream.write_all(request(&gw, "GET /third HTTP/1.1", "x-wait: 1500\r\n").as_bytes()).await.expect("write");
     let text = responses(&mut stream, 1).await;
     assert!(text.starts_with("HTTP/1.1 504"), "cut at its own timeout: {text}");
