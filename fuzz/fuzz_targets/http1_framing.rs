@@ -4,12 +4,14 @@
 //! neither may panic, neither verdict may depend on how the stream is cut
 //! into reads — one read, one byte per read, or two reads split where the
 //! input's first byte says — since a client chooses where its TCP segments
-//! end, and nothing the tracker refuses may pass the parser.
+//! end, and nothing the tracker refuses may pass the parser. The fields
+//! of a head the parser takes are what `http`'s types accept, names in
+//! lower case, since the decision reads them as bytes.
 
 #![no_main]
 
 use keygate::listener::framing::{Fault, Tracker};
-use keygate::proxy::fast::parse::Walker;
+use keygate::proxy::fast::parse::{parse_request, Parsed, Walker};
 use libfuzzer_sys::fuzz_target;
 
 fn whole(input: &[u8]) -> Result<(), Fault> {
@@ -57,5 +59,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(parsed.is_ok(), two.is_ok(), "parser: one read vs split at {at}");
     if once.is_err() && parsed == Ok(true) {
         assert!(pending, "the tracker refuses what the parser takes whole");
+    }
+    if let Parsed::Complete(head) = parse_request(input) {
+        for (name, value) in head.fields.iter() {
+            assert!(http::HeaderName::from_bytes(name).is_ok_and(|n| n.as_str().as_bytes() == name), "{name:?}");
+            assert!(http::HeaderValue::from_bytes(value).is_ok(), "{value:?}");
+        }
     }
 });

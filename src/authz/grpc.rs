@@ -31,6 +31,7 @@ use super::proto::{self, Verdict};
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId};
 use crate::listener::{self, ListenerOptions};
+use crate::proxy::fields::View;
 use crate::proxy::live::Live;
 use crate::proxy::{headers, problem, Proxy, ProxyBody};
 use crate::shutdown::Shutdown;
@@ -140,7 +141,7 @@ impl GrpcAuthz {
             return (0, Decided::Refused(problem::answer(ProxyCode::BadRequest, None, &request_id, false)));
         };
         let (parts, ()) = request.into_parts();
-        match self.proxy.admit(live, &parts, client, &request_id, false, None) {
+        match self.proxy.admit(live, View::of(&parts), client, &request_id, false, None) {
             Ok((admitted, target)) => {
                 let mut headers = HeaderMap::new();
                 headers::identity_headers(&mut headers, &admitted.identity);

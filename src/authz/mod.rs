@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::contract::{ProxyCode, RequestId, X_REQUEST_ID};
 use crate::listener::{self, ListenerOptions};
+use crate::proxy::fields::View;
 use crate::proxy::{headers, problem, Admitted, Proxy, ProxyBody};
 use crate::shutdown::Shutdown;
 
@@ -88,7 +89,7 @@ impl ForwardAuth {
                 tracing::debug!(request_id = %request_id, peer = %peer.ip(), "forward auth without a usable original request");
                 (0, problem::answer(ProxyCode::BadRequest, Some(unusable.detail()), &request_id, false))
             }
-            Ok(()) => match self.proxy.admit(&live, &parts, peer, &request_id, false, None) {
+            Ok(()) => match self.proxy.admit(&live, View::of(&parts), peer, &request_id, false, None) {
                 Ok((admitted, target)) => (target.index, allowed(&admitted, &request_id)),
                 Err(refused) => *refused,
             },

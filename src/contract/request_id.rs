@@ -14,13 +14,30 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
 
 #[derive(Debug, Clone)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(Repr);
+
+/// A generated id stays inline until a header needs it: the fast path
+/// writes it as bytes and never does.
+#[derive(Debug, Clone)]
+enum Repr {
+    Generated([u8; 32]),
+    Client(HeaderValue),
+}
 
 impl RequestId {
     /// The client's `X-Request-Id` if it is sane, else a new one.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         match headers.get(X_REQUEST_ID) {
-            Some(value) if is_sane(value.as_bytes()) => RequestId(value.clone()),
+            Some(value) if is_sane(value.as_bytes()) => RequestId(Repr::Client(value.clone())),
+            _ => Self::generate(),
+        }
+    }
+
+    /// The client's `X-Request-Id` value, if it sent one and it is sane,
+    /// else a new one.
+    pub fn from_client(value: Option<&[u8]>) -> Self {
+        match value.filter(|v| is_sane(v)).map(HeaderValue::from_bytes) {
+            Some(Ok(value)) => RequestId(Repr::Client(value)),
             _ => Self::generate(),
         }
     }
@@ -33,22 +50,31 @@ impl RequestId {
         for (i, digit) in id.iter_mut().enumerate() {
             *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
         }
-        // Hex digits are always a valid header value.
-        RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0")))
+        RequestId(Repr::Generated(id))
     }
 
     pub fn as_str(&self) -> &str {
         // Only sane ASCII tokens are ever stored (see `from_headers`).
-        self.0.to_str().unwrap_or("")
+        match &self.0 {
+            Repr::Generated(id) => std::str::from_utf8(id).unwrap_or(""),
+            Repr::Client(value) => value.to_str().unwrap_or(""),
+        }
     }
 
     pub fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+        match &self.0 {
+            // Hex digits are always a valid header value.
+            Repr::Generated(id) => HeaderValue::from_bytes(id).unwrap_or(HeaderValue::from_static("0")),
+            Repr::Client(value) => value.clone(),
+        }
     }
 
     /// The value, without the copy `header_value` may make.
     pub fn into_header_value(self) -> HeaderValue {
-        self.0
+        match self.0 {
+            Repr::Client(value) => value,
+            generated => RequestId(generated).header_value(),
+        }
     }
 }
 
@@ -85,6 +111,18 @@ mod tests {
         assert!(is_generated(&a), "{a}");
         assert_ne!(a.as_str(), b.as_str());
         assert!(is_generated(&RequestId::from_headers(&HeaderMap::new())));
+        assert_eq!(a.header_value(), a.as_str());
+        assert_eq!(a.clone().into_header_value(), a.as_str());
+    }
+
+    #[test]
+    fn a_client_value_is_judged_as_a_header_is() {
+        assert_eq!(RequestId::from_client(Some(b"client-id_1.2")).as_str(), "client-id_1.2");
+        assert_eq!(RequestId::from_client(Some(b"client-id")).header_value(), "client-id");
+        for bad in [&b"not sane!"[..], b"", b"caf\xc3\xa9", &[b'a'; 129]] {
+            assert!(is_generated(&RequestId::from_client(Some(bad))), "{bad:?}");
+        }
+        assert!(is_generated(&RequestId::from_client(None)));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use http::Uri;
 
+use super::fields::Fields;
 use crate::contract::bearer;
 use crate::keys::Refusal;
 
@@ -100,18 +101,18 @@ impl CredentialSources {
     }
 
     /// The one key the request carries.
-    pub fn extract<'a>(&self, headers: &'a HeaderMap, uri: &'a Uri) -> Result<Credential<'a>, CredentialError> {
+    pub fn extract<'a, F: Fields>(&self, headers: &'a F, uri: &'a Uri) -> Result<Credential<'a>, CredentialError> {
         let mut key: Option<&'a [u8]> = None;
         let mut found_in = FoundIn::default();
         for (i, source) in self.headers.iter().enumerate() {
-            for value in headers.get_all(&source.name) {
+            for value in headers.values(&source.name) {
                 let candidate = if source.bearer {
-                    match bearer::token(value.as_bytes()) {
+                    match bearer::token(value) {
                         Some(token) => token,
                         None => continue,
                     }
                 } else {
-                    value.as_bytes().trim_ascii()
+                    value.trim_ascii()
                 };
                 merge(&mut key, candidate)?;
                 found_in.headers |= 1 << i;
@@ -140,8 +141,11 @@ impl CredentialSources {
     }
 
     /// Whether `strip` removes the header `name`.
-    pub fn strips(&self, name: &HeaderName, found_in: FoundIn) -> bool {
-        self.headers.iter().enumerate().any(|(i, source)| found_in.headers & (1 << i) != 0 && source.name == *name)
+    pub fn strips(&self, name: &[u8], found_in: FoundIn) -> bool {
+        self.headers
+            .iter()
+            .enumerate()
+            .any(|(i, source)| found_in.headers & (1 << i) != 0 && source.name.as_str().as_bytes() == name)
     }
 
     /// The query parameter to drop from the upstream URI, if the key came

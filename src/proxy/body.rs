@@ -25,9 +25,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, CONTENT_LENGTH};
+use http::header::CONTENT_LENGTH;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
+
+use super::fields::{text, Fields};
 
 /// Why a request body stopped before its end.
 #[derive(Debug)]
@@ -101,10 +103,10 @@ impl Body for ProxyBody {
 }
 
 /// Refuses a declared body length over `limit`; returns the limit if so.
-pub fn check_content_length(headers: &HeaderMap, limit: Option<u64>) -> Result<(), u64> {
+pub fn check_content_length<F: Fields>(headers: &F, limit: Option<u64>) -> Result<(), u64> {
     let Some(limit) = limit else { return Ok(()) };
-    // hyper has already refused malformed or conflicting lengths.
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    // The parser has already refused malformed or conflicting lengths.
+    let declared = headers.first(&CONTENT_LENGTH).and_then(text).and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => Err(limit),
         _ => Ok(()),
@@ -208,6 +210,7 @@ pub fn body_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a BodyErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     #[test]

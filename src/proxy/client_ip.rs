@@ -10,7 +10,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use http::HeaderMap;
+use super::fields::{text, Fields};
+use super::headers::X_FORWARDED_FOR;
 
 use crate::keys::cidr::IpNet;
 
@@ -21,15 +22,15 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// The client's address; `None` (unknown) when a trusted proxy passed on an
 /// entry that is not an address.
-pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+pub fn resolve<F: Fields>(peer: IpAddr, headers: &F, trusted: &[IpNet]) -> Option<IpAddr> {
     if trusted.is_empty() || !is_trusted(peer, trusted) {
         return Some(peer);
     }
     let mut client = peer;
     // Later headers and later entries were appended by proxies nearer to
     // us. When every hop is a trusted proxy, the left-most is the client.
-    for value in headers.get_all("x-forwarded-for").iter().rev() {
-        for entry in value.to_str().ok()?.rsplit(',') {
+    for value in headers.values(&X_FORWARDED_FOR).rev() {
+        for entry in text(value)?.rsplit(',') {
             client = parse_entry(entry)?;
             if !is_trusted(client, trusted) {
                 return Some(client);
@@ -63,6 +64,8 @@ fn is_port(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
 
     fn headers(xff: &[&str]) -> HeaderMap {

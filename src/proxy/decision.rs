@@ -3,8 +3,8 @@
 //! spends, and the key's decision on all of them.
 
 use http::header::HOST;
-use http::request::Parts;
 
+use super::fields::{self, Fields, View};
 use super::live::Live;
 use super::{auth, overrides, Admitted, Proxy, Refused};
 use crate::clock::now_ms;
@@ -17,15 +17,15 @@ impl Proxy {
     /// `request_host`'s; `cost` is the request line's route's; a path an
     /// override header names (when they pass) raises it to that path's
     /// route's.
-    pub(super) fn authenticate(
+    pub(super) fn authenticate<F: Fields>(
         &self,
         live: &Live,
-        parts: &Parts,
+        head: View<'_, F>,
         client: Option<std::net::IpAddr>,
         host: Option<&str>,
         cost: u64,
     ) -> Result<Admitted, Refused> {
-        let credential = live.credentials.extract(&parts.headers, &parts.uri).map_err(|e| {
+        let credential = live.credentials.extract(head.fields, head.uri).map_err(|e| {
             let detail = match e {
                 auth::CredentialError::Missing => None,
                 auth::CredentialError::Conflicting => Some("The request carries two different API keys."),
@@ -34,7 +34,7 @@ impl Proxy {
             Refused { problem: ProxyCode::Refused(e.refusal()), detail, rate: None, quota: None }
         })?;
         let named = if live.client_headers.passes_overrides() {
-            overrides::named(&parts.headers).map_err(|overrides::Unreadable| Refused {
+            overrides::named(head.fields).map_err(|overrides::Unreadable| Refused {
                 problem: ProxyCode::BadRequest,
                 detail: Some("A method or URL override header names no method or path."),
                 rate: None,
@@ -48,7 +48,7 @@ impl Proxy {
         // the request line's and every named path's.
         let cost =
             named.iter().flat_map(|n| &n.paths).map(|path| live.routes.resolve(path, host).cost).fold(cost, u64::max);
-        let facts = Facts { method: &parts.method, path: parts.uri.path(), client_ip: client, host, cost };
+        let facts = Facts { method: head.method, path: head.uri.path(), client_ip: client, host, cost };
         let keyset = self.keyset.load();
         let now = now_ms();
         // The upstream may act on any mix of the request line and what the
@@ -56,8 +56,8 @@ impl Proxy {
         // one is the request's decision, counted once like any other.
         let mut decided = facts;
         if let Some(named) = &named {
-            let paths = || std::iter::once(parts.uri.path()).chain(named.paths.iter().map(String::as_str));
-            'search: for method in std::iter::once(&parts.method).chain(&named.methods) {
+            let paths = || std::iter::once(head.uri.path()).chain(named.paths.iter().map(String::as_str));
+            'search: for method in std::iter::once(head.method).chain(&named.methods) {
                 for path in paths() {
                     let alternative = Facts { method, path, ..facts };
                     if keyset.dry_run(credential.key, &alternative, now).is_err() {
@@ -97,7 +97,7 @@ impl Proxy {
 
 /// The request's host (`Host`, or the URI's authority in HTTP/2), without
 /// port or trailing dot: what host routes and key restrictions match.
-pub(super) fn request_host(parts: &Parts) -> Option<&str> {
-    let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host());
+pub(super) fn request_host<'a, F: Fields>(head: View<'a, F>) -> Option<&'a str> {
+    let host = head.fields.first(&HOST).and_then(fields::text).or_else(|| head.uri.host());
     host.map(route::request_host)
 }

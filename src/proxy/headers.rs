@@ -17,6 +17,7 @@ use http::header::{
 };
 
 use super::client_headers::ClientHeaders;
+use super::fields::{self, Fields};
 use crate::contract::{RequestId, X_REQUEST_ID};
 use crate::keys::Identity;
 
@@ -177,7 +178,7 @@ pub fn prepare_request(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
     for name in headers.keys() {
         let bit = hop_by_hop_bit(name);
         hop_by_hop |= bit;
-        if bit == 0 && client_headers.removes(name, forwarding.trusted) {
+        if bit == 0 && client_headers.removes(name.as_str().as_bytes(), forwarding.trusted) {
             removed.push(name.clone());
         }
     }
@@ -231,13 +232,13 @@ fn set_forwarded_for(headers: &mut HeaderMap, forwarding: &Forwarding) {
 /// The `X-Forwarded-For` value `set_forwarded_for` sets, appended to `out`
 /// when it is a chain (`true`); `false` when it is the peer alone, whose
 /// value is `Forwarding::forwarded_for`.
-pub(super) fn forwarded_chain(headers: &HeaderMap, forwarding: &Forwarding, out: &mut Vec<u8>) -> bool {
+pub(super) fn forwarded_chain<F: Fields>(headers: &F, forwarding: &Forwarding, out: &mut Vec<u8>) -> bool {
     if !forwarding.trusted {
         return false;
     }
     let start = out.len();
-    for value in headers.get_all(X_FORWARDED_FOR) {
-        if let Ok(text) = value.to_str() {
+    for value in headers.values(&X_FORWARDED_FOR) {
+        if let Some(text) = fields::text(value) {
             let text = text.trim();
             if !text.is_empty() {
                 out.extend_from_slice(text.as_bytes());

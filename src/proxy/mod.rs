@@ -25,6 +25,7 @@ pub mod client_ip;
 mod decision;
 mod failed;
 pub mod fast;
+pub mod fields;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -49,6 +50,7 @@ use tokio::net::TcpListener;
 use self::auth::FoundIn;
 use self::body::LimitedBody;
 use self::decision::request_host;
+use self::fields::{Fields, View};
 use self::headers::Forwarding;
 use self::live::Live;
 use crate::config::Config;
@@ -126,9 +128,9 @@ pub struct Admitted {
 }
 
 /// A request the proxy let through (`Proxy::decide_forward`): its upstream
-/// URI set, its headers as the client sent them.
+/// URI; its headers are still as the client sent them.
 struct Decided<'a> {
-    parts: Parts,
+    uri: http::Uri,
     target: routing::Target<'a>,
     request_id: RequestId,
     grpc: bool,
@@ -368,27 +370,27 @@ impl Proxy {
     /// URI (with the credential's query parameter dropped). The headers are
     /// not touched yet: hyper's path rewrites them (`prepare_forward`), the
     /// fast path writes the rewritten head as bytes (`fast::rewrite`).
-    fn decide_forward<'a>(
+    fn decide_forward<'a, F: Fields>(
         &self,
         live: &'a Live,
-        mut parts: Parts,
+        head: View<'_, F>,
         conn: &ClientConn,
         record: Option<&mut Record>,
     ) -> Result<Decided<'a>, Box<RefusedAnswer>> {
         let peer = conn.peer;
-        let request_id = RequestId::from_headers(&parts.headers);
-        let grpc = problem::is_grpc(&parts.headers);
-        let (admitted, target) = self.admit(live, &parts, peer, &request_id, grpc, record)?;
+        let request_id = head.fields.request_id();
+        let grpc = problem::is_grpc(head.fields);
+        let (admitted, target) = self.admit(live, head, peer, &request_id, grpc, record)?;
         let found_in = admitted.found_in;
         let strip_param = if live.strip_credentials { live.credentials.query_param_to_strip(found_in) } else { None };
-        parts.uri = match forward::upstream_uri(target.upstream, std::mem::take(&mut parts.uri), strip_param) {
+        let uri = match forward::upstream_uri(target.upstream, head.uri.clone(), strip_param) {
             Ok(uri) => uri,
             Err(_) => {
                 let answer = refuse(ProxyCode::BadRequest, None, &request_id, peer, grpc);
                 return Err(Box::new((target.index, answer)));
             }
         };
-        Ok(Decided { parts, target, request_id, grpc, admitted })
+        Ok(Decided { uri, target, request_id, grpc, admitted })
     }
 
     /// Everything before a request goes upstream on hyper's path: the
@@ -399,13 +401,14 @@ impl Proxy {
     fn prepare_forward<'a>(
         &self,
         live: &'a Live,
-        parts: Parts,
+        mut parts: Parts,
         conn: &ClientConn,
         mut record: Option<&mut Record>,
     ) -> Result<Prepared<'a>, Box<RefusedAnswer>> {
         let peer = conn.peer;
-        let Decided { mut parts, target, request_id, grpc, admitted } =
-            self.decide_forward(live, parts, conn, record.as_deref_mut())?;
+        let Decided { uri, target, request_id, grpc, admitted } =
+            self.decide_forward(live, View::of(&parts), conn, record.as_deref_mut())?;
+        parts.uri = uri;
         let Admitted { identity, found_in, rate, quota, identity_token } = admitted;
         let route = target.index;
         if live.strip_credentials {
@@ -450,10 +453,10 @@ impl Proxy {
     /// `record`, telemetry's, learns the identity as soon as the key
     /// decision allows it, so a request refused after that (431, 413) is
     /// still logged with its key.
-    pub fn admit<'a>(
+    pub fn admit<'a, F: Fields>(
         &self,
         live: &'a Live,
-        parts: &Parts,
+        head: View<'_, F>,
         peer: SocketAddr,
         request_id: &RequestId,
         grpc: bool,
@@ -462,7 +465,7 @@ impl Proxy {
         // An unknown client (an unreadable forwarded entry) passes no
         // address restriction; the guard then counts its failures against
         // the peer that forwarded it.
-        let client = client_ip::resolve(peer.ip(), &parts.headers, &live.trusted_proxies);
+        let client = client_ip::resolve(peer.ip(), head.fields, &live.trusted_proxies);
         let guarded = client.unwrap_or(peer.ip());
         if let Some(wait) = live.guard.blocked_for(guarded) {
             self.metrics.auth_failure(Refusal::RateLimited);
@@ -478,20 +481,20 @@ impl Proxy {
         }
         // The route is known before the key decision (its `cost` is what
         // the decision spends), but refusals about it come after.
-        let host = request_host(parts);
-        let target = live.routes.resolve(parts.uri.path(), host);
-        let admitted = match self.authenticate(live, parts, client, host, target.cost) {
+        let host = request_host(head);
+        let target = live.routes.resolve(head.uri.path(), host);
+        let admitted = match self.authenticate(live, head, client, host, target.cost) {
             Ok(admitted) => admitted,
             Err(refused) => return Err(Box::new((0, self.refused(live, refused, guarded, request_id, peer, grpc)))),
         };
         if let Some(record) = record {
             record.identity(&admitted.identity);
         }
-        if head_size(parts) > self.max_header_bytes {
+        if head.head_size() > self.max_header_bytes {
             let detail = format!("The request head may be at most {} bytes.", self.max_header_bytes);
             return Err(Box::new((0, refuse(ProxyCode::HeaderTooLarge, Some(&detail), request_id, peer, grpc))));
         }
-        if let Err(limit) = body::check_content_length(&parts.headers, target.body_limit) {
+        if let Err(limit) = body::check_content_length(head.fields, target.body_limit) {
             let detail = format!("The request body may be at most {limit} bytes on this route.");
             return Err(Box::new((
                 target.index,
@@ -577,13 +580,4 @@ fn refuse(
     // What `telemetry` reports as the request's decision.
     response.extensions_mut().insert(problem);
     response
-}
-
-/// The request head's size as the limit counts it: method, target and
-/// header names and values, without framing.
-fn head_size(parts: &Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
-        + parts.uri.authority().map_or(0, |a| a.as_str().len());
-    let headers: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    parts.method.as_str().len() + target + headers
 }

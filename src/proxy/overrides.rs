@@ -7,8 +7,10 @@
 //!
 //! Owns the names and their parsing, nothing of the decision itself.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderName;
 use http::{Method, Uri};
+
+use super::fields::{text, Fields};
 
 pub const METHOD_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method-override"),
@@ -18,9 +20,9 @@ pub const METHOD_HEADERS: [HeaderName; 3] = [
 pub const URL_HEADERS: [HeaderName; 2] =
     [HeaderName::from_static("x-original-url"), HeaderName::from_static("x-rewrite-url")];
 
-/// Whether `name` is one of the override headers.
-pub fn is_override(name: &HeaderName) -> bool {
-    METHOD_HEADERS.iter().chain(URL_HEADERS.iter()).any(|h| h == name)
+/// Whether `name` (lower case) is one of the override headers.
+pub fn is_override(name: &[u8]) -> bool {
+    METHOD_HEADERS.iter().chain(URL_HEADERS.iter()).any(|h| h.as_str().as_bytes() == name)
 }
 
 /// The methods and paths a request's override headers name.
@@ -37,18 +39,18 @@ pub struct Unreadable;
 
 /// What the override headers of a request name; `None` (without
 /// allocating) when it has none.
-pub fn named(headers: &HeaderMap) -> Result<Option<Named>, Unreadable> {
-    if !METHOD_HEADERS.iter().chain(URL_HEADERS.iter()).any(|h| headers.contains_key(h)) {
+pub fn named<F: Fields>(headers: &F) -> Result<Option<Named>, Unreadable> {
+    if !METHOD_HEADERS.iter().chain(URL_HEADERS.iter()).any(|h| headers.has(h)) {
         return Ok(None);
     }
     let mut named = Named::default();
-    for value in METHOD_HEADERS.iter().flat_map(|h| headers.get_all(h)) {
+    for value in METHOD_HEADERS.iter().flat_map(|h| headers.values(h)) {
         // Frameworks upper-case the value before they use it.
-        let text = value.to_str().map_err(|_| Unreadable)?.trim().to_ascii_uppercase();
+        let text = text(value).ok_or(Unreadable)?.trim().to_ascii_uppercase();
         named.methods.push(Method::from_bytes(text.as_bytes()).map_err(|_| Unreadable)?);
     }
-    for value in URL_HEADERS.iter().flat_map(|h| headers.get_all(h)) {
-        let uri: Uri = value.to_str().map_err(|_| Unreadable)?.trim().parse().map_err(|_| Unreadable)?;
+    for value in URL_HEADERS.iter().flat_map(|h| headers.values(h)) {
+        let uri: Uri = text(value).ok_or(Unreadable)?.trim().parse().map_err(|_| Unreadable)?;
         if uri.path().is_empty() {
             return Err(Unreadable);
         }
@@ -60,6 +62,7 @@ pub fn named(headers: &HeaderMap) -> Result<Option<Named>, Unreadable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http::HeaderValue;
 
     #[test]

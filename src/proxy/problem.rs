@@ -12,9 +12,10 @@
 
 use std::fmt::Write as _;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+use super::fields::Fields;
 use super::ProxyBody;
 use crate::contract::{self, ProxyCode, RequestId, PROBLEM_JSON, X_REQUEST_ID};
 use crate::keys::Refusal;
@@ -52,11 +53,9 @@ impl ProxyCode {
 
 /// Whether a request is gRPC (`application/grpc`, `application/grpc+proto`,
 /// `application/grpc-web`, …), whose refusals are then `grpc_response`s.
-pub fn is_grpc(headers: &HeaderMap) -> bool {
+pub fn is_grpc<F: Fields + ?Sized>(headers: &F) -> bool {
     const GRPC: &[u8] = b"application/grpc";
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC)))
+    headers.first(&CONTENT_TYPE).is_some_and(|v| v.get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC)))
 }
 
 /// The answer for `problem`: problem+json, or a gRPC trailers-only
@@ -155,6 +154,7 @@ pub fn framing_refusal() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http_body_util::BodyExt;
 
     async fn json(response: Response<ProxyBody>) -> serde_json::Value {

@@ -354,3 +354,42 @@ async fn each_request_on_a_connection_gets_its_own_timeouts() {
     let text = responses(&mut stream, 1).await;
     assert!(text.starts_with("HTTP/1.1 504"), "cut at its own timeout: {text}");
 }
+
+#[tokio::test]
+async fn field_names_in_any_case_are_the_same_names_to_the_decision_and_the_rewrite() {
+    // The upstream answers with the head it got as the body.
+    let upstream =
+        raw_upstream(|head| format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}", head.len())).await;
+    let gw = fast_gateway(&upstream).await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    let head = format!(
+        "GET /echo HTTP/1.1\r\nHOST: gw\r\nAUTHORIZATION: Bearer {}\r\nX-KEYGATE-KEY-ID: key_admin\r\n\
+         X-Keygate-Identity: forged\r\nX-Forwarded-For: 1.1.1.1\r\nFORWARDED: for=9.9.9.9\r\n\
+         Connection: keep-alive, X-Secret\r\nX-SECRET: 1\r\nX_Api_Key: kg_z\r\nX-Request-ID: client-id-1\r\n\
+         X-Kept: 3\r\n\r\n",
+        gw.keys.write.expose()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let text = responses(&mut stream, 1).await;
+    let (response, got) = text.split_once("\r\n\r\n").expect("a response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!response.to_ascii_lowercase().contains("\r\ndate:"), "answered by the fast path: {text}");
+    assert!(response.to_ascii_lowercase().contains("\r\nx-request-id: client-id-1"), "{response}");
+    let lines: Vec<&str> = got.split("\r\n").skip(1).filter(|l| !l.is_empty()).collect();
+    for line in &lines {
+        let name = line.split(':').next().unwrap_or("");
+        assert_eq!(name, name.to_ascii_lowercase(), "names go upstream in lower case: {got}");
+    }
+    let values =
+        |name: &str| -> Vec<&str> { lines.iter().filter_map(|l| l.strip_prefix(name)?.strip_prefix(": ")).collect() };
+    assert_eq!(values("host").len(), 1, "{got}");
+    assert!(values("authorization").is_empty(), "the credential is stripped: {got}");
+    assert_eq!(values("x-keygate-key-id").len(), 1, "{got}");
+    assert_ne!(values("x-keygate-key-id"), ["key_admin"], "{got}");
+    for gone in ["x-keygate-identity", "forwarded", "connection", "x-secret", "x_api_key"] {
+        assert!(values(gone).is_empty(), "{gone} must not reach the upstream: {got}");
+    }
+    assert_eq!(values("x-forwarded-for"), ["127.0.0.1"], "{got}");
+    assert_eq!(values("x-request-id"), ["client-id-1"], "{got}");
+    assert_eq!(values("x-kept"), ["3"], "{got}");
+}

@@ -18,13 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderName};
-use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{chunk_header, Chunked};
-use super::parse::{Flags, Framing};
+use super::parse::{Framing, Head};
 use super::rewrite;
 use super::upstream::{self, Failure};
 use super::write::{self, write_all_vectored};
@@ -45,7 +44,7 @@ struct Answered {
     keep: bool,
     /// The proxy's own answer's code, if it gave one.
     code: Option<ProxyCode>,
-    /// The `X-Request-Id` the client got.
+    /// The `X-Request-Id` the client got, when telemetry is on.
     request_id: Option<HeaderValue>,
 }
 
@@ -110,24 +109,17 @@ impl Proxy {
         live: &Live,
         conn: &ClientConn,
         client: &mut Client,
-        parts: Parts,
-        framing: Framing,
-        flags: Flags,
+        head: &Head,
         draining: bool,
         scratch: &mut Scratch,
     ) -> bool {
         let started = Instant::now();
-        let (mut record, parts) = match &self.telemetry {
-            Some(telemetry) => {
-                let request = Request::from_parts(parts, ());
-                (Some(telemetry.begin(&request)), request.into_parts().0)
-            }
-            None => (None, parts),
-        };
-        let head_request = parts.method == Method::HEAD;
-        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
-        let close = flags.close || draining;
-        let answered = match self.decide_forward(live, parts, conn, record.as_mut()) {
+        let mut record = self.telemetry.as_ref().map(|telemetry| telemetry.begin(&head.to_request()));
+        let (method, framing) = (&head.method, head.framing);
+        let head_request = method == Method::HEAD;
+        let idempotent = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        let close = head.flags.close || draining;
+        let answered = match self.decide_forward(live, head.view(), conn, record.as_mut()) {
             Err(refused) => {
                 let (route, response) = *refused;
                 // The body, if any, was not read: the connection ends.
@@ -137,7 +129,7 @@ impl Proxy {
             }
             Ok(decided) => {
                 let shape = Shape { framing, head_request, idempotent, close };
-                self.forward(live, conn, client, decided, shape, scratch, started, record.as_mut()).await
+                self.forward(live, conn, client, head, decided, shape, scratch, started, record.as_mut()).await
             }
         };
         let elapsed = started.elapsed();
@@ -163,13 +155,14 @@ impl Proxy {
         live: &Live,
         conn: &ClientConn,
         client: &mut Client,
+        head: &Head,
         decided: Decided<'_>,
         shape: Shape,
         scratch: &mut Scratch,
         started: Instant,
         mut record: Option<&mut crate::telemetry::Record>,
     ) -> Answered {
-        let Decided { parts, target, request_id, grpc, admitted } = decided;
+        let Decided { uri, target, request_id, grpc, admitted } = decided;
         let Admitted { identity, found_in, rate, quota, identity_token } = admitted;
         let route = target.index;
         // What is set after the rewrite (no allocation when empty).
@@ -181,12 +174,12 @@ impl Proxy {
             record.forwarding(&mut extra);
         }
         let rewrite = conn.rewrite(live, &identity, &request_id, target.upstream);
-        let stripped = |name: &HeaderName| live.strip_credentials && live.credentials.strips(name, found_in);
+        let stripped = |name: &[u8]| live.strip_credentials && live.credentials.strips(name, found_in);
         let chunked = shape.framing == Framing::Chunked;
         let owned: &[HeaderName] = if record.is_some() { &PROPAGATED } else { &[] };
         let extra = rewrite::Extra { fields: &extra, owned };
-        write::request_head(&mut scratch.head, &parts.method, &parts.uri, chunked, |out| {
-            rewrite::request_fields(out, &parts.headers, &rewrite, stripped, &extra)
+        write::request_head(&mut scratch.head, &head.method, &uri, chunked, |out| {
+            rewrite::request_fields(out, &head.fields, &rewrite, stripped, &extra)
         });
         // The response head's own fields, worked out before the request goes.
         let own = &mut scratch.own;
@@ -241,6 +234,8 @@ impl Proxy {
                 other => break other,
             }
         };
+        // Telemetry's: a generated id is not made a header value otherwise.
+        let telemetry = record.is_some();
         if let Some(record) = record {
             let status = match &attempt {
                 Attempt::Answered { status, .. } => Some(status.as_u16()),
@@ -255,14 +250,14 @@ impl Proxy {
                 status,
                 keep: body_done && !shape.close,
                 code: None,
-                request_id: Some(request_id.into_header_value()),
+                request_id: telemetry.then(|| request_id.into_header_value()),
             },
             Attempt::Cut { status } => Answered {
                 route,
                 status: status.unwrap_or(StatusCode::BAD_GATEWAY),
                 keep: false,
                 code: None,
-                request_id: Some(request_id.into_header_value()),
+                request_id: telemetry.then(|| request_id.into_header_value()),
             },
             Attempt::Failed { error, body_done } => {
                 let response = self.upstream_failed(live, error, route, &request_id, conn.peer, grpc);

@@ -53,6 +53,8 @@ pub(super) struct Client {
     start: usize,
     /// Bounds the wait for each request head.
     deadline: Deadline,
+    /// What one head leaves for the next to use.
+    reuse: parse::Reuse,
 }
 
 /// Buffers a connection reuses from request to request.
@@ -78,8 +80,9 @@ pub(super) async fn read_more<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Ve
 }
 
 /// What came of waiting for the next request head.
+#[allow(clippy::large_enum_variant)] // as `Parsed`: one allocation fewer a request
 enum Next {
-    Head(Box<Head>),
+    Head(Head),
     /// The client left, was too slow, or the drain started while it was
     /// idle.
     Closed,
@@ -107,7 +110,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if !self.unread().is_empty() {
-                match parse::parse_request(self.unread()) {
+                match parse::parse_request_with(&self.buf[self.start..], &mut self.reuse) {
                     Parsed::Complete(head) => return Next::Head(head),
                     Parsed::Refused(fault) => {
                         tracing::debug!(?fault, "request framing refused");
@@ -178,7 +181,8 @@ impl Proxy {
         let conn = ClientConn::new(peer, false, trusted);
         let mut buf = read;
         buf.reserve(BUFFER);
-        let mut client = Client { stream, buf, start: 0, deadline: Deadline::default() };
+        let reuse = parse::Reuse::default();
+        let mut client = Client { stream, buf, start: 0, deadline: Deadline::default(), reuse };
         let mut scratch = Scratch {
             upstream: Vec::new(),
             out: Vec::new(),
@@ -209,27 +213,24 @@ impl Proxy {
                     return None;
                 }
             };
-            let head_len = head.len;
-            let (parts, framing, flags) = head.into_parts();
             let live = self.live.load();
-            if flags.unusual()
-                || problem::is_grpc(&parts.headers)
-                || live.routes.needs_other_than_http1(parts.uri.path(), || request_host(&parts))
+            if head.flags.unusual()
+                || problem::is_grpc(&head.fields)
+                || live.routes.needs_other_than_http1(head.uri.path(), || request_host(head.view()))
             {
                 let Client { stream, mut buf, start, .. } = client;
                 buf.drain(..start);
                 return Some(Handover { stream, read: buf });
             }
-            client.consume(head_len);
-            if framing == Framing::Chunked && !chunked_so_far_valid(client.unread()) {
+            client.consume(head.len);
+            if head.framing == Framing::Chunked && !chunked_so_far_valid(client.unread()) {
                 // As `listener::strict` does for a fault in the read that
                 // brought the head: refused before anything goes upstream.
                 client.finish(&problem::framing_refusal()).await;
                 return None;
             }
-            let keep = self
-                .fast_request(&live, &conn, &mut client, parts, framing, flags, watcher.is_draining(), &mut scratch)
-                .await;
+            let keep = self.fast_request(&live, &conn, &mut client, &head, watcher.is_draining(), &mut scratch).await;
+            client.reuse.recycle(head);
             if !keep || watcher.is_draining() {
                 let _ = client.stream.shutdown().await;
                 return None;

@@ -16,17 +16,22 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use memchr::memchr_iter;
 
 use super::body::Chunked;
 use crate::listener::framing::{content_length, Fault, LINE_KEEP};
+use crate::proxy::fields::{Fields, View};
 
 /// Header fields a request head may have on the fast path (hyper's own
 /// default); more get 431.
 pub const MAX_HEADERS: usize = 100;
+
+/// The room `Reuse` keeps for heads: several of a usual size, one after
+/// the other, before it goes back to the start.
+const REUSED: usize = 4096;
 
 /// How a request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,30 +72,111 @@ pub struct Head {
     pub len: usize,
     pub method: Method,
     pub uri: Uri,
-    pub headers: HeaderMap,
+    pub fields: RawFields,
     pub framing: Framing,
     pub flags: Flags,
 }
 
 impl Head {
-    /// The head as the proxy's decision takes it.
-    pub fn into_parts(self) -> (http::request::Parts, Framing, Flags) {
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = self.method;
-        parts.uri = self.uri;
-        parts.version = Version::HTTP_11;
-        parts.headers = self.headers;
-        (parts, self.framing, self.flags)
+    /// The head as the proxy's decision reads it.
+    pub fn view(&self) -> View<'_, RawFields> {
+        View { method: &self.method, uri: &self.uri, fields: &self.fields }
+    }
+
+    /// The head as hyper's types hold it (for telemetry, which reads a
+    /// `Request`).
+    pub fn to_request(&self) -> http::Request<()> {
+        let mut request = http::Request::new(());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.fields.to_map();
+        request
+    }
+}
+
+/// Where a field's name and value are in the head's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// A request head's fields, borrowed from a copy of the head's bytes in
+/// which the names are lower case: no map is built, no name hashed, and a
+/// lookup is a walk over a handful of fields. Names and values are what
+/// `HeaderName` and `HeaderValue` accept (httparse allows no other).
+#[derive(Debug, Default)]
+pub struct RawFields {
+    head: Bytes,
+    spans: Vec<Span>,
+}
+
+impl RawFields {
+    fn at(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.head[start as usize..end as usize]
+    }
+
+    /// Each field as (lower-case name, value), in the client's order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> {
+        self.spans.iter().map(|span| (self.at(span.name), self.at(span.value)))
+    }
+
+    /// The fields in a `HeaderMap`.
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.spans.len());
+        for span in &self.spans {
+            let value = self.head.slice(span.value.0 as usize..span.value.1 as usize);
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(self.at(span.name)), HeaderValue::from_maybe_shared(value))
+            {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+impl Fields for RawFields {
+    fn values<'s, 'n>(&'s self, name: &'n HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + use<'s, 'n> {
+        let name = name.as_str().as_bytes();
+        self.iter().filter(move |(n, _)| *n == name).map(|(_, value)| value)
+    }
+
+    fn size(&self) -> usize {
+        self.spans.iter().map(|s| (s.name.1 - s.name.0 + s.value.1 - s.value.0) as usize).sum()
+    }
+}
+
+/// What a connection's heads reuse from one to the next: the buffer each
+/// head is copied into, whose room a head's copy gives back when the head
+/// is dropped (`BytesMut::reserve` takes it back once nothing shares it),
+/// and the vector of field offsets. A connection's requests then allocate
+/// nothing for their heads.
+#[derive(Debug, Default)]
+pub struct Reuse {
+    bytes: BytesMut,
+    spans: Vec<Span>,
+}
+
+impl Reuse {
+    /// What `head` held, kept for the next head.
+    pub fn recycle(&mut self, head: Head) {
+        let mut spans = head.fields.spans;
+        spans.clear();
+        self.spans = spans;
     }
 }
 
 /// The verdict on the bytes at the start of a buffer.
 #[derive(Debug)]
+// Not boxed: a verdict is moved once or twice, where a box would be one
+// more allocation a request.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// No whole head yet.
     Partial,
-    /// Boxed: a head is large, and the other verdicts are small.
-    Complete(Box<Head>),
+    Complete(Head),
     /// Not a request head a strict reading accepts: 400, then close.
     Refused(Fault),
     /// More than `MAX_HEADERS` fields: 431, then close.
@@ -99,6 +185,11 @@ pub enum Parsed {
 
 /// Parses the request head at the start of `buf`.
 pub fn parse_request(buf: &[u8]) -> Parsed {
+    parse_request_with(buf, &mut Reuse::default())
+}
+
+/// `parse_request`, copying the head into `reuse`'s buffer.
+pub fn parse_request_with(buf: &[u8], reuse: &mut Reuse) -> Parsed {
     // Uninitialized: httparse fills what it uses (3.2 KB not zeroed a head).
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -124,56 +215,52 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
-    // Exactly the head's fields: the fast path adds none to the map (its
-    // edits are spliced into the bytes sent upstream), and a few fields'
-    // worth of room keeps the map's entries within the allocator's
-    // per-thread cache (up to 1,032 bytes, about nine fields), where eight
-    // spare entries put even a three-field head's beyond it, through
-    // glibc's slower path on every request.
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
-    // The head is copied once; the values and the target are slices of it,
-    // not copies of their own.
-    let shared = Bytes::copy_from_slice(&buf[..len]);
-    let slice_of = |part: &[u8]| {
-        let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-        match start.checked_add(part.len()) {
-            Some(end) if end <= shared.len() && !part.is_empty() => shared.slice(start..end),
-            _ => Bytes::copy_from_slice(part),
-        }
-    };
+    // The head is copied once, its names put in lower case; the fields and
+    // the target are slices of the copy.
+    if reuse.bytes.capacity() < len {
+        reuse.bytes.reserve(len.max(REUSED));
+    }
+    reuse.bytes.extend_from_slice(&buf[..len]);
+    let mut copy = reuse.bytes.split();
+    let offset = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    let mut spans = std::mem::take(&mut reuse.spans);
+    spans.reserve(request.headers.len());
     for field in request.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        let (name_at, value_at) = (offset(name), offset(value));
+        // httparse's fields are slices of `buf[..len]`.
+        let (Some(lower), true) = (copy.get_mut(name_at..name_at + name.len()), value_at + value.len() <= len) else {
             return Parsed::Refused(Fault::LineEnd);
         };
-        let value = field.value;
-        match name.as_str() {
+        lower.make_ascii_lowercase();
+        match &*lower {
             // As long as what `framing::Tracker` keeps of a line split
             // across reads, or longer: refused as it refuses them, so that
             // nothing it refuses passes here.
-            "content-length" if line_len(buf, field) >= LINE_KEEP => return Parsed::Refused(Fault::BadLength),
-            "transfer-encoding" if line_len(buf, field) >= LINE_KEEP => {
+            b"content-length" if line_len(buf, field) >= LINE_KEEP => return Parsed::Refused(Fault::BadLength),
+            b"transfer-encoding" if line_len(buf, field) >= LINE_KEEP => {
                 return Parsed::Refused(Fault::BadTransferEncoding);
             }
-            "content-length" => match (content_length(value), length) {
+            b"content-length" => match (content_length(value), length) {
                 (None, _) => return Parsed::Refused(Fault::BadLength),
                 (Some(n), Some(seen)) if n != seen => return Parsed::Refused(Fault::BadLength),
                 (Some(n), _) => length = Some(n),
             },
-            "transfer-encoding" => {
+            b"transfer-encoding" => {
                 transfer_encoding = true;
                 // The last line's last coding decides.
                 let last = value.rsplit(|&b| b == b',').next().map_or(&b""[..], <[u8]>::trim_ascii);
                 chunked = last.eq_ignore_ascii_case(b"chunked");
             }
-            "upgrade" => flags.upgrade = true,
-            "expect" => flags.expect = true,
-            "connection" => flags.close |= has_token(value, b"close"),
+            b"upgrade" => flags.upgrade = true,
+            b"expect" => flags.expect = true,
+            b"connection" => flags.close |= has_token(value, b"close"),
             _ => {}
         }
-        let Ok(value) = HeaderValue::from_maybe_shared(slice_of(value)) else {
-            return Parsed::Refused(Fault::LineEnd);
-        };
-        headers.append(name, value);
+        // Offsets within the head, which is far shorter than 4 GiB.
+        let span = |at: usize, n: usize| (at as u32, (at + n) as u32);
+        spans.push(Span { name: span(name_at, name.len()), value: span(value_at, value.len()) });
     }
     let framing = match (transfer_encoding, length) {
         (true, Some(_)) => return Parsed::Refused(Fault::LengthAndChunked),
@@ -183,8 +270,15 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
         (false, Some(n)) => Framing::Length(n),
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Refused(Fault::LineEnd) };
-    let Ok(uri) = Uri::from_maybe_shared(slice_of(target.as_bytes())) else { return Parsed::Refused(Fault::LineEnd) };
-    Parsed::Complete(Box::new(Head { len, method, uri, headers, framing, flags }))
+    let target_at = offset(target.as_bytes());
+    let head = copy.freeze();
+    let uri = match target_at.checked_add(target.len()).filter(|&end| end <= len && !target.is_empty()) {
+        Some(end) => Uri::from_maybe_shared(head.slice(target_at..end)),
+        None => Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_bytes())),
+    };
+    let Ok(uri) = uri else { return Parsed::Refused(Fault::LineEnd) };
+    let fields = RawFields { head, spans };
+    Parsed::Complete(Head { len, method, uri, fields, framing, flags })
 }
 
 /// The length of a field's line in `buf` (name to the CR, whitespace

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::listener::framing::Tracker;
+use crate::proxy::fields::{Fields, View};
 
 /// The walker's verdict on `input`, checked to be the same whether it
 /// comes in one read, one byte per read, or split in two at every offset.
@@ -43,7 +44,7 @@ const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\nX-API-Key: kg_live_abc\r\n\r\
 
 fn complete(input: &[u8]) -> Head {
     match parse_request(input) {
-        Parsed::Complete(head) => *head,
+        Parsed::Complete(head) => head,
         other => panic!("{other:?}: {:?}", String::from_utf8_lossy(input)),
     }
 }
@@ -57,8 +58,61 @@ fn well_formed_requests_pass() {
     assert!(!refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"));
     let head = complete(GET);
     assert_eq!((head.len, head.framing, head.flags), (GET.len(), Framing::Empty, Flags::default()));
-    assert_eq!(head.headers["x-api-key"], "kg_live_abc");
+    assert_eq!(head.fields.first(&http::HeaderName::from_static("x-api-key")), Some(&b"kg_live_abc"[..]));
     assert_eq!(head.uri, "/a");
+}
+
+#[test]
+fn fields_are_read_by_lower_case_name_in_the_clients_order() {
+    let input = b"GET /a?k=1 HTTP/1.1\r\nHOST: x\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-FOR:  2.2.2.2 \r\n\r\n";
+    let head = complete(input);
+    let xff = http::HeaderName::from_static("x-forwarded-for");
+    assert_eq!(head.fields.values(&xff).collect::<Vec<_>>(), [&b"1.1.1.1"[..], b"2.2.2.2"]);
+    assert_eq!(head.fields.values(&xff).next_back(), Some(&b"2.2.2.2"[..]));
+    assert!(head.fields.has(&http::header::HOST) && !head.fields.has(&http::header::ACCEPT));
+    let names: Vec<&[u8]> = head.fields.iter().map(|(name, _)| name).collect();
+    assert_eq!(names, [&b"host"[..], b"x-forwarded-for", b"x-forwarded-for"]);
+    // What the head limit counts, on both paths.
+    let map = head.fields.to_map();
+    assert_eq!(head.fields.size(), map.size());
+    assert_eq!(head.view().head_size(), View::of(&head.to_request().into_parts().0).head_size());
+    assert_eq!(head.uri, "/a?k=1");
+}
+
+#[test]
+fn a_connections_heads_reuse_one_buffer_and_never_share_bytes() {
+    let mut reuse = Reuse::default();
+    let mut parse = |input: &[u8]| match parse_request_with(input, &mut reuse) {
+        Parsed::Complete(head) => head,
+        other => panic!("{other:?}"),
+    };
+    let first = parse(GET);
+    // A head still in use keeps its bytes while the next is parsed.
+    let second = parse(b"GET /b HTTP/1.1\r\nHost: y\r\nX-API-Key: kg_live_xyz\r\n\r\n");
+    let key = http::HeaderName::from_static("x-api-key");
+    assert_eq!(first.fields.first(&key), Some(&b"kg_live_abc"[..]));
+    assert_eq!(second.fields.first(&key), Some(&b"kg_live_xyz"[..]));
+    assert_eq!((first.uri.path(), second.uri.path()), ("/a", "/b"));
+    reuse.recycle(first);
+    reuse.recycle(second);
+    // Heads are copied one after the other into one buffer, and once
+    // they are done with, its room is used again: within a few buffers'
+    // worth of heads, one lands where an earlier did. (A new allocation a
+    // head, freed after it, would put every head at the same place.)
+    let mut seen = std::collections::HashSet::new();
+    let (mut next_to_last, mut again) = (0, false);
+    let mut last = None;
+    for _ in 0..4 * REUSED / GET.len() {
+        let Parsed::Complete(head) = parse_request_with(GET, &mut reuse) else { panic!("parses") };
+        assert_eq!(head.fields.first(&key), Some(&b"kg_live_abc"[..]));
+        let at = head.fields.first(&key).map_or(0, |v| v.as_ptr() as usize);
+        next_to_last += usize::from(last == Some(at - GET.len()));
+        again |= !seen.insert(at);
+        last = Some(at);
+        reuse.recycle(head);
+    }
+    assert!(next_to_last > REUSED / GET.len(), "heads go one after the other: {next_to_last}");
+    assert!(again, "the buffer is used again rather than a new one taken");
 }
 
 #[test]

@@ -1,16 +1,17 @@
 //! The upstream's request fields on the fast path, written as head lines
-//! from the client's parsed fields: what `headers::prepare_request` (and
-//! the credential strip before it) would leave of them, and the fields
-//! keygate sets — without changing the map, so nothing is removed, hashed
-//! or allocated for the rewrite. `prepare_request` stays the one
-//! description of the rewrite; the tests below hold the two to the same
-//! fields.
+//! from the client's fields as they came (`parse::RawFields`): what
+//! `headers::prepare_request` (and the credential strip before it) would
+//! leave of them, and the fields keygate sets — with no map, so nothing is
+//! removed, hashed or allocated for the rewrite. `prepare_request` stays
+//! the one description of the rewrite; the tests below hold the two to the
+//! same fields.
 
 use http::header::{HeaderMap, HeaderName, CONNECTION, HOST};
 
-use super::parse::has_token;
-use super::write::line;
+use super::parse::{has_token, RawFields};
+use super::write::{line, raw_line};
 use crate::contract::X_REQUEST_ID;
+use crate::proxy::fields::Fields;
 use crate::proxy::headers::{self, Rewrite, X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::proxy::headers::{X_KEYGATE_ACCOUNT_ID, X_KEYGATE_KEY_ID, X_KEYGATE_PERMISSION};
 
@@ -25,29 +26,29 @@ pub struct Extra<'a> {
 
 /// Appends the upstream's request fields to `out`: `Host` first, the
 /// client's fields `prepare_request` keeps (and none `stripped` names: the
-/// credential's header), keygate's own, then `extra`'s.
+/// credential's header), keygate's own, then `extra`'s. Names are lower
+/// case, as hyper's path writes them.
 pub fn request_fields(
     out: &mut Vec<u8>,
-    headers: &HeaderMap,
+    fields: &RawFields,
     rewrite: &Rewrite<'_>,
-    stripped: impl Fn(&HeaderName) -> bool,
+    stripped: impl Fn(&[u8]) -> bool,
     extra: &Extra<'_>,
 ) {
     let Rewrite { identity, forwarding, request_id, upstream_host, client_headers } = rewrite;
     line(out, &HOST, upstream_host.as_bytes());
-    let connection = headers.get_all(CONNECTION);
     // A name a `Connection` field lists (any case) is hop-by-hop too.
-    let named = |name: &HeaderName| connection.iter().any(|v| has_token(v.as_bytes(), name.as_str().as_bytes()));
-    for (name, value) in headers {
-        let dropped = headers::hop_by_hop_bit(name) != 0
-            || headers::SET.contains(name)
+    let named = |name: &[u8]| fields.values(&CONNECTION).any(|v| has_token(v, name));
+    for (name, value) in fields.iter() {
+        let dropped = headers::is_hop_by_hop(name)
+            || among(&headers::SET, name)
             || client_headers.removes(name, forwarding.trusted)
             || stripped(name)
-            || extra.fields.contains_key(name)
-            || extra.owned.contains(name)
+            || among(extra.fields.keys(), name)
+            || among(extra.owned, name)
             || named(name);
         if !dropped {
-            line(out, name, value.as_bytes());
+            raw_line(out, name, value);
         }
     }
     line(out, &X_KEYGATE_KEY_ID, identity.key_id.as_bytes());
@@ -55,7 +56,7 @@ pub fn request_fields(
     line(out, &X_KEYGATE_PERMISSION, identity.permission.as_str().as_bytes());
     out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
     out.extend_from_slice(b": ");
-    if !headers::forwarded_chain(headers, forwarding, out) {
+    if !headers::forwarded_chain(fields, forwarding, out) {
         out.extend_from_slice(forwarding.forwarded_for.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -66,12 +67,18 @@ pub fn request_fields(
     }
 }
 
+/// Whether `name` (lower case) is one of `names`.
+fn among<'n>(names: impl IntoIterator<Item = &'n HeaderName>, name: &[u8]) -> bool {
+    names.into_iter().any(|n| n.as_str().as_bytes() == name)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
 
     use http::HeaderValue;
 
+    use super::super::parse::{parse_request, Parsed};
     use super::*;
     use crate::config::{HeaderRule, ProxyConfig};
     use crate::contract::RequestId;
@@ -81,10 +88,10 @@ mod tests {
 
     /// The fields `prepare_request` leaves in `headers` (after removing
     /// `stripped`, then `extra`'s owned names, and inserting its fields),
-    /// and the ones `request_fields` writes, each as sorted `name: value`
-    /// lines.
+    /// and the ones `request_fields` writes from the same fields sent in a
+    /// request head, each as sorted `name: value` lines.
     fn both(
-        headers: &HeaderMap,
+        sent: &HeaderMap,
         forwarding: &Forwarding,
         client: &ClientHeaders,
         stripped: &[&str],
@@ -104,6 +111,20 @@ mod tests {
             upstream_host: &host,
             client_headers: client,
         };
+        // The fields as a client sends them (names in mixed case), parsed.
+        let mut bytes = b"GET / HTTP/1.1\r\n".to_vec();
+        for (name, value) in sent {
+            let name = name.as_str();
+            bytes.extend_from_slice(name[..1].to_ascii_uppercase().as_bytes());
+            bytes.extend_from_slice(&name.as_bytes()[1..]);
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        let Parsed::Complete(head) = parse_request(&bytes) else { panic!("{sent:?} parses") };
+        let headers = head.fields.to_map();
+        assert_eq!(headers.len(), sent.len());
         let mut map = headers.clone();
         for name in stripped {
             map.remove(*name);
@@ -118,7 +139,7 @@ mod tests {
         let mut expected: Vec<String> =
             map.iter().map(|(n, v)| format!("{}: {}", n, String::from_utf8_lossy(v.as_bytes()))).collect();
         let mut out = Vec::new();
-        request_fields(&mut out, headers, &rewrite, |n| stripped.contains(&n.as_str()), extra);
+        request_fields(&mut out, &head.fields, &rewrite, |n| stripped.iter().any(|s| s.as_bytes() == n), extra);
         let text = String::from_utf8(out).expect("text");
         assert!(text.ends_with("\r\n") && text.starts_with("host: up:8080\r\n"), "{text}");
         let mut written: Vec<String> = text.split_terminator("\r\n").map(str::to_owned).collect();

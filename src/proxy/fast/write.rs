@@ -18,7 +18,12 @@ fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
 
 /// Appends one head line, `name: value\r\n`.
 pub fn line(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
-    out.extend_from_slice(name.as_str().as_bytes());
+    raw_line(out, name.as_str().as_bytes(), value);
+}
+
+/// `line`, for a name held as bytes.
+pub fn raw_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
