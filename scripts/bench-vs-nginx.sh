@@ -25,7 +25,9 @@
 # keygate/direct. Only ratios within one run mean anything on a shared VM.
 #
 # Knobs: MODE KEYS ROUNDS DURATION CONNS LAT_CONNS LAT_DURATION GW_CPU
-# LOAD_CPU KEYGATE_BIN (skip the cargo build) KEEP=1 (keep the work dir).
+# LOAD_CPU KEYGATE_BIN (skip the cargo build) KEEP=1 (keep the work dir)
+# GW_SPIN=1 (a SCHED_IDLE spinner on the gateway's CPU: whether a latency
+# gap is the cost of waking an idle CPU).
 # Loopback only; everything it starts is stopped on exit.
 set -euo pipefail
 
@@ -173,6 +175,16 @@ RESULTS=$WORK/results.txt
 : >"$RESULTS"
 TARGETS=("direct $UP_PORT -" "nginx $GW_PORT $NGINX_PID" "keygate $KG_PORT $KEYGATE_PID")
 log "MODE=$MODE: gateway on CPU $GW_CPU; wrk (1 thread) and the upstream on CPU $LOAD_CPU"
+if [[ ${GW_SPIN:-0} == 1 ]]; then
+    # A diagnosis, not a setting to compare with: a spinner on the
+    # gateway's CPU at SCHED_IDLE keeps that CPU out of its idle states,
+    # so a gateway that waits for work is not woken from one (the
+    # gateways preempt it at once; their CPU time is counted apart).
+    need chrt util-linux
+    taskset -c "$GW_CPU" chrt --idle 0 sh -c 'while :; do :; done' &
+    PIDS+=($!)
+    log "GW_SPIN=1: a SCHED_IDLE spinner on CPU $GW_CPU"
+fi
 rounds "$ROUNDS" "${TARGETS[@]}"
 
 # --- report ----------------------------------------------------------------------

@@ -229,10 +229,12 @@ pub fn parse_request_with(buf: &[u8], reuse: &mut Reuse) -> Parsed {
         let name = field.name.as_bytes();
         let value = field.value;
         let (name_at, value_at) = (offset(name), offset(value));
-        // httparse's fields are slices of `buf[..len]`.
-        let (Some(lower), true) = (copy.get_mut(name_at..name_at + name.len()), value_at + value.len() <= len) else {
+        // httparse's fields are slices of `buf[..len]` (empty values too).
+        let within = |at: usize, n: usize| at.checked_add(n).is_some_and(|end| end <= len);
+        if !within(name_at, name.len()) || !within(value_at, value.len()) {
             return Parsed::Refused(Fault::LineEnd);
-        };
+        }
+        let lower = &mut copy[name_at..name_at + name.len()];
         lower.make_ascii_lowercase();
         match &*lower {
             // As long as what `framing::Tracker` keeps of a line split

@@ -269,3 +269,11 @@ fn random_bytes_never_panic_and_the_verdict_never_depends_on_reads() {
         let _ = refused(&input);
     }
 }
+
+#[test]
+fn empty_values_are_fields_like_any() {
+    let head = complete(b"GET / HTTP/1.1\r\nX-Empty:\r\nHost: x\r\nX-Blank:   \r\n\r\n");
+    let fields: Vec<(&[u8], &[u8])> = head.fields.iter().collect();
+    assert_eq!(fields, [(&b"x-empty"[..], &b""[..]), (b"host", b"x"), (b"x-blank", b"")]);
+    assert_eq!(head.fields.to_map().len(), 3);
+}
