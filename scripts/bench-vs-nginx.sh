@@ -73,20 +73,7 @@ fill "$BENCH/upstream-nginx.conf" >"$WORK/upstream.conf"
 fill "$BENCH/gateway-nginx.conf" >"$WORK/gateway.conf"
 fill "$BENCH/keygate.yaml" >"$WORK/keygate.yaml"
 
-if [[ -n ${KEYGATE_BIN:-} ]]; then
-    SEED=${SEED_BIN:-$(dirname "$KEYGATE_BIN")/examples/seed_keys}
-else
-    log "building keygate (release)"
-    # Apart: built with an example, keygate would get the dev-dependencies'
-    # features too (tokio's test-util, whose clock takes a lock on every
-    # `Instant::now`), which the shipped binary (the Dockerfile's
-    # `--bin keygate`) does not have. The example builds in a target
-    # directory of its own, so neither build undoes the other.
-    (cd "$ROOT" && cargo build --release --quiet --bin keygate)
-    (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target/examples" cargo build --release --quiet --example seed_keys)
-    KEYGATE_BIN=$ROOT/target/release/keygate
-    SEED=$ROOT/target/examples/release/examples/seed_keys
-fi
+keygate_and_seed
 
 log "seeding $KEYS keys"
 "$SEED" --config "$WORK/keygate.yaml" --keys "$KEYS" --out "$WORK/keys.txt" 2>&1 | sed 's/^/   /' >&2

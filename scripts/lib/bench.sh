@@ -7,6 +7,25 @@
 
 log() { echo "== $*" >&2; }
 
+# keygate_and_seed: sets KEYGATE_BIN (built here unless given) and SEED
+# (SEED_BIN, or the seed_keys example beside KEYGATE_BIN or built here).
+# Built apart: built with an example, keygate would get the
+# dev-dependencies' features too (tokio's test-util, whose clock takes a
+# lock on every `Instant::now`), which the shipped binary (the Dockerfile's
+# `--bin keygate`) does not have. The example builds in a target directory
+# of its own, so neither build undoes the other.
+keygate_and_seed() {
+    if [[ -n ${KEYGATE_BIN:-} ]]; then
+        SEED=${SEED_BIN:-$(dirname "$KEYGATE_BIN")/examples/seed_keys}
+        return
+    fi
+    log "building keygate (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin keygate)
+    (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target/examples" cargo build --release --quiet --example seed_keys)
+    KEYGATE_BIN=$ROOT/target/release/keygate
+    SEED=$ROOT/target/examples/release/examples/seed_keys
+}
+
 # Everything a script starts goes in PIDS; on exit it is stopped and $WORK
 # removed (kept with KEEP=1).
 PIDS=()

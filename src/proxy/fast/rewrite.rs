@@ -37,8 +37,10 @@ pub fn request_fields(
 ) {
     let Rewrite { identity, forwarding, request_id, upstream_host, client_headers } = rewrite;
     line(out, &HOST, upstream_host.as_bytes());
-    // A name a `Connection` field lists (any case) is hop-by-hop too.
-    let named = |name: &[u8]| fields.values(&CONNECTION).any(|v| has_token(v, name));
+    // A name a `Connection` field lists (any case) is hop-by-hop too; the
+    // fields are walked for it only when there is one.
+    let listed = fields.has(&CONNECTION);
+    let named = |name: &[u8]| listed && fields.values(&CONNECTION).any(|v| has_token(v, name));
     for (name, value) in fields.iter() {
         let dropped = headers::is_hop_by_hop(name)
             || among(&headers::SET, name)
