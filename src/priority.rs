@@ -14,8 +14,9 @@
 //! on the proxy's core waited up to ~2 ms (benches/README.md, "The
 //! one-connection tail"). So the flush writes through a connection of its
 //! own whose thread is `SCHED_IDLE` (`idle_current_thread`,
-//! `Store::for_background_writes`): a woken proxy thread takes the core
-//! from it at once. Only that thread: the admin port, the reloader and the
+//! `Store::for_background_writes`; the quota book's flushes of ordinary
+//! spending share it): a woken proxy thread takes the core from it at
+//! once. Only that thread: the admin port, the reloader and the
 //! other SQLite workers on `SCHED_IDLE` (or `SCHED_BATCH`) starved when
 //! the proxy saturated its core, and an admin revocation took 1–3 s.
 //! `sched_yield`, short sleeps and a shorter slice for the proxy threads
@@ -54,8 +55,8 @@ pub fn lower_background() -> usize {
 /// Puts the calling thread on `SCHED_IDLE`: it runs only when no other
 /// thread wants its core, and a woken proxy thread takes the core from it at
 /// once. For work that may wait without end on a saturated core and holds
-/// nothing the rest needs for long (the usage flush's writes, in small
-/// transactions). Returns whether the kernel agreed. Threads this thread
+/// nothing the rest needs for long (the usage flush's and the quota
+/// book's bulk writes, in small transactions). Returns whether the kernel agreed. Threads this thread
 /// starts inherit the policy.
 pub fn idle_current_thread() -> bool {
     scheduler::set_self_policy(scheduler::Policy::Idle, 0).is_ok()

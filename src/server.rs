@@ -107,7 +107,6 @@ impl Gateway {
         tasks.push(crate::rehash::spawn(Arc::clone(&reloader), shutdown.clone()));
         tasks.extend(fleet_task);
         reloader.quotas().set_block(config.limits.quota_block);
-        tasks.push(reloader.quotas().spawn(reloader.store().clone(), shutdown.clone()));
 
         let proxy_listeners = match runtime {
             ProxyRuntime::Caller => ProxyListeners::Caller(bind(config.proxy.listen, "proxy.listen").await?),
@@ -144,7 +143,11 @@ impl Gateway {
             metrics.register(collector)?;
         }
         tasks.extend(webhooks.spawn(shutdown.clone()));
+        // The usage flush's writes and the quota book's flushes of ordinary
+        // spending share one connection that never holds a core a request
+        // needs (on SQLite; elsewhere the store itself).
         let flush_store = reloader.store().for_background_writes(&config.store).await;
+        tasks.push(reloader.quotas().spawn(reloader.store().clone(), flush_store.clone(), shutdown.clone()));
         let flusher = Flusher::new(reloader.keyset(), flush_store, config.usage.retention_days);
         tasks.push(flusher.spawn(Duration::from_millis(config.usage.flush_interval_ms), shutdown.clone()));
 

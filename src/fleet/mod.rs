@@ -6,7 +6,8 @@
 //! request path with one atomic decrement. A background task (`sync.rs`)
 //! tops a lease up when half of it is spent, when the fleet's free tokens
 //! run short, and at least every second while the limit is in use (every
-//! 5 s while its bucket is more than half full; checked every
+//! 5 s while its bucket is more than half full, every 30 s while nine
+//! tenths full; checked every
 //! `limits.redis_sync_interval_ms`): in one Lua call per batch it
 //! hands back what the replica holds, and leases it `ceil(free / replicas)`
 //! of what is free. Tokens are only ever spent after
@@ -149,6 +150,12 @@ fn warm_credit(quota: Quota, replicas: i64) -> i64 {
     (i64::from(quota.requests) / (20 * replicas.max(1))).max(1)
 }
 
+/// Credit left at which a first lease stops waiting its turn behind the
+/// refreshes (`sync::pick`): half of `warm_credit`.
+fn half_credit(quota: Quota, replicas: i64) -> i64 {
+    warm_credit(quota, replicas) / 2
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
@@ -245,8 +252,7 @@ impl FleetScope {
             && now_ms >= self.empty_until_ms.load(Ordering::Relaxed)
             && self.state.compare_exchange(DORMANT, WARMING, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         if on_credit {
-            let replicas = self.shared.replicas.load(Ordering::Relaxed);
-            let credit = warm_credit(self.quota, replicas) - 1;
+            let credit = warm_credit(self.quota, self.replicas()) - 1;
             self.credit.store(credit, Ordering::Relaxed);
             // The next round (every `limits.redis_sync_interval_ms`) leases;
             // the sync is woken now only when no credit is left to wait on.
@@ -268,6 +274,9 @@ impl FleetScope {
         if warming && !credit.is_ok_and(|before| before > 1) {
             // The credit ran out before the lease came: lease now.
             self.wake(true);
+        } else if warming && credit.is_ok_and(|before| before - 1 == half_credit(self.quota, self.replicas())) {
+            // Half of it spent: the next round leases, whatever it owes.
+            self.wake(false);
         }
         if credit.is_ok() {
             let (allowed, info) = local();
@@ -284,6 +293,10 @@ impl FleetScope {
             self.wake(true);
         }
         (false, Some(self.refusal(now_ms)))
+    }
+
+    fn replicas(&self) -> i64 {
+        self.shared.replicas.load(Ordering::Relaxed)
     }
 
     /// Puts this limit in the next round (a first lease, once per lease at

@@ -158,11 +158,15 @@ fn a_lease_in_use_is_synced_when_half_spent_short_or_a_second_old() {
     lease(50, 900, 9_500);
     assert_eq!(picked(1), Some((true, 50)), "half spent");
     assert!(!s.touched.load(Ordering::Relaxed));
-    lease(60, 900, 9_000);
+    lease(60, 700, 9_000);
     assert_eq!(picked(1), None, "a second old, but the bucket more than half full: synced every 5 s");
-    lease(60, 900, 5_000);
+    lease(60, 700, 5_000);
     assert_eq!(picked(1), Some((true, 60)), "five seconds old");
     lease(60, 900, 5_000);
+    assert_eq!(picked(1), None, "five seconds old, but the bucket nine tenths full: synced every 30 s");
+    lease(60, 900, -20_000);
+    assert_eq!(picked(1), Some((true, 60)), "thirty seconds old");
+    lease(60, 700, 5_000);
     let mut none_left = sync::Refreshes::new(0);
     assert!(sync::pick(&s, 10_000, 1, false, &mut none_left).is_none(), "the round's refreshes taken: a later one");
     assert!(s.touched.load(Ordering::Relaxed), "still owed its refresh");
@@ -230,6 +234,41 @@ fn a_first_lease_wakes_the_sync_only_when_no_credit_is_left() {
     let small = f.scope(RateScope::Key, "small", Q);
     assert!(small.admit(1_000, allow).0);
     assert!(woken(&f), "its one request of credit is spent: lease now");
+}
+
+#[test]
+fn first_leases_with_credit_to_spend_wait_their_turn_and_half_spent_never_waits() {
+    let f = limiter();
+    f.shared.up.store(true, Ordering::Relaxed);
+    f.shared.replicas.store(1, Ordering::Relaxed);
+    let big = Quota { requests: 100, per_seconds: 1 };
+    // Five of credit each (100 / 20), one spent by the request that started each.
+    let keys: Vec<_> = (0..3).map(|i| f.scope(RateScope::Key, &format!("k{i}"), big)).collect();
+    for k in &keys {
+        assert!(k.admit(1_000, allow).0);
+    }
+    assert!(!woken(&f), "credit left: nobody wakes the sync");
+    let mut room = sync::Refreshes::new(2);
+    let picked: Vec<_> = keys.iter().filter_map(|k| sync::pick(k, 1_000, 1, false, &mut room)).collect();
+    assert_eq!(picked.len(), 2, "the round's room: two first leases");
+    assert!(picked.iter().all(|e| e.lease && e.held == -1), "each charged its request on credit");
+    assert_eq!(room.owed().len(), 1, "the third is owed to the next round");
+    assert!(keys[2].touched.load(Ordering::Relaxed), "still to lease");
+    // The third spends two more of its five: half of it (two) is left.
+    f.shared.urgent.lock().expect("lock").clear();
+    keys[2].queued.store(false, Ordering::Relaxed);
+    assert!(keys[2].admit(1_000, allow).0);
+    assert!(f.shared.urgent.lock().expect("lock").is_empty(), "three left: still waits its turn");
+    assert!(keys[2].admit(1_000, allow).0);
+    assert_eq!(f.shared.urgent.lock().expect("lock").len(), 1, "half spent: in the next round");
+    assert!(!woken(&f), "without a syscall");
+    let mut none_left = sync::Refreshes::new(0);
+    let e = sync::pick(&keys[2], 1_000, 1, false, &mut none_left).expect("half its credit spent: never waits");
+    assert_eq!((e.lease, e.held), (true, -3));
+    // A small limit's single request of credit is spent at once: never waits.
+    let small = f.scope(RateScope::Key, "small", Q);
+    assert!(small.admit(1_000, allow).0);
+    assert!(sync::pick(&small, 1_000, 1, false, &mut none_left).is_some());
 }
 
 #[test]

@@ -66,8 +66,11 @@ struct Taken {
 
 impl QuotaBook {
     /// The syncer: a round every tick, or at once when a request finds its
-    /// reservation low; every reservation goes back at shutdown.
-    pub fn spawn(self: &Arc<Self>, store: Store, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    /// reservation low; every reservation goes back at shutdown. `bulk`
+    /// takes the flushes of ordinary spending (`Store::for_background_writes`:
+    /// on SQLite a connection whose thread yields the core to a request at
+    /// once); `store` the syncs a reservation waits on.
+    pub fn spawn(self: &Arc<Self>, store: Store, bulk: Store, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut last_renew = now_ms();
@@ -94,7 +97,7 @@ impl QuotaBook {
                     (false, true) => Round::Renew,
                     (false, false) => Round::Tick,
                 };
-                this.round(&store, kind).await;
+                this.round(&store, &bulk, kind).await;
                 if woken {
                     tokio::select! {
                         _ = tokio::time::sleep(WAKE_GAP) => {}
@@ -103,7 +106,7 @@ impl QuotaBook {
                 }
             }
             // Flush what is left, then give back every reservation.
-            this.round(&store, Round::Last).await;
+            this.round(&store, &bulk, Round::Last).await;
             if let Err(e) = store.release_quota_leases(&this.replica_id).await {
                 tracing::warn!(error = %e, "could not give back quota reservations; they lapse on their own");
             }
@@ -117,8 +120,9 @@ impl QuotaBook {
     /// bulk work. A tick also flushes the oldest batch of the other
     /// spending, so a round's cost does not grow with the number of owners
     /// in use. `Renew` also gives idle reservations back and keeps this
-    /// replica's leases alive; `Last` flushes everything.
-    pub async fn round(&self, store: &Store, kind: Round) {
+    /// replica's leases alive (a sole spender has none); `Last` flushes
+    /// everything. The bulk goes through `bulk`, the urgent through `store`.
+    pub async fn round(&self, store: &Store, bulk_store: &Store, kind: Round) {
         let now = now_ms();
         self.sync_urgent(store).await;
         if kind == Round::Wake {
@@ -155,9 +159,9 @@ impl QuotaBook {
         bulk.dedup();
         for chunk in bulk.chunks(BATCH) {
             self.sync_urgent(store).await;
-            self.sync(store, chunk).await;
+            self.sync(bulk_store, chunk).await;
         }
-        if kind == Round::Renew {
+        if kind == Round::Renew && !self.sole.load(Ordering::Relaxed) {
             match store.renew_quota_leases(&self.replica_id).await {
                 Ok(()) => self.reachable(),
                 Err(e) => self.unreachable(&e),

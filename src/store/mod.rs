@@ -140,6 +140,12 @@ fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
+        // A multi-row statement inside a transaction (the usage flush's,
+        // the quota sync's) keeps a statement journal, and one past 64 KiB
+        // spilled to a temporary file: opened, written page by page and
+        // deleted, several times a second on the proxy's core. In memory
+        // it is a copy.
+        .pragma("temp_store", "memory")
         .foreign_keys(true))
 }
 
@@ -183,7 +189,8 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// The store for the usage flush's writes. On a SQLite file: a second
+    /// The store for the usage flush's writes and the quota book's flushes
+    /// of ordinary spending. On a SQLite file: a second
     /// handle whose one connection's thread is `SCHED_IDLE`
     /// (`priority::idle_current_thread`), so the flush's SQL never holds
     /// the core a request needs (with nice 10 alone, a request arriving

@@ -78,7 +78,7 @@ async fn a_round_flushes_at_most_a_batch_beyond_the_short(db: Option<pg::Databas
     for o in &owners {
         assert!(spend(&book, *o, 6));
     }
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.used(&owners).await, 3_600, "every short owner is synced in the round");
     let leases = if l.leases() { vec![10] } else { Vec::new() };
     assert_eq!(l.held(owners[0].as_str()).await, leases, "each reserved a block (on PostgreSQL)");
@@ -89,20 +89,20 @@ async fn a_round_flushes_at_most_a_batch_beyond_the_short(db: Option<pg::Databas
     // A round a request wakes syncs only the owners that must be: here the
     // one gone short. The others wait for the ticks.
     assert!(spend(&book, owners[0], 5));
-    book.round(&l.store, Round::Wake).await;
+    book.round(&l.store, &l.store, Round::Wake).await;
     assert_eq!(l.used(&owners).await, 3_606, "a wake flushes nothing else");
     // Each tick takes the next 256 owners of the queue; the one the wake
     // synced is passed over when its turn comes.
     let mut before = 3_606;
     for _ in 0..2 {
-        book.round(&l.store, Round::Tick).await;
+        book.round(&l.store, &l.store, Round::Tick).await;
         let used = l.used(&owners).await;
         assert!((255..=256).contains(&(used - before)), "a batch a tick: {} flushed", used - before);
         before = used;
     }
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.used(&owners).await, 4_205, "the rest in the next round");
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.used(&owners).await, 4_205, "nothing counted twice");
     assert!(book.shared());
 }
@@ -126,11 +126,11 @@ async fn a_busy_owner_reserves_more_but_credit_stays_one_block(db: pg::Database)
     let book = QuotaBook::new(10);
     let o = owner(1);
     assert!(spend(&book, o, 1));
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.held(o.as_str()).await, vec![10]);
     // 19 units in a few ms: the block of 10 and 9 of credit.
     assert!(spend(&book, o, 19));
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     let held = l.held(o.as_str()).await;
     let [held] = held[..] else { panic!("one lease: {held:?}") };
     // 19 units since the last sync: over 10 a second unless the round took
@@ -141,13 +141,13 @@ async fn a_busy_owner_reserves_more_but_credit_stays_one_block(db: pg::Database)
     assert!(spend(&book, o, held));
     assert!(spend(&book, o, 10));
     assert!(!spend(&book, o, 1), "credit beyond the reservation is one block");
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &l.store, Round::Tick).await;
     assert!(spend(&book, o, 1));
     assert_eq!(l.used(&[o]).await, 1 + 19 + held + 10);
     // A second replica sees the first one's reservation as taken.
     let other = QuotaBook::new(10);
     assert!(spend(&other, o, 1));
-    other.round(&l.store, Round::Tick).await;
+    other.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.held(o.as_str()).await.len(), 2, "both replicas hold a lease");
 }
 
@@ -159,22 +159,26 @@ async fn a_busy_owner_reserves_more_but_credit_stays_one_block_on_postgres() {
 
 /// SQLite serves one node: its syncs write the spending and no lease, so a
 /// flush is one statement; the reservation is still sized and kept in the
-/// book, and spending stays exact.
+/// book, and spending stays exact. The flushes of ordinary spending go
+/// through the usage flush's connection (`Store::for_background_writes`,
+/// as `keygate serve` runs them), the rest through the store's pool.
 #[tokio::test]
 async fn one_node_on_sqlite_writes_spending_and_no_lease() {
     let l = ledger(None).await;
+    let bulk = l.store.for_background_writes(&StoreConfig { url: l.url.clone(), ..StoreConfig::default() }).await;
     let book = QuotaBook::new(10);
     book.set_sole(true);
     let o = owner(1);
     for _ in 0..5 {
         assert!(spend(&book, o, 7));
-        book.round(&l.store, Round::Tick).await;
+        book.round(&l.store, &bulk, Round::Tick).await;
     }
     assert_eq!(l.used(&[o]).await, 35);
+    book.round(&l.store, &bulk, Round::Renew).await;
     assert_eq!(l.held(o.as_str()).await, Vec::<i64>::new(), "no lease on one node");
     // Far beyond any reservation: one node never waits for the store.
     assert!(spend(&book, o, 500));
-    book.round(&l.store, Round::Tick).await;
+    book.round(&l.store, &bulk, Round::Tick).await;
     assert_eq!(l.used(&[o]).await, 535);
     let (used, remaining) = book.usage(&o, now_ms()).expect("counted");
     assert_eq!((used, remaining), (535, SPEC.limit - 535));
