@@ -56,8 +56,8 @@ pub fn lower_background() -> usize {
 /// thread wants its core, and a woken proxy thread takes the core from it at
 /// once. For work that may wait without end on a saturated core and holds
 /// nothing the rest needs for long (the usage flush's and the quota
-/// book's bulk writes, in small transactions). Returns whether the kernel agreed. Threads this thread
-/// starts inherit the policy.
+/// book's bulk writes, in small transactions). Returns whether the kernel
+/// agreed. Threads this thread starts inherit the policy.
 pub fn idle_current_thread() -> bool {
     scheduler::set_self_policy(scheduler::Policy::Idle, 0).is_ok()
 }
