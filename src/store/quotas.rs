@@ -113,8 +113,9 @@ impl Store {
     /// (spending carried over a period's end) is flushed and reserves
     /// nothing. On SQLite (one node, the ledger's only spender) there is no
     /// other replica to hold units or to read this one's leases: the
-    /// spending alone is written, one statement instead of four (the flush
-    /// shares the proxy's core).
+    /// spending alone is written and read back as one row: two statements
+    /// instead of four, and one hand-over from SQLite's worker thread
+    /// instead of one per owner (the flush shares the proxy's core).
     pub async fn sync_quotas(&self, replica_id: &str, syncs: &[QuotaSync]) -> Result<Vec<QuotaLedger>> {
         if syncs.is_empty() {
             return Ok(Vec::new());
@@ -147,9 +148,31 @@ impl Store {
             });
             qb.push(
                 " ON CONFLICT (owner_id, period_start) DO UPDATE SET used = quota_ledger.used + excluded.used, \
-                 updated_at = excluded.updated_at RETURNING owner_id, period_start, used, adjust",
+                 updated_at = excluded.updated_at",
             );
-            let answered: Vec<(String, i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let answered: Vec<(String, i64, i64, i64)> = if leases {
+                qb.push(" RETURNING owner_id, period_start, used, adjust");
+                qb.build_query_as().fetch_all(&mut *tx).await?
+            } else {
+                // SQLite's worker thread hands each row of an answer over
+                // on its own, and each woke the syncer (which, at nice 10,
+                // preempts the worker's SCHED_IDLE thread): two switches of
+                // the proxy's core per owner. The rows come back as one.
+                qb.build().execute(&mut *tx).await?;
+                // The asked rows first (`CROSS JOIN` keeps that order): one
+                // primary-key lookup each, not a scan of the ledger.
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT json_group_array(json_array(l.owner_id, l.period_start, l.used, l.adjust)) FROM (",
+                );
+                qb.push_values(rows.keys(), |mut row, (owner, period_start)| {
+                    row.push_bind(*owner).push_bind(*period_start);
+                });
+                qb.push(
+                    ") AS v CROSS JOIN quota_ledger l ON l.owner_id = v.column1 AND l.period_start = v.column2",
+                );
+                let text: String = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                serde_json::from_str(&text).map_err(|e| StoreError::Other(format!("quota ledger rows: {e}")))?
+            };
             ledger.extend(answered.into_iter().map(|(o, p, used, adjust)| ((o, p), (to_u64(used), adjust))));
 
             // What the other live replicas hold of each owner's current period.

@@ -104,6 +104,12 @@ async fn a_round_flushes_at_most_a_batch_beyond_the_short(db: Option<pg::Databas
     assert_eq!(l.used(&owners).await, 4_205, "the rest in the next round");
     book.round(&l.store, &l.store, Round::Tick).await;
     assert_eq!(l.used(&owners).await, 4_205, "nothing counted twice");
+    // Every owner's answer came back and was applied (on SQLite as one row
+    // for the whole batch): the book counts each as the ledger does.
+    for (i, o) in owners.iter().enumerate() {
+        let want = if i == 0 { 12 } else { 7 };
+        assert_eq!(book.usage(o, now_ms()).map(|(used, _)| used), Some(want), "owner {i}");
+    }
     assert!(book.shared());
 }
 
@@ -158,7 +164,7 @@ async fn a_busy_owner_reserves_more_but_credit_stays_one_block_on_postgres() {
 }
 
 /// SQLite serves one node: its syncs write the spending and no lease, so a
-/// flush is one statement; the reservation is still sized and kept in the
+/// flush is two statements (the write, and its rows read back as one); the reservation is still sized and kept in the
 /// book, and spending stays exact. The flushes of ordinary spending go
 /// through the usage flush's connection (`Store::for_background_writes`,
 /// as `keygate serve` runs them), the rest through the store's pool.
