@@ -74,9 +74,9 @@ const STOCKED_REFRESH_MS: i64 = 5_000;
 const WHOLE_REFRESH_MS: i64 = 30_000;
 /// Limits per Lua call. Each costs Redis about 7 µs, and Redis may share
 /// the gateway's core: a call of 64 held it for about 0.45 ms, which a
-/// request arriving meanwhile waited out (Redis is not ours to lower), and
-/// at one connection that was the p99. Calls of 16 hold it about 0.1 ms;
-/// the round sends them one after the other, so requests run in between.
+/// request arriving meanwhile waited out (Redis is not ours to lower).
+/// Calls of 16 hold it about 0.1 ms; the round sends them one after the
+/// other, so requests run in between.
 const BATCH: usize = 16;
 /// Refreshes and give-backs per round at most (`pick`): ten thousand limits
 /// that came into use together come due together, and at one request

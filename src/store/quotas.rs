@@ -155,9 +155,10 @@ impl Store {
                 qb.build_query_as().fetch_all(&mut *tx).await?
             } else {
                 // SQLite's worker thread hands each row of an answer over
-                // on its own, and each woke the syncer (which, at nice 10,
-                // preempts the worker's SCHED_IDLE thread): two switches of
-                // the proxy's core per owner. The rows come back as one.
+                // on its own, and each woke the syncer (from the
+                // `SCHED_IDLE` worker of the bulk flushes, at once): two
+                // switches of the proxy's core per owner. The rows come
+                // back as one.
                 qb.build().execute(&mut *tx).await?;
                 // The asked rows first (`CROSS JOIN` keeps that order): one
                 // primary-key lookup each, not a scan of the ledger.
