@@ -164,8 +164,9 @@ async fn a_busy_owner_reserves_more_but_credit_stays_one_block_on_postgres() {
 }
 
 /// SQLite serves one node: its syncs write the spending and no lease, so a
-/// flush is two statements (the write, and its rows read back as one); the reservation is still sized and kept in the
-/// book, and spending stays exact. The flushes of ordinary spending go
+/// flush is two statements (the write, and its rows read back as one); the
+/// reservation is still sized and kept in the book, and spending stays
+/// exact. The flushes of ordinary spending go
 /// through the usage flush's connection (`Store::for_background_writes`,
 /// as `keygate serve` runs them), the rest through the store's pool.
 #[tokio::test]
